@@ -1,0 +1,129 @@
+"""The SGTM partition on a real GPT-Neo: which parameters get gradient in each mode, and ablation."""
+
+import pytest
+import torch
+from helpers import EOS, random_blocks, tiny_gpt_neo
+
+from unlearnbench.data.packing import inputs_and_targets
+from unlearnbench.losses import lm_loss
+from unlearnbench.methods.sgtm import masks_for
+from unlearnbench.models.partition import (
+    Partition,
+    ablate,
+    activation_mode,
+    forget_masks,
+    joint_parameter_names,
+)
+
+
+def _backward(model, mode_part=None, mode="plain"):
+    inputs, targets = inputs_and_targets(random_blocks(3), EOS)
+    model.zero_grad(set_to_none=True)
+    if mode_part is None:
+        lm_loss(model, inputs, targets).backward()
+    else:
+        with activation_mode(model, mode_part, mode):
+            lm_loss(model, inputs, targets).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.fixture
+def model_and_part():
+    model = tiny_gpt_neo()
+    return model, Partition.for_model(model, forget_mlp_dim=16, forget_heads=1)
+
+
+def test_forget_masks_slice_shapes(model_and_part):
+    model, part = model_and_part
+    masks = forget_masks(model, part)
+    # 2 layers x (c_fc w, c_fc b, c_proj w, q, k, v, out_proj w)
+    assert len(masks) == 14
+    fc = masks["transformer.h.0.mlp.c_fc.weight"]  # (64, 32)
+    assert fc[48:].all() and not fc[:48].any()
+    proj = masks["transformer.h.0.mlp.c_proj.weight"]  # (32, 64)
+    assert proj[:, 48:].all() and not proj[:, :48].any()
+    q = masks["transformer.h.1.attn.attention.q_proj.weight"]  # (32, 32), d_head 8
+    assert q[24:].all() and not q[:24].any()
+    out = masks["transformer.h.1.attn.attention.out_proj.weight"]
+    assert out[:, 24:].all() and not out[:, :24].any()
+    # output biases belong to retain
+    assert "transformer.h.0.mlp.c_proj.bias" not in masks
+    assert "transformer.h.0.attn.attention.out_proj.bias" not in masks
+
+
+@pytest.mark.parametrize("mask_embeddings", [False, True])
+def test_forget_mode_only_theta_forget_and_joint_get_gradient(model_and_part, mask_embeddings):
+    model, part = model_and_part
+    grads = _backward(model)
+    allowed = masks_for(model, part, mask_embeddings)["forget"]
+    for name, g in grads.items():
+        if name in allowed:
+            g = g * allowed[name]
+        grads[name] = g
+    fmask = forget_masks(model, part)
+    joint = set(joint_parameter_names(model, part))
+    for name, g in grads.items():
+        if name in fmask:
+            assert (g[~fmask[name]] == 0).all(), f"{name}: retain slice got gradient"
+            assert g[fmask[name]].abs().sum() > 0, f"{name}: forget slice got no gradient"
+        elif name in joint and mask_embeddings:
+            assert (g == 0).all(), f"{name}: masked joint parameter got gradient"
+        elif name.endswith(("c_proj.bias", "out_proj.bias")):
+            assert (g == 0).all(), f"{name} is theta_retain and must not learn on forget data"
+        else:
+            assert g.abs().sum() > 0, f"{name}: joint parameter got no gradient"
+
+
+def test_retain_mode_gives_theta_forget_exactly_zero_gradient(model_and_part):
+    model, part = model_and_part
+    grads = _backward(model, part, "zero_forget")  # activation masking alone, no gradient mask
+    fmask = forget_masks(model, part)
+    for name, m in fmask.items():
+        assert (grads[name][m] == 0).all(), f"{name}: theta_forget got gradient in retain mode"
+        assert grads[name][~m].abs().sum() > 0, f"{name}: theta_retain got no gradient"
+
+
+def test_plain_mode_equals_the_unhooked_model(model_and_part):
+    model, part = model_and_part
+    x = random_blocks(2)[:, :-1]
+    with torch.no_grad():
+        ref = model(input_ids=x).logits
+        with activation_mode(model, part, "plain"):
+            same = model(input_ids=x).logits
+        with activation_mode(model, part, "zero_forget"):
+            masked = model(input_ids=x).logits
+        after = model(input_ids=x).logits  # hooks removed on exit
+    assert torch.equal(ref, same) and torch.equal(ref, after)
+    assert not torch.allclose(ref, masked)
+
+
+def test_ablation_zeroes_exactly_theta_forget(model_and_part):
+    model, part = model_and_part
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ablate(model, part)
+    fmask = forget_masks(model, part)
+    for name, p in model.named_parameters():
+        if name in fmask:
+            assert (p[fmask[name]] == 0).all()
+            assert torch.equal(p[~fmask[name]], before[name][~fmask[name]])
+        else:
+            assert torch.equal(p, before[name]), f"{name} changed by ablation"
+
+
+def test_ablated_model_equals_retain_mode(model_and_part):
+    model, part = model_and_part
+    x = random_blocks(2)[:, :-1]
+    with torch.no_grad(), activation_mode(model, part, "zero_forget"):
+        masked = model(input_ids=x).logits
+    ablate(model, part)
+    with torch.no_grad():
+        ablated = model(input_ids=x).logits
+    torch.testing.assert_close(ablated, masked, atol=1e-5, rtol=1e-5)
+
+
+def test_partition_rejects_out_of_range_sizes():
+    model = tiny_gpt_neo()
+    with pytest.raises(ValueError, match="forget_mlp_dim"):
+        Partition.for_model(model, forget_mlp_dim=64, forget_heads=1)
+    with pytest.raises(ValueError, match="forget_heads"):
+        Partition.for_model(model, forget_mlp_dim=8, forget_heads=4)

@@ -1,0 +1,264 @@
+"""Run configuration: frozen dataclasses, `--set key=value` overrides, and the config hash.
+
+A run is fully described by one resolved `RunConfig`. Resolution layers, lowest first:
+dataclass defaults < the method's own training defaults < a YAML config file < `--set` overrides.
+Keys are field names of `TrainConfig`, `LabelConfig`, the method's options and the benchmark's
+options; a key may be qualified (`train.lr`, `labels.recall`, `method.forget_mlp_dim`,
+`benchmark.n_stories`) and must be where a bare name is ambiguous.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config: unknown key, bad value, value out of range."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 400
+    batch_size: int = 16  # blocks per optimizer step (the global batch)
+    micro_batch_size: int = 16  # blocks per forward/backward; accumulated up to batch_size
+    lr: float = 1e-3  # ours for the CPU presets; paper presets set their own (methods/*.yaml)
+    warmup_steps: int = 40
+    warmup_start_factor: float = 0.1  # SGTM reference: LinearLR warmup from 0.1x
+    min_lr_ratio: float = 0.0  # SGTM reference: cosine to 0
+    weight_decay: float = 0.1  # SGTM reference AdamW
+    beta1: float = 0.9  # SGTM reference AdamW betas (0.9, 0.95)
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    context: int = 0  # tokens per block; 0 = the model preset's context
+    eval_every: int = 0  # steps between periodic evaluations (0 = only at the end)
+    eval_blocks: int = 48  # test blocks per split in every loss evaluation
+    device: str = "cpu"
+    bf16: bool = False  # bf16 autocast
+    save_model: bool = True
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    recall: float = 1.0  # P(forget document labeled forget)
+    retain_label_rate: float = 0.25  # P(retain document labeled retain); SGTM TinyStories: 25%
+    adjacent_label_rate: float = 0.0  # P(adjacent document labeled retain)
+    false_positive_rate: float = 0.0  # P(adjacent document mislabeled forget)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str
+    benchmark: str
+    model: str
+    seed: int
+    train: TrainConfig = TrainConfig()
+    labels: LabelConfig = LabelConfig()
+    method_options: dict = field(default_factory=dict)
+    benchmark_options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of everything but the seed: runs that differ only by seed share it."""
+        d = self.to_dict()
+        d.pop("seed")
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.method}__{self.benchmark}__{self.model}__s{self.seed}__{self.config_hash}"
+
+    @staticmethod
+    def from_dict(d: dict) -> RunConfig:
+        return RunConfig(
+            method=d["method"],
+            benchmark=d["benchmark"],
+            model=d["model"],
+            seed=int(d["seed"]),
+            train=TrainConfig(**d.get("train", {})),
+            labels=LabelConfig(**d.get("labels", {})),
+            method_options=dict(d.get("method_options", {})),
+            benchmark_options=dict(d.get("benchmark_options", {})),
+        )
+
+
+def parse_value(raw, typ, key: str):
+    """Parse a command-line string (or a YAML value) into the field's type."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return parse_value(raw, a, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"bad value for {key}: {raw!r}")
+    if origin in (tuple, list):
+        inner = args[0] if args else str
+        items = raw if isinstance(raw, list | tuple) else [s for s in str(raw).split(",") if s]
+        return tuple(parse_value(x, inner, key) for x in items)
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(float(raw)) if isinstance(raw, str) and "e" in raw.lower() else int(raw)
+        if typ is float:
+            v = float(raw)
+            if v != v:
+                raise ValueError
+            return v
+        if typ is str:
+            return str(raw)
+    except (TypeError, ValueError):
+        name = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"bad value for {key}: {raw!r} is not a valid {name}") from None
+    return raw
+
+
+def _fields(cls) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def load_config_file(path: str | Path) -> dict:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of key: value")
+    flat: dict = {}
+    for k, v in data.items():
+        if k in ("train", "labels", "method", "benchmark") and isinstance(v, dict):
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        elif k in ("source", "sources", "description", "notes"):
+            continue  # documentation in preset files
+        else:
+            flat[k] = v
+    return flat
+
+
+def resolve(
+    method: str,
+    benchmark: str,
+    model: str,
+    seed: int,
+    overrides: dict | None = None,
+    method_options_cls=None,
+    benchmark_options_cls=None,
+    method_train_defaults: dict | None = None,
+) -> RunConfig:
+    """Apply overrides (already layered by the caller: defaults < file < --set) to a RunConfig."""
+    sections = {
+        "train": _fields(TrainConfig),
+        "labels": _fields(LabelConfig),
+        "method": _fields(method_options_cls) if method_options_cls else {},
+        "benchmark": _fields(benchmark_options_cls) if benchmark_options_cls else {},
+    }
+    values: dict[str, dict] = {s: {} for s in sections}
+    for k, v in (method_train_defaults or {}).items():
+        values["train"][k] = v
+    for key, raw in (overrides or {}).items():
+        section, name = _locate(key, sections)
+        values[section][name] = parse_value(raw, sections[section][name], key)
+    try:
+        train = TrainConfig(**values["train"])
+        labels = LabelConfig(**values["labels"])
+        mopts = method_options_cls(**values["method"]) if method_options_cls else None
+        bopts = benchmark_options_cls(**values["benchmark"]) if benchmark_options_cls else None
+    except TypeError as e:
+        raise ConfigError(str(e)) from None
+    cfg = RunConfig(
+        method=method,
+        benchmark=benchmark,
+        model=model,
+        seed=seed,
+        train=train,
+        labels=labels,
+        method_options=dataclasses.asdict(mopts) if mopts else {},
+        benchmark_options=dataclasses.asdict(bopts) if bopts else {},
+    )
+    validate(cfg)
+    return cfg
+
+
+def _locate(key: str, sections: dict[str, dict]) -> tuple[str, str]:
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in sections and name in sections[section]:
+            return section, name
+    else:
+        hits = [s for s, f in sections.items() if key in f]
+        if len(hits) == 1:
+            return hits[0], key
+        if len(hits) > 1:
+            raise ConfigError(
+                f"key {key!r} is ambiguous; qualify it as one of "
+                + ", ".join(f"{s}.{key}" for s in hits)
+            )
+    valid = sorted({n for f in sections.values() for n in f})
+    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(f"unknown key {key!r}; {hint}valid keys: {', '.join(valid)}")
+
+
+def validate(cfg: RunConfig) -> None:
+    t, lab = cfg.train, cfg.labels
+    for name in ("recall", "retain_label_rate", "adjacent_label_rate", "false_positive_rate"):
+        v = getattr(lab, name)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1], got {v}")
+    if lab.adjacent_label_rate + lab.false_positive_rate > 1.0:
+        raise ConfigError("adjacent_label_rate + false_positive_rate must be at most 1")
+    if t.steps < 0:
+        raise ConfigError(f"steps must be >= 0, got {t.steps}")
+    if t.batch_size < 1 or t.micro_batch_size < 1:
+        raise ConfigError("batch_size and micro_batch_size must be >= 1")
+    if t.lr <= 0:
+        raise ConfigError(f"lr must be > 0, got {t.lr}")
+    if t.warmup_steps < 0 or t.eval_every < 0 or t.eval_blocks < 1 or t.context < 0:
+        raise ConfigError("warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1")
+    if not 0.0 <= t.min_lr_ratio <= 1.0 or not 0.0 < t.warmup_start_factor <= 1.0:
+        raise ConfigError("min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1]")
+    if t.device not in ("cpu", "cuda") and not t.device.startswith("cuda:"):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {t.device!r}")

@@ -1,0 +1,27 @@
+"""`filter`: data filtering. Drops documents labeled forget (SGTM's weak filter, ERA's "data
+filtering"); `strict` also drops documents the classifier flags as adjacent (SGTM's strict filter).
+With recall 1.0 it is the perfect filter: a model never exposed to the forget split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.training import Objective
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    strict: bool = False  # SGTM: the strict filter also removes adjacent topics
+
+
+@register_method("filter", kind="training", options=FilterOptions)
+def setup(ctx: RunContext, options: FilterOptions) -> Objective:
+    """Data filtering: train only on documents not labeled forget (strict: nor flagged adjacent)."""
+
+    def trains_on(group) -> bool:
+        if group.label == "forget":
+            return False
+        return not (options.strict and group.flagged_adjacent)
+
+    return Objective(model=ctx.model, trains_on=trains_on)

@@ -1,0 +1,328 @@
+"""THE training loop, written once, for pretraining and unlearning alike.
+
+The loop owns forward, backward, gradient accumulation, gradient edits, clipping, the optimizer and
+scheduler steps, evaluation and progress. A method supplies an `Objective`: which blocks it trains on,
+how a block of a given label is run (its forward mode and loss), which parameter elements a label's
+gradient may touch, and what happens at the end. A method never calls backward() or step().
+
+Exactness with mixed labels: a global batch may hold blocks of several labels. Each label's blocks
+run as their own micro-batches and their gradient is edited (masked) on its own before it is added
+to the step's accumulated gradient, so a mixed batch updates exactly as the sum of its per-label
+parts would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from unlearnbench.config import TrainConfig
+from unlearnbench.data.packing import IGNORE, BlockGroup, inputs_and_targets
+from unlearnbench.losses import autocast, lm_loss
+
+
+def _plain_mode(label: str):
+    return contextlib.nullcontext()
+
+
+def _default_loss(model, inputs, targets, label):
+    return lm_loss(model, inputs, targets)
+
+
+@dataclass
+class Objective:
+    """What a method plugs into the loop. Every field but `model` has a plain default."""
+
+    model: nn.Module
+    # which training blocks the method uses (it may read `label` and `flagged_adjacent` only)
+    trains_on: Callable[[BlockGroup], bool] = lambda group: True
+    # blocks per label in every step, e.g. {"forget": 4, "retain": 4}; None: sample uniformly
+    batch_plan: dict[str, int] | None = None
+    # context manager for the forward pass of a label's blocks (activation masking, routing)
+    mode: Callable[[str], contextlib.AbstractContextManager] = _plain_mode
+    # loss of one micro-batch: (model, inputs (B, T), targets (B, T), label) -> scalar mean
+    loss: Callable = _default_loss
+    # elements a label's gradient may touch: {param name: bool mask}; absent names are free
+    update_mask: Callable[[str], dict[str, torch.Tensor] | None] = lambda label: None
+    # further in-place gradient edits for a label, after its backward and mask
+    after_backward: Callable[[nn.Module, str], None] | None = None
+    # strict: elements no label of the step may touch do not move at all (no momentum, no decay)
+    strict: bool = False
+    # names of trainable parameters (None: all)
+    trainable: list[str] | None = None
+    # after training: ablation, contraction, merging; returns the final model
+    finalize: Callable[[nn.Module], nn.Module] = lambda model: model
+    # "tokens": the step's loss is the token mean over the whole batch (pretraining);
+    # "labels": the sum over labels of each label's token mean (post-hoc objectives)
+    reduction: str = "tokens"
+    # extra per-step hook (e.g. coefficient schedules): called with (step, total_steps)
+    on_step: Callable[[int, int], None] | None = None
+    extra_parameters: list[nn.Parameter] = field(default_factory=list)
+
+
+class BlockSampler:
+    """Deterministic, epoch-wise shuffled sampling of block indices, per label or pooled."""
+
+    def __init__(self, groups: list[BlockGroup], objective: Objective, seed: int):
+        self.groups = [g for g in groups if objective.trains_on(g) and len(g.blocks)]
+        if not self.groups:
+            raise ValueError("the method selects no training blocks")
+        self.gen = torch.Generator().manual_seed(seed)
+        self.plan = objective.batch_plan
+        # pools: label -> list of (group index, block index)
+        keys = list(self.plan) if self.plan else ["*"]
+        self.pools: dict[str, list[tuple[int, int]]] = {k: [] for k in keys}
+        for gi, g in enumerate(self.groups):
+            key = "*" if not self.plan else g.label
+            if key in self.pools:
+                self.pools[key].extend((gi, bi) for bi in range(len(g.blocks)))
+        for k, pool in self.pools.items():
+            if not pool:
+                raise ValueError(f"no training blocks for {k!r} (check the labels and recall)")
+        self.order = {k: [] for k in self.pools}
+
+    def _take(self, key: str, n: int) -> list[tuple[int, int]]:
+        out = []
+        while len(out) < n:
+            if not self.order[key]:
+                perm = torch.randperm(len(self.pools[key]), generator=self.gen).tolist()
+                self.order[key] = [self.pools[key][i] for i in perm]
+            need = n - len(out)
+            out += self.order[key][:need]
+            self.order[key] = self.order[key][need:]
+        return out
+
+    def next_batch(self, batch_size: int) -> dict[int, torch.Tensor]:
+        """group index -> (n, T + 1) blocks, in group order."""
+        picks = []
+        if self.plan:
+            for key, n in self.plan.items():
+                picks += self._take(key, n)
+        else:
+            picks = self._take("*", batch_size)
+        by_group: dict[int, list[int]] = {}
+        for gi, bi in picks:
+            by_group.setdefault(gi, []).append(bi)
+        return {gi: self.groups[gi].blocks[bis] for gi, bis in sorted(by_group.items())}
+
+
+def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
+    """Linear warmup from `warmup_start_factor` to 1, then cosine to `min_lr_ratio` (SGTM reference)."""
+
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            frac = step / max(1, cfg.warmup_steps)
+            return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * frac
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+
+    return f
+
+
+def make_optimizer(named_params: list[tuple[str, nn.Parameter]], cfg: TrainConfig):
+    # Weight decay on matrices and embeddings, not on biases and layer norms (nanoGPT's grouping).
+    decay = [p for n, p in named_params if p.dim() >= 2]
+    no_decay = [p for n, p in named_params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8
+    )
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    tokens_seen: int
+    tokens_by_split: dict[str, int]
+    history: list[dict]
+    seconds: float
+
+
+def train(
+    objective: Objective,
+    groups: list[BlockGroup],
+    cfg: TrainConfig,
+    seed: int,
+    eos_id: int,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> TrainResult:
+    model = objective.model
+    device = cfg.device
+    model.to(device).train()
+    torch.manual_seed(seed)
+    named = [(n, p) for n, p in model.named_parameters()]
+    if objective.trainable is not None:
+        keep = set(objective.trainable)
+        missing = keep - {n for n, _ in named}
+        assert not missing, f"trainable names not in the model: {sorted(missing)[:5]}"
+        for n, p in named:
+            p.requires_grad_(n in keep)
+        named = [(n, p) for n, p in named if n in keep]
+    params = dict(named)
+    extra = [(f"extra.{i}", p) for i, p in enumerate(objective.extra_parameters)]
+    optimizer = make_optimizer(named + extra, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.steps))
+    sampler = BlockSampler(groups, objective, seed)
+    all_params = [p for _, p in named + extra]
+
+    history: list[dict] = []
+    tokens_seen = 0
+    tokens_by_split: dict[str, int] = {}
+    start = time.perf_counter()
+    bar = _progress(progress, description, cfg.steps)
+    with bar as pbar:
+        task = pbar.add_task(description, total=cfg.steps, loss=float("nan")) if pbar else None
+        for step in range(cfg.steps):
+            if objective.on_step:
+                objective.on_step(step, cfg.steps)
+            batch = sampler.next_batch(cfg.batch_size)
+            counts = {
+                gi: int((blocks[:, 1:] != eos_id).sum()) for gi, blocks in batch.items()
+            }  # counted target tokens per group
+            total = sum(counts.values())
+            label_tokens: dict[str, int] = {}
+            for gi, c in counts.items():
+                lab = sampler.groups[gi].label
+                label_tokens[lab] = label_tokens.get(lab, 0) + c
+            accumulated: dict[str, torch.Tensor] | None = None
+            touched: dict[str, torch.Tensor | None | bool] = {}
+            step_loss = 0.0
+            # one backward pass per label, each masked on its own before accumulation
+            for label in dict.fromkeys(sampler.groups[gi].label for gi in batch):
+                gis = [gi for gi in batch if sampler.groups[gi].label == label]
+                blocks = torch.cat([batch[gi] for gi in gis])  # (n, T + 1)
+                for gi in gis:
+                    split = sampler.groups[gi].split
+                    n_tok = counts[gi]
+                    tokens_by_split[split] = tokens_by_split.get(split, 0) + n_tok
+                    tokens_seen += int(batch[gi][:, 1:].numel())
+                denom = total if objective.reduction == "tokens" else label_tokens[label]
+                for p in all_params:
+                    p.grad = None
+                with objective.mode(label):
+                    for i in range(0, len(blocks), cfg.micro_batch_size):
+                        inputs, targets = inputs_and_targets(
+                            blocks[i : i + cfg.micro_batch_size], eos_id
+                        )
+                        inputs, targets = inputs.to(device), targets.to(device)
+                        n_mb = int((targets != IGNORE).sum())
+                        if n_mb == 0:
+                            continue
+                        with autocast(device, cfg.bf16):
+                            loss = objective.loss(model, inputs, targets, label)
+                        (loss * (n_mb / denom)).backward()
+                        step_loss += loss.item() * n_mb / denom
+                masks = objective.update_mask(label) or {}
+                for name, mask in masks.items():
+                    p = params.get(name)
+                    if p is not None and p.grad is not None:
+                        p.grad.mul_(mask)
+                if objective.after_backward:
+                    objective.after_backward(model, label)
+                if objective.strict:
+                    for name in params:
+                        prev = touched.get(name, False)
+                        if name not in masks:
+                            touched[name] = None  # free for this label
+                        elif prev is not None:
+                            touched[name] = masks[name] if prev is False else (prev | masks[name])
+                if accumulated is None:
+                    accumulated = {n: p.grad for n, p in named + extra if p.grad is not None}
+                else:
+                    for n, p in named + extra:
+                        if p.grad is None:
+                            continue
+                        if n in accumulated:
+                            accumulated[n] = accumulated[n] + p.grad
+                        else:
+                            accumulated[n] = p.grad
+            for n, p in named + extra:
+                p.grad = accumulated.get(n) if accumulated else None
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(all_params, cfg.grad_clip)
+            frozen = _snapshot_untouched(optimizer, params, touched) if objective.strict else []
+            optimizer.step()
+            scheduler.step()
+            _restore(frozen)
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"non-finite loss {step_loss} at step {step}")
+            history.append({"step": step + 1, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
+            if evaluate and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+                history[-1]["eval"] = evaluate(model)
+                model.train()
+            if pbar:
+                pbar.update(task, advance=1, loss=step_loss)
+    for p in all_params:
+        p.grad = None
+    return TrainResult(
+        steps=cfg.steps,
+        tokens_seen=tokens_seen,
+        tokens_by_split=tokens_by_split,
+        history=history,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _snapshot_untouched(optimizer, params, touched) -> list:
+    """Copies of parameter values and Adam moments at elements no label of the step could touch."""
+    saved = []
+    for name, mask in touched.items():
+        if mask is None:
+            continue
+        p = params[name]
+        frozen = ~mask if mask is not False else torch.ones_like(p, dtype=torch.bool)
+        if not frozen.any():
+            continue
+        state = optimizer.state.get(p, {})
+        moments = {k: v.detach().clone() for k, v in state.items() if k in ("exp_avg", "exp_avg_sq")}
+        saved.append((p, frozen, p.detach().clone(), moments, optimizer))
+    return saved
+
+
+@torch.no_grad()
+def _restore(saved: list) -> None:
+    for p, frozen, value, moments, optimizer in saved:
+        p.copy_(torch.where(frozen, value, p))
+        state = optimizer.state[p]
+        for k in ("exp_avg", "exp_avg_sq"):
+            if k in moments:
+                state[k].copy_(torch.where(frozen, moments[k], state[k]))
+            elif k in state:  # first step: the moments did not exist before it
+                state[k].masked_fill_(frozen, 0.0)
+
+
+def _progress(enabled: bool, description: str, total: int):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),  # stdout stays clean for --json
+        transient=False,
+    )
