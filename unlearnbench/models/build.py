@@ -56,6 +56,9 @@ def save_model(model, tokenizer, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress is enough
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
