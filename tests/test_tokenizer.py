@@ -1,0 +1,62 @@
+import pytest
+from transformers import AutoTokenizer
+
+from unlearnbench.data import storyworld as sw
+from unlearnbench.data.tokenizer import EOS, cached_bpe, encode_batch, train_bpe
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return sw.generate_documents(1500, seed=0, languages=("en", "es"), spanish_fraction=0.4)
+
+
+@pytest.fixture(scope="module")
+def tok(docs):
+    return train_bpe((d.text for d in docs), 1024)
+
+
+def test_special_tokens(tok):
+    assert tok.eos_token == EOS and tok.pad_token == EOS
+    assert tok.eos_token_id == 0 and tok.pad_token_id == 0
+    assert 900 <= len(tok) <= 1024
+
+
+def test_round_trip(tok, docs):
+    en = next(d.text for d in docs if d.meta["language"] == "en")
+    es = next(d.text for d in docs if d.meta["language"] == "es")
+    odd = "¡Oh, no!  Ñandú comió maíz… ☃ 中文\n\ttabs  and  spaces "
+    texts = [en, es, odd, ""]
+    ids = encode_batch(tok, texts)
+    for t, i in zip(texts, ids, strict=True):
+        assert tok.decode(i) == t
+        assert 0 not in i  # no special tokens added
+    assert ids[0] == tok(en)["input_ids"]
+    assert len(ids[0]) < 2 * len(en.split())  # BPE learned word-level merges
+
+
+def test_cache(tmp_path, docs):
+    calls = []
+
+    def texts():
+        calls.append(1)
+        return (d.text for d in docs[:500])
+
+    a = cached_bpe(texts, 512, "sw", cache_dir=tmp_path)
+    assert calls == [1]
+    path = tmp_path / "tokenizers" / "sw-512"
+    assert (path / "tokenizer.json").exists()
+    assert [p.name for p in (tmp_path / "tokenizers").iterdir()] == ["sw-512"]  # no temp left
+    b = cached_bpe(texts, 512, "sw", cache_dir=tmp_path)
+    assert calls == [1]
+    assert a.get_vocab() == b.get_vocab()
+    c = AutoTokenizer.from_pretrained(str(path))
+    assert c.get_vocab() == a.get_vocab() and c.eos_token == EOS and c.pad_token_id == 0
+    text = docs[0].text
+    assert encode_batch(c, [text]) == encode_batch(a, [text])
+    assert c.decode(encode_batch(c, [text])[0]) == text
+
+
+def test_cache_dir_from_env(tmp_path, monkeypatch, docs):
+    monkeypatch.setenv("UNLEARNBENCH_CACHE", str(tmp_path))
+    cached_bpe(lambda: (d.text for d in docs[:200]), 300, "envkey")
+    assert (tmp_path / "tokenizers" / "envkey-300" / "tokenizer.json").exists()

@@ -1,0 +1,87 @@
+"""A small byte-level BPE tokenizer trained on a corpus (HF `tokenizers`), cached on disk.
+
+The result is a `transformers.PreTrainedTokenizerFast`, so it can be saved with `save_pretrained`
+and loaded elsewhere with `AutoTokenizer.from_pretrained(dir)`. `EOS` (id 0) separates documents
+and doubles as the pad token; no special tokens are added when encoding.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+EOS = "<|endoftext|>"
+
+
+def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS,
+        pad_token=EOS,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE with `vocab_size` entries (EOS included, id 0) on `texts`."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    assert tok.token_to_id(EOS) == 0
+    return _wrap(tok)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("UNLEARNBENCH_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "unlearnbench"
+
+
+def cached_bpe(
+    texts_fn: Callable[[], Iterable[str]],
+    vocab_size: int,
+    key: str,
+    cache_dir: Path | None = None,
+) -> PreTrainedTokenizerFast:
+    """`train_bpe(texts_fn(), vocab_size)`, stored under ``cache_dir/tokenizers/<key>-<vocab>/``.
+
+    On a hit `texts_fn` is not called. The directory is written atomically (temp dir + rename);
+    if another process wins the race, its copy is used.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    parent = root / "tokenizers"
+    path = parent / f"{key}-{vocab_size}"
+    if (path / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    tokenizer = train_bpe(texts_fn(), vocab_size)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-{vocab_size}-", dir=parent))
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        try:
+            os.replace(tmp, path)
+        except OSError:  # someone else created it meanwhile
+            if not (path / "tokenizer.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
+def encode_batch(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text (no special tokens), via the Rust batch encoder."""
+    backend = tokenizer.backend_tokenizer
+    return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
