@@ -29,23 +29,25 @@ from unlearnbench.training import train
 def resolve_run_config(
     method: str,
     benchmark: str,
-    model: str,
+    model: str | None,
     seed: int,
     overrides: dict | None = None,
     config_file: str | Path | None = None,
 ) -> RunConfig:
-    """Look up the method and benchmark, layer file and overrides, and validate."""
+    """Look up the method and benchmark, layer file and overrides, and validate. `model` None means
+    the config file's `model:` (a preset names its model), else `tiny`."""
     spec: MethodSpec = methods.get(method)
     bspec = benchmarks.get(benchmark)
+    file_values = load_config_file(config_file) if config_file is not None else {}
+    model = model or str(file_values.pop("model", None) or "tiny")
+    file_values.pop("model", None)
     if model not in MODEL_PRESETS:
         import difflib
 
         close = difflib.get_close_matches(model, MODEL_PRESETS, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownName(f"unknown model {model!r}{hint} (known: {', '.join(MODEL_PRESETS)})")
-    layered: dict = {}
-    if config_file is not None:
-        layered.update(load_config_file(config_file))
+    layered: dict = dict(file_values)
     layered.update(overrides or {})
     return resolve(
         method,
@@ -136,11 +138,17 @@ def execute(
     else:
         model = build_model(cfg.model, len(bench.tokenizer), bench.eos_id, cfg.seed)
     model.to(t.device)
-    ctx = RunContext(config=cfg, benchmark=bench, model=model, base_model_path=base_ref)
-    objective = spec.setup(ctx, spec.options(**cfg.method_options))
 
     def evaluate(m) -> dict:
         return split_losses(m, evaluation, bench.eos_id, t.micro_batch_size, t.device, t.bf16)
+
+    ctx = RunContext(
+        config=cfg, benchmark=bench, model=model, base_model_path=base_ref, evaluate=evaluate
+    )
+    try:
+        objective = spec.setup(ctx, spec.options(**cfg.method_options))
+    except ValueError as e:  # an option out of range for this model: the user's mistake
+        raise ConfigError(f"{cfg.method}: {e}") from None
 
     result = train(
         objective,
@@ -168,7 +176,11 @@ def execute(
         "model": cfg.model,
         "seed": cfg.seed,
         "config": cfg.to_dict(),
-        "metrics": {**_losses_record(post), "pre_finalize": _losses_record(pre)},
+        "metrics": {
+            **_losses_record(post),
+            "pre_finalize": _losses_record(pre),
+            **objective.extra_metrics,
+        },
         "tokens_seen": result.tokens_seen,
         "tokens_by_split": result.tokens_by_split,
         "label_counts": label_counts,

@@ -75,6 +75,7 @@ def storyworld_lang(options: StoryworldLangOptions) -> Benchmark:
     docs = sw.generate_documents(
         options.n_stories,
         seed=options.world_seed,
+        world_seed=options.world_seed,
         languages=("en", "es"),
         spanish_fraction=options.spanish_fraction,
     )
@@ -101,7 +102,9 @@ def storyworld_topic(options: StoryworldTopicOptions) -> Benchmark:
             raise ValueError(f"unknown topic {t!r}; topics: {', '.join(world.topics)}")
     if options.forget_topic == options.adjacent_topic:
         raise ValueError("forget_topic and adjacent_topic must differ")
-    docs = sw.generate_documents(options.n_stories, seed=options.world_seed, languages=("en",))
+    docs = sw.generate_documents(
+        options.n_stories, seed=options.world_seed, world_seed=options.world_seed, languages=("en",)
+    )
 
     def split_of_topic(topic: str) -> str:
         if topic == options.forget_topic:

@@ -1,0 +1,88 @@
+"""The command line contract: runs, records, skipping, and one-line errors for user mistakes."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from unlearnbench.cli import app
+
+runner = CliRunner()
+SMALL = [
+    "--set", "n_stories=300", "--set", "vocab_size=300", "--set", "context=32",
+    "--set", "steps=3", "--set", "batch_size=4", "--set", "eval_blocks=2", "--set", "warmup_steps=1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "sgtn"], "unknown method 'sgtn'; did you mean sgtm"),
+        (["run", "sgtm", "--benchmark", "storyworld-lnag"], "unknown benchmark 'storyworld-lnag'"),
+        (["run", "sgtm", "--model", "tiyn"], "unknown model 'tiyn'; did you mean tiny"),
+        (["run", "sgtm", "--set", "forget_mlp=3"], "unknown key 'forget_mlp'"),
+        (["run", "sgtm", "--set", "recall=2"], "recall must be in [0, 1]"),
+        (["run", "sgtm", "--set", "recall"], "--set expects key=value"),
+        (["run", "sgtm", "--config", "missing.yaml"], "config file not found"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(args, needle, tmp_path):
+    result = runner.invoke(app, args + ["--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert not (tmp_path / "records").exists(), "no record for a rejected run"
+
+
+def test_forget_dim_larger_than_the_layer_is_rejected(tmp_path):
+    result = runner.invoke(app, ["run", "sgtm", "--set", "forget_mlp_dim=100000", "--out", str(tmp_path)] + SMALL)
+    assert result.exit_code == 2 and "forget_mlp_dim" in result.stderr
+
+
+def test_run_writes_a_record_reproducibly_and_skips_existing(tmp_path):
+    out = str(tmp_path)
+    first = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL)
+    assert first.exit_code == 0, first.stderr
+    rec = json.loads(first.stdout)
+    for key in ("run_id", "config_hash", "method", "benchmark", "model", "seed", "config",
+                "tokens_seen", "wall_seconds", "versions", "model_path"):  # fmt: skip
+        assert key in rec, key
+    m = rec["metrics"]
+    assert m["adjacent_loss"] is None, "storyworld-lang has no adjacent split"
+    assert m["forget_loss"] > 0 and m["retain_loss"] > 0
+    assert set(m["pre_finalize"]) == {"forget_loss", "adjacent_loss", "retain_loss"}
+    assert m["pre_finalize"]["forget_loss"] != m["forget_loss"], "ablation must change forget loss"
+    assert rec["config"]["labels"]["recall"] == 0.9 and rec["tokens_seen"] == 3 * 4 * 32
+    # an existing record is returned, not recomputed
+    again = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL)
+    assert json.loads(again.stdout)["created"] == rec["created"]
+    # --force recomputes: same seed, bit-identical metrics on CPU
+    forced = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--force", "--out", out] + SMALL)
+    assert json.loads(forced.stdout)["metrics"] == m
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(rec["model_path"])
+    tok = AutoTokenizer.from_pretrained(rec["model_path"])
+    assert model.config.vocab_size == len(tok)
+
+    board = runner.invoke(app, ["leaderboard", "--out", out])
+    assert board.exit_code == 0 and "| sgtm |" in board.stdout and "recall=0.9" in board.stdout
+
+
+def test_labels_are_identical_across_methods(tmp_path):
+    out = str(tmp_path)
+    counts = []
+    for method in ("no-filter", "filter", "sgtm"):
+        r = runner.invoke(app, ["run", method, "--set", "recall=0.6", "--json", "--out", out] + SMALL)
+        assert r.exit_code == 0, r.stderr
+        counts.append(json.loads(r.stdout)["label_counts"])
+    assert counts[0] == counts[1] == counts[2]
+    assert counts[0]["forget/unlabeled"] > 0 and counts[0]["forget/forget"] > 0
+
+
+def test_list_commands():
+    for what, needle in (("methods", "sgtm"), ("benchmarks", "storyworld-topic"), ("models", "tiny")):
+        r = runner.invoke(app, ["list", what])
+        assert r.exit_code == 0 and needle in r.stdout
+    assert runner.invoke(app, ["list", "nothing"]).exit_code == 2
