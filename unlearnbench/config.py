@@ -40,7 +40,12 @@ class TrainConfig:
     eval_blocks: int = 48  # test blocks per split in every loss evaluation
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast
+    compile: bool = False  # torch.compile the model (ours: off, it changes numbers by rounding)
+    checkpoint_every: int = 0  # steps between checkpoints (0 = none); not part of the config hash
     save_model: bool = True
+
+
+_UNHASHED_TRAIN_FIELDS = ("checkpoint_every",)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class RunConfig:
         """Hash of everything but the seed: runs that differ only by seed share it."""
         d = self.to_dict()
         d.pop("seed")
+        for name in _UNHASHED_TRAIN_FIELDS:  # settings that cannot change a run's results
+            d["train"].pop(name, None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -256,6 +263,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("batch_size and micro_batch_size must be >= 1")
     if t.lr <= 0:
         raise ConfigError(f"lr must be > 0, got {t.lr}")
+    if t.checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0, got {t.checkpoint_every}")
     if t.warmup_steps < 0 or t.eval_every < 0 or t.eval_blocks < 1 or t.context < 0:
         raise ConfigError("warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1")
     if not 0.0 <= t.min_lr_ratio <= 1.0 or not 0.0 < t.warmup_start_factor <= 1.0:

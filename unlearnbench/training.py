@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from unlearnbench.config import TrainConfig
+from unlearnbench.checkpoint import Checkpointer, rng_state, set_rng_state
+from unlearnbench.config import ConfigError, TrainConfig
 from unlearnbench.data.packing import IGNORE, BlockGroup, inputs_and_targets
+from unlearnbench.distributed import all_reduce_gradients, shard
+from unlearnbench.distributed import world as dist_world
 from unlearnbench.losses import autocast, lm_loss
 
 
@@ -64,6 +67,8 @@ class Objective:
     # extra per-step hook (e.g. coefficient schedules): called with (step, total_steps)
     on_step: Callable[[int, int], None] | None = None
     extra_parameters: list[nn.Parameter] = field(default_factory=list)
+    # metrics a method measures itself (e.g. ERA's post-ablation losses); merged into the record
+    extra_metrics: dict = field(default_factory=dict)
 
 
 class BlockSampler:
@@ -72,7 +77,7 @@ class BlockSampler:
     def __init__(self, groups: list[BlockGroup], objective: Objective, seed: int):
         self.groups = [g for g in groups if objective.trains_on(g) and len(g.blocks)]
         if not self.groups:
-            raise ValueError("the method selects no training blocks")
+            raise ConfigError("the method selects no training blocks")
         self.gen = torch.Generator().manual_seed(seed)
         self.plan = objective.batch_plan
         # pools: label -> list of (group index, block index)
@@ -84,7 +89,7 @@ class BlockSampler:
                 self.pools[key].extend((gi, bi) for bi in range(len(g.blocks)))
         for k, pool in self.pools.items():
             if not pool:
-                raise ValueError(f"no training blocks for {k!r} (check the labels and recall)")
+                raise ConfigError(f"no training blocks for {k!r} (check the labels and recall)")
         self.order = {k: [] for k in self.pools}
 
     def _take(self, key: str, n: int) -> list[tuple[int, int]]:
@@ -97,6 +102,22 @@ class BlockSampler:
             out += self.order[key][:need]
             self.order[key] = self.order[key][need:]
         return out
+
+    def state_dict(self) -> dict:
+        """The position in every pool's current epoch and the generator: enough to continue."""
+        return {
+            "gen": self.gen.get_state(),
+            "order": {
+                k: torch.tensor(v, dtype=torch.long).reshape(-1, 2) for k, v in self.order.items()
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        assert set(state["order"]) == set(self.order), (
+            "checkpoint sampler pools differ from this run"
+        )
+        self.gen.set_state(state["gen"])
+        self.order = {k: [tuple(x) for x in v.tolist()] for k, v in state["order"].items()}
 
     def next_batch(self, batch_size: int) -> dict[int, torch.Tensor]:
         """group index -> (n, T + 1) blocks, in group order."""
@@ -157,10 +178,14 @@ def train(
     evaluate: Callable[[nn.Module], dict] | None = None,
     progress: bool = True,
     description: str = "training",
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
+    rank, world_size = dist_world()
     model = objective.model
     device = cfg.device
     model.to(device).train()
+    if cfg.compile:
+        model.compile()  # in place: parameter names, hooks and state dicts are unchanged
     torch.manual_seed(seed)
     named = [(n, p) for n, p in model.named_parameters()]
     if objective.trainable is not None:
@@ -176,61 +201,98 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.steps))
     sampler = BlockSampler(groups, objective, seed)
     all_params = [p for _, p in named + extra]
+    float_masks: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     history: list[dict] = []
     tokens_seen = 0
     tokens_by_split: dict[str, int] = {}
+    first_step = 0
+    resumed = checkpoint.load() if checkpoint is not None else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        with torch.no_grad():
+            for p, value in zip(objective.extra_parameters, resumed["extra"], strict=True):
+                p.copy_(value)
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        sampler.load_state_dict(resumed["sampler"])
+        set_rng_state(resumed["rng"])
+        history = list(resumed["history"])
+        tokens_seen = int(resumed["tokens_seen"])
+        tokens_by_split = dict(resumed["tokens_by_split"])
+        first_step = int(resumed["step"])
     start = time.perf_counter()
-    bar = _progress(progress, description, cfg.steps)
+    bar = _progress(progress and rank == 0, description, cfg.steps)
     with bar as pbar:
-        task = pbar.add_task(description, total=cfg.steps, loss=float("nan")) if pbar else None
-        for step in range(cfg.steps):
+        task = (
+            pbar.add_task(description, total=cfg.steps, completed=first_step, loss=float("nan"))
+            if pbar
+            else None
+        )
+        for step in range(first_step, cfg.steps):
             if objective.on_step:
                 objective.on_step(step, cfg.steps)
-            batch = sampler.next_batch(cfg.batch_size)
+            batch = sampler.next_batch(cfg.batch_size)  # the global batch, the same on every rank
             counts = {
                 gi: int((blocks[:, 1:] != eos_id).sum()) for gi, blocks in batch.items()
             }  # counted target tokens per group
             total = sum(counts.values())
             label_tokens: dict[str, int] = {}
             for gi, c in counts.items():
-                lab = sampler.groups[gi].label
-                label_tokens[lab] = label_tokens.get(lab, 0) + c
+                group = sampler.groups[gi]
+                label_tokens[group.label] = label_tokens.get(group.label, 0) + c
+                tokens_by_split[group.split] = tokens_by_split.get(group.split, 0) + c
+                tokens_seen += int(batch[gi][:, 1:].numel())
+            local = shard(batch, rank, world_size)  # this rank's rows (all of them in one process)
             accumulated: dict[str, torch.Tensor] | None = None
             touched: dict[str, torch.Tensor | None | bool] = {}
-            step_loss = 0.0
-            # one backward pass per label, each masked on its own before accumulation
+            step_loss = torch.zeros((), dtype=torch.float64, device=device)
+            # one backward pass per label, each masked on its own before accumulation; the labels
+            # are those of the global batch, so every rank agrees on what strict mode freezes
             for label in dict.fromkeys(sampler.groups[gi].label for gi in batch):
-                gis = [gi for gi in batch if sampler.groups[gi].label == label]
-                blocks = torch.cat([batch[gi] for gi in gis])  # (n, T + 1)
-                for gi in gis:
-                    split = sampler.groups[gi].split
-                    n_tok = counts[gi]
-                    tokens_by_split[split] = tokens_by_split.get(split, 0) + n_tok
-                    tokens_seen += int(batch[gi][:, 1:].numel())
-                denom = total if objective.reduction == "tokens" else label_tokens[label]
-                for p in all_params:
-                    p.grad = None
-                with objective.mode(label):
-                    for i in range(0, len(blocks), cfg.micro_batch_size):
-                        inputs, targets = inputs_and_targets(
-                            blocks[i : i + cfg.micro_batch_size], eos_id
-                        )
-                        inputs, targets = inputs.to(device), targets.to(device)
-                        n_mb = int((targets != IGNORE).sum())
-                        if n_mb == 0:
-                            continue
-                        with autocast(device, cfg.bf16):
-                            loss = objective.loss(model, inputs, targets, label)
-                        (loss * (n_mb / denom)).backward()
-                        step_loss += loss.item() * n_mb / denom
-                masks = objective.update_mask(label) or {}
-                for name, mask in masks.items():
-                    p = params.get(name)
-                    if p is not None and p.grad is not None:
-                        p.grad.mul_(mask)
-                if objective.after_backward:
-                    objective.after_backward(model, label)
+                gis = [gi for gi in local if sampler.groups[gi].label == label]
+                if not gis and not objective.strict:
+                    continue  # this rank holds no blocks of the label: its gradient part is zero
+                masks: dict[str, torch.Tensor] = {}
+                if gis:
+                    blocks = torch.cat([local[gi] for gi in gis])  # (n, T + 1)
+                    denom = total if objective.reduction == "tokens" else label_tokens[label]
+                    for p in all_params:
+                        p.grad = None
+                    with objective.mode(label):
+                        for i in range(0, len(blocks), cfg.micro_batch_size):
+                            inputs, targets = inputs_and_targets(
+                                blocks[i : i + cfg.micro_batch_size], eos_id
+                            )
+                            n_mb = int((targets != IGNORE).sum())  # on the host: no device sync
+                            if n_mb == 0:
+                                continue
+                            inputs = inputs.to(device, non_blocking=True)
+                            targets = targets.to(device, non_blocking=True)
+                            with autocast(device, cfg.bf16):
+                                loss = objective.loss(model, inputs, targets, label)
+                            (loss * (n_mb / denom)).backward()
+                            # float64 on the device, read once per step (no per-micro-batch sync)
+                            step_loss = step_loss + loss.detach().double() * n_mb / denom
+                    masks = objective.update_mask(label) or {}
+                    for name, mask in masks.items():
+                        p = params.get(name)
+                        if p is not None and p.grad is not None:
+                            p.grad.mul_(_as_float(float_masks, label, name, mask, p.grad))
+                    if objective.after_backward:
+                        objective.after_backward(model, label)
+                    if accumulated is None:
+                        accumulated = {n: p.grad for n, p in named + extra if p.grad is not None}
+                    else:
+                        for n, p in named + extra:
+                            if p.grad is None:
+                                continue
+                            if n in accumulated:
+                                accumulated[n] += p.grad  # in place: the label's own tensor
+                            else:
+                                accumulated[n] = p.grad
+                else:
+                    masks = objective.update_mask(label) or {}
                 if objective.strict:
                     for name in params:
                         prev = touched.get(name, False)
@@ -238,30 +300,45 @@ def train(
                             touched[name] = None  # free for this label
                         elif prev is not None:
                             touched[name] = masks[name] if prev is False else (prev | masks[name])
-                if accumulated is None:
-                    accumulated = {n: p.grad for n, p in named + extra if p.grad is not None}
-                else:
-                    for n, p in named + extra:
-                        if p.grad is None:
-                            continue
-                        if n in accumulated:
-                            accumulated[n] = accumulated[n] + p.grad
-                        else:
-                            accumulated[n] = p.grad
             for n, p in named + extra:
                 p.grad = accumulated.get(n) if accumulated else None
+            step_loss = all_reduce_gradients(all_params, step_loss).item()  # one sync per step
+            if not math.isfinite(step_loss):
+                where = checkpoint.describe_last() if checkpoint else "no checkpoints were kept"
+                raise FloatingPointError(
+                    f"training diverged: loss {step_loss} at step {step + 1}; {where}"
+                )
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(all_params, cfg.grad_clip)
             frozen = _snapshot_untouched(optimizer, params, touched) if objective.strict else []
             optimizer.step()
             scheduler.step()
             _restore(frozen)
-            if not math.isfinite(step_loss):
-                raise FloatingPointError(f"non-finite loss {step_loss} at step {step}")
             history.append({"step": step + 1, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
-            if evaluate and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-                history[-1]["eval"] = evaluate(model)
+            if (
+                evaluate
+                and cfg.eval_every
+                and (step + 1) % cfg.eval_every == 0
+                and step + 1 < cfg.steps
+            ):
+                if rank == 0:  # only rank 0 reports; the models are identical on every rank
+                    history[-1]["eval"] = evaluate(model)
                 model.train()
+            if checkpoint is not None and checkpoint.due(step + 1, cfg.steps):
+                checkpoint.save(
+                    {
+                        "step": step + 1,
+                        "model": model.state_dict(),
+                        "extra": [p.detach() for p in objective.extra_parameters],
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "sampler": sampler.state_dict(),
+                        "rng": rng_state(),
+                        "history": history,
+                        "tokens_seen": tokens_seen,
+                        "tokens_by_split": tokens_by_split,
+                    }
+                )
             if pbar:
                 pbar.update(task, advance=1, loss=step_loss)
     for p in all_params:
@@ -275,6 +352,16 @@ def train(
     )
 
 
+def _as_float(cache: dict, label: str, name: str, mask: torch.Tensor, like: torch.Tensor):
+    """The bool `mask` as a 0/1 tensor of the gradient's dtype, converted once per (label, name)
+    (the product is bit-identical to multiplying by the bool mask)."""
+    hit = cache.get((label, name))
+    if hit is None or hit[0] is not mask or hit[1].dtype != like.dtype:
+        hit = (mask, mask.to(device=like.device, dtype=like.dtype))
+        cache[(label, name)] = hit
+    return hit[1]
+
+
 def _snapshot_untouched(optimizer, params, touched) -> list:
     """Copies of parameter values and Adam moments at elements no label of the step could touch."""
     saved = []
@@ -286,7 +373,9 @@ def _snapshot_untouched(optimizer, params, touched) -> list:
         if not frozen.any():
             continue
         state = optimizer.state.get(p, {})
-        moments = {k: v.detach().clone() for k, v in state.items() if k in ("exp_avg", "exp_avg_sq")}
+        moments = {
+            k: v.detach().clone() for k, v in state.items() if k in ("exp_avg", "exp_avg_sq")
+        }
         saved.append((p, frozen, p.detach().clone(), moments, optimizer))
     return saved
 
