@@ -53,7 +53,9 @@ class _user_errors:
 def run(
     method: str = typer.Argument(..., help="Method name (see `unlearnbench list methods`)."),
     benchmark: str = typer.Option("storyworld-lang", "--benchmark", "-b"),
-    model: str = typer.Option("tiny", "--model", "-m", help="Model preset."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model preset (default: the --config file's model, else tiny)."
+    ),
     seed: int = typer.Option(0, "--seed", "-s"),
     set_: list[str] = typer.Option([], "--set", help="Override: key=value (repeatable)."),
     config: Path | None = typer.Option(None, "--config", help="YAML preset; --set wins."),
@@ -100,8 +102,8 @@ def _print_run(record: dict, existed: bool) -> None:
 
 
 @app.command("list")
-def list_(what: str = typer.Argument(..., help="methods | benchmarks | models")) -> None:
-    """List registered methods, benchmarks or model presets."""
+def list_(what: str = typer.Argument(..., help="methods | benchmarks | models | presets")) -> None:
+    """List registered methods, benchmarks, model presets or YAML run presets."""
     from rich.console import Console
     from rich.table import Table
 
@@ -138,8 +140,15 @@ def list_(what: str = typer.Argument(..., help="methods | benchmarks | models"))
                 str(p.vocab_size or "tokenizer"),
                 p.source,
             )
+    elif what == "presets":
+        from unlearnbench.run_presets import run_presets
+
+        for col in ("preset (methods/NAME.yaml)", "model", "source"):
+            table.add_column(col)
+        for p in run_presets():
+            table.add_row(p.name, p.model, p.source)
     else:
-        fail(f"unknown list {what!r}; choose methods, benchmarks or models")
+        fail(f"unknown list {what!r}; choose methods, benchmarks, models or presets")
     Console().print(table)
 
 

@@ -1,0 +1,42 @@
+"""The YAML run presets in `methods/` (paper hyperparameters for the paper-size models).
+
+A preset is a config file for `unlearnbench run METHOD --config FILE` whose name starts with the
+method (`sgtm-wikipedia-254M.yaml`); it names its model (`model:`) and cites its `source:`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPreset:
+    name: str
+    path: Path
+    model: str
+    source: str
+
+
+def preset_dirs() -> list[Path]:
+    """`methods/` in the working directory, then the one next to the package (a source checkout)."""
+    dirs = [Path.cwd() / "methods", Path(__file__).resolve().parents[1] / "methods"]
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def run_presets() -> list[RunPreset]:
+    import yaml
+
+    found: dict[str, RunPreset] = {}
+    for d in preset_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            if path.stem in found:
+                continue
+            data = yaml.safe_load(path.read_text()) or {}
+            source = " ".join(str(data.get("source", "")).split())
+            found[path.stem] = RunPreset(path.stem, path, str(data.get("model", "")), source)
+    return sorted(found.values(), key=lambda p: p.name)
