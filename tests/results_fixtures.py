@@ -1,0 +1,182 @@
+"""Hand-made run records for the leaderboard, plot and report tests (no training)."""
+
+from __future__ import annotations
+
+import copy
+
+TRAIN = {
+    "steps": 250,
+    "batch_size": 16,
+    "micro_batch_size": 16,
+    "lr": 1e-3,
+    "warmup_steps": 25,
+    "warmup_start_factor": 0.1,
+    "min_lr_ratio": 0.0,
+    "weight_decay": 0.1,
+    "beta1": 0.9,
+    "beta2": 0.95,
+    "grad_clip": 1.0,
+    "context": 0,
+    "eval_every": 0,
+    "eval_blocks": 48,
+    "device": "cpu",
+    "bf16": False,
+    "save_model": True,
+}
+LABELS = {
+    "recall": 1.0,
+    "retain_label_rate": 0.25,
+    "adjacent_label_rate": 0.0,
+    "false_positive_rate": 0.0,
+}
+METHOD_OPTIONS = {
+    "no-filter": {},
+    "filter": {"strict": False},
+    "sgtm": {
+        "forget_mlp_dim": 64,
+        "forget_heads": 1,
+        "mask_embeddings": False,
+        "optimizer": "shared",
+        "layers": [],
+        "ablate": True,
+    },
+}
+
+
+def record(
+    method: str,
+    seed: int,
+    forget: float,
+    retain: float,
+    adjacent: float | None = None,
+    recall: float = 1.0,
+    benchmark: str = "storyworld-topic",
+    options: dict | None = None,
+    evals: dict | None = None,
+    curves: dict | None = None,
+    tokens: int = 1000,
+    wall: float = 10.0,
+) -> dict:
+    mo = copy.deepcopy(METHOD_OPTIONS[method]) | (options or {})
+    labels = LABELS | {"recall": recall}
+    tag = f"r{recall}" + "".join(f"-{k}{v}" for k, v in sorted((options or {}).items()))
+    r = {
+        "run_id": f"{method}__{benchmark}__tiny__s{seed}__{tag}",
+        "config_hash": tag,
+        "method": method,
+        "kind": "training",
+        "benchmark": benchmark,
+        "model": "tiny",
+        "seed": seed,
+        "config": {
+            "method": method,
+            "benchmark": benchmark,
+            "model": "tiny",
+            "seed": seed,
+            "train": dict(TRAIN),
+            "labels": labels,
+            "method_options": mo,
+            "benchmark_options": {"n_stories": 100},
+        },
+        "metrics": {
+            "forget_loss": forget,
+            "adjacent_loss": adjacent,
+            "retain_loss": retain,
+            "pre_finalize": {
+                "forget_loss": forget - 0.5,
+                "adjacent_loss": adjacent,
+                "retain_loss": retain,
+            },
+        },
+        "tokens_seen": tokens,
+        "wall_seconds": wall,
+        "device": "cpu (x86_64, 1 threads)",
+        "versions": {
+            "unlearnbench": "0.1.0",
+            "torch": "2.x",
+            "transformers": "5.x",
+            "git": "abc1234",
+        },
+        "model_path": None,
+    }
+    if evals is not None:
+        r["evals"] = evals
+    if curves is not None:
+        r["curves"] = curves
+    return r
+
+
+def relearn_rows(start: float, end: float, lrs=(1e-4, 1e-3), steps=(0, 10, 25, 50)) -> list[dict]:
+    rows = []
+    for i, lr in enumerate(lrs):
+        for s in steps:
+            frac = s / max(steps)
+            loss = start + (end - start) * frac - 0.1 * i * frac  # the larger lr relearns faster
+            rows.append(
+                {
+                    "step": s,
+                    "split": "forget",
+                    "loss": loss,
+                    "lr": lr,
+                    "attack_seed": 0,
+                    "mode": "full",
+                    "budget": max(steps),
+                }
+            )
+            rows.append(
+                {
+                    "step": s,
+                    "split": "retain",
+                    "loss": 2.0,
+                    "lr": lr,
+                    "attack_seed": 0,
+                    "mode": "full",
+                    "budget": max(steps),
+                }
+            )
+    return rows
+
+
+def sample_records() -> list[dict]:
+    """Three methods, two seeds; sgtm at two recalls; calibrated and relearn only on some runs."""
+    recs = [
+        record(
+            "no-filter",
+            0,
+            2.0,
+            1.50,
+            1.8,
+            evals={"relearn": {"worst_forget_loss": {"10": 1.9, "50": 1.8}, "steps_to_recover": 0}},
+            curves={"relearn": relearn_rows(2.0, 1.8)},
+        ),
+        record("no-filter", 1, 2.2, 1.70, 2.0),
+        record("filter", 0, 4.0, 1.55, 2.5, evals={"calibrated": {"forget_loss": 3.5}}),
+        record("filter", 1, 5.0, 1.65, 2.7, evals={"calibrated": {"forget_loss": 4.5}}),
+        record(
+            "sgtm",
+            0,
+            3.0,
+            1.60,
+            2.2,
+            recall=0.9,
+            evals={
+                "relearn": {"worst_forget_loss": {"10": 2.5, "50": 2.1}, "steps_to_recover": None}
+            },
+            curves={"relearn": relearn_rows(3.0, 2.1)},
+        ),
+        record(
+            "sgtm",
+            1,
+            3.4,
+            1.62,
+            2.4,
+            recall=0.9,
+            evals={
+                "relearn": {"worst_forget_loss": {"10": 2.7, "50": 2.3}, "steps_to_recover": 40}
+            },
+            curves={"relearn": relearn_rows(3.4, 2.3)},
+        ),
+        record("sgtm", 0, 2.5, 1.58, 2.1, recall=0.5),
+        record("sgtm", 0, 3.3, 1.61, 2.3, recall=0.9, options={"optimizer": "strict"}),
+    ]
+    return recs
