@@ -6,6 +6,7 @@ Every step is a plain function call on plain data (design section 1); the CLI is
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import time
@@ -23,6 +24,8 @@ from unlearnbench.models.build import build_model, load_model, save_model
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import UnknownName, benchmarks, methods
 from unlearnbench.results.store import RunStore
+from unlearnbench.checkpoint import Checkpointer
+from unlearnbench.distributed import barrier, init_from_env, is_main
 from unlearnbench.training import train
 
 
@@ -97,31 +100,51 @@ def _losses_record(losses: dict) -> dict:
     return {f"{s}_loss": losses.get(s) for s in ("forget", "adjacent", "retain")}
 
 
+# train settings a post-hoc run passes on to its no-filter base: what is measured (block length,
+# test blocks) and where (device, precision); not the method's own steps, lr or batch
+BASE_SHARED_TRAIN_KEYS = ("context", "eval_blocks", "device", "bf16")
+
+
 def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[object, str]:
     """The base of a post-hoc method: `method_options.base` (a path or hub name) when given, else the
-    `no-filter` run of the same benchmark, model, labels and seed, trained first if missing."""
+    `no-filter` run of the same benchmark, model, labels and seed, trained first if missing.
+
+    The base shares the post-hoc run's data and evaluation settings (`BASE_SHARED_TRAIN_KEYS`), so
+    both records measure losses on the same test blocks; its training budget is no-filter's own."""
     base = cfg.method_options.get("base") or ""
     if base:
         try:
             return load_model(base), base
         except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot load base model {base!r}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(
+                f"cannot load base model {base!r}: {str(e).splitlines()[0]}"
+            ) from None
     nf = resolve_run_config(
         "no-filter",
         cfg.benchmark,
         cfg.model,
         cfg.seed,
         {f"benchmark.{k}": v for k, v in cfg.benchmark_options.items()}
-        | {f"labels.{k}": v for k, v in cfg.labels.__dict__.items()},
+        | {f"labels.{k}": v for k, v in cfg.labels.__dict__.items()}
+        | {f"train.{k}": getattr(cfg.train, k) for k in BASE_SHARED_TRAIN_KEYS},
     )
     record = execute(nf, store, force=False, progress=progress)
     return load_model(record["model_path"]), record["run_id"]
 
 
 def execute(
-    cfg: RunConfig, store: RunStore, force: bool = False, progress: bool = True
+    cfg: RunConfig,
+    store: RunStore,
+    force: bool = False,
+    progress: bool = True,
+    resume: bool = False,
 ) -> dict:
-    """Run `cfg` unless its record exists (or `force`), write the record atomically, return it."""
+    """Run `cfg` unless its record exists (or `force`), write the record atomically, return it.
+
+    With `resume`, training continues from the run's checkpoint when one exists. Under `torchrun`
+    every rank trains its shard; only rank 0 evaluates, saves and writes, the others wait for its
+    record and return it."""
+    init_from_env(cfg.train.device)
     if store.exists(cfg.run_id) and not force:
         return store.load(cfg.run_id)
     spec: MethodSpec = methods.get(cfg.method)
@@ -150,6 +173,13 @@ def execute(
     except ValueError as e:  # an option out of range for this model: the user's mistake
         raise ConfigError(f"{cfg.method}: {e}") from None
 
+    checkpoint = Checkpointer(
+        store.checkpoint_path(cfg.run_id),
+        every=t.checkpoint_every,
+        resume=resume,
+        writer=is_main(),
+        run_key=cfg.run_id,
+    )
     result = train(
         objective,
         groups,
@@ -159,7 +189,11 @@ def execute(
         evaluate=evaluate,
         progress=progress,
         description=f"{cfg.method} s{cfg.seed}",
+        checkpoint=checkpoint,
     )
+    if not is_main():
+        barrier()  # rank 0 evaluates and writes the record
+        return store.load(cfg.run_id)
     pre = evaluate(objective.model)
     model = objective.finalize(objective.model)
     post = evaluate(model)
@@ -187,6 +221,7 @@ def execute(
         "base": base_ref,
         "history": result.history,
         "train_seconds": result.seconds,
+        "resumed_from_step": result.resumed_from,
         "wall_seconds": time.perf_counter() - start,
         "device": device_name(t.device),
         "versions": versions(),
@@ -194,4 +229,173 @@ def execute(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     store.write(record)
+    checkpoint.path.unlink(missing_ok=True)  # the run is complete: its record replaces it
+    barrier()
     return record
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation suites on saved runs (relearning attacks, probes, ...): results are merged into the
+# run's record under "evals" and "curves"; nothing else in the record changes.
+
+
+def _same_setup(a: dict, cfg: dict) -> bool:
+    """Same benchmark options and training config (the device aside) as the run config `cfg`."""
+    ac = a["config"]
+    strip = lambda t: {k: v for k, v in t.items() if k != "device"}  # noqa: E731
+    return ac["benchmark_options"] == cfg["benchmark_options"] and strip(ac["train"]) == strip(
+        cfg["train"]
+    )
+
+
+def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
+    """The `no-filter` or `perfect-filter` (filter, recall 1.0) run of the same benchmark, model,
+    seed, benchmark options and training config as `record` (for a post-hoc run: as its base run):
+    found in the store (preferring the same labels), else trained with this run's labels (recall
+    1.0 for the perfect filter)."""
+    assert name in ("no-filter", "perfect-filter"), name
+    if record.get("kind") == "posthoc" and record.get("base") and store.exists(record["base"]):
+        record = store.load(record["base"])  # a post-hoc run's setup is its base model's
+    cfg = record["config"]
+    method = "no-filter" if name == "no-filter" else "filter"
+
+    def fits(r: dict) -> bool:
+        if not _same_setup(r, cfg) or not r.get("model_path"):
+            return False
+        if name == "perfect-filter":
+            opts = r["config"]["method_options"]
+            return r["config"]["labels"]["recall"] == 1.0 and not opts.get("strict", False)
+        return True
+
+    if fits(record) and record["method"] == method:
+        return record
+    found = [
+        r
+        for r in store.find(
+            method=method, benchmark=record["benchmark"], model=record["model"], seed=record["seed"]
+        )
+        if fits(r)
+    ]
+    labels = dict(cfg["labels"], **({"recall": 1.0} if name == "perfect-filter" else {}))
+    found.sort(key=lambda r: (r["config"]["labels"] != labels, r["run_id"]))
+    if found:
+        return found[0]
+    train_over = {k: v for k, v in cfg["train"].items() if k != "save_model"}
+    ref = resolve_run_config(
+        method,
+        record["benchmark"],
+        record["model"],
+        record["seed"],
+        {f"benchmark.{k}": v for k, v in cfg["benchmark_options"].items()}
+        | {f"labels.{k}": v for k, v in labels.items()}
+        | {f"train.{k}": v for k, v in train_over.items()},
+    )
+    return execute(ref, store, force=False, progress=progress)
+
+
+@contextlib.contextmanager
+def _record_lock(store: RunStore, run_id: str):
+    """An exclusive lock on a run's record while it is read, updated and rewritten."""
+    import fcntl
+
+    path = store.records_dir / f".{run_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: list | None) -> dict:
+    """Re-read the record, set `evals[key]` (and `curves[key]`), write it back atomically."""
+    with _record_lock(store, run_id):
+        record = store.load(run_id)
+        record.setdefault("evals", {})[key] = summary
+        if curves is not None:
+            record.setdefault("curves", {})[key] = curves
+        store.write(record)
+    return record
+
+
+def evaluate_entry(
+    record: dict, entry, store: RunStore, progress: bool = True, force: bool = False, model=None
+) -> dict:
+    """Run one suite entry on a saved run (unless its result with the same options is recorded)
+    and merge the result into the record; returns the summary."""
+    import copy
+    import dataclasses
+
+    from unlearnbench.evals import EvalContext, EvalSpec
+    from unlearnbench.registry import evals
+
+    spec: EvalSpec = evals.get(entry.eval)
+    options = spec.options(**entry.options)
+    opts = json_safe(dataclasses.asdict(options))
+    existing = store.load(record["run_id"]).get("evals", {}).get(entry.key)
+    if existing is not None and existing.get("options") == opts and not force:
+        return existing
+    if model is None:
+        if not record.get("model_path") or not Path(record["model_path"]).is_dir():
+            raise ConfigError(
+                f"run {record['run_id']} has no saved model (train with save_model=true)"
+            )
+        model = load_model(record["model_path"])
+    cfg = RunConfig.from_dict(record["config"])
+    t = cfg.train
+    bench = load_benchmark(cfg.benchmark, cfg.benchmark_options)
+    context = t.context or MODEL_PRESETS[cfg.model].context
+
+    def evaluate_other(other: dict) -> dict:
+        # the same entry on a reference run, without references of its own (no recursion)
+        opts_other = (
+            dict(entry.options, references=False) if "references" in opts else entry.options
+        )
+        return evaluate_entry(
+            other, dataclasses.replace(entry, options=opts_other), store, progress
+        )
+
+    ctx = EvalContext(
+        record=record,
+        benchmark=bench,
+        model=copy.deepcopy(model).to(t.device),
+        context=context,
+        eval_blocks=test_blocks(bench, context, t.eval_blocks),
+        store=store,
+        device=t.device,
+        progress=progress,
+        key=entry.key,
+        evaluate_other=evaluate_other,
+        reference=lambda name: reference_record(record, name, store, progress),
+    )
+    start = time.perf_counter()
+    result = spec.run(ctx, options)
+    summary = {"options": opts, **result.summary, "seconds": time.perf_counter() - start}
+    merge_eval(store, record["run_id"], entry.key, json_safe(summary), result.curves)
+    return summary
+
+
+def run_suite(
+    run_id: str, suite: str, store: RunStore, progress: bool = True, force: bool = False
+) -> dict:
+    """Run every entry of `suite` on the saved run `run_id`; returns the updated record."""
+    from unlearnbench.evals import load_suite
+
+    entries, _ = load_suite(suite)
+    record = store.load(run_id)
+    model = None
+    for entry in entries:
+        if model is None and record.get("model_path") and Path(record["model_path"]).is_dir():
+            model = load_model(record["model_path"])
+        evaluate_entry(record, entry, store, progress=progress, force=force, model=model)
+    return store.load(run_id)
+
+
+def json_safe(x):
+    """Tuples to lists (as the JSON record stores them), so stored and fresh options compare equal."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x

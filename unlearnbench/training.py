@@ -167,6 +167,7 @@ class TrainResult:
     tokens_by_split: dict[str, int]
     history: list[dict]
     seconds: float
+    resumed_from: int = 0  # the checkpoint step training continued from (0: a fresh start)
 
 
 def train(
@@ -349,6 +350,7 @@ def train(
         tokens_by_split=tokens_by_split,
         history=history,
         seconds=time.perf_counter() - start,
+        resumed_from=first_step,
     )
 
 

@@ -43,3 +43,5 @@ class RunContext:
     benchmark: object  # Benchmark
     model: object
     base_model_path: str | None = None
+    # the run's loss evaluation (model -> {split: loss}), for methods that record intermediate losses
+    evaluate: Callable | None = None

@@ -1,0 +1,36 @@
+"""`activation-masking`: SGTM's comparison baseline `activation_masking` (Shilov et al. 2025).
+
+As `gradient-routing`, but on forget-labeled documents the retain activations (retain MLP units
+before the activation function, retain heads' outputs before `out_proj`) are zeroed instead of
+detached: the forward pass itself runs on the forget units and heads only, so no retain-side
+parameter of the masked blocks (c_fc and q/k/v retain rows, c_proj and out_proj retain columns)
+gets gradient from forget data; output biases, embeddings and layer norms still do.
+Retain-labeled documents: forget units and heads zeroed; unlabeled: plain. `route_tokens`: route by
+target token. Finalize: zero the forget rows of c_fc (weight and bias) and of q/k/v.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods.routing import partition_routing_objective
+from unlearnbench.training import Objective
+
+
+@dataclass(frozen=True)
+class ActivationMaskingOptions:
+    forget_mlp_dim: int = 64  # SGTM comparison: the same partition as SGTM (64 MLP units per block)
+    forget_heads: int = 1  # SGTM comparison: 1 forget head per block
+    layers: tuple[int, ...] = ()  # masked blocks; empty = all (SGTM default)
+    ablate: bool = True  # finalize by zeroing the forget rows of c_fc and q/k/v
+    route_tokens: tuple[
+        str, ...
+    ] = ()  # Cloud et al. virology: route by target token; empty = labels
+    route_tokens_file: str = ""  # ours: the same, one token per line
+
+
+@register_method("activation-masking", kind="training", options=ActivationMaskingOptions)
+def setup(ctx: RunContext, options: ActivationMaskingOptions) -> Objective:
+    """Activation masking: forget data runs on the forget units and heads only (retain ones zeroed)."""
+    return partition_routing_objective(ctx, options, forget_mode="zero_retain")

@@ -1,0 +1,105 @@
+"""`demix`: the DEMix baseline of Cloud et al. 2024 (after Gururangan et al. 2021).
+
+Every block's MLP becomes two experts of the MLP's size, `retain` and `forget`. Hard routing by
+document label, one expert per forward pass: forget-labeled documents use only the forget expert,
+all other documents (retain, unlabeled) only the retain expert, so forget data never updates the
+retain expert and the reverse. With `route_tokens`, the choice is per position instead: positions
+whose target is routed use the forget expert, all others the retain expert.
+Outside training the forget expert is active: `pre_finalize` reports the model with the forget
+expert in every block. Finalize keeps the retain expert: a plain GPT-Neo of the original shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoMLP
+
+from unlearnbench.losses import lm_loss
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods.routing import resolve_route_tokens, routed_positions
+from unlearnbench.training import Objective
+
+
+@dataclass(frozen=True)
+class DEMixOptions:
+    route_tokens: tuple[
+        str, ...
+    ] = ()  # Cloud et al. virology: route by target token; empty = labels
+    route_tokens_file: str = ""  # ours: the same, one token per line
+
+
+class TwoExperts(nn.Module):
+    """A retain and a forget MLP expert; `route` picks one ("retain" | "forget") or, as a (B, T)
+    bool tensor, the forget expert at True positions and the retain expert elsewhere."""
+
+    def __init__(self, retain: nn.Module, forget: nn.Module):
+        super().__init__()
+        self.retain, self.forget = retain, forget
+        self.route: str | torch.Tensor = "forget"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d)
+        if isinstance(self.route, torch.Tensor):
+            sel = self.route[..., None]  # (B, T, 1)
+            return torch.where(sel, self.forget(x), self.retain(x))  # (B, T, d)
+        return self.forget(x) if self.route == "forget" else self.retain(x)
+
+
+@torch.no_grad()
+def add_forget_experts(model, seed: int):
+    """Wrap every block's MLP (kept as the retain expert) with a fresh forget expert of the same
+    size, initialized like the model (N(0, initializer_range), zero bias)."""
+    cfg = model.config
+    gen = torch.Generator().manual_seed(seed)
+    for block in model.transformer.h:
+        retain = block.mlp
+        forget = GPTNeoMLP(retain.c_fc.out_features, cfg).to(retain.c_fc.weight.device)
+        for lin in (forget.c_fc, forget.c_proj):
+            w = torch.randn(lin.weight.shape, generator=gen) * cfg.initializer_range
+            lin.weight.copy_(w.to(lin.weight))
+            lin.bias.zero_()
+        block.mlp = TwoExperts(retain, forget)
+    return model
+
+
+def keep_retain_experts(model):
+    """Replace every TwoExperts by its retain expert: a plain GPT-Neo again."""
+    for block in model.transformer.h:
+        if isinstance(block.mlp, TwoExperts):
+            block.mlp = block.mlp.retain
+    return model
+
+
+@contextlib.contextmanager
+def routed(model, route):
+    experts = [b.mlp for b in model.transformer.h]
+    for e in experts:
+        e.route = route
+    try:
+        yield model
+    finally:
+        for e in experts:
+            e.route = "forget"  # outside training: the forget expert is active (pre-ablation)
+
+
+@register_method("demix", kind="training", options=DEMixOptions)
+def setup(ctx: RunContext, options: DEMixOptions) -> Objective:
+    """DEMix: one MLP expert per label, hard routing by document label; keep the retain expert."""
+    model = add_forget_experts(ctx.model, ctx.config.seed)
+    token_ids = resolve_route_tokens(
+        ctx.benchmark.tokenizer, options.route_tokens, options.route_tokens_file
+    )
+
+    def loss(m, inputs, targets, label):
+        if token_ids is not None:
+            route = routed_positions(targets, token_ids)  # (B, T)
+        else:
+            route = "forget" if label == "forget" else "retain"
+        with routed(m, route):
+            return lm_loss(m, inputs, targets)
+
+    # finalize always drops the forget expert: the record's model must be a plain GPT-Neo
+    return Objective(model=model, loss=loss, finalize=keep_retain_experts)

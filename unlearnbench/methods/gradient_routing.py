@@ -1,0 +1,40 @@
+"""`gradient-routing`: gradient routing as instantiated in SGTM's comparison (Shilov et al. 2025,
+`gradient_routing`), on the same forget/retain partition as `sgtm`.
+
+- forget-labeled documents: the retain activations (retain MLP units before the activation function,
+  retain heads' outputs before `out_proj`) are detached: the forward value is unchanged and no
+  gradient flows back through them, so the retain rows of c_fc and q/k/v learn nothing from forget
+  data. Parameters downstream of the activations (c_proj, out_proj, biases, embeddings, layer norms)
+  still get the full forget gradient: the mask is on activations, not parameters (Cloud et al. note).
+- retain-labeled documents: forget units and heads zeroed (SGTM's retain mode).
+- unlabeled documents: plain.
+- `route_tokens`: route by target token instead of by label (see `methods.routing`).
+Finalize: zero the forget rows of c_fc (weight and bias) and of q/k/v; functionally the same as
+zeroing all of theta_forget (the forget units then output gelu_new(0) = 0, the forget heads 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods.routing import partition_routing_objective
+from unlearnbench.training import Objective
+
+
+@dataclass(frozen=True)
+class GradientRoutingOptions:
+    forget_mlp_dim: int = 64  # SGTM comparison: the same partition as SGTM (64 MLP units per block)
+    forget_heads: int = 1  # SGTM comparison: 1 forget head per block
+    layers: tuple[int, ...] = ()  # routed blocks; empty = all (SGTM default)
+    ablate: bool = True  # finalize by zeroing the forget rows of c_fc and q/k/v
+    route_tokens: tuple[
+        str, ...
+    ] = ()  # Cloud et al. virology: route by target token; empty = labels
+    route_tokens_file: str = ""  # ours: the same, one token per line
+
+
+@register_method("gradient-routing", kind="training", options=GradientRoutingOptions)
+def setup(ctx: RunContext, options: GradientRoutingOptions) -> Objective:
+    """Gradient routing: forget data's gradient flows only through the forget units and heads."""
+    return partition_routing_objective(ctx, options, forget_mode="detach_retain")

@@ -1,0 +1,200 @@
+"""Shared helpers of the gradient routing family (gradient-routing, activation-masking, era, demix).
+
+- Token-level routing (Cloud et al. 2024, virology experiment): instead of document labels, a set of
+  token strings decides which positions are routed: a position is routed when its TARGET (the token
+  being predicted) is in the set, whatever the document's label.
+- Per-position activation masking on the forget/retain partition (the label-level version is
+  `models.partition.activation_mode`).
+- Ablation by the input side of the partition: zero the forget rows of `c_fc` (weight and bias) and
+  of q/k/v.
+- The labeled training blocks a method may read (never the true split).
+
+This module registers no method; it holds functions the method files share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from unlearnbench.config import ConfigError
+from unlearnbench.data.packing import IGNORE
+from unlearnbench.losses import lm_loss
+from unlearnbench.models.partition import Partition, _dims, activation_mode
+from unlearnbench.training import Objective
+
+MODES = ("plain", "zero_forget", "detach_retain", "zero_retain")
+
+
+# --- token routing -------------------------------------------------------------------------------
+
+
+def resolve_route_tokens(tokenizer, tokens: tuple[str, ...], path: str = "") -> torch.Tensor | None:
+    """Token ids of the routed set, or None when no set is given (route by document label).
+
+    Each entry is a vocabulary entry as written (e.g. "Ġforest" in a byte-level BPE), or a text that
+    encodes to exactly one token; a leading "_" stands for a space, as in the paper's "_virus".
+    `path` names a file with one entry per line (blank lines skipped; other whitespace kept).
+    """
+    entries = list(tokens)
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"route_tokens_file not found: {path}")
+        entries += [line.rstrip("\r\n") for line in p.read_text().splitlines()]
+        entries = [e for e in entries if e.strip()]
+    if not entries:
+        return None
+    vocab = tokenizer.get_vocab()
+    ids = []
+    for entry in entries:
+        if entry in vocab:
+            ids.append(vocab[entry])
+            continue
+        text = " " + entry[1:] if entry.startswith("_") else entry
+        enc = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(enc) != 1:
+            raise ConfigError(
+                f"route token {entry!r} is not one token of this tokenizer (encodes to {len(enc)})"
+            )
+        ids.append(enc[0])
+    return torch.tensor(sorted(set(ids)), dtype=torch.long)
+
+
+def routed_positions(targets: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: positions whose target token is in the routed set (uncounted targets never)."""
+    routed = torch.isin(targets, token_ids.to(targets.device))  # (B, T)
+    return routed & (targets != IGNORE)
+
+
+# --- per-position activation masking -------------------------------------------------------------
+
+
+def _apply(mode: str, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x: (B, T, n) with retain units first; keep: (n,) 1 on retain units, 0 on forget units."""
+    if mode == "zero_forget":
+        return x * keep
+    if mode == "zero_retain":
+        return x * (1.0 - keep)
+    if mode == "detach_retain":
+        return x.detach() * keep + x * (1.0 - keep)  # value unchanged, no gradient into retain
+    return x
+
+
+@contextlib.contextmanager
+def position_mode(model, part: Partition, routed: torch.Tensor, mode: str, rest: str = "plain"):
+    """Like `activation_mode`, per position: `mode` at routed positions (B, T), `rest` elsewhere.
+    Same hook points: MLP units before the activation, heads' outputs before `out_proj`."""
+    assert mode in MODES and rest in MODES, (mode, rest)
+    r, rd = _dims(model, part)
+    sel = routed[..., None]  # (B, T, 1)
+    handles = []
+
+    def make_edit(start: int):
+        def edit(x: torch.Tensor) -> torch.Tensor:  # (B, T, n)
+            keep = torch.ones(x.shape[-1], device=x.device, dtype=x.dtype)
+            keep[start:] = 0.0
+            return torch.where(sel, _apply(mode, x, keep), _apply(rest, x, keep))
+
+        return edit
+
+    for i in part.layers:
+        block = model.transformer.h[i]
+        mlp_edit, attn_edit = make_edit(r), make_edit(rd)
+        handles.append(block.mlp.c_fc.register_forward_hook(lambda m, a, out, f=mlp_edit: f(out)))
+        handles.append(
+            block.attn.attention.out_proj.register_forward_pre_hook(
+                lambda m, args, f=attn_edit: (f(args[0]),) + tuple(args[1:])
+            )
+        )
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# --- ablation ------------------------------------------------------------------------------------
+
+
+def input_ablation_names(model, part: Partition) -> dict[str, tuple]:
+    """Parameter name -> index of its forget rows: c_fc weight and bias, q/k/v weight."""
+    r, rd = _dims(model, part)
+    out = {}
+    for i in part.layers:
+        p = f"transformer.h.{i}."
+        out[p + "mlp.c_fc.weight"] = (slice(r, None),)
+        out[p + "mlp.c_fc.bias"] = (slice(r, None),)
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            out[p + f"attn.attention.{proj}.weight"] = (slice(rd, None),)
+    return out
+
+
+@torch.no_grad()
+def ablate_inputs(model, part: Partition):
+    """Zero the forget rows of c_fc (weight, bias) and q/k/v in place. A forget MLP unit then has
+    pre-activation 0 and gelu_new(0) = 0; a forget head has q = k = v = 0 (GPT-Neo's q/k/v have no
+    bias), so its output is 0: the function equals zeroing all of theta_forget."""
+    params = dict(model.named_parameters())
+    for name, index in input_ablation_names(model, part).items():
+        params[name][index] = 0.0
+    return model
+
+
+# --- labeled training data -----------------------------------------------------------------------
+
+
+def labeled_blocks(ctx, label: str) -> torch.Tensor:
+    """All training blocks (N, T + 1) whose documents carry `label`, as the training loop sees them.
+    Reads labels only, never the true split."""
+    from unlearnbench.data.pipeline import training_groups
+    from unlearnbench.models.presets import MODEL_PRESETS
+
+    cfg = ctx.config
+    context = cfg.train.context or MODEL_PRESETS[cfg.model].context
+    groups, _ = training_groups(ctx.benchmark, cfg.labels, cfg.seed, context)
+    picked = [g.blocks for g in groups if g.label == label]
+    if not picked:
+        return torch.empty(0, context + 1, dtype=torch.long)
+    return torch.cat(picked)
+
+
+# --- the partition routing objective (gradient-routing, activation-masking) ----------------------
+
+
+def partition_routing_objective(ctx, options, forget_mode: str) -> Objective:
+    """Route on the SGTM partition by activation edits only (no gradient masks):
+
+    - label routing: forget-labeled documents run in `forget_mode` ("detach_retain" or
+      "zero_retain"), retain-labeled documents with the forget units and heads zeroed
+      ("zero_forget"), unlabeled documents plain;
+    - token routing (`route_tokens`): positions whose target is routed run in `forget_mode`, all
+      other positions plain, whatever the label.
+    Finalize: `ablate_inputs` (forget rows of c_fc and q/k/v zeroed) when `options.ablate`.
+    """
+    model = ctx.model
+    part = Partition.for_model(
+        model, options.forget_mlp_dim, options.forget_heads, options.layers or None
+    )
+    token_ids = resolve_route_tokens(
+        ctx.benchmark.tokenizer, options.route_tokens, options.route_tokens_file
+    )
+
+    def mode(label: str):
+        if token_ids is not None:
+            return contextlib.nullcontext()  # routing happens per position in `loss`
+        label_mode = {"forget": forget_mode, "retain": "zero_forget"}.get(label, "plain")
+        return activation_mode(model, part, label_mode)
+
+    def loss(m, inputs, targets, label):
+        if token_ids is None:
+            return lm_loss(m, inputs, targets)
+        with position_mode(m, part, routed_positions(targets, token_ids), forget_mode):
+            return lm_loss(m, inputs, targets)
+
+    def finalize(m):
+        return ablate_inputs(m, part) if options.ablate else m
+
+    return Objective(model=model, mode=mode, loss=loss, finalize=finalize)
