@@ -63,6 +63,9 @@ def run(
     force: bool = typer.Option(False, "--force", help="Run again even if a record exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON to stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the run's last checkpoint (see checkpoint_every)."
+    ),
 ) -> None:
     """Train or unlearn, evaluate, and write the run record."""
     with _user_errors():
@@ -73,7 +76,11 @@ def run(
         cfg = resolve_run_config(method, benchmark, model, seed, parse_assignments(set_), config)
         store = RunStore(out)
         existed = store.exists(cfg.run_id) and not force
-        record = execute(cfg, store, force=force, progress=not (quiet or as_json))
+        record = execute(cfg, store, force=force, progress=not (quiet or as_json), resume=resume)
+        from unlearnbench.distributed import is_main
+
+        if not is_main():
+            return  # under torchrun, rank 0 reports
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
         return
@@ -152,21 +159,113 @@ def list_(what: str = typer.Argument(..., help="methods | benchmarks | models | 
     Console().print(table)
 
 
-@app.command()
-def leaderboard(
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
-    benchmark: str | None = typer.Option(None, "--benchmark", "-b"),
-) -> None:
-    """Print the leaderboard (markdown) from the run records and write it to OUT/leaderboard.md."""
-    from unlearnbench.results.leaderboard import leaderboard_rows, to_markdown
-    from unlearnbench.results.store import RunStore, write_text_atomic
+DEST_HELP = "Directory for the written files (default: inside the run store)."
+
+
+def _records_for(out: Path, benchmark: str | None) -> list[dict]:
+    """The store's records (of `benchmark` when given); a user error when there are none."""
+    from unlearnbench.results.store import RunStore
 
     records = RunStore(out).records()
     if not records:
         fail(f"no run records in {out / 'records'}", code=1)
-    text = to_markdown(leaderboard_rows(records, benchmark))
-    write_text_atomic(out / "leaderboard.md", text)
+    if benchmark is not None:
+        known = sorted({str(r.get("benchmark")) for r in records})
+        if benchmark not in known:
+            fail(
+                f"no run records for benchmark {benchmark!r} in {out} (recorded: {', '.join(known)})"
+            )
+    return records
+
+
+def _benchmarks(records: list[dict], benchmark: str | None) -> list[str]:
+    return [benchmark] if benchmark else sorted({str(r.get("benchmark")) for r in records})
+
+
+@app.command()
+def leaderboard(
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    benchmark: str | None = typer.Option(None, "--benchmark", "-b"),
+    fmt: str = typer.Option("md", "--format", "-f", help="md | csv | html"),
+    dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT]"),
+) -> None:
+    """Print the leaderboard (mean ± std over seeds) and write it to DEST/leaderboard[-B].FORMAT."""
+    from unlearnbench.results.leaderboard import leaderboard_rows, render
+    from unlearnbench.results.store import write_text_atomic
+
+    if fmt not in ("md", "csv", "html"):
+        fail(f"unknown format {fmt!r}; choose md, csv or html")
+    records = _records_for(out, benchmark)
+    text = render(leaderboard_rows(records, benchmark), fmt)
+    name = f"leaderboard{'-' + benchmark if benchmark else ''}.{fmt}"
+    write_text_atomic((dest or out) / name, text)
     sys.stdout.write(text)
+
+
+@app.command()
+def plot(
+    kind: str = typer.Argument(..., help="tradeoff | relearn | undiscovered | all"),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Default: every one."),
+    dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT/figures]"),
+) -> None:
+    """Draw figures (PNG and SVG) from the run records: DEST/<benchmark>-<kind>.{png,svg}."""
+    from unlearnbench.results.plots import PLOTS
+
+    if kind not in (*PLOTS, "all"):
+        fail(f"unknown plot {kind!r}; choose {', '.join(PLOTS)} or all")
+    records = _records_for(out, benchmark)
+    from unlearnbench.results.plots import write_plots
+
+    dest = dest or out / "figures"
+    kinds = PLOTS if kind == "all" else (kind,)
+    for bench in _benchmarks(records, benchmark):
+        written = write_plots(records, bench, dest, kinds)
+        for k in kinds:
+            if k in written:
+                sys.stdout.write(f"{bench} {k}: {' '.join(str(p) for p in written[k])}\n")
+            else:
+                sys.stdout.write(f"{bench} {k}: nothing to draw (no such results in the records)\n")
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Default: every one."),
+    dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT/report]"),
+) -> None:
+    """Write one self-contained HTML page per benchmark: DEST/report-<benchmark>.html."""
+    records = _records_for(out, benchmark)
+    from unlearnbench.results.report import write_reports
+
+    for path in write_reports(records, dest or out / "report", benchmark):
+        sys.stdout.write(f"{path}\n")
+
+
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="YAML: benchmark, model, seeds, methods, grid, set."),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; run nothing."),
+    force: bool = typer.Option(False, "--force", help="Run again even where a record exists."),
+) -> None:
+    """Run the grid methods x seeds x settings, skipping recorded runs; a failure does not stop it."""
+    from rich.console import Console
+
+    with _user_errors():
+        from unlearnbench.results.store import RunStore
+        from unlearnbench.results.sweep import load_spec, plan, print_plan, print_summary, run_sweep
+
+        store = RunStore(out)
+        runs = plan(load_spec(spec), store)
+    console = Console(stderr=True)
+    print_plan(runs, console)
+    if dry_run:
+        return
+    summary = run_sweep(runs, store, console, force=force)
+    print_summary(summary, console)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 DEMO_RUNS = [

@@ -15,17 +15,17 @@ from pathlib import Path
 import torch
 
 from unlearnbench import __version__
+from unlearnbench.checkpoint import Checkpointer
 from unlearnbench.config import ConfigError, RunConfig, load_config_file, resolve
 from unlearnbench.data.benchmarks import load_benchmark
 from unlearnbench.data.pipeline import test_blocks, training_groups
+from unlearnbench.distributed import barrier, init_from_env, is_main
 from unlearnbench.losses import split_losses
 from unlearnbench.methods import MethodSpec, RunContext
 from unlearnbench.models.build import build_model, load_model, save_model
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import UnknownName, benchmarks, methods
 from unlearnbench.results.store import RunStore
-from unlearnbench.checkpoint import Checkpointer
-from unlearnbench.distributed import barrier, init_from_env, is_main
 from unlearnbench.training import train
 
 

@@ -27,6 +27,9 @@ class RunStore:
     def model_path(self, run_id: str) -> Path:
         return self.models_dir / run_id
 
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.root / "checkpoints" / run_id / "checkpoint.pt"
+
     def exists(self, run_id: str) -> bool:
         return self.record_path(run_id).is_file()
 
