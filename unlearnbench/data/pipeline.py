@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unlearnbench.config import LabelConfig
+from unlearnbench.config import ConfigError, LabelConfig
 from unlearnbench.data.benchmarks import Benchmark
 from unlearnbench.data.labels import label_document
 from unlearnbench.data.packing import BlockGroup, pack
@@ -18,7 +18,8 @@ def token_ids(bench: Benchmark) -> dict[str, list[int]]:
         encoded = bench.tokenizer(
             [d.text for d in docs], add_special_tokens=False, return_attention_mask=False
         )["input_ids"]
-        cache = {d.id: ids for d, ids in zip(docs, encoded, strict=True)}
+        limit = bench.max_doc_tokens or None  # a recipe that cuts each document (0 = whole)
+        cache = {d.id: ids[:limit] for d, ids in zip(docs, encoded, strict=True)}
         bench._token_ids = cache
     return cache
 
@@ -29,6 +30,7 @@ def training_groups(
     """Blocks of the training documents, one group per (true split, label, strict flag), and the
     document counts per (split/label) for the record."""
     ids = token_ids(bench)
+    _check_one_block(bench.name, "training", [(ids[d.id], s) for d, s in bench.train], context)
     buckets: dict[tuple[str, str, bool], list[list[int]]] = {}
     counts: dict[str, int] = {}
     for doc, split in bench.train:
@@ -37,7 +39,9 @@ def training_groups(
         buckets.setdefault(key, []).append(ids[doc.id])
         counts[f"{split}/{lab.label}"] = counts.get(f"{split}/{lab.label}", 0) + 1
     groups = [
-        BlockGroup(split, label, flagged, pack(buckets[(split, label, flagged)], context, bench.eos_id))
+        BlockGroup(
+            split, label, flagged, pack(buckets[(split, label, flagged)], context, bench.eos_id)
+        )
         for split, label, flagged in sorted(buckets)
     ]
     return [g for g in groups if len(g.blocks)], dict(sorted(counts.items()))
@@ -52,6 +56,20 @@ def test_blocks(bench: Benchmark, context: int, max_blocks: int) -> dict[str, to
         if docs:
             blocks = pack([ids[d.id] for d in docs], context, bench.eos_id)[:max_blocks]
             if len(blocks) == 0:
-                raise ValueError(f"the {split} test split has fewer tokens than one block")
+                _check_one_block(bench.name, "test", [(ids[d.id], split) for d in docs], context)
             out[split] = blocks
     return out
+
+
+def _check_one_block(name: str, part: str, docs: list[tuple[list[int], str]], context: int) -> None:
+    """A split whose documents (each plus its separator) fill less than one block of `context + 1`
+    tokens cannot be trained or evaluated on: the user's data is too small for the context."""
+    tokens: dict[str, int] = {}
+    for ids, split in docs:
+        tokens[split] = tokens.get(split, 0) + len(ids) + 1
+    for split, n in sorted(tokens.items()):
+        if n < context + 1:
+            raise ConfigError(
+                f"benchmark {name!r}: the {split} {part} split has {n} tokens, fewer than one block "
+                f"of {context + 1} (context {context}); add documents or lower train.context"
+            )

@@ -21,10 +21,12 @@ from unlearnbench.registry import benchmarks
 class Benchmark:
     name: str
     train: list[tuple[Document, str]]  # (document, true split)
-    test: dict[str, list[Document]]  # split -> test documents; a split the benchmark lacks is absent
+    # split -> test documents; a split the benchmark lacks is absent
+    test: dict[str, list[Document]]
     tokenizer: object  # a transformers PreTrainedTokenizerFast
     probes: list = field(default_factory=list)  # (FactProbe, split) pairs, where the world has them
     description: str = ""
+    max_doc_tokens: int = 0  # keep each document's first N tokens (a recipe's truncation); 0 = all
 
     @property
     def eos_id(self) -> int:
