@@ -137,21 +137,35 @@ def relearn_rows(start: float, end: float, lrs=(1e-4, 1e-3), steps=(0, 10, 25, 5
     return rows
 
 
+def relearn_summary(by_budget: dict[int, float], recover: int | None) -> dict:
+    """The shape evals/relearn.py writes (only the fields the results read)."""
+    return {
+        "worst_case": [{"budget": b, "forget_loss": v} for b, v in by_budget.items()],
+        "budget": max(by_budget),
+        "steps_to_recover": recover,
+    }
+
+
+def probes(forget: float, retain: float) -> dict:
+    return {
+        "forget": {"accuracy": forget, "chance": 0.25, "n": 40},
+        "retain": {"accuracy": retain, "chance": 0.25, "n": 40},
+    }
+
+
 def sample_records() -> list[dict]:
-    """Three methods, two seeds; sgtm at two recalls; calibrated and relearn only on some runs."""
-    recs = [
+    """Three methods, two seeds; sgtm at three recalls and a strict variant; relearn and probes
+    only on some runs (missing elsewhere)."""
+    nf0 = {"relearn": relearn_summary({10: 1.9, 50: 1.8}, 0)}
+    sg0 = {"relearn": relearn_summary({10: 2.5, 50: 2.1}, None)}
+    sg1 = {"relearn": relearn_summary({10: 2.7, 50: 2.3}, 40)}
+    return [
         record(
-            "no-filter",
-            0,
-            2.0,
-            1.50,
-            1.8,
-            evals={"relearn": {"worst_forget_loss": {"10": 1.9, "50": 1.8}, "steps_to_recover": 0}},
-            curves={"relearn": relearn_rows(2.0, 1.8)},
+            "no-filter", 0, 2.0, 1.50, 1.8, evals=nf0, curves={"relearn": relearn_rows(2.0, 1.8)}
         ),
         record("no-filter", 1, 2.2, 1.70, 2.0),
-        record("filter", 0, 4.0, 1.55, 2.5, evals={"calibrated": {"forget_loss": 3.5}}),
-        record("filter", 1, 5.0, 1.65, 2.7, evals={"calibrated": {"forget_loss": 4.5}}),
+        record("filter", 0, 4.0, 1.55, 2.5, evals={"fact-probes": probes(0.30, 0.90)}),
+        record("filter", 1, 5.0, 1.65, 2.7, evals={"fact-probes": probes(0.20, 0.80)}),
         record(
             "sgtm",
             0,
@@ -159,9 +173,7 @@ def sample_records() -> list[dict]:
             1.60,
             2.2,
             recall=0.9,
-            evals={
-                "relearn": {"worst_forget_loss": {"10": 2.5, "50": 2.1}, "steps_to_recover": None}
-            },
+            evals=sg0,
             curves={"relearn": relearn_rows(3.0, 2.1)},
         ),
         record(
@@ -171,12 +183,9 @@ def sample_records() -> list[dict]:
             1.62,
             2.4,
             recall=0.9,
-            evals={
-                "relearn": {"worst_forget_loss": {"10": 2.7, "50": 2.3}, "steps_to_recover": 40}
-            },
+            evals=sg1,
             curves={"relearn": relearn_rows(3.4, 2.3)},
         ),
         record("sgtm", 0, 2.5, 1.58, 2.1, recall=0.5),
         record("sgtm", 0, 3.3, 1.61, 2.3, recall=0.9, options={"optimizer": "strict"}),
     ]
-    return recs

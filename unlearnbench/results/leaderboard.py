@@ -67,6 +67,13 @@ def relearn_by_budget(record: dict) -> dict[int, float]:
     ev = get(record, "evals", "relearn")
     if not isinstance(ev, dict):
         return {}
+    if isinstance(ev.get("worst_case"), list):  # evals/relearn.py: [{"budget", "forget_loss", ...}]
+        out = {}
+        for e in ev["worst_case"]:
+            b, v = get(e, "budget"), _num(get(e, "forget_loss"))
+            if isinstance(b, int) and v is not None:
+                out[b] = v
+        return dict(sorted(out.items()))
     for key in ("worst_forget_loss", "forget_loss_by_budget", "budgets", "by_budget"):
         table = ev.get(key)
         if isinstance(table, dict):
@@ -82,12 +89,14 @@ def relearn_by_budget(record: dict) -> dict[int, float]:
     return {}
 
 
-def steps_to_recover(record: dict) -> tuple[float | None, bool]:
-    """(steps, measured): steps None with measured True means it never recovered in the budget."""
+def steps_to_recover(record: dict, key: str = "steps_to_recover") -> tuple[float | None, bool]:
+    """(steps, measured): steps None with measured True means it never recovered in the budget.
+    `key`: "steps_to_recover" (to the no-filter forget loss) or "steps_to_close_gap" (a fraction
+    of the gap)."""
     ev = get(record, "evals", "relearn")
-    if not isinstance(ev, dict) or "steps_to_recover" not in ev:
+    if not isinstance(ev, dict) or key not in ev:
         return None, False
-    v = ev["steps_to_recover"]
+    v = ev[key]
     if isinstance(v, dict):  # {"steps": n} or per-criterion
         v = v.get("steps", v.get("no_filter"))
     return _num(v), True
@@ -96,8 +105,7 @@ def steps_to_recover(record: dict) -> tuple[float | None, bool]:
 def max_budget(record: dict) -> int | None:
     b = relearn_by_budget(record)
     ev = get(record, "evals", "relearn") or {}
-    budgets = [int(x) for x in ev.get("budget_list", ev.get("budget_steps", [])) or [] if _num(x)]
-    allb = list(b) + budgets
+    allb = list(b) + ([int(ev["budget"])] if _num(ev.get("budget")) else [])
     return max(allb) if allb else None
 
 
@@ -112,13 +120,14 @@ def calibrated_forget(record: dict) -> float | None:
 
 
 def probe_accuracy(record: dict, split: str) -> float | None:
-    return first_number(
-        record,
-        ("evals", "fact_probes", "accuracy", split),
-        ("evals", "fact_probes", split, "accuracy"),
-        ("evals", "fact_probes", f"{split}_accuracy"),
-        ("evals", "fact_probes", split),
-    )
+    paths = []
+    for key in ("fact-probes", "fact_probes"):  # evals/fact_probes.py: {split: {"accuracy", ...}}
+        paths += [
+            ("evals", key, split, "accuracy"),
+            ("evals", key, "accuracy", split),
+            ("evals", key, f"{split}_accuracy"),
+        ]
+    return first_number(record, *paths)
 
 
 # ---- columns ----
@@ -167,6 +176,13 @@ def columns_for(records: list[dict]) -> list[Column]:
         cols.append(Column(f"relearn@{b}", f"forget after {b}-step attack", UP, _budget(b)))
     cols += [
         Column("recover", "steps to recover", UP, lambda r: steps_to_recover(r)[0], "int"),
+        Column(
+            "close_gap",
+            "steps to close gap",
+            UP,
+            lambda r: steps_to_recover(r, "steps_to_close_gap")[0],
+            "int",
+        ),
         Column(
             "probe_forget", "forget facts acc", DOWN, lambda r: probe_accuracy(r, "forget"), "acc"
         ),
@@ -332,11 +348,11 @@ def _per_seed(rs: list[dict], fn: Callable[[dict], float | None]) -> list[float 
     return [mean_std(v)[0] for _, v in sorted(by_seed.items(), key=lambda kv: str(kv[0]))]
 
 
-def _recover_cell(rs: list[dict]) -> Cell:
-    measured = [steps_to_recover(r) for r in rs]
+def _recover_cell(rs: list[dict], key: str) -> Cell:
+    measured = [steps_to_recover(r, key) for r in rs]
     if not any(m for _, m in measured):
         return Cell(None, None, 0)
-    m, s, n = mean_std(_per_seed(rs, lambda r: steps_to_recover(r)[0]))
+    m, s, n = mean_std(_per_seed(rs, lambda r: steps_to_recover(r, key)[0]))
     never = sum(1 for v, ok in measured if ok and v is None)
     if never:
         budget = max((max_budget(r) or 0 for r in rs), default=0)
@@ -364,8 +380,9 @@ def leaderboard_rows(records: list[dict], benchmark: str | None = None) -> list[
         row["run_ids"] = sorted(r.get("run_id", "") for r in rs)
         cells = {}
         for c in cols:
-            if c.key == "recover":
-                cells[c.key] = _recover_cell(rs)
+            if c.key in ("recover", "close_gap"):
+                key = "steps_to_recover" if c.key == "recover" else "steps_to_close_gap"
+                cells[c.key] = _recover_cell(rs, key)
             else:
                 cells[c.key] = Cell(*mean_std(_per_seed(rs, c.value)))
         row["cells"] = cells
