@@ -23,6 +23,7 @@ from unlearnbench.distributed import barrier, init_from_env, is_main
 from unlearnbench.losses import split_losses
 from unlearnbench.methods import MethodSpec, RunContext
 from unlearnbench.models.build import build_model, load_model, save_model
+from unlearnbench.models.card import write_model_card
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import UnknownName, benchmarks, methods
 from unlearnbench.results.store import RunStore
@@ -228,6 +229,8 @@ def execute(
         "model_path": model_path,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if model_path:
+        write_model_card(model_path, record)  # README.md: method, config, metrics
     store.write(record)
     checkpoint.path.unlink(missing_ok=True)  # the run is complete: its record replaces it
     barrier()
