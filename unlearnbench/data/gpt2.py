@@ -34,6 +34,9 @@ def load_gpt2_tokenizer(name_or_dir: str) -> PreTrainedTokenizerFast:
     local = Path(name_or_dir).expanduser()
     try:
         if local.is_dir():
+            files = {f.name for f in local.iterdir()}
+            if "tokenizer.json" not in files and not {"vocab.json", "merges.txt"} <= files:
+                raise OSError("no tokenizer.json, nor vocab.json with merges.txt")
             # from_pretrained(dir), not the vocab_file/merges_file constructor: in transformers 5
             # the constructor silently built an empty tokenizer.
             tok = GPT2TokenizerFast.from_pretrained(str(local))
@@ -47,7 +50,9 @@ def load_gpt2_tokenizer(name_or_dir: str) -> PreTrainedTokenizerFast:
         ) from None
     if not getattr(tok, "is_fast", False):
         raise ConfigError(f"{name_or_dir!r}: need a fast (tokenizers) tokenizer")
-    if tok.eos_token is None:
+    if len(tok) <= 256:  # an empty or byte-only vocabulary means the files were not read
+        raise ConfigError(f"{name_or_dir!r}: the tokenizer has only {len(tok)} entries")
+    if tok.eos_token is None or tok.eos_token_id is None:
         raise ConfigError(f"{name_or_dir!r}: the tokenizer has no end-of-text token")
     tok.pad_token = tok.eos_token
     return tok
