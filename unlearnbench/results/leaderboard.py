@@ -436,18 +436,13 @@ def format_cell(cell: Cell, col: Column, seeds: int) -> str:
 _ID_COLS = ["benchmark", "model", "method", "setting", "seeds"]
 
 
-def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+def _table(rows: list[dict], hide: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
     cols = rows_columns(rows)
-    head = _ID_COLS + [c.header for c in cols]
+    ids = [c for c in _ID_COLS if c not in hide]
+    head = ids + [c.header for c in cols]
     body = []
     for r in rows:
-        cells = [
-            str(r["benchmark"]),
-            str(r["model"]),
-            str(r["method"]),
-            r["setting"],
-            str(r["seeds"]),
-        ]
+        cells = [str(r[c]) for c in ids]
         cells += [format_cell(r["cells"][c.key], c, r["seeds"]) for c in cols]
         body.append(cells)
     return head, body
@@ -488,9 +483,11 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def to_html(rows: list[dict], caption: str = "") -> str:
-    """An HTML <table> fragment (the report embeds it; `--format html` writes it as a page)."""
-    head, body = _table(rows)
+def to_html(rows: list[dict], caption: str = "", hide: tuple[str, ...] = ()) -> str:
+    """An HTML <table> fragment (the report embeds it; `--format html` writes it as a page);
+    `hide`: identifying columns to leave out (e.g. the benchmark on a per-benchmark page)."""
+    head, body = _table(rows, hide)
+    n_ids = len(_ID_COLS) - len(hide)
     esc = html.escape
     out = ['<table class="leaderboard">']
     if caption:
@@ -498,8 +495,8 @@ def to_html(rows: list[dict], caption: str = "") -> str:
     out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead>")
     out.append("<tbody>")
     for cells in body:
-        tds = [f"<td>{esc(c)}</td>" for c in cells[: len(_ID_COLS)]]
-        tds += [f'<td class="num">{esc(c)}</td>' for c in cells[len(_ID_COLS) :]]
+        tds = [f"<td>{esc(c)}</td>" for c in cells[:n_ids]]
+        tds += [f'<td class="num">{esc(c)}</td>' for c in cells[n_ids:]]
         out.append("<tr>" + "".join(tds) + "</tr>")
     out.append("</tbody></table>")
     out.append(f'<p class="note">{esc(footer())}</p>')

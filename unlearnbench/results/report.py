@@ -129,6 +129,7 @@ def report_html(records: list[dict], benchmark: str, title: str | None = None) -
     rows = leaderboard_rows(recs, benchmark)
     models = sorted({str(r.get("model")) for r in recs})
     seeds = sorted({r.get("seed") for r in recs}, key=str)
+    hidden = ("benchmark", "model") if len(models) == 1 else ("benchmark",)  # said in the header
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -139,7 +140,7 @@ def report_html(records: list[dict], benchmark: str, title: str | None = None) -
         f"{esc(', '.join(map(str, seeds)))}; generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         " from the run records (nothing was retrained to draw this page).</p>",
         '<h2 id="leaderboard">Leaderboard</h2>',
-        f'<div class="scroll">{to_html(rows)}</div>',
+        f'<div class="scroll">{to_html(rows, hide=hidden)}</div>',
         '<h2 id="figures">Figures</h2>',
     ]
     for kind in PLOTS:
