@@ -66,8 +66,11 @@ def run(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the run's last checkpoint (see checkpoint_every)."
     ),
+    suite: str | None = typer.Option(
+        None, "--suite", help="Evaluation suite to run afterwards (evals/NAME.yaml): quick, robust."
+    ),
 ) -> None:
-    """Train or unlearn, evaluate, and write the run record."""
+    """Train or unlearn, evaluate (losses; with --suite also attacks and probes), write the record."""
     with _user_errors():
         from unlearnbench.config import parse_assignments
         from unlearnbench.results.store import RunStore
@@ -75,16 +78,96 @@ def run(
 
         cfg = resolve_run_config(method, benchmark, model, seed, parse_assignments(set_), config)
         store = RunStore(out)
+        if suite:
+            from unlearnbench.evals import load_suite
+
+            load_suite(suite)  # a bad suite fails before training, not after
         existed = store.exists(cfg.run_id) and not force
         record = execute(cfg, store, force=force, progress=not (quiet or as_json), resume=resume)
         from unlearnbench.distributed import is_main
 
         if not is_main():
             return  # under torchrun, rank 0 reports
+        if suite:
+            from unlearnbench.runner import run_suite
+
+            record = run_suite(record["run_id"], suite, store, progress=not (quiet or as_json))
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
         return
     _print_run(record, existed)
+    if record.get("evals"):
+        _print_evals(record)
+
+
+@app.command()
+def attack(
+    run_id: str = typer.Argument(..., help="A run id in the store (see OUT/records)."),
+    suite: str = typer.Option("robust", "--suite", help="Evaluation suite (evals/NAME.yaml)."),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run an evaluation suite on an existing run's saved model; add the results to its record."""
+    with _user_errors():
+        from unlearnbench.evals import load_suite
+        from unlearnbench.results.store import RunStore
+        from unlearnbench.runner import run_suite
+
+        load_suite(suite)
+        store = RunStore(out)
+        store.load(run_id)  # a missing run is a one-line error
+        record = run_suite(run_id, suite, store, progress=not quiet, force=force)
+    _print_evals(record)
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+
+def _print_evals(record: dict) -> None:
+    """One line per recorded evaluation: the numbers a reader looks for first."""
+    from rich.console import Console
+
+    console = Console()
+    for key, ev in (record.get("evals") or {}).items():
+        if ev.get("applicable") is False:
+            console.print(f"[bold]{key}[/]: not applicable ({ev.get('reason', '')})")
+        elif "worst_case" in ev:
+            parts = [f"{e['budget']}: {_fmt(e['forget_loss'])}" for e in ev["worst_case"]]
+            console.print(
+                f"[bold]{key}[/]: forget {_fmt(ev['before'].get('forget_loss'))} -> "
+                + ", ".join(parts)
+                + f"; steps to recover {_fmt(ev.get('steps_to_recover'))}"
+                + f" (90% of gap: {_fmt(ev.get('steps_to_close_gap'))}) of {ev.get('budget')}"
+            )
+        elif key.startswith("fact-probes"):
+            parts = [
+                f"{s} {_fmt(v['accuracy'])}"
+                for s, v in ev.items()
+                if isinstance(v, dict) and "accuracy" in v
+            ]
+            console.print(f"[bold]{key}[/]: accuracy " + ", ".join(parts))
+        elif "calibrated" in ev:
+            console.print(
+                f"[bold]{key}[/]: "
+                + ", ".join(
+                    f"{k} {_fmt(ev['before'][k])} -> {_fmt(v)}" for k, v in ev["calibrated"].items()
+                )
+            )
+        elif "ablated" in ev:
+            console.print(
+                f"[bold]{key}[/]: "
+                + ", ".join(
+                    f"{k} {_fmt(ev['before'][k])} -> {_fmt(v)}" for k, v in ev["ablated"].items()
+                )
+            )
+        elif "held_out_gain" in ev:
+            best = ev.get("best") or {}
+            console.print(
+                f"[bold]{key}[/]: held-out facts {_fmt(ev['before']['held_out'])} -> "
+                f"{_fmt((best.get('after') or {}).get('held_out'))} (chance {_fmt(ev['chance'])})"
+            )
 
 
 def _print_run(record: dict, existed: bool) -> None:
@@ -299,11 +382,42 @@ def demo(
             cfg = resolve_run_config(method, "storyworld-lang", "tiny", 0, overrides)
             console.print(f"[bold]{method}[/] {overrides or ''}")
             run_ids.append(execute(cfg, store, force=force, progress=True)["run_id"])
+        from unlearnbench.runner import run_suite
+
+        for run_id in run_ids:  # the quick suite: a light relearning attack and the fact probes
+            console.print(f"[bold]quick suite[/] {run_id}")
+            run_suite(run_id, "quick", store, progress=True)
         records = [store.load(r) for r in run_ids]
         text = to_markdown(leaderboard_rows(records))
         write_text_atomic(out / "demo.md", text)
     sys.stdout.write(text)
+    _relearn_table(records, [o for _, o in DEMO_RUNS])
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s; records in {out}/records")
+
+
+def _relearn_table(records: list[dict], settings: list[dict]) -> None:
+    """The relearning-attack summary: forget loss before and after each budget, steps to recover."""
+    from rich.console import Console
+    from rich.table import Table
+
+    evs = [(r, (r.get("evals") or {}).get("relearn")) for r in records]
+    budgets = sorted({e["budget"] for _, ev in evs if ev for e in ev["worst_case"]})
+    table = Table(title="relearning attack (quick suite): worst-case forget loss")
+    for col in ["run", "before", *[f"@{b} steps" for b in budgets], "steps to recover"]:
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for (r, ev), setting in zip(evs, settings, strict=True):
+        if not ev:
+            continue
+        by_b = {e["budget"]: e["forget_loss"] for e in ev["worst_case"]}
+        name = r["method"] + "".join(f" {k}={v}" for k, v in setting.items())
+        steps = ev.get("steps_to_recover")
+        table.add_row(
+            name,
+            _fmt(ev["before"]["forget_loss"]),
+            *[_fmt(by_b.get(b)) for b in budgets],
+            f"{steps}" if steps is not None else f"> {ev['budget']}",
+        )
+    Console().print(table)
 
 
 def main() -> None:

@@ -1,0 +1,153 @@
+"""Relearning attack: summaries from stored rows, steps to recover, exclusion, training documents only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+import unlearnbench.evals.relearn as relearn
+from unlearnbench.data import pipeline
+from unlearnbench.data.benchmarks import Benchmark
+from unlearnbench.data.documents import Document
+from unlearnbench.data.tokenizer import train_bpe
+from unlearnbench.evals import EvalContext
+
+
+def rows_of(curves: dict, lr=1e-3, seed=0) -> list[dict]:
+    """curves: {split: [(step, loss), ...]} -> long-format rows."""
+    return [
+        {
+            "step": st,
+            "split": split,
+            "loss": v,
+            "lr": lr,
+            "attack_seed": seed,
+            "mode": "full",
+            "budget": 20,
+        }
+        for split, pts in curves.items()
+        for st, v in pts
+    ]
+
+
+def test_steps_to_recover_and_gap_on_hand_made_curves():
+    # before 5.0, no-filter 2.0: the gap target at 90% is 5 - 0.9 * 3 = 2.3
+    rows = rows_of(
+        {
+            "forget": [(0, 5.0), (5, 4.0), (10, 2.5), (15, 2.2), (20, 1.9)],
+            "retain": [(0, 1.0), (5, 1.0), (10, 1.1), (15, 1.1), (20, 1.2)],
+        }
+    )
+    s = relearn.summarize(rows, (10, 20), 2.0, retain_tolerance=0.5, recover_fraction=0.9)
+    assert s["steps_to_close_gap"] == 15
+    assert s["steps_to_recover"] == 20
+    assert [e["forget_loss"] for e in s["worst_case"]] == [2.5, 1.9]
+    assert s["before"]["forget_loss"] == 5.0
+    # not within the budget: None, with the budget recorded
+    s = relearn.summarize(rows, (10, 20), 1.0, 0.5, 0.9)
+    assert s["steps_to_recover"] is None and s["budget"] == 20
+
+
+def test_worst_case_is_the_lowest_over_settings_and_steps():
+    a = rows_of(
+        {"forget": [(0, 5.0), (10, 3.0), (20, 2.8)], "retain": [(0, 1.0), (10, 1.0), (20, 1.0)]},
+        1e-4,
+    )
+    b = rows_of(
+        {"forget": [(0, 5.0), (10, 3.5), (20, 2.0)], "retain": [(0, 1.0), (10, 1.0), (20, 1.0)]},
+        1e-3,
+    )
+    s = relearn.summarize(a + b, (10, 20), None, 0.5, 0.9)
+    (b10, b20) = s["worst_case"]
+    assert (b10["forget_loss"], b10["lr"]) == (3.0, 1e-4)
+    assert (b20["forget_loss"], b20["lr"]) == (2.0, 1e-3)
+    assert "steps_to_recover" not in s  # no reference: not computed
+
+
+def test_retain_destroying_setting_is_excluded_and_reported():
+    good = rows_of(
+        {"forget": [(0, 5.0), (10, 4.0), (20, 3.0)], "retain": [(0, 1.0), (10, 1.1), (20, 1.2)]},
+        1e-4,
+    )
+    # lower forget loss, but its retain loss breaks the tolerance at step 20
+    bad = rows_of(
+        {"forget": [(0, 5.0), (10, 3.9), (20, 0.5)], "retain": [(0, 1.0), (10, 1.2), (20, 3.0)]},
+        1e-3,
+    )
+    s = relearn.summarize(good + bad, (10, 20), 1.0, retain_tolerance=0.5, recover_fraction=0.9)
+    b10, b20 = s["worst_case"]
+    assert b10["forget_loss"] == 3.9 and b10["excluded"] == []  # still fine within 10 steps
+    assert b20["forget_loss"] == 3.0 and b20["lr"] == 1e-4
+    assert b20["excluded"] == [{"lr": 1e-3, "attack_seed": 0, "retain_broke_at": 20}]
+    assert s["steps_to_recover"] is None  # the bad setting's recovery at step 20 does not count
+
+
+def _bench() -> Benchmark:
+    words = "el la zorro gato vive en cueva casa come pan rojo azul".split()
+    eng = "the fox cat lives in cave house eats bread red blue".split()
+    g = torch.Generator().manual_seed(0)
+
+    def text(ws, i):
+        idx = torch.randint(0, len(ws), (40,), generator=g).tolist()
+        return " ".join(ws[j] for j in idx) + f" {i}."
+
+    train = [(Document(f"f{i}", text(words, i)), "forget") for i in range(30)]
+    train += [(Document(f"r{i}", text(eng, i)), "retain") for i in range(30)]
+    test = {
+        "forget": [Document(f"tf{i}", text(words, i)) for i in range(6)],
+        "retain": [Document(f"tr{i}", text(eng, i)) for i in range(6)],
+    }
+    tok = train_bpe([d.text for d, _ in train], 300)
+    return Benchmark("toy", train, test, tok)
+
+
+def _model(vocab: int):
+    cfg = GPTNeoConfig(
+        vocab_size=vocab, max_position_embeddings=32, hidden_size=32, num_layers=2,
+        attention_types=[[["global", "local"], 1]], num_heads=4, intermediate_size=64,
+        window_size=8, resid_dropout=0.0, embed_dropout=0.0, attention_dropout=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return GPTNeoForCausalLM(cfg)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_attack_trains_only_on_forget_training_documents(monkeypatch, mode):
+    bench = _bench()
+    test_ids = {d.id for ds in bench.test.values() for d in ds}
+    docs = relearn.attack_documents(bench, n_docs=10, forget_fraction=1.0)
+    assert len(docs["forget"]) == 10
+    assert all(d.id.startswith("f") and d.id not in test_ids for d in docs["forget"])
+
+    seen = []
+    real_train = relearn.train
+
+    def spy(objective, groups, cfg, *args, **kwargs):
+        seen.append(torch.cat([g.blocks for g in groups]))
+        return real_train(objective, groups, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(relearn, "train", spy)
+    model = _model(len(bench.tokenizer))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    record = {"seed": 0, "run_id": "x", "config": {"train": {"bf16": False}}}
+    ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
+    opts = relearn.RelearnOptions(
+        budgets=(2, 4), lrs=(1e-3,), seeds=(0,), eval_every=2, eval_blocks=2, n_docs=10,
+        batch_size=2, mode=mode,
+    )  # fmt: skip
+    result = relearn.run(ctx, opts)
+    # every trained block is made of the attack's forget training documents' tokens
+    from unlearnbench.evals import groups_from_documents
+
+    expected = groups_from_documents(bench, docs, 16)[0].blocks
+    assert torch.equal(seen[0], expected)
+    # the run's own model is untouched (the attack works on a copy)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    # rows: step 0, 2, 4 for forget and retain; the summary is reproducible from them
+    assert sorted({r["step"] for r in result.curves}) == [0, 2, 4]
+    assert {r["mode"] for r in result.curves} == {mode}
+    again = relearn.summarize(result.curves, opts.budgets, None, 0.5, 0.9)
+    assert again["worst_case"] == result.summary["worst_case"]
+    losses = {r["step"]: r["loss"] for r in result.curves if r["split"] == "forget"}
+    assert losses[4] < losses[0]  # the attack learns the forget documents
