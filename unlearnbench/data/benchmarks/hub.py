@@ -72,7 +72,7 @@ def load_split(dataset: str, config: str, path: str, split: str):
         where = path or (f"{dataset} ({config})" if config else dataset)
         raise ConfigError(
             f"cannot load split {split!r} of {where}: {str(e).splitlines()[0] if str(e) else e!r}"
-            " (offline: pass path=DIR with a local copy, see `unlearnbench list benchmarks`)"
+            " (offline: --set path=DIR with a save_to_disk copy or data files named by split)"
         ) from None
 
 
