@@ -195,3 +195,19 @@ def test_cli_leaderboard_formats_and_errors(tmp_path):
     assert res.exit_code == 2 and "unknown format" in res.output
     res = runner.invoke(app, ["leaderboard", "--out", str(tmp_path), "-b", "nope"])
     assert res.exit_code == 2 and "storyworld-topic" in res.output
+
+
+def test_reads_the_summaries_the_evaluations_write():
+    ev = {
+        "calibrated-loss": {"calibrated": {"forget_loss": 3.3, "retain_loss": 1.5}},
+        "disjoint-facts": {"held_out_gain": 0.125},
+        "direction-ablation": {"ablated": {"forget_loss": 2.75}},
+        "fact-probes": {"forget": {"accuracy": 0.5, "chance": 0.25, "n": 8}},
+    }
+    rows = leaderboard_rows([record("filter", 0, 3.0, 1.6, evals=ev)])
+    cells = rows[0]["cells"]
+    assert cells["calibrated"].mean == 3.3
+    assert cells["disjoint"].mean == 0.125
+    assert cells["dir_ablation"].mean == 2.75
+    assert cells["probe_forget"].mean == 0.5
+    assert cells["probe_retain"].mean is None  # not in the summary: blank

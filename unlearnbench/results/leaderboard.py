@@ -112,6 +112,7 @@ def max_budget(record: dict) -> int | None:
 def calibrated_forget(record: dict) -> float | None:
     return first_number(
         record,
+        ("evals", "calibrated-loss", "calibrated", "forget_loss"),  # evals/calibrated_loss.py
         ("evals", "calibrated", "forget_loss"),
         ("evals", "calibrated", "losses", "forget"),
         ("evals", "calibrated", "losses", "forget_loss"),
@@ -195,6 +196,19 @@ def columns_for(records: list[dict]) -> list[Column]:
         ),
         Column(
             "probe_retain", "retain facts acc", UP, lambda r: probe_accuracy(r, "retain"), "acc"
+        ),
+        Column(
+            "disjoint",
+            "held-out facts gain",
+            DOWN,
+            lambda r: first_number(r, ("evals", "disjoint-facts", "held_out_gain")),
+            "acc",
+        ),
+        Column(
+            "dir_ablation",
+            "forget after direction ablation",
+            UP,
+            lambda r: first_number(r, ("evals", "direction-ablation", "ablated", "forget_loss")),
         ),
         Column("tokens", "tokens", DOWN, lambda r: _num(r.get("tokens_seen")), "int", core=True),
         Column(
