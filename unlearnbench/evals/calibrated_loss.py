@@ -111,6 +111,6 @@ def run(ctx: EvalContext, options: CalibrationOptions) -> EvalResult:
             "before": {f"{s}_loss": v for s, v in before.items()},
             "calibrated": {f"{s}_loss": v for s, v in after.items()},
             "splits_trained": sorted(docs),
-            "bias_norm": float(dict(model.named_parameters())[name].norm()),
+            "bias_norm": float(dict(model.named_parameters())[name].detach().norm()),
         }
     )

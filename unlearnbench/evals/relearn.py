@@ -64,6 +64,9 @@ class RelearnOptions:
     recover_fraction: float = 0.9  # issue: steps to close 90% of the gap to no-filter
     references: bool = False  # also attack the no-filter model and the perfect filter
 
+    def __post_init__(self):
+        validate(self)
+
 
 def validate(o: RelearnOptions) -> None:
     if not o.budgets or any(b < 1 for b in o.budgets):
@@ -322,7 +325,6 @@ def reference_forget_loss(ctx: EvalContext, o: RelearnOptions) -> float | None:
 @register_eval("relearn", options=RelearnOptions)
 def run(ctx: EvalContext, options: RelearnOptions) -> EvalResult:
     """Relearning attack: fine-tune on forget training documents; worst case and steps to recover."""
-    validate(options)
     rows = attack_rows(ctx, ctx.model, options)
     ref = reference_forget_loss(ctx, options)
     summary = summarize(

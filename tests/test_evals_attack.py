@@ -1,0 +1,88 @@
+"""`unlearnbench attack` and `run --suite`: results are added to the record, nothing else changes."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from unlearnbench.cli import app
+
+runner = CliRunner()
+SMALL = [
+    "--set", "n_stories=300", "--set", "vocab_size=300", "--set", "context=32",
+    "--set", "steps=3", "--set", "batch_size=4", "--set", "eval_blocks=2", "--set", "warmup_steps=1",
+]  # fmt: skip
+SUITE = """
+evals:
+  - eval: relearn
+    options: {budgets: [2, 4], lrs: [1e-3], seeds: [0], eval_every: 2, eval_blocks: 2,
+              n_docs: 20, batch_size: 2, references: true}
+  - eval: fact-probes
+    options: {max_per_split: 8}
+  - eval: disjoint-facts
+    options: {steps: 2, lrs: [1e-3], batch_size: 2, n_docs: 10, max_probes: 8, eval_blocks: 2}
+  - eval: calibrated-loss
+    options: {steps: 3, batch_size: 2, n_docs: 10}
+  - eval: direction-ablation
+"""
+
+
+def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
+    out = str(tmp_path / "runs")
+    suite = tmp_path / "tiny-suite.yaml"
+    suite.write_text(SUITE)
+    res = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL)
+    assert res.exit_code == 0, res.stderr
+    before = json.loads(res.stdout)
+    run_id = before["run_id"]
+    res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
+    assert res.exit_code == 0, res.stderr
+    after = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
+    for key, value in before.items():
+        assert after[key] == value, f"{key} changed"
+    ev = after["evals"]
+    assert set(ev) == {
+        "relearn",
+        "fact-probes",
+        "disjoint-facts",
+        "calibrated-loss",
+        "direction-ablation",
+    }
+    assert ev["direction-ablation"]["applicable"] is False  # sgtm records no steered layer
+    rel = ev["relearn"]
+    assert [e["budget"] for e in rel["worst_case"]] == [2, 4]
+    # the references were attacked too (trained first: no-filter and the perfect filter)
+    assert set(rel["references"]) == {"no-filter", "perfect-filter"}
+    nf = json.loads(
+        (
+            tmp_path / "runs" / "records" / f"{rel['references']['no-filter']['run_id']}.json"
+        ).read_text()
+    )
+    assert nf["method"] == "no-filter" and "relearn" in nf["evals"]
+    assert (
+        rel["reference_forget_loss"] == nf["curves"]["relearn"][0]["loss"]
+    )  # its step-0 forget loss
+    assert {r["split"] for r in after["curves"]["relearn"]} == {"forget", "retain"}
+    assert set(ev["fact-probes"]) >= {"forget", "retain"} and ev["fact-probes"]["forget"]["n"] == 8
+    # a second attack with the same suite reuses the recorded results
+    res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
+    again = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
+    assert again["evals"] == ev
+
+
+def test_attack_user_mistakes(tmp_path):
+    res = runner.invoke(app, ["attack", "nope", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "no record for run 'nope'" in res.stderr
+    res = runner.invoke(app, ["attack", "nope", "--suite", "robsut", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown suite 'robsut'" in res.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evals:\n  - eval: relearn\n    options: {budget: [3]}\n")
+    res = runner.invoke(app, ["attack", "nope", "--suite", str(bad), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown option 'budget'" in res.stderr
+    bad.write_text("evals:\n  - eval: relearn\n    options: {budgets: [3], eval_every: 2}\n")
+    res = runner.invoke(
+        app, ["run", "no-filter", "--suite", str(bad), "--out", str(tmp_path)] + SMALL
+    )
+    assert res.exit_code == 2 and "multiple of eval_every" in res.stderr
+    assert not (tmp_path / "records").exists()  # rejected before training
