@@ -408,7 +408,10 @@ def _relearn_table(records: list[dict], settings: list[dict]) -> None:
     for (r, ev), setting in zip(evs, settings, strict=True):
         if not ev:
             continue
-        by_b = {e["budget"]: e["forget_loss"] for e in ev["worst_case"]}
+        by_b = {
+            e["budget"]: e["forget_loss"] if e["forget_loss"] is not None else "excluded"
+            for e in ev["worst_case"]
+        }  # "excluded": every setting broke the retain tolerance within the budget
         name = r["method"] + "".join(f" {k}={v}" for k, v in setting.items())
         steps = ev.get("steps_to_recover")
         table.add_row(
