@@ -244,11 +244,19 @@ def execute(
 
 def _same_setup(a: dict, cfg: dict) -> bool:
     """Same benchmark options and training config (the device aside) as the run config `cfg`."""
-    ac = a["config"]
-    strip = lambda t: {k: v for k, v in t.items() if k != "device"}  # noqa: E731
-    return ac["benchmark_options"] == cfg["benchmark_options"] and strip(ac["train"]) == strip(
-        cfg["train"]
+    import dataclasses
+
+    from unlearnbench.config import TrainConfig
+
+    # a field missing from an older record holds its default
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    ta, tb = a["config"]["train"], cfg["train"]
+    same_train = all(
+        ta.get(k, defaults.get(k)) == tb.get(k, defaults.get(k))
+        for k in set(ta) | set(tb)
+        if k not in ("device", "save_model", "checkpoint_every")
     )
+    return same_train and a["config"]["benchmark_options"] == cfg["benchmark_options"]
 
 
 def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
@@ -257,8 +265,11 @@ def reference_record(record: dict, name: str, store: RunStore, progress: bool = 
     found in the store (preferring the same labels), else trained with this run's labels (recall
     1.0 for the perfect filter)."""
     assert name in ("no-filter", "perfect-filter"), name
-    if record.get("kind") == "posthoc" and record.get("base") and store.exists(record["base"]):
-        record = store.load(record["base"])  # a post-hoc run's setup is its base model's
+    base = record.get("base") if record.get("kind") == "posthoc" else None
+    if base:  # a post-hoc run's setup is its base model's: a run id, or a saved run's model path
+        hits = [store.load(base)] if store.exists(base) else []
+        hits += [r for r in store.records() if r.get("model_path") and r["model_path"] == base]
+        record = hits[0] if hits else record
     cfg = record["config"]
     method = "no-filter" if name == "no-filter" else "filter"
 
