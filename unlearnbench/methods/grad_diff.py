@@ -1,0 +1,43 @@
+"""`grad-diff`: gradient difference, ascent on forget-labeled data and descent on retain-labeled
+data (open-unlearning's GradDiff: gamma * (-NLL_forget) + alpha * NLL_retain, gamma = alpha = 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._loss_based import nll
+from unlearnbench.methods._posthoc import all_parameter_names
+from unlearnbench.methods.grad_ascent import LOSS_BASED_TRAIN_DEFAULTS
+from unlearnbench.training import Objective
+
+
+@dataclass(frozen=True)
+class GradDiffOptions:
+    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
+    gamma: float = 1.0  # open-unlearning GradDiff: weight of the forget (ascent) term
+    alpha: float = 1.0  # open-unlearning GradDiff: weight of the retain NLL term
+
+
+def grad_diff_loss(logits, targets, label: str, gamma: float, alpha: float):
+    """The label's term: -gamma * NLL on forget blocks, alpha * NLL on retain blocks."""
+    return -gamma * nll(logits, targets) if label == "forget" else alpha * nll(logits, targets)
+
+
+@register_method(
+    "grad-diff", kind="posthoc", options=GradDiffOptions, train_defaults=LOSS_BASED_TRAIN_DEFAULTS
+)
+def setup(ctx: RunContext, options: GradDiffOptions) -> Objective:
+    """Gradient difference: ascend on forget-labeled blocks, descend on retain-labeled blocks."""
+
+    def loss(model, inputs, targets, label):
+        logits = model(input_ids=inputs).logits  # (B, T, V)
+        return grad_diff_loss(logits, targets, label, options.gamma, options.alpha)
+
+    return Objective(
+        model=ctx.model,
+        batch_plan={"forget": 4, "retain": 4},  # ours: the effective batch 8, half each
+        loss=loss,
+        trainable=all_parameter_names(ctx.model),
+        reduction="labels",
+    )
