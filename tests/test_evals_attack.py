@@ -86,3 +86,22 @@ def test_attack_user_mistakes(tmp_path):
     )
     assert res.exit_code == 2 and "multiple of eval_every" in res.stderr
     assert not (tmp_path / "records").exists()  # rejected before training
+
+
+def test_shipped_suites_load_and_validate():
+    from unlearnbench.evals import load_suite
+
+    for name in ("quick", "robust", "sgtm-paper", "gradient-routing-paper"):
+        entries, description = load_suite(name)
+        assert entries and description, name
+    robust = {e.key: e for e in load_suite("robust")[0]}
+    assert set(robust) == {
+        "fact-probes",
+        "calibrated-loss",
+        "direction-ablation",
+        "relearn",
+        "disjoint-facts",
+    }
+    assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200
+    sgtm = load_suite("sgtm-paper")[0][0]
+    assert sgtm.key == "relearn-sgtm-paper" and sgtm.options["forget_fraction"] == 0.5
