@@ -113,7 +113,6 @@ def calibrated_forget(record: dict) -> float | None:
     return first_number(
         record,
         ("evals", "calibrated-loss", "calibrated", "forget_loss"),  # evals/calibrated_loss.py
-        ("evals", "calibrated-loss", "calibrated", "forget_loss"),  # evals/calibrated_loss.py
         ("evals", "calibrated", "forget_loss"),
         ("evals", "calibrated", "losses", "forget"),
         ("evals", "calibrated", "losses", "forget_loss"),
