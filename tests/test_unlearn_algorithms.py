@@ -1,0 +1,186 @@
+"""EleutherAI-unlearn algorithms and residual routing: orthogonal circuit breakers, sequential
+unlearning, checkpoint transfer, rewritten transfer, per-token selection, residual-dimension
+routing; on tiny GPT-Neo models."""
+
+import torch
+import torch.nn.functional as F
+from helpers import EOS, VOCAB, groups, tiny_gpt_neo
+
+from unlearnbench.config import TrainConfig
+from unlearnbench.data.packing import IGNORE, inputs_and_targets
+from unlearnbench.methods.orthogonal_circuit_breakers import (
+    OrthCircuitBreakerOptions,
+    orth_circuit_breaker_objective,
+    orthogonality_loss,
+)
+from unlearnbench.methods.residual_routing import residual_mask, routing_hooks
+from unlearnbench.methods.sequential_unlearn import (
+    SequentialOptions,
+    layer_objective,
+    layer_order,
+    logits_through,
+)
+from unlearnbench.methods.token_selection import (
+    restrict_targets,
+    select_by_ratio,
+    with_token_selection,
+)
+from unlearnbench.models.hidden import block_outputs, frozen_copy
+from unlearnbench.training import Objective, train
+
+CFG = TrainConfig(steps=4, batch_size=8, micro_batch_size=8, lr=1e-2, warmup_steps=0, grad_clip=0.0)
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+# --- orthogonal circuit breakers ------------------------------------------------------------------
+
+
+def test_orthogonality_loss_on_hand_made_representations():
+    counted = torch.ones(3, 2, dtype=torch.bool)  # (B, T): pooled length 2
+    e = torch.eye(4)
+    ortho = torch.stack([e[0], e[1], e[2]])[:, None, :].expand(3, 2, 4)  # (B, T, d) orthogonal
+    assert orthogonality_loss(ortho, counted).item() == 0.0
+    same = e[0][None, None, :].expand(3, 2, 4)  # every sequence on one direction: cos 1
+    assert torch.isclose(orthogonality_loss(same, counted), torch.tensor(2.0))  # 1 x mean length 2
+    # negative cosines are not penalized (ReLU); only counted positions are pooled
+    opposite = torch.stack([e[0], -e[0]])[:, None, :].expand(2, 2, 4)
+    assert orthogonality_loss(opposite, torch.ones(2, 2, dtype=torch.bool)).item() == 0.0
+    h = torch.stack([torch.stack([e[0], e[1]]), torch.stack([e[0], e[2]])])  # (2, 2, 4)
+    only_first = torch.tensor([[True, False], [True, False]])
+    assert torch.isclose(orthogonality_loss(h, only_first), torch.tensor(1.0))  # both pool to e0
+    by_hand = (0.5 * torch.ones(2, 2) - 0.5 * torch.eye(2)).sum() / 2 * 2  # cos 1/2 of each pair
+    assert torch.isclose(orthogonality_loss(h, torch.ones(2, 2, dtype=torch.bool)), by_hand)
+
+
+def test_orth_circuit_breakers_train_only_lora_and_lower_forget_similarity():
+    model = tiny_gpt_neo(layers=2)
+    options = OrthCircuitBreakerOptions(lora_dropout=0.0, lora_target="all")
+    obj = orth_circuit_breaker_objective(model, options)
+    assert obj.trainable and all("lora_" in n for n in obj.trainable)
+    data = groups(8, 8)
+    inputs, targets = inputs_and_targets(data[0].blocks, EOS)
+
+    def orth_now():
+        with torch.no_grad():
+            h = block_outputs(obj.model, inputs, [1])[1]
+        return orthogonality_loss(h, targets != IGNORE).item()
+
+    before = orth_now()
+    train(obj, data, CFG, seed=0, eos_id=EOS, progress=False)
+    assert orth_now() < before
+    merged = obj.finalize(obj.model)
+    assert type(merged).__name__ == "GPTNeoForCausalLM"
+
+
+# --- sequential unlearning ------------------------------------------------------------------------
+
+
+def test_sequential_layer_order_scales_the_reference():
+    assert layer_order(4, SequentialOptions()) == [3, 2, 1]  # reference 31..11 of 32 -> 3..1 of 4
+    assert layer_order(32, SequentialOptions(layer_step=4)) == [31, 27, 23, 19, 15, 11]
+
+
+def test_sequential_unlearning_updates_only_the_layer_in_turn():
+    model = tiny_gpt_neo(layers=4)
+    frozen = frozen_copy(model)
+    before = snapshot(model)
+    obj = layer_objective(model, frozen, 2, SequentialOptions())
+    train(obj, groups(8, 8), CFG, seed=0, eos_id=EOS, progress=False)
+    for n, p in model.named_parameters():
+        moved = not torch.equal(p, before[n])
+        assert moved == n.startswith("transformer.h.2."), n
+    assert all(torch.equal(p, before[n]) for n, p in frozen.named_parameters())
+
+
+def test_forget_logits_run_through_the_frozen_later_blocks():
+    model, other = tiny_gpt_neo(seed=0, layers=2), tiny_gpt_neo(seed=1, layers=2)
+    inputs = torch.randint(1, VOCAB, (2, 8))
+    h = block_outputs(model, inputs, [0])[0].detach().requires_grad_(True)
+    frozen = frozen_copy(other)
+    got = logits_through(frozen, inputs, 0, h)
+    # by hand: the other model's block 1 on h, then its final norm and head
+    body = frozen.transformer
+    x = h
+    with torch.no_grad():
+        plain = frozen(input_ids=inputs, output_hidden_states=True)
+    assert not torch.allclose(
+        got, plain.logits
+    )  # the frozen model's own block-0 output is replaced
+    out = body.h[1](x)
+    x = out[0] if isinstance(out, tuple) else out
+    assert torch.allclose(got, frozen.lm_head(body.ln_f(x)), atol=1e-5)
+    got.sum().backward()
+    assert h.grad is not None and h.grad.abs().sum() > 0
+
+
+# --- per-token selection --------------------------------------------------------------------------
+
+
+def test_token_selection_masks_exactly_the_selected_positions():
+    targets = torch.tensor([[5, 7, IGNORE, 9, 5], [1, 2, 3, 7, IGNORE]])
+    kept = restrict_targets(targets, torch.tensor([5, 7]))
+    expect = torch.tensor([[5, 7, IGNORE, IGNORE, 5], [IGNORE, IGNORE, IGNORE, 7, IGNORE]])
+    assert torch.equal(kept, expect)
+    seen = []
+
+    def inner(m, inputs, t, label):
+        seen.append((label, t.clone()))
+        return t.float().sum() * 0
+
+    obj = with_token_selection(Objective(model=None, loss=inner), torch.tensor([5, 7]), ["a", "b"])
+    obj.loss(None, None, targets, "forget")
+    obj.loss(None, None, targets, "retain")
+    assert torch.equal(seen[0][1], expect) and torch.equal(seen[1][1], targets)  # retain untouched
+    assert obj.extra_metrics["forget_tokens"] == {"count": 2, "tokens": ["a", "b"]}
+    none = obj.loss(None, None, torch.tensor([[1, 2]]), "forget")  # nothing selected: zero
+    assert none.item() == 0.0 and len(seen) == 2
+
+
+def test_ratio_selection_picks_forget_specific_tokens():
+    g = torch.Generator().manual_seed(0)
+    common = torch.randint(1, 20, (40, 17), generator=g)
+    forget = common.clone()
+    forget[:, 3] = 42  # token 42 only in forget blocks, and often
+    picked = select_by_ratio(forget, common, VOCAB, EOS)
+    assert picked.tolist() == [42]
+
+
+# --- residual routing -----------------------------------------------------------------------------
+
+
+def test_residual_routing_blocks_only_the_routed_dimension_of_other_tokens():
+    model = tiny_gpt_neo(layers=2)
+    inputs = torch.randint(1, VOCAB, (2, 8))
+    targets = torch.randint(1, VOCAB, (2, 8))
+    targets[0, 3] = targets[1, 5] = 11
+    routed = targets == 11
+    dim, d = 3, model.config.hidden_size
+
+    def residual_grad(mask):
+        captured = {}
+        emb = model.transformer.wte
+
+        def keep(module, args, output):
+            output.retain_grad()
+            captured["x"] = output
+            return output
+
+        h_emb = emb.register_forward_hook(keep)
+        handles = routing_hooks(model, [0], mask) if mask is not None else []
+        model.zero_grad()
+        logits = model(input_ids=inputs).logits
+        F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
+        for h in handles + [h_emb]:
+            h.remove()
+        return captured["x"].grad  # (B, T, d): gradient of the token embeddings
+
+    plain = residual_grad(None)
+    masked = residual_grad(residual_mask(targets, torch.tensor([11]), d, dim))
+    assert torch.allclose(masked[routed], plain[routed])  # routed tokens: every dim unchanged
+    assert torch.all(masked[~routed][:, dim] == 0)  # others: the routed dim gets nothing
+    others = [i for i in range(d) if i != dim]
+    assert torch.allclose(masked[~routed][:, others], plain[~routed][:, others])
+    assert plain[~routed][:, dim].abs().sum() > 0

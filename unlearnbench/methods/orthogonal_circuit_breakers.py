@@ -1,0 +1,156 @@
+"""`orthogonal-circuit-breakers`: circuit breakers plus an orthogonality term between forget
+sequences (EleutherAI/unlearn, `unlearn/algorithm/orth_circuit_breakers.py`).
+
+LoRA adapters (alpha = r, the reference's rank-stabilized choice) on the attention maps of every
+block up to the deepest target layer; the reference model is the same model with adapters disabled.
+On the target layers (h_l = output of block l), per step with progress s = min(1, step / total):
+- forget-labeled blocks: c_rr * mean over counted positions and layers of ReLU(cos(h, h_orig))
+  (the circuit-breaker rerouting term), plus c_orth * the orthogonality term: per layer, mean-pool
+  h over each block's counted positions, normalize, and sum ReLU of the off-diagonal cosines of the
+  (B, B) similarity matrix; divided by B(B-1) * layers and multiplied by the mean pooled length
+  (the reference's compensation for the gradient dilution of mean pooling). It pushes the forget
+  sequences of a batch onto mutually orthogonal directions, so no single direction undoes them all;
+- retain-labeled blocks: c_r * mean over layers and positions of ||h - h_orig||_2.
+Reference schedule: c_r = retain_coef * s, c_rr = remove_coef * (1 - s / 4), c_orth = orth_coef * s.
+Finalize merges the adapters.
+
+Per-token unlearning (`forget_tokens`, see token_selection.py) restricts both forget terms to the
+positions that predict a selected token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods.token_selection import apply_token_selection, masked_mean
+from unlearnbench.models.hidden import block_outputs, num_blocks
+from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
+from unlearnbench.training import Objective
+
+ATTENTION_MAPS = ("q_proj", "k_proj", "v_proj", "out_proj")  # reference lora_target "attn"
+
+
+@dataclass(frozen=True)
+class OrthCircuitBreakerOptions:
+    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
+    # target blocks; empty = every block (reference: layers = range(32), all of its 32 blocks)
+    target_layers: tuple[int, ...] = ()
+    # reference defaults (the coefficients multiply scale-free cosines and per-position L2 norms;
+    # ours: kept as given, the tiny model's hidden norms are of the same order as its cosines x 10)
+    remove_coef: float = 23.0  # reference: remove_coef 23
+    retain_coef: float = 2.0  # reference: retain_coef 2
+    orth_coef: float = 10.0  # reference: orth_coef 10
+    lora_r: int = 16  # reference: lora_r 16, lora_alpha = r
+    lora_dropout: float = 0.05  # reference: 0.05
+    lora_target: str = "attn"  # reference: "attn" | "mlp" | "all"
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
+
+
+def schedule(step: int, total: int, options: OrthCircuitBreakerOptions) -> dict[str, float]:
+    """Reference coefficients at `step` of `total` (progress s saturates at 1)."""
+    s = min(1.0, step / max(1, total))
+    return {
+        "retain": options.retain_coef * s,
+        "remove": options.remove_coef * (1 - 0.25 * s),
+        "orth": options.orth_coef * s,
+    }
+
+
+def orthogonality_loss(h: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """h (B, T, d), counted (B, T) bool: sum of ReLU(off-diagonal cosines) of the mean-pooled,
+    normalized sequences, divided by B(B-1), times the mean pooled length. 0 for B < 2."""
+    B = h.shape[0]
+    if B < 2:
+        return h.sum() * 0.0
+    m = counted.unsqueeze(-1).float()  # (B, T, 1)
+    lengths = m.sum(dim=1).clamp(min=1.0)  # (B, 1)
+    pooled = (h.float() * m).sum(dim=1) / lengths  # (B, d)
+    pooled = pooled / (pooled.norm(dim=-1, keepdim=True) + 1e-8)  # (B, d)
+    sim = pooled @ pooled.T  # (B, B)
+    off = sim * (1.0 - torch.eye(B, device=h.device))  # (B, B)
+    return F.relu(off).sum() / (B * (B - 1)) * lengths.mean()
+
+
+def lora_targets(which: str) -> tuple[str, ...]:
+    mlp = ("c_fc", "c_proj")
+    choices = {"attn": ATTENTION_MAPS, "mlp": mlp, "all": ATTENTION_MAPS + mlp}
+    if which not in choices:
+        raise ValueError(f"lora_target must be one of {', '.join(choices)}, got {which!r}")
+    return choices[which]
+
+
+def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) -> Objective:
+    n = num_blocks(model)
+    layers = tuple(options.target_layers) or tuple(range(n))
+    if not all(0 <= li < n for li in layers):
+        raise ValueError(f"target_layers {layers} outside 0..{n - 1}")
+    peft_model = add_lora(
+        model,
+        range(max(layers) + 1),  # reference: adapters on every block up to the deepest target
+        options.lora_r,
+        float(options.lora_r),
+        options.lora_dropout,
+        lora_targets(options.lora_target),
+    )
+    coeffs = schedule(0, 1, options)
+
+    def on_step(step: int, total: int) -> None:
+        coeffs.update(schedule(step, total, options))
+
+    def loss(m, inputs, targets, label):
+        with torch.no_grad(), m.disable_adapter():
+            was = m.training
+            m.eval()
+            ref = block_outputs(m, inputs, layers)  # {l: (B, T, d)}
+            m.train(was)
+        hs = block_outputs(m, inputs, layers)  # {l: (B, T, d)}
+        if label == "forget":
+            counted = targets != -100  # (B, T): positions kept by the token selection
+            rr = torch.stack(
+                [
+                    masked_mean(
+                        F.relu(F.cosine_similarity(hs[li].float(), ref[li].float(), -1)), targets
+                    )
+                    for li in layers
+                ]
+            ).mean()
+            orth = torch.stack([orthogonality_loss(hs[li], counted) for li in layers]).mean()
+            return coeffs["remove"] * rr + coeffs["orth"] * orth
+        dist = [(hs[li].float() - ref[li].float()).norm(dim=-1).mean() for li in layers]
+        return coeffs["retain"] * torch.stack(dist).mean()
+
+    return Objective(
+        model=peft_model,
+        batch_plan={"forget": 8, "retain": 8},  # ours: as circuit-breakers (reference: 4 + 4)
+        loss=loss,
+        trainable=lora_parameter_names(peft_model),
+        finalize=merge,
+        reduction="labels",
+        on_step=on_step,
+    )
+
+
+@register_method(
+    "orthogonal-circuit-breakers",
+    kind="posthoc",
+    options=OrthCircuitBreakerOptions,
+    train_defaults={
+        # reference: 1024 examples at global batch 32 = 32 steps, lr 1e-3, HF Trainer AdamW.
+        # Ours: more, smaller steps (batch 8 + 8) for the tiny model's short blocks
+        "steps": 100,
+        "lr": 1e-3,
+        "batch_size": 16,
+        "warmup_steps": 0,  # reference: HF Trainer default (no warmup)
+        "weight_decay": 0.0,  # reference: HF Trainer default
+        "beta2": 0.999,
+    },
+)
+def setup(ctx: RunContext, options: OrthCircuitBreakerOptions) -> Objective:
+    """Circuit breakers whose forget sequences are also pushed apart (mutually orthogonal)."""
+    return apply_token_selection(ctx, orth_circuit_breaker_objective(ctx.model, options), options)

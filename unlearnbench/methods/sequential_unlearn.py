@@ -1,0 +1,142 @@
+"""`sequential-unlearn`: back-to-front unlearning, one block at a time (EleutherAI/unlearn,
+`unlearn/algorithm/sequential_unlearn.py`).
+
+For each block l in turn, from the top down (`start_layer`, `start_layer - layer_step`, ... down to
+`end_layer`), one phase of the training loop in which only block l trains:
+- forget-labeled blocks: the output of block l of the model being unlearned is run through the
+  FROZEN base model's later blocks, final layer norm and head, and the forget objective (entropy
+  maximization, or CE maximization) is applied to those logits, divided by log V. So each block
+  is unlearned against the later computation it will actually feed in the original model;
+- retain-labeled blocks: through the UPDATED model (its own later blocks): mean over all hidden
+  states and positions of ||h - h_base||_2 (the reference's default "l2" retain loss).
+Reference schedule within each phase, s = step / steps: c_r = retain_coef * s,
+c_f = remove_coef * (1 - s / 4). Every phase but the last runs inside setup; the runner's loop runs
+the last, so the record's history is the last block's phase.
+
+Deviation: the reference trains LoRA adapters on every block in every phase (the forget gradient
+reaches only blocks up to l, the retain gradient all of them). Here only block l's own parameters
+train in its phase (full parameters), so a phase cannot undo a later block's unlearning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._posthoc import run_groups
+from unlearnbench.methods.circuit_breakers import hidden_stack, retain_l2_loss
+from unlearnbench.methods.token_selection import apply_token_selection
+from unlearnbench.methods.tuned_lens import forget_objective
+from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks, transformer_body
+from unlearnbench.training import Objective, train
+
+
+@dataclass(frozen=True)
+class SequentialOptions:
+    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
+    start_layer: int = -1  # reference: the last block (-1 = num_layers - 1)
+    # reference: end_layer 8 with layer_step 4 of 32 blocks (blocks 31, 27, ..., 11: the top three
+    # quarters); -1 = the same fraction of our depth, round(L * 8 / 32), i.e. block 1 of 4
+    end_layer: int = -1
+    layer_step: int = 1  # reference: 4 of 32 blocks; ours: 1 (4 / 32 of 4 blocks rounds up to 1)
+    objective: str = "entropy"  # reference: max entropy (random-target CE) | "ce"
+    remove_coef: float = 10.0  # reference: remove_coef 10
+    retain_coef: float = 5.0  # reference: retain_coef 5
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()
+    forget_token_threshold: float = 0.5
+
+
+def layer_order(n: int, options: SequentialOptions) -> list[int]:
+    """Blocks to unlearn, top down."""
+    start = n - 1 if options.start_layer < 0 else options.start_layer
+    end = int(n * 8 / 32 + 0.5) if options.end_layer < 0 else options.end_layer
+    if not (0 <= end <= start < n) or options.layer_step < 1:
+        raise ValueError(
+            f"sequential-unlearn needs 0 <= end_layer <= start_layer < {n} and layer_step >= 1 "
+            f"(got {start}, {end}, {options.layer_step})"
+        )
+    return list(range(start, end - 1, -options.layer_step))
+
+
+def block_parameter_names(model, layer: int) -> list[str]:
+    prefix = f"transformer.h.{layer}."
+    return [n for n, _ in model.named_parameters() if n.startswith(prefix)]
+
+
+def logits_through(frozen, inputs: torch.Tensor, layer: int, h: torch.Tensor) -> torch.Tensor:
+    """Logits (B, T, V) of the frozen model with block `layer`'s output replaced by h (B, T, d):
+    its later blocks, final norm and head run on h, and the gradient flows back into h."""
+    block = transformer_body(frozen).h[layer]
+
+    def replace(module, args, output):
+        if isinstance(output, tuple):
+            return (h.to(output[0].dtype),) + tuple(output[1:])
+        return h.to(output.dtype)
+
+    handle = block.register_forward_hook(replace)
+    try:
+        return frozen(input_ids=inputs).logits
+    finally:
+        handle.remove()
+
+
+def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Objective:
+    """One phase: only block `layer` trains."""
+    coeffs = {"retain": 0.0, "forget": options.remove_coef}
+
+    def on_step(step: int, total: int) -> None:
+        s = step / max(1, total)
+        coeffs["retain"] = options.retain_coef * s
+        coeffs["forget"] = options.remove_coef * (1 - 0.25 * s)
+
+    def loss(m, inputs, targets, label):
+        if label == "forget":
+            h = block_outputs(m, inputs, [layer])[layer]  # (B, T, d), the updated model's
+            logits = logits_through(frozen, inputs, layer, h)  # (B, T, V)
+            return coeffs["forget"] * forget_objective(logits, targets, options.objective)
+        with torch.no_grad():
+            ref = hidden_stack(frozen, inputs)  # (L + 1, B, T, d)
+        return coeffs["retain"] * retain_l2_loss(hidden_stack(m, inputs), ref)
+
+    return Objective(
+        model=model,
+        batch_plan={"forget": 4, "retain": 4},  # reference: per-device batch 4 of each
+        loss=loss,
+        trainable=block_parameter_names(model, layer),
+        reduction="labels",
+        on_step=on_step,
+    )
+
+
+@register_method(
+    "sequential-unlearn",
+    kind="posthoc",
+    options=SequentialOptions,
+    train_defaults={
+        # per block: reference 1 epoch of 1024 examples at batch 32 (32 steps), lr 1e-3, AdamW
+        # wd 0.01, clip 1.0. Ours: 50 steps per block at batch 4 + 4
+        "steps": 50,
+        "lr": 1e-3,
+        "batch_size": 8,
+        "warmup_steps": 0,
+        "weight_decay": 0.01,
+        "beta2": 0.999,
+    },
+)
+def setup(ctx: RunContext, options: SequentialOptions) -> Objective:
+    """Sequential unlearning: top block first, each through the frozen base's later blocks."""
+    if options.objective not in ("entropy", "ce"):
+        raise ValueError(f"objective must be 'entropy' or 'ce', got {options.objective!r}")
+    model, cfg = ctx.model, ctx.config
+    layers = layer_order(num_blocks(model), options)
+    frozen = frozen_copy(model)
+    groups = run_groups(ctx)
+    for layer in layers[:-1]:
+        phase = apply_token_selection(ctx, layer_objective(model, frozen, layer, options), options)
+        train(phase, groups, cfg.train, cfg.seed, ctx.benchmark.eos_id, progress=False)
+    last = apply_token_selection(ctx, layer_objective(model, frozen, layers[-1], options), options)
+    last.extra_metrics["sequential_layers"] = layers
+    return last
