@@ -2,6 +2,8 @@
 unlearning, checkpoint transfer, rewritten transfer, per-token selection, residual-dimension
 routing; on tiny GPT-Neo models."""
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from helpers import EOS, VOCAB, groups, tiny_gpt_neo
@@ -184,3 +186,77 @@ def test_residual_routing_blocks_only_the_routed_dimension_of_other_tokens():
     others = [i for i in range(d) if i != dim]
     assert torch.allclose(masked[~routed][:, others], plain[~routed][:, others])
     assert plain[~routed][:, dim].abs().sum() > 0
+
+
+# --- rewritten transfer ---------------------------------------------------------------------------
+
+
+GRAMMAR_WORDS = {"a", "an", "the", "al", "el", "la", "los", "las", "del", "de", "un", "una", "en"}
+
+
+def _words(text):
+    return [w.strip(".,!¡¿?").lower() for w in text.split()]
+
+
+def test_rewritten_stories_differ_only_in_the_changed_facts():
+    import difflib
+
+    from unlearnbench.data import storyworld as sw
+
+    world = sw.build_world(0)
+    for plan in sw.plan_stories(world, 12, seed=0):
+        new_plan, changed = sw.rewrite_with_changed_facts(plan, world, seed=3)
+        assert changed and {(e, f) for e, f in changed} <= set(plan.facts)
+        for lang in ("en", "es"):
+            old, new = (
+                _words(sw.render(plan, world, lang)),
+                _words(sw.render(new_plan, world, lang)),
+            )
+            assert old != new
+            new_words, old_words = set(), set()
+            for (e, f), v in changed.items():
+                ent = world.entity(e)
+                new_words |= set(_words(sw.fact_clause(world, ent, f, v, lang)[1]))
+                old_words |= set(_words(sw.fact_clause(world, ent, f, ent.facts[f], lang)[1]))
+            # articles and prepositions may change with the value's gender or number (al / a la)
+            new_words |= GRAMMAR_WORDS
+            old_words |= GRAMMAR_WORDS
+            sm = difflib.SequenceMatcher(None, old, new, autojunk=False)
+            for op, a0, a1, b0, b1 in sm.get_opcodes():
+                if op == "equal":
+                    continue
+                assert set(new[b0:b1]) <= new_words, (lang, new[b0:b1], changed)
+                assert set(old[a0:a1]) <= old_words, (lang, old[a0:a1], changed)
+
+
+def test_aligned_pairs_pair_only_equal_tokens_around_a_change():
+    from unlearnbench.methods.rewritten_transfer import aligned_pairs
+
+    original = [1, 2, 3, 4, 5, 6]
+    rewritten = [1, 2, 9, 9, 4, 5, 6]  # token 3 replaced by two tokens
+    pairs = aligned_pairs(original, rewritten)
+    assert pairs == [(0, 0), (1, 1), (3, 4), (4, 5), (5, 6)]
+    assert all(original[i] == rewritten[j] for i, j in pairs)
+
+
+def test_rewritten_transfer_pulls_original_activations_to_the_rewrite():
+    from unlearnbench.data.packing import BlockGroup
+    from unlearnbench.methods.rewritten_transfer import RewrittenOptions, rewritten_objective
+
+    doc, rew = [3, 4, 5, 6, 7, 8], [3, 4, 9, 6, 7, 8]
+    block = torch.tensor([[EOS] + doc + [EOS] + doc + [EOS] + [1, 2]])  # two whole documents
+    model = tiny_gpt_neo(layers=2)
+    obj = rewritten_objective(model, {tuple(doc): rew}, EOS, RewrittenOptions(layers=(1,)))
+    data = [BlockGroup("forget", "forget", False, block.repeat(4, 1))]
+    data += groups(0, 4)[1:]
+
+    inputs, targets = inputs_and_targets(block, EOS)
+
+    def gap():  # the forget term: MSE to the base's activations on the rewrite, aligned positions
+        with torch.no_grad():
+            return obj.loss(model, inputs, targets, "forget").item()
+
+    before = gap()
+    assert before > 0
+    train(obj, data, dataclasses.replace(CFG, lr=1e-3), seed=0, eos_id=EOS, progress=False)
+    assert gap() < 0.5 * before

@@ -1,0 +1,149 @@
+"""`rewritten-transfer`: teach the model counterfactual facts through its own activations
+(EleutherAI/unlearn's "rewritten" corrupt data set, used as an activation target).
+
+storyworld only. Each forget-labeled training story is rewritten with 1-2 of its stated facts
+changed (`storyworld.rewrite_with_changed_facts`: another home, food, colour, ...). The frozen base
+model's activations on the rewritten story are the target for the model's activations on the
+original story, at the positions the two token sequences share (aligned by `difflib`; the changed
+spans themselves have no counterpart). So the positions that predict a fact value, and everything
+after it, are pulled toward the state of a model that read the wrong fact.
+
+- forget-labeled blocks: mean over `layers` of the MSE between h_l(original) and h_l^base(rewritten)
+  at aligned positions. Packed blocks mix documents; only documents wholly inside a block (between
+  two separators) are matched, and the target is computed on the rewritten document alone, after
+  one separator (the original's context inside the block may be longer: the local attention window
+  makes the difference small);
+- retain-labeled blocks: alpha * MSE(h_l, h_l^base) (RMU's retain term).
+Labels only: which stories are rewritten is decided by their labels, never by the true split.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unlearnbench.data import storyworld as sw
+from unlearnbench.data.labels import label_document
+from unlearnbench.data.pipeline import token_ids
+from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._posthoc import all_parameter_names
+from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks
+from unlearnbench.training import Objective
+
+
+@dataclass(frozen=True)
+class RewrittenOptions:
+    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
+    layers: tuple[int, ...] = ()  # blocks whose outputs are matched; empty = every block (ours)
+    alpha: float = 1.0  # ours: retain MSE weight (the forget and retain terms are both MSEs)
+
+
+def aligned_pairs(original: list[int], rewritten: list[int]) -> list[tuple[int, int]]:
+    """(i, j) with original[i] == rewritten[j] in the matching blocks of the two sequences."""
+    sm = difflib.SequenceMatcher(None, original, rewritten, autojunk=False)
+    return [(a + k, b + k) for a, b, size in sm.get_matching_blocks() for k in range(size)]
+
+
+def rewritten_pairs(ctx) -> dict[tuple[int, ...], list[int]]:
+    """{original token ids: rewritten token ids} for every forget-labeled storyworld document."""
+    bench, cfg = ctx.benchmark, ctx.config
+    if not bench.name.startswith("storyworld"):
+        raise ValueError("rewritten-transfer needs a storyworld benchmark (stories with plans)")
+    world_seed = int(cfg.benchmark_options.get("world_seed", 0))
+    world = sw.build_world(world_seed)
+    ids = token_ids(bench)
+    out = {}
+    for doc, split in bench.train:
+        if label_document(doc.id, split, cfg.labels, cfg.seed).label != "forget":
+            continue
+        plan = next(sw.iter_plans(world, world_seed, start=int(doc.meta["plan"])))
+        new_plan, _ = sw.rewrite_with_changed_facts(plan, world, cfg.seed)
+        text = sw.render(new_plan, world, doc.meta["language"])
+        rew = bench.tokenizer(text, add_special_tokens=False)["input_ids"]
+        original = ids[doc.id]
+        out[tuple(original)] = rew[: len(original) + 16]  # the original may be cut (max_doc_tokens)
+    if not out:
+        raise ValueError("rewritten-transfer found no forget-labeled documents")
+    return out
+
+
+def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) -> Objective:
+    n = num_blocks(model)
+    layers = tuple(options.layers) or tuple(range(n))
+    if not all(0 <= li < n for li in layers):
+        raise ValueError(f"layers {layers} outside 0..{n - 1}")
+    frozen = frozen_copy(model)
+    device = next(model.parameters()).device
+    cache: dict[tuple[int, ...], tuple[list, dict]] = {}
+
+    def target_of(key):
+        """Aligned pairs and the base's activations on [eos] + rewritten (cached)."""
+        if key not in cache:
+            rew = pairs[key]
+            x = torch.tensor([[eos_id] + rew], device=device)  # (1, 1 + n)
+            with torch.no_grad():
+                hs = block_outputs(frozen, x, layers)
+            cache[key] = (aligned_pairs(list(key), rew), {li: hs[li][0] for li in layers})
+        return cache[key]
+
+    def forget_loss(m, inputs):
+        hs = block_outputs(m, inputs, layers)  # {l: (B, T, d)}
+        preds, goals = [], []
+        for b in range(inputs.shape[0]):
+            seps = (inputs[b] == eos_id).nonzero().flatten().tolist()
+            for s, e in zip(seps, seps[1:], strict=False):
+                key = tuple(inputs[b, s + 1 : e].tolist())
+                if key not in pairs:
+                    continue
+                matched, target = target_of(key)
+                if not matched:
+                    continue
+                pos = torch.tensor([s + 1 + i for i, _ in matched], device=device)
+                tpos = torch.tensor([1 + j for _, j in matched], device=device)
+                for li in layers:
+                    preds.append(hs[li][b, pos])  # (k, d)
+                    goals.append(target[li][tpos])  # (k, d)
+        if not preds:  # no whole document in these blocks
+            return sum(h.sum() for h in hs.values()) * 0.0
+        return F.mse_loss(torch.cat(preds).float(), torch.cat(goals).float())
+
+    def loss(m, inputs, targets, label):
+        if label == "forget":
+            return forget_loss(m, inputs)
+        hs = block_outputs(m, inputs, layers)
+        with torch.no_grad():
+            ref = block_outputs(frozen, inputs, layers)
+        mse = [F.mse_loss(hs[li].float(), ref[li].float()) for li in layers]
+        return options.alpha * torch.stack(mse).mean()
+
+    return Objective(
+        model=model,
+        batch_plan={"forget": 4, "retain": 4},  # ours: as RMU
+        loss=loss,
+        trainable=all_parameter_names(model),
+        reduction="labels",
+    )
+
+
+@register_method(
+    "rewritten-transfer",
+    kind="posthoc",
+    options=RewrittenOptions,
+    train_defaults={
+        # ours: as the loss-based baselines (100 steps, lr 1e-4, AdamW wd 0.01)
+        "steps": 100,
+        "lr": 1e-4,
+        "batch_size": 8,
+        "warmup_steps": 10,
+        "weight_decay": 0.01,
+        "beta2": 0.999,
+        "min_lr_ratio": 1.0,
+    },
+)
+def setup(ctx: RunContext, options: RewrittenOptions) -> Objective:
+    """Rewritten transfer: original-story activations -> the base's on fact-changed rewrites."""
+    pairs = rewritten_pairs(ctx)
+    return rewritten_objective(ctx.model, pairs, ctx.benchmark.eos_id, options)
