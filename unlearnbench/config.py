@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,12 +137,12 @@ def parse_value(raw, typ, key: str):
             return int(float(raw)) if isinstance(raw, str) and "e" in raw.lower() else int(raw)
         if typ is float:
             v = float(raw)
-            if v != v:
+            if not math.isfinite(v):  # NaN and infinities are never meaningful settings
                 raise ValueError
             return v
         if typ is str:
             return str(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int("1e999")
         name = getattr(typ, "__name__", str(typ))
         raise ConfigError(f"bad value for {key}: {raw!r} is not a valid {name}") from None
     return raw
