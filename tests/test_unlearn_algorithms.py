@@ -260,3 +260,37 @@ def test_rewritten_transfer_pulls_original_activations_to_the_rewrite():
     assert before > 0
     train(obj, data, dataclasses.replace(CFG, lr=1e-3), seed=0, eos_id=EOS, progress=False)
     assert gap() < 0.5 * before
+
+
+# --- checkpoint transfer --------------------------------------------------------------------------
+
+
+def test_affine_fit_recovers_a_known_linear_transform():
+    from unlearnbench.methods.checkpoint_transfer import fit_affine
+
+    g = torch.Generator().manual_seed(0)
+    A, b = torch.randn(6, 6, generator=g), torch.randn(6, generator=g)
+    x = torch.randn(200, 6, generator=g)
+    A_hat, b_hat = fit_affine(x, x @ A.T + b)
+    assert torch.allclose(A_hat, A, atol=1e-4) and torch.allclose(b_hat, b, atol=1e-4)
+
+
+def test_checkpoint_transfer_moves_forget_activations_toward_the_mapped_checkpoint():
+    from unlearnbench.methods.checkpoint_transfer import (
+        CheckpointTransferOptions,
+        checkpoint_transfer_objective,
+    )
+
+    model, early = tiny_gpt_neo(seed=0, layers=2), tiny_gpt_neo(seed=1, layers=2)
+    data = groups(8, 8)
+    obj = checkpoint_transfer_objective(
+        model, early, data[1].blocks, CheckpointTransferOptions(layers=(1,))
+    )
+    obj.on_step(0, 1)
+    inputs, targets = inputs_and_targets(data[0].blocks, EOS)
+    with torch.no_grad():
+        before = obj.loss(model, inputs, targets, "forget").item()
+    train(obj, data, dataclasses.replace(CFG, lr=1e-3), seed=0, eos_id=EOS, progress=False)
+    obj.on_step(0, 1)
+    with torch.no_grad():
+        assert obj.loss(model, inputs, targets, "forget").item() < before
