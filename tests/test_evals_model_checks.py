@@ -105,6 +105,8 @@ def test_method_layers_from_the_record():
     assert method_layers(rec({"layer": 1}), 4) == [1]
     assert method_layers(rec({"target_layers": [1, 3]}), 4) == [1, 3]
     assert method_layers(rec({"strict": True}), 4) == []
+    cb = {"method": "circuit-breakers", "config": {"method_options": {"target_layers": []}}}
+    assert method_layers(cb, 32) == [9, 19]  # its defaults: hidden states 10 and 20
 
 
 def test_calibration_trains_only_the_output_bias():

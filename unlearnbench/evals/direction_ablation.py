@@ -41,6 +41,11 @@ def method_layers(record: dict, n_layers: int) -> list[int]:
     for key in ("layers", "target_layers"):
         if isinstance(opts.get(key), list | tuple):
             layers += [int(x) for x in opts[key]]
+    if record.get("method") == "circuit-breakers" and not opts.get("target_layers"):
+        # empty = the method's default target layers
+        from unlearnbench.methods.circuit_breakers import default_target_layers
+
+        layers += list(default_target_layers(n_layers))
     return sorted(set(layers))
 
 
