@@ -13,6 +13,7 @@ the head are joint (outside the split).
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -97,10 +98,14 @@ def ablate(model, part: Partition) -> nn.Module:
     return model
 
 
-def _unit_mask(n: int, start: int, device, dtype) -> torch.Tensor:
-    m = torch.ones(n, device=device, dtype=dtype)
-    m[start:] = 0.0
-    return m  # (n,): 1 on retain units, 0 on forget units
+@functools.lru_cache(maxsize=64)
+def _unit_masks(n: int, start: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep, drop): (n,) with keep 1 on retain units and 0 on forget units, drop = 1 - keep.
+    Built once per shape, device and dtype, not in every forward (never modified in place)."""
+    with torch.inference_mode(False):  # cached tensors must be usable under autograd later
+        keep = torch.ones(n, device=device, dtype=dtype)
+        keep[start:] = 0.0
+        return keep, 1.0 - keep
 
 
 @contextlib.contextmanager
@@ -123,12 +128,12 @@ def activation_mode(model, part: Partition, mode: str):
 
     def make_hook(start: int):
         def edit(x: torch.Tensor) -> torch.Tensor:  # x: (B, T, n) with retain units first
-            keep = _unit_mask(x.shape[-1], start, x.device, x.dtype)  # 1 retain, 0 forget
+            keep, drop = _unit_masks(x.shape[-1], start, x.device, x.dtype)  # (n,) each
             if mode == "zero_forget":
                 return x * keep
             if mode == "zero_retain":
-                return x * (1.0 - keep)
-            return x.detach() * keep + x * (1.0 - keep)  # detach_retain: value unchanged
+                return x * drop
+            return x.detach() * keep + x * drop  # detach_retain: value unchanged
 
         return edit
 
