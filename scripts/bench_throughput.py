@@ -1,0 +1,234 @@
+"""Training and evaluation throughput of the harness, against a plain Hugging Face training step.
+
+For each model preset: tokens per second of THE training loop for `no-filter` and every masking
+method, of the plain Hugging Face step (`hf-plain`: model(labels=...), backward, AdamW) on the same
+config and batches, and of evaluation (`split_losses`). Batches mix forget, retain and unlabeled
+blocks, so masking methods run their exact per-label path. Measurements are interleaved (one short
+burst per configuration, round-robin, several rounds) and summarized by the median step time,
+because a shared machine's speed drifts more than the effects being measured.
+
+    python scripts/bench_throughput.py --models tiny,small --rounds 5 --out bench.json
+    python scripts/bench_throughput.py --models 64M --device cuda --bf16 --out bench-gpu.json
+
+Peak memory: on CUDA the peak allocated by torch per configuration; on CPU the process's peak
+resident set so far (the OS keeps one high-water mark per process), so read it as an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import torch
+
+from unlearnbench.config import TrainConfig
+from unlearnbench.data.packing import IGNORE, BlockGroup
+from unlearnbench.losses import autocast, split_losses
+from unlearnbench.methods import RunContext
+from unlearnbench.models.build import build_model
+from unlearnbench.models.presets import MODEL_PRESETS
+from unlearnbench.registry import methods
+from unlearnbench.training import BlockSampler, Objective, make_optimizer, train
+
+EOS = 0
+MASKING = ["sgtm", "gradient-routing", "activation-masking"]
+
+
+def synthetic_groups(vocab: int, context: int, n: int, seed: int = 0) -> list[BlockGroup]:
+    """Random token blocks in three label groups (throughput does not depend on the text)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for split, label in (("forget", "forget"), ("retain", "retain"), ("retain", "unlabeled")):
+        blocks = torch.randint(1, vocab, (n, context + 1), generator=g)
+        blocks[:, context // 2] = EOS  # a document boundary inside each block
+        out.append(BlockGroup(split, label, False, blocks))
+    return out
+
+
+def harness_burst(method, model_name, groups, cfg, vocab, steps) -> list[float]:
+    """Per-step seconds of `steps` steps of THE loop (the first, warm-up step excluded)."""
+    model = build_model(model_name, vocab, EOS, 0)
+    if method == "no-filter":
+        objective = Objective(model=model)
+    else:
+        spec = methods.get(method)
+        ctx = RunContext(config=None, benchmark=None, model=model.to(cfg.device))
+        objective = spec.setup(ctx, spec.options())
+    stamps: list[float] = []
+    inner = objective.on_step
+
+    def on_step(step, total):
+        _sync(cfg.device)
+        stamps.append(time.perf_counter())
+        if inner:
+            inner(step, total)
+
+    objective.on_step = on_step
+    train(
+        objective,
+        groups,
+        TrainConfig(**{**cfg.__dict__, "steps": steps + 1}),
+        0,
+        EOS,
+        progress=False,
+    )
+    _sync(cfg.device)
+    stamps.append(time.perf_counter())
+    return [b - a for a, b in zip(stamps[1:-1], stamps[2:], strict=True)]
+
+
+def hf_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
+    """The peer baseline: a plain Hugging Face step on the same batches (same sampler and seed)."""
+    model = build_model(model_name, vocab, EOS, 0).to(cfg.device).train()
+    optimizer = make_optimizer(list(model.named_parameters()), cfg)
+    sampler = BlockSampler(groups, Objective(model=model), 0)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        blocks = torch.cat(list(sampler.next_batch(cfg.batch_size).values()))  # (B, T + 1)
+        inputs = blocks[:, :-1].to(cfg.device)  # (B, T); HF shifts labels itself
+        labels = inputs.masked_fill(inputs == EOS, IGNORE)
+        with autocast(cfg.device, cfg.bf16):
+            loss = model(input_ids=inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(cfg.device)
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def eval_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
+    model = build_model(model_name, vocab, EOS, 0).to(cfg.device)
+    blocks = {"retain": groups[1].blocks[: cfg.batch_size]}
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        split_losses(model, blocks, EOS, cfg.micro_batch_size, cfg.device, cfg.bf16)
+        _sync(cfg.device)
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def _sets_up(method: str, vocab: int) -> bool:
+    """Methods that need a real benchmark (e.g. a tokenizer for routed tokens) are skipped."""
+    spec = methods.get(method)
+    try:
+        ctx = RunContext(config=None, benchmark=None, model=build_model("tiny", vocab, EOS, 0))
+        spec.setup(ctx, spec.options())
+        return True
+    except (AttributeError, TypeError, ValueError) as e:
+        print(f"skipping {method}: its setup needs a benchmark ({type(e).__name__}: {e})")
+        return False
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _peak_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="tiny,small", help="comma-separated presets (e.g. 64M)")
+    ap.add_argument(
+        "--methods", default=",".join(MASKING), help="masking methods besides no-filter"
+    )
+    ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per burst (after 1 warm-up)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--micro-batch-size", type=int, default=16)
+    ap.add_argument("--context", type=int, default=0, help="tokens per block (0: the preset's)")
+    ap.add_argument("--vocab", type=int, default=2048, help="for presets without a vocabulary")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast for every configuration")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    wanted = [m for m in args.methods.split(",") if m]
+    available = [m for m in wanted if m in methods and _sets_up(m, args.vocab)]
+    for m in sorted(set(wanted) - set(methods.names())):
+        print(f"skipping {m}: not registered")
+
+    configs = []  # (model, method, phase, burst function, cfg, groups, vocab)
+    for name in args.models.split(","):
+        preset = MODEL_PRESETS[name]
+        context = args.context or preset.context
+        vocab = preset.vocab_size or args.vocab
+        cfg = TrainConfig(
+            batch_size=args.batch_size,
+            micro_batch_size=args.micro_batch_size,
+            context=context,
+            device=args.device,
+            bf16=args.bf16,
+            warmup_steps=0,
+        )
+        groups = synthetic_groups(vocab, context, max(4 * args.batch_size, 32))
+        run = (cfg, groups, vocab)
+        configs.append((name, "hf-plain", "train", hf_burst, *run))
+        for method in ["no-filter", *available]:
+            fn = lambda *a, m=method: harness_burst(m, *a)  # noqa: E731
+            configs.append((name, method, "train", fn, *run))
+        configs.append((name, "no-filter", "eval", eval_burst, *run))
+
+    samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+    peaks: dict[int, float] = {}
+    for r in range(args.rounds):
+        for i, (name, _, _, fn, cfg, groups, vocab) in enumerate(configs):
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            samples[i] += fn(name, groups, cfg, vocab, args.steps)
+            peaks[i] = max(peaks.get(i, 0.0), _peak_mb(args.device))
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    rows = []
+    for i, (name, method, phase, _, cfg, _, _) in enumerate(configs):
+        seconds = statistics.median(samples[i])
+        rows.append(
+            {
+                "model": name,
+                "method": method,
+                "phase": phase,
+                "tokens_per_second": cfg.batch_size * cfg.context / seconds,
+                "peak_memory_mb": round(peaks[i], 1),
+                "device": args.device + (" bf16" if args.bf16 else ""),
+                "median_step_seconds": seconds,
+                "steps_timed": len(samples[i]),
+            }
+        )
+    _print_table(rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=2)
+            f.write("\n")
+
+
+def _print_table(rows: list[dict]) -> None:
+    base = {
+        (r["model"], r["phase"]): r["tokens_per_second"] for r in rows if r["method"] == "no-filter"
+    }
+    hf = {r["model"]: r["tokens_per_second"] for r in rows if r["method"] == "hf-plain"}
+    print(
+        f"{'model':8} {'method':20} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} {'vs hf':>7}"
+    )
+    for r in rows:
+        rel = r["tokens_per_second"] / base[(r["model"], "train")]
+        vs_hf = r["tokens_per_second"] / hf[r["model"]]
+        print(
+            f"{r['model']:8} {r['method']:20} {r['phase']:6} {r['tokens_per_second']:10.0f} "
+            f"{rel:12.3f}x {vs_hf:6.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
