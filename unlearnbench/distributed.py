@@ -7,6 +7,10 @@ elementwise and the same on every rank, so mask-then-sum equals sum-then-mask pe
 then sums the accumulated, already-masked gradient over ranks once per step. We do not use
 DistributedDataParallel: its hooks reduce inside every backward, before a label's mask could apply.
 
+Exactness holds for gradient edits that are linear and the same on every rank (masks, scaling). An
+`after_backward` edit that is not linear in the gradient (e.g. per-label clipping) would see only
+this rank's part of the label's gradient; the loop calls it only on ranks that hold the label.
+
 Only rank 0 writes records, checkpoints and progress bars.
 """
 
