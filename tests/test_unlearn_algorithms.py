@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from helpers import EOS, VOCAB, groups, tiny_gpt_neo
+from helpers import EOS, VOCAB, groups, random_blocks, tiny_gpt_neo
 
 from unlearnbench.config import TrainConfig
 from unlearnbench.data.packing import IGNORE, inputs_and_targets
@@ -148,6 +148,60 @@ def test_ratio_selection_picks_forget_specific_tokens():
     forget[:, 3] = 42  # token 42 only in forget blocks, and often
     picked = select_by_ratio(forget, common, VOCAB, EOS)
     assert picked.tolist() == [42]
+
+
+class _ListTokenizer:
+    """Just what the `list` selection and its report read: vocabulary entries "t0".."t60"."""
+
+    def get_vocab(self):
+        return {f"t{i}": i for i in range(VOCAB)}
+
+    def convert_ids_to_tokens(self, ids):
+        return [f"t{i}" for i in ids]
+
+
+def test_grad_ascent_forget_loss_counts_only_the_selected_positions():
+    from types import SimpleNamespace
+
+    from unlearnbench.methods.grad_ascent import GradAscentOptions
+    from unlearnbench.methods.grad_ascent import setup as grad_ascent
+
+    model = tiny_gpt_neo(layers=2)
+    ctx = SimpleNamespace(model=model, benchmark=SimpleNamespace(tokenizer=_ListTokenizer()))
+    opts = GradAscentOptions(forget_tokens="list", forget_token_list=("t7", "t9"))
+    obj = grad_ascent(ctx, opts)
+    assert obj.extra_metrics["forget_tokens"] == {
+        "count": 2,
+        "tokens": ["t7", "t9"],
+        "mode": "list",
+    }
+    inputs, targets = inputs_and_targets(random_blocks(3), EOS)  # (B, T)
+    targets[0, 2], targets[1, 4], targets[2, 0] = 7, 9, 7
+    selected = (targets == 7) | (targets == 9)  # (B, T)
+    captured = {}
+
+    def keep(module, args, output):  # the logits: which positions the forget loss reads
+        output.retain_grad()
+        captured["logits"] = output
+        return output
+
+    handle = model.lm_head.register_forward_hook(keep)
+    loss = obj.loss(model, inputs, targets, "forget")
+    handle.remove()
+    logits = captured["logits"]  # (B, T, V)
+    by_hand = -F.cross_entropy(logits[selected], targets[selected])  # ascent on selected only
+    assert torch.allclose(loss, by_hand)
+    loss.backward()
+    grad_norm = logits.grad.abs().sum(-1)  # (B, T)
+    assert torch.all(grad_norm[selected] > 0) and torch.all(grad_norm[~selected] == 0)
+    # default "all": every counted target contributes
+    plain = grad_ascent(ctx, GradAscentOptions())
+    assert "forget_tokens" not in plain.extra_metrics
+    full = plain.loss(model, inputs, targets, "forget")
+    counted = targets != IGNORE
+    assert torch.allclose(
+        full, -F.cross_entropy(model(input_ids=inputs).logits[counted], targets[counted])
+    )
 
 
 # --- residual routing -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._loss_based import nll
 from unlearnbench.methods._posthoc import all_parameter_names
+from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.training import Objective
 
 # Shared by the three loss-based baselines. open-unlearning (TOFU): lr 1e-5, AdamW wd 0.01,
@@ -28,6 +29,9 @@ LOSS_BASED_TRAIN_DEFAULTS = {
 @dataclass(frozen=True)
 class GradAscentOptions:
     base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
 
 
 @register_method(
@@ -43,10 +47,11 @@ def setup(ctx: RunContext, options: GradAscentOptions) -> Objective:
         assert label == "forget", label
         return -nll(model(input_ids=inputs).logits, targets)  # logits (B, T, V)
 
-    return Objective(
+    obj = Objective(
         model=ctx.model,
         batch_plan={"forget": 8},  # open-unlearning: effective batch 8
         loss=loss,
         trainable=all_parameter_names(ctx.model),
         reduction="labels",
     )
+    return apply_token_selection(ctx, obj, options)

@@ -9,6 +9,7 @@ from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._loss_based import nll
 from unlearnbench.methods._posthoc import all_parameter_names
 from unlearnbench.methods.grad_ascent import LOSS_BASED_TRAIN_DEFAULTS
+from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.training import Objective
 
 
@@ -17,6 +18,9 @@ class GradDiffOptions:
     base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     gamma: float = 1.0  # open-unlearning GradDiff: weight of the forget (ascent) term
     alpha: float = 1.0  # open-unlearning GradDiff: weight of the retain NLL term
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
 
 
 def grad_diff_loss(logits, targets, label: str, gamma: float, alpha: float):
@@ -34,10 +38,11 @@ def setup(ctx: RunContext, options: GradDiffOptions) -> Objective:
         logits = model(input_ids=inputs).logits  # (B, T, V)
         return grad_diff_loss(logits, targets, label, options.gamma, options.alpha)
 
-    return Objective(
+    obj = Objective(
         model=ctx.model,
         batch_plan={"forget": 4, "retain": 4},  # ours: the effective batch 8, half each
         loss=loss,
         trainable=all_parameter_names(ctx.model),
         reduction="labels",
     )
+    return apply_token_selection(ctx, obj, options)

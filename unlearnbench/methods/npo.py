@@ -5,6 +5,8 @@ Per forget block y: -(2 / beta) * logsigmoid(-beta * (log p_theta(y) - log p_bas
 the sum of its counted token log-probabilities; averaged over blocks. As beta -> 0 this tends to
 gradient ascent on log p_theta; for finite beta the weight of each block's gradient decays as
 p_theta(y) falls below p_base(y), which is what keeps NPO from collapsing as fast.
+With per-token selection (`forget_tokens`, token_selection.py), log p of a block sums only its
+selected tokens, for the model and the base alike.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._loss_based import nll, npo_loss, sequence_logprob
 from unlearnbench.methods._posthoc import all_parameter_names
 from unlearnbench.methods.grad_ascent import LOSS_BASED_TRAIN_DEFAULTS
+from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.models.hidden import frozen_copy
 from unlearnbench.training import Objective
 
@@ -27,6 +30,9 @@ class NPOOptions:
     beta: float = 0.1  # Zhang et al. 2024 and open-unlearning NPO: beta 0.1
     alpha: float = 1.0  # open-unlearning NPO: retain NLL weight 1 (0 = plain NPO, no retain data)
     gamma: float = 1.0  # open-unlearning NPO: forget-term weight
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
 
 
 @register_method(
@@ -50,10 +56,11 @@ def setup(ctx: RunContext, options: NPOOptions) -> Objective:
         return options.gamma * npo_loss(logp, logp_ref, options.beta)
 
     plan = {"forget": 4, "retain": 4} if options.alpha > 0 else {"forget": 8}
-    return Objective(
+    obj = Objective(
         model=model,
         batch_plan=plan,
         loss=loss,
         trainable=all_parameter_names(model),
         reduction="labels",
     )
+    return apply_token_selection(ctx, obj, options)

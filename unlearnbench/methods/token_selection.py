@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from unlearnbench.config import ConfigError
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.methods.era import token_weights, unigram_counts
 from unlearnbench.methods.routing import labeled_blocks, resolve_route_tokens
@@ -65,21 +66,21 @@ def masked_mean(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def selected_tokens(ctx, mode: str, token_list=(), threshold: float = 0.5) -> torch.Tensor | None:
     """The selected token ids for the run in `ctx` (None: mode "all"). Reads labels only."""
     if mode not in MODES:
-        raise ValueError(f"forget_tokens must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ConfigError(f"forget_tokens must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "all":
         return None
     bench = ctx.benchmark
     if mode == "list":
         ids = resolve_route_tokens(bench.tokenizer, tuple(token_list))
         if ids is None:
-            raise ValueError("forget_tokens=list needs forget_token_list")
+            raise ConfigError("forget_tokens=list needs forget_token_list")
         return ids
     forget, retain = labeled_blocks(ctx, "forget"), labeled_blocks(ctx, "retain")
     if not len(forget) or not len(retain):
-        raise ValueError("forget_tokens=ratio needs labeled forget and retain training blocks")
+        raise ConfigError("forget_tokens=ratio needs labeled forget and retain training blocks")
     ids = select_by_ratio(forget, retain, ctx.model.config.vocab_size, bench.eos_id, threshold)
     if not len(ids):
-        raise ValueError(f"no token has an ERA weight below {threshold}")
+        raise ConfigError(f"no token has an ERA weight below {threshold}")
     return ids
 
 
