@@ -44,9 +44,12 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (ours: off, it changes numbers by rounding)
     checkpoint_every: int = 0  # steps between checkpoints (0 = none); not part of the config hash
     save_model: bool = True
+    # steps between saved snapshots of the model under training, with their losses (0 = none);
+    # they add files and record entries but do not change the run: not part of the config hash
+    snapshot_every: int = 0
 
 
-_UNHASHED_TRAIN_FIELDS = ("checkpoint_every",)
+_UNHASHED_TRAIN_FIELDS = ("checkpoint_every", "snapshot_every")
 
 
 @dataclass(frozen=True)
@@ -223,11 +226,23 @@ def resolve(
         seed=seed,
         train=train,
         labels=labels,
-        method_options=dataclasses.asdict(mopts) if mopts else {},
+        method_options=options_dict(mopts) if mopts else {},
         benchmark_options=dataclasses.asdict(bopts) if bopts else {},
     )
     validate(cfg)
     return cfg
+
+
+def options_dict(options) -> dict:
+    """A method's options as the run config holds them. Fields its class names in the ClassVar
+    `OMIT_AT_DEFAULT` are left out while they hold their default: an option added to a method later
+    does not change the hash (the name) of the runs recorded before it."""
+    d = dataclasses.asdict(options)
+    defaults = {f.name: f.default for f in dataclasses.fields(options)}
+    for name in getattr(type(options), "OMIT_AT_DEFAULT", ()):
+        if d[name] == defaults[name]:
+            del d[name]
+    return d
 
 
 def _locate(key: str, sections: dict[str, dict]) -> tuple[str, str]:
@@ -266,6 +281,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"lr must be > 0, got {t.lr}")
     if t.checkpoint_every < 0:
         raise ConfigError(f"checkpoint_every must be >= 0, got {t.checkpoint_every}")
+    if t.snapshot_every < 0:
+        raise ConfigError(f"snapshot_every must be >= 0, got {t.snapshot_every}")
     if t.warmup_steps < 0 or t.eval_every < 0 or t.eval_blocks < 1 or t.context < 0:
         raise ConfigError("warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1")
     if not 0.0 <= t.min_lr_ratio <= 1.0 or not 0.0 < t.warmup_start_factor <= 1.0:

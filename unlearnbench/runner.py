@@ -7,7 +7,9 @@ Every step is a plain function call on plain data (design section 1); the CLI is
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -133,6 +135,38 @@ def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[obj
     return load_model(record["model_path"]), record["run_id"]
 
 
+def _base_record(store: RunStore, base_ref: str | None) -> dict | None:
+    """The record of a post-hoc base: a run id, or a saved run's model path; None otherwise."""
+    if not base_ref:
+        return None
+    if store.exists(base_ref):
+        return store.load(base_ref)
+    found = [r for r in store.records() if r.get("model_path") == base_ref]
+    return found[0] if found else None
+
+
+def _snapshot_dir(model_dir: Path, step: int) -> Path:
+    return model_dir / "snapshots" / f"step-{step}"
+
+
+def _save_keeping_snapshots(model, tokenizer, model_dir: Path, steps: list[int]) -> Path:
+    """Save the final model (save_model replaces the directory) and keep the snapshots of `steps`
+    (from this run's history) under it; snapshots of an earlier run of the same id are removed."""
+    snaps = model_dir / "snapshots"
+    aside = model_dir.parent / f".{model_dir.name}.snapshots"
+    shutil.rmtree(aside, ignore_errors=True)
+    if snaps.is_dir():
+        os.replace(snaps, aside)
+    path = save_model(model, tokenizer, model_dir)
+    if aside.is_dir():
+        keep = {f"step-{s}" for s in steps}
+        for d in aside.iterdir():
+            if d.name not in keep:
+                shutil.rmtree(d, ignore_errors=True)
+        os.replace(aside, snaps)
+    return path
+
+
 def execute(
     cfg: RunConfig,
     store: RunStore,
@@ -167,7 +201,12 @@ def execute(
         return split_losses(m, evaluation, bench.eos_id, t.micro_batch_size, t.device, t.bf16)
 
     ctx = RunContext(
-        config=cfg, benchmark=bench, model=model, base_model_path=base_ref, evaluate=evaluate
+        config=cfg,
+        benchmark=bench,
+        model=model,
+        base_model_path=base_ref,
+        evaluate=evaluate,
+        base_record=_base_record(store, base_ref),
     )
     try:
         objective = spec.setup(ctx, spec.options(**cfg.method_options))
@@ -181,6 +220,12 @@ def execute(
         writer=is_main(),
         run_key=cfg.run_id,
     )
+
+    def snapshot(m, step: int) -> dict:
+        """Save the model under training (HF format) and measure its test losses."""
+        path = save_model(m, bench.tokenizer, _snapshot_dir(store.model_path(cfg.run_id), step))
+        return {"step": step, "path": str(path), **_losses_record(evaluate(m))}
+
     result = train(
         objective,
         groups,
@@ -191,6 +236,7 @@ def execute(
         progress=progress,
         description=f"{cfg.method} s{cfg.seed}",
         checkpoint=checkpoint,
+        snapshot=snapshot if t.snapshot_every else None,
     )
     if not is_main():
         barrier()  # rank 0 evaluates and writes the record
@@ -199,9 +245,12 @@ def execute(
     model = objective.finalize(objective.model)
     post = evaluate(model)
 
+    snapshots = [h["snapshot"] for h in result.history if "snapshot" in h]
     model_path = None
     if t.save_model:
-        model_path = str(save_model(model, bench.tokenizer, store.model_path(cfg.run_id)))
+        steps = [s["step"] for s in snapshots]
+        model_dir = store.model_path(cfg.run_id)
+        model_path = str(_save_keeping_snapshots(model, bench.tokenizer, model_dir, steps))
     record = {
         "run_id": cfg.run_id,
         "config_hash": cfg.config_hash,
@@ -215,6 +264,7 @@ def execute(
             **_losses_record(post),
             "pre_finalize": _losses_record(pre),
             **objective.extra_metrics,
+            **({"snapshots": snapshots} if snapshots else {}),
         },
         "tokens_seen": result.tokens_seen,
         "tokens_by_split": result.tokens_by_split,
@@ -254,7 +304,7 @@ def _same_setup(a: dict, cfg: dict) -> bool:
     same_train = all(
         ta.get(k, defaults.get(k)) == tb.get(k, defaults.get(k))
         for k in set(ta) | set(tb)
-        if k not in ("device", "save_model", "checkpoint_every")
+        if k not in ("device", "save_model", "checkpoint_every", "snapshot_every")
     )
     return same_train and a["config"]["benchmark_options"] == cfg["benchmark_options"]
 

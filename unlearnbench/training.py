@@ -45,6 +45,9 @@ class Objective:
     model: nn.Module
     # which training blocks the method uses (it may read `label` and `flagged_adjacent` only)
     trains_on: Callable[[BlockGroup], bool] = lambda group: True
+    # a curriculum: whether a group's blocks may be drawn at (step, total steps), on top of
+    # `trains_on` (same rules on what it may read); None: every selected block from the start
+    curriculum: Callable[[BlockGroup, int, int], bool] | None = None
     # blocks per label in every step, e.g. {"forget": 4, "retain": 4}; None: sample uniformly
     batch_plan: dict[str, int] | None = None
     # context manager for the forward pass of a label's blocks (activation masking, routing)
@@ -80,10 +83,16 @@ class BlockSampler:
             raise ConfigError("the method selects no training blocks")
         self.gen = torch.Generator().manual_seed(seed)
         self.plan = objective.batch_plan
+        self.curriculum = objective.curriculum
+        self.active: tuple[int, ...] | None = None  # curriculum: the groups drawn from now
+        self._build_pools(range(len(self.groups)))
+
+    def _build_pools(self, group_indices) -> None:
         # pools: label -> list of (group index, block index)
         keys = list(self.plan) if self.plan else ["*"]
         self.pools: dict[str, list[tuple[int, int]]] = {k: [] for k in keys}
-        for gi, g in enumerate(self.groups):
+        for gi in group_indices:
+            g = self.groups[gi]
             key = "*" if not self.plan else g.label
             if key in self.pools:
                 self.pools[key].extend((gi, bi) for bi in range(len(g.blocks)))
@@ -91,6 +100,16 @@ class BlockSampler:
             if not pool:
                 raise ConfigError(f"no training blocks for {k!r} (check the labels and recall)")
         self.order = {k: [] for k in self.pools}
+
+    def set_step(self, step: int, total: int) -> None:
+        """Curriculum: draw from the groups it admits at `step`; when that set changes, every pool
+        starts a fresh epoch over its new blocks. Without a curriculum: nothing (bit-identical)."""
+        if self.curriculum is None:
+            return
+        active = tuple(gi for gi, g in enumerate(self.groups) if self.curriculum(g, step, total))
+        if active != self.active:
+            self.active = active
+            self._build_pools(active)
 
     def _take(self, key: str, n: int) -> list[tuple[int, int]]:
         out = []
@@ -105,17 +124,23 @@ class BlockSampler:
 
     def state_dict(self) -> dict:
         """The position in every pool's current epoch and the generator: enough to continue."""
-        return {
+        state = {
             "gen": self.gen.get_state(),
             "order": {
                 k: torch.tensor(v, dtype=torch.long).reshape(-1, 2) for k, v in self.order.items()
             },
         }
+        if self.active is not None:  # the curriculum's current groups
+            state["active"] = torch.tensor(self.active, dtype=torch.long)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         assert set(state["order"]) == set(self.order), (
             "checkpoint sampler pools differ from this run"
         )
+        if "active" in state:  # rebuild the curriculum's pools; the order below continues them
+            self.active = tuple(state["active"].tolist())
+            self._build_pools(self.active)
         self.gen.set_state(state["gen"])
         self.order = {k: [tuple(x) for x in v.tolist()] for k, v in state["order"].items()}
 
@@ -180,7 +205,11 @@ def train(
     progress: bool = True,
     description: str = "training",
     checkpoint: Checkpointer | None = None,
+    snapshot: Callable[[nn.Module, int], dict] | None = None,
 ) -> TrainResult:
+    """Train `objective.model` for `cfg.steps` steps. `evaluate` runs every `cfg.eval_every` steps and
+    `snapshot(model, step)` (e.g. save the model, measure losses) every `cfg.snapshot_every` steps;
+    their results go into the step's history entry, so they survive a resume."""
     rank, world_size = dist_world()
     model = objective.model
     device = cfg.device
@@ -233,6 +262,7 @@ def train(
         for step in range(first_step, cfg.steps):
             if objective.on_step:
                 objective.on_step(step, cfg.steps)
+            sampler.set_step(step, cfg.steps)
             batch = sampler.next_batch(cfg.batch_size)  # the global batch, the same on every rank
             counts = {
                 gi: int((blocks[:, 1:] != eos_id).sum()) for gi, blocks in batch.items()
@@ -324,6 +354,10 @@ def train(
             ):
                 if rank == 0:  # only rank 0 reports; the models are identical on every rank
                     history[-1]["eval"] = evaluate(model)
+                model.train()
+            if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
+                if rank == 0:
+                    history[-1]["snapshot"] = snapshot(model, step + 1)
                 model.train()
             if checkpoint is not None and checkpoint.due(step + 1, cfg.steps):
                 checkpoint.save(

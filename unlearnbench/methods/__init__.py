@@ -28,7 +28,9 @@ def register_method(name: str, kind: str, options: type, train_defaults: dict | 
 
     def decorator(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
-        spec = MethodSpec(name, kind, options, fn, dict(train_defaults or {}), doc[0] if doc else "")
+        spec = MethodSpec(
+            name, kind, options, fn, dict(train_defaults or {}), doc[0] if doc else ""
+        )
         methods.register(name)(spec)
         return fn
 
@@ -45,3 +47,5 @@ class RunContext:
     base_model_path: str | None = None
     # the run's loss evaluation (model -> {split: loss}), for methods that record intermediate losses
     evaluate: Callable | None = None
+    # the record of the post-hoc base's run when the base is a run of the store (its snapshots)
+    base_record: dict | None = None

@@ -12,8 +12,11 @@ still near its initial level:
    retain_coef * MSE(h_l, h_l^base). Reference schedule (s = step / total): c_r = retain_coef * s,
    c_f = remove_coef * (1 - s / 4).
 
-Not done here: choosing the checkpoint automatically from recorded snapshots of a curriculum
-no-filter run (the run store does not keep intermediate models yet); pass its path.
+Without `checkpoint`, the checkpoint is chosen from the snapshots the base run recorded (train
+`snapshot_every`; e.g. a `no-filter` run with `forget_after=0.5`, whose forget-labeled documents
+enter only halfway): the latest snapshot whose forget loss is at least (1 - checkpoint_tolerance)
+times the first snapshot's, i.e. still near its ignorant level (`choose_snapshot`). The choice goes
+into the record.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from unlearnbench.config import ConfigError
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._posthoc import all_parameter_names
 from unlearnbench.methods.routing import labeled_blocks
@@ -34,7 +38,9 @@ from unlearnbench.training import Objective
 @dataclass(frozen=True)
 class CheckpointTransferOptions:
     base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
-    checkpoint: str = ""  # an earlier saved model of the same run (required)
+    checkpoint: str = ""  # an earlier saved model of the same run; empty = from base snapshots
+    # ours: "near the initial level" = forget loss within 10% below the first snapshot's
+    checkpoint_tolerance: float = 0.1
     layers: tuple[int, ...] = ()  # empty = every block (reference: its LoRA target layers)
     fit_blocks: int = 64  # ours: retain-labeled blocks for the least-squares fit
     remove_coef: float = 5.0  # ours (the reference's lens/CB scripts use 5 and 23)
@@ -50,6 +56,30 @@ def fit_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     X = torch.cat([x.double(), ones], dim=1)  # (N, d + 1)
     W = torch.linalg.lstsq(X, y.double()).solution  # (d + 1, d)
     return W[:-1].T.float().contiguous(), W[-1].float()
+
+
+def choose_snapshot(snapshots: list[dict], tolerance: float) -> dict:
+    """The latest snapshot (by step) whose forget loss is >= (1 - tolerance) x the first one's."""
+    ordered = sorted(snapshots, key=lambda s: s["step"])
+    ignorant = ordered[0]["forget_loss"]
+    near = [s for s in ordered if s["forget_loss"] >= (1.0 - tolerance) * ignorant]
+    return near[-1]  # the first snapshot always qualifies
+
+
+def base_snapshots(ctx) -> list[dict]:
+    """The base run's recorded snapshots; a ConfigError saying how to make them when there are none."""
+    record = ctx.base_record or {}
+    snaps = [s for s in (record.get("metrics") or {}).get("snapshots", []) if s.get("forget_loss")]
+    if snaps:
+        return snaps
+    cfg = ctx.config
+    which = f"base run {record['run_id']}" if record else f"base {ctx.base_model_path!r}"
+    raise ConfigError(
+        f"checkpoint-transfer: the {which} recorded no snapshots with a forget loss; train one, "
+        f"e.g. `unlearnbench run no-filter --benchmark {cfg.benchmark} --model {cfg.model} "
+        f"--seed {cfg.seed} --set forget_after=0.5 --set snapshot_every=25`, and pass "
+        "base=<its model_path>, or give checkpoint=<a saved earlier model>"
+    )
 
 
 def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
@@ -116,13 +146,31 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
 )
 def setup(ctx: RunContext, options: CheckpointTransferOptions) -> Objective:
     """Checkpoint transfer: forget activations -> an ignorant checkpoint's, affinely mapped."""
-    if not options.checkpoint:
-        raise ValueError("checkpoint-transfer needs checkpoint=<saved model of an earlier step>")
+    if not 0.0 <= options.checkpoint_tolerance < 1.0:
+        raise ValueError(
+            f"checkpoint_tolerance must be in [0, 1), got {options.checkpoint_tolerance}"
+        )
     from unlearnbench.models.build import load_model
 
-    checkpoint = load_model(options.checkpoint)
+    path, chosen = options.checkpoint, None
+    if not path:
+        snaps = base_snapshots(ctx)
+        chosen = choose_snapshot(snaps, options.checkpoint_tolerance)
+        path = chosen["path"]
+    try:
+        checkpoint = load_model(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load checkpoint {path!r}: {str(e).splitlines()[0]}") from None
     retain = labeled_blocks(ctx, "retain")[: options.fit_blocks]
     if not len(retain):
         raise ValueError("checkpoint-transfer needs labeled retain blocks to fit the affine maps")
     obj = checkpoint_transfer_objective(ctx.model, checkpoint, retain, options)
+    obj.extra_metrics["checkpoint"] = {"path": path}
+    if chosen is not None:
+        obj.extra_metrics["checkpoint"] |= {
+            "step": chosen["step"],
+            "forget_loss": chosen["forget_loss"],
+            "first_forget_loss": min(snaps, key=lambda s: s["step"])["forget_loss"],
+            "snapshot_steps": sorted(s["step"] for s in snaps),
+        }
     return apply_token_selection(ctx, obj, options)
