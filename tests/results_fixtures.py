@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
-TRAIN = {
-    "steps": 250,
-    "batch_size": 16,
-    "micro_batch_size": 16,
-    "lr": 1e-3,
-    "warmup_steps": 25,
-    "warmup_start_factor": 0.1,
-    "min_lr_ratio": 0.0,
-    "weight_decay": 0.1,
-    "beta1": 0.9,
-    "beta2": 0.95,
-    "grad_clip": 1.0,
-    "context": 0,
-    "eval_every": 0,
-    "eval_blocks": 48,
-    "device": "cpu",
-    "bf16": False,
-    "save_model": True,
-}
+from unlearnbench.config import TrainConfig
+
+# the training config at its defaults, so only what a test changes shows as a setting
+TRAIN = dataclasses.asdict(TrainConfig())
 LABELS = {
     "recall": 1.0,
     "retain_label_rate": 0.25,

@@ -174,3 +174,31 @@ def test_no_blocks_selected_is_an_error():
     obj = Objective(model=tiny_gpt_neo(), trains_on=lambda g: g.label != "forget")
     with pytest.raises(ValueError, match="no training blocks"):
         train(obj, data, CFG, 0, EOS, progress=False)
+
+
+def test_label_blind_objectives_run_one_pass_with_the_same_update(monkeypatch):
+    """no-filter's blocks of all labels run as one pass; the update equals the per-label sum."""
+    from unlearnbench.training import label_blind
+
+    monkeypatch.setattr(
+        "unlearnbench.training.make_optimizer",
+        lambda named, cfg: torch.optim.SGD([p for _, p in named], lr=cfg.lr),
+    )
+    data = groups(n_forget=4, n_retain=4, n_unlabeled=4)
+    cfg = dataclasses.replace(CFG, steps=2, batch_size=12, micro_batch_size=12)
+    blind, per_label = tiny_gpt_neo(), tiny_gpt_neo()
+    passes = []
+
+    def counting_loss(model, inputs, targets, label):
+        passes.append(label)
+        return lm_loss(model, inputs, targets)
+
+    obj = Objective(model=blind)
+    assert label_blind(obj)
+    train(obj, data, cfg, 0, EOS, progress=False)
+    seen = Objective(model=per_label, loss=counting_loss)  # a custom loss: labels run apart
+    assert not label_blind(seen)
+    train(seen, data, cfg, 0, EOS, progress=False)
+    assert len(passes) > 2, "the per-label objective must run several passes per step"
+    for (name, p), q in zip(blind.named_parameters(), per_label.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-7, rtol=1e-5, msg=name)

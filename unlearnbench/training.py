@@ -38,6 +38,24 @@ def _default_loss(model, inputs, targets, label):
     return lm_loss(model, inputs, targets)
 
 
+def _no_update_mask(label: str):
+    return None
+
+
+def label_blind(objective: Objective) -> bool:
+    """True when nothing the objective does depends on the label: then a step's blocks of every
+    label run as one pass (fewer, fuller micro-batches), which equals the per-label sum up to
+    floating-point rounding."""
+    return (
+        objective.mode is _plain_mode
+        and objective.loss is _default_loss
+        and objective.update_mask is _no_update_mask
+        and objective.after_backward is None
+        and not objective.strict
+        and objective.reduction == "tokens"
+    )
+
+
 @dataclass
 class Objective:
     """What a method plugs into the loop. Every field but `model` has a plain default."""
@@ -55,7 +73,7 @@ class Objective:
     # loss of one micro-batch: (model, inputs (B, T), targets (B, T), label) -> scalar mean
     loss: Callable = _default_loss
     # elements a label's gradient may touch: {param name: bool mask}; absent names are free
-    update_mask: Callable[[str], dict[str, torch.Tensor] | None] = lambda label: None
+    update_mask: Callable[[str], dict[str, torch.Tensor] | None] = _no_update_mask
     # further in-place gradient edits for a label, after its backward and mask
     after_backward: Callable[[nn.Module, str], None] | None = None
     # strict: elements no label of the step may touch do not move at all (no momentum, no decay)
@@ -252,6 +270,11 @@ def train(
         tokens_by_split = dict(resumed["tokens_by_split"])
         first_step = int(resumed["step"])
     start = time.perf_counter()
+    blind = label_blind(objective)
+
+    def pass_label(gi: int) -> str:  # the label a group's blocks run under ("*": all as one)
+        return "*" if blind else sampler.groups[gi].label
+
     bar = _progress(progress and rank == 0, description, cfg.steps)
     with bar as pbar:
         task = (
@@ -280,8 +303,8 @@ def train(
             step_loss = torch.zeros((), dtype=torch.float64, device=device)
             # one backward pass per label, each masked on its own before accumulation; the labels
             # are those of the global batch, so every rank agrees on what strict mode freezes
-            for label in dict.fromkeys(sampler.groups[gi].label for gi in batch):
-                gis = [gi for gi in local if sampler.groups[gi].label == label]
+            for label in dict.fromkeys(pass_label(gi) for gi in batch):
+                gis = [gi for gi in local if pass_label(gi) == label]
                 if not gis and not objective.strict:
                     continue  # this rank holds no blocks of the label: its gradient part is zero
                 masks: dict[str, torch.Tensor] = {}
