@@ -22,7 +22,14 @@ import torch
 from unlearnbench.config import ConfigError
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.losses import lm_loss
-from unlearnbench.models.partition import Partition, _dims, activation_mode
+from unlearnbench.models.partition import (
+    Partition,
+    _dims,
+    _unit_masks,
+    activation_mode,
+    edit_units,
+    unit_hooks,
+)
 from unlearnbench.training import Objective
 
 MODES = ("plain", "zero_forget", "detach_retain", "zero_retain")
@@ -72,48 +79,24 @@ def routed_positions(targets: torch.Tensor, token_ids: torch.Tensor) -> torch.Te
 # --- per-position activation masking -------------------------------------------------------------
 
 
-def _apply(mode: str, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """x: (B, T, n) with retain units first; keep: (n,) 1 on retain units, 0 on forget units."""
-    if mode == "zero_forget":
-        return x * keep
-    if mode == "zero_retain":
-        return x * (1.0 - keep)
-    if mode == "detach_retain":
-        return x.detach() * keep + x * (1.0 - keep)  # value unchanged, no gradient into retain
-    return x
-
-
 @contextlib.contextmanager
 def position_mode(model, part: Partition, routed: torch.Tensor, mode: str, rest: str = "plain"):
     """Like `activation_mode`, per position: `mode` at routed positions (B, T), `rest` elsewhere.
     Same hook points: MLP units before the activation, heads' outputs before `out_proj`."""
     assert mode in MODES and rest in MODES, (mode, rest)
-    r, rd = _dims(model, part)
     sel = routed[..., None]  # (B, T, 1)
-    handles = []
 
     def make_edit(start: int):
         def edit(x: torch.Tensor) -> torch.Tensor:  # (B, T, n)
-            keep = torch.ones(x.shape[-1], device=x.device, dtype=x.dtype)
-            keep[start:] = 0.0
-            return torch.where(sel, _apply(mode, x, keep), _apply(rest, x, keep))
+            keep, drop = _unit_masks(x.shape[-1], start, x.device, x.dtype)  # (n,) each
+            return torch.where(
+                sel, edit_units(x, mode, keep, drop), edit_units(x, rest, keep, drop)
+            )
 
         return edit
 
-    for i in part.layers:
-        block = model.transformer.h[i]
-        mlp_edit, attn_edit = make_edit(r), make_edit(rd)
-        handles.append(block.mlp.c_fc.register_forward_hook(lambda m, a, out, f=mlp_edit: f(out)))
-        handles.append(
-            block.attn.attention.out_proj.register_forward_pre_hook(
-                lambda m, args, f=attn_edit: (f(args[0]),) + tuple(args[1:])
-            )
-        )
-    try:
+    with unit_hooks(model, part, make_edit):
         yield model
-    finally:
-        for h in handles:
-            h.remove()
 
 
 # --- ablation ------------------------------------------------------------------------------------

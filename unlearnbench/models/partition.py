@@ -123,23 +123,39 @@ def activation_mode(model, part: Partition, mode: str):
     if mode == "plain" or not part.layers:
         yield model
         return
-    r, rd = _dims(model, part)
-    handles = []
 
-    def make_hook(start: int):
+    def make_edit(start: int):
         def edit(x: torch.Tensor) -> torch.Tensor:  # x: (B, T, n) with retain units first
             keep, drop = _unit_masks(x.shape[-1], start, x.device, x.dtype)  # (n,) each
-            if mode == "zero_forget":
-                return x * keep
-            if mode == "zero_retain":
-                return x * drop
-            return x.detach() * keep + x * drop  # detach_retain: value unchanged
+            return edit_units(x, mode, keep, drop)
 
         return edit
 
+    with unit_hooks(model, part, make_edit):
+        yield model
+
+
+def edit_units(x: torch.Tensor, mode: str, keep: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """One masking mode on units x (B, T, n), retain first; keep/drop (n,) from `_unit_masks`."""
+    if mode == "zero_forget":
+        return x * keep
+    if mode == "zero_retain":
+        return x * drop
+    if mode == "detach_retain":
+        return x.detach() * keep + x * drop  # value unchanged, no gradient into retain units
+    return x
+
+
+@contextlib.contextmanager
+def unit_hooks(model, part: Partition, make_edit):
+    """For the duration of the block, apply `make_edit(start)` to every masked block's MLP units
+    before the activation (the output of `c_fc`) and to its heads' merged outputs (the input of
+    `out_proj`); `start` is the index where the forget units begin."""
+    r, rd = _dims(model, part)
+    handles = []
     for i in part.layers:
         block = model.transformer.h[i]
-        mlp_edit, attn_edit = make_hook(r), make_hook(rd)
+        mlp_edit, attn_edit = make_edit(r), make_edit(rd)
         handles.append(block.mlp.c_fc.register_forward_hook(lambda m, a, out, f=mlp_edit: f(out)))
         handles.append(
             block.attn.attention.out_proj.register_forward_pre_hook(
