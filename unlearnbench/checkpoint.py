@@ -8,14 +8,13 @@ never a partial file. Only rank 0 writes; every rank reads.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from unlearnbench.config import ConfigError
+from unlearnbench.results.store import write_atomic
 
 FORMAT = 1
 
@@ -60,18 +59,7 @@ class Checkpointer:
 
 
 def save_atomic(path: Path, state: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(state, f), binary=True)
 
 
 def load(path: Path) -> dict:

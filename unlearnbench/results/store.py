@@ -60,14 +60,15 @@ class RunStore:
         return [r for r in self.records() if all(r.get(k) == v for k, v in fields.items())]
 
 
-def write_json_atomic(path: Path, obj) -> None:
+def write_atomic(path: Path, write, binary: bool = False) -> None:
+    """Call `write(file)` on a temporary file beside `path`, fsync it, and rename it into place:
+    a reader sees the old content or the new, never a part; a failed write leaves nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=_jsonable)
-            f.write("\n")
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -76,17 +77,16 @@ def write_json_atomic(path: Path, obj) -> None:
         raise
 
 
+def write_json_atomic(path: Path, obj) -> None:
+    def write(f):
+        json.dump(obj, f, indent=2, sort_keys=False, default=_jsonable)
+        f.write("\n")
+
+    write_atomic(path, write)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(text))
 
 
 def _jsonable(x):
