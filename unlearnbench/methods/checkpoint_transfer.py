@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from unlearnbench.config import ConfigError
 from unlearnbench.methods import RunContext, register_method
-from unlearnbench.methods._posthoc import all_parameter_names
+from unlearnbench.methods._posthoc import all_parameter_names, ramped_coefficients
 from unlearnbench.methods.routing import labeled_blocks
 from unlearnbench.methods.token_selection import apply_token_selection, position_mask
 from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks
@@ -95,12 +95,7 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
         y = block_outputs(frozen, fit[:, :-1].to(device), layers)
     maps = {li: fit_affine(x[li].flatten(0, 1).cpu(), y[li].flatten(0, 1).cpu()) for li in layers}
     maps = {li: (A.to(device), b.to(device)) for li, (A, b) in maps.items()}
-    coeffs = {"retain": 0.0, "forget": options.remove_coef}
-
-    def on_step(step: int, total: int) -> None:
-        s = step / max(1, total)
-        coeffs["retain"] = options.retain_coef * s
-        coeffs["forget"] = options.remove_coef * (1 - 0.25 * s)
+    coeffs, on_step = ramped_coefficients(options.remove_coef, options.retain_coef)
 
     def loss(m, inputs, targets, label):
         hs = block_outputs(m, inputs, layers)  # {l: (B, T, d)}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from unlearnbench.methods import RunContext, register_method
-from unlearnbench.methods._posthoc import run_groups
+from unlearnbench.methods._posthoc import ramped_coefficients, run_groups
 from unlearnbench.methods.circuit_breakers import hidden_stack, retain_l2_loss
 from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.methods.tuned_lens import forget_objective
@@ -85,12 +85,7 @@ def logits_through(frozen, inputs: torch.Tensor, layer: int, h: torch.Tensor) ->
 
 def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Objective:
     """One phase: only block `layer` trains."""
-    coeffs = {"retain": 0.0, "forget": options.remove_coef}
-
-    def on_step(step: int, total: int) -> None:
-        s = step / max(1, total)
-        coeffs["retain"] = options.retain_coef * s
-        coeffs["forget"] = options.remove_coef * (1 - 0.25 * s)
+    coeffs, on_step = ramped_coefficients(options.remove_coef, options.retain_coef)
 
     def loss(m, inputs, targets, label):
         if label == "forget":

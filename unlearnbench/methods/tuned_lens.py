@@ -33,7 +33,7 @@ from torch import nn
 from unlearnbench.config import TrainConfig
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.methods import RunContext, register_method
-from unlearnbench.methods._posthoc import run_groups
+from unlearnbench.methods._posthoc import ramped_coefficients, run_groups
 from unlearnbench.models.hidden import block_outputs, num_blocks, transformer_body
 from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective, train
@@ -119,12 +119,7 @@ def unlearning_objective(model, lenses: Lenses, options: TunedLensOptions) -> Ob
         p.requires_grad_(False)
     n = num_blocks(model)
     peft_model = add_lora(model, range(n), options.lora_r, options.lora_alpha, options.lora_dropout)
-    coeffs = {"retain": 0.0, "forget": options.remove_coef}
-
-    def on_step(step: int, total: int) -> None:
-        s = step / max(1, total)
-        coeffs["retain"] = options.retain_coef * s
-        coeffs["forget"] = options.remove_coef * (1 - 0.25 * s)
+    coeffs, on_step = ramped_coefficients(options.remove_coef, options.retain_coef)
 
     def loss(m, inputs, targets, label):
         hs = block_outputs(m, inputs, range(n))  # {l: (B, T, d)}
