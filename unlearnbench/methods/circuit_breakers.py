@@ -111,7 +111,11 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
     options=CircuitBreakerOptions,
     train_defaults={
         "steps": 150,  # reference: max_steps 150
-        "lr": 1e-4,  # reference: 1e-4
+        # reference: 1e-4 (Llama-3-8B). Scaled up for our small models as RMU's lr is: at 1e-4 the tiny
+        # storyworld-lang model was unchanged after 150 steps (forget 3.108 -> 3.108), at 1e-3 forget rose
+        # to 9.149 with retain 2.599 -> 2.602 (measured). 1e-3 is also EleutherAI unlearn's lr for its
+        # circuit-breaker variants. `--set lr=1e-4` gives the reference value.
+        "lr": 1e-3,
         "batch_size": 16,
         "warmup_steps": 0,  # reference: HF Trainer default, no warmup (it decays linearly, ours cosine)
         "weight_decay": 0.0,  # reference: HF Trainer default
