@@ -35,13 +35,17 @@ def test_user_mistakes_give_one_line_and_exit_2(args, needle, tmp_path):
 
 
 def test_forget_dim_larger_than_the_layer_is_rejected(tmp_path):
-    result = runner.invoke(app, ["run", "sgtm", "--set", "forget_mlp_dim=100000", "--out", str(tmp_path)] + SMALL)
+    result = runner.invoke(
+        app, ["run", "sgtm", "--set", "forget_mlp_dim=100000", "--out", str(tmp_path)] + SMALL
+    )
     assert result.exit_code == 2 and "forget_mlp_dim" in result.stderr
 
 
 def test_run_writes_a_record_reproducibly_and_skips_existing(tmp_path):
     out = str(tmp_path)
-    first = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL)
+    first = runner.invoke(
+        app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL
+    )
     assert first.exit_code == 0, first.stderr
     rec = json.loads(first.stdout)
     for key in ("run_id", "config_hash", "method", "benchmark", "model", "seed", "config",
@@ -54,10 +58,14 @@ def test_run_writes_a_record_reproducibly_and_skips_existing(tmp_path):
     assert m["pre_finalize"]["forget_loss"] != m["forget_loss"], "ablation must change forget loss"
     assert rec["config"]["labels"]["recall"] == 0.9 and rec["tokens_seen"] == 3 * 4 * 32
     # an existing record is returned, not recomputed
-    again = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL)
+    again = runner.invoke(
+        app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL
+    )
     assert json.loads(again.stdout)["created"] == rec["created"]
     # --force recomputes: same seed, bit-identical metrics on CPU
-    forced = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--force", "--out", out] + SMALL)
+    forced = runner.invoke(
+        app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--force", "--out", out] + SMALL
+    )
     assert json.loads(forced.stdout)["metrics"] == m
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -74,7 +82,9 @@ def test_labels_are_identical_across_methods(tmp_path):
     out = str(tmp_path)
     counts = []
     for method in ("no-filter", "filter", "sgtm"):
-        r = runner.invoke(app, ["run", method, "--set", "recall=0.6", "--json", "--out", out] + SMALL)
+        r = runner.invoke(
+            app, ["run", method, "--set", "recall=0.6", "--json", "--out", out] + SMALL
+        )
         assert r.exit_code == 0, r.stderr
         counts.append(json.loads(r.stdout)["label_counts"])
     assert counts[0] == counts[1] == counts[2]
@@ -82,7 +92,11 @@ def test_labels_are_identical_across_methods(tmp_path):
 
 
 def test_list_commands():
-    for what, needle in (("methods", "sgtm"), ("benchmarks", "storyworld-topic"), ("models", "tiny")):
+    for what, needle in (
+        ("methods", "sgtm"),
+        ("benchmarks", "storyworld-topic"),
+        ("models", "tiny"),
+    ):
         r = runner.invoke(app, ["list", what])
         assert r.exit_code == 0 and needle in r.stdout
     assert runner.invoke(app, ["list", "nothing"]).exit_code == 2

@@ -47,9 +47,25 @@ def test_test_split_is_a_stable_hash_of_the_id():
 
 
 def test_resolve_layers_overrides_and_hash():
-    cfg = resolve_run_config("sgtm", "storyworld-lang", "tiny", 0, {"recall": "0.9", "forget_mlp_dim": "32", "steps": "7"})
-    assert cfg.labels.recall == 0.9 and cfg.method_options["forget_mlp_dim"] == 32 and cfg.train.steps == 7
-    same = resolve_run_config("sgtm", "storyworld-lang", "tiny", 1, {"labels.recall": 0.9, "method.forget_mlp_dim": 32, "train.steps": 7})
+    cfg = resolve_run_config(
+        "sgtm",
+        "storyworld-lang",
+        "tiny",
+        0,
+        {"recall": "0.9", "forget_mlp_dim": "32", "steps": "7"},
+    )
+    assert (
+        cfg.labels.recall == 0.9
+        and cfg.method_options["forget_mlp_dim"] == 32
+        and cfg.train.steps == 7
+    )
+    same = resolve_run_config(
+        "sgtm",
+        "storyworld-lang",
+        "tiny",
+        1,
+        {"labels.recall": 0.9, "method.forget_mlp_dim": 32, "train.steps": 7},
+    )
     assert cfg.config_hash == same.config_hash, "the seed is not part of the config hash"
     assert cfg.run_id != same.run_id
     other = resolve_run_config("sgtm", "storyworld-lang", "tiny", 0, {"recall": "0.8"})

@@ -36,7 +36,14 @@ def test_strict_optimizer_freezes_the_masked_side(label):
     before = params(model)
     data = [g for g in groups() if g.label == label]
     # two steps, so momentum from step 1 would move parameters in step 2 if it were kept
-    train(sgtm_objective(model, optimizer="strict"), data, dataclasses.replace(CFG, steps=2, batch_size=4), 0, EOS, progress=False)
+    train(
+        sgtm_objective(model, optimizer="strict"),
+        data,
+        dataclasses.replace(CFG, steps=2, batch_size=4),
+        0,
+        EOS,
+        progress=False,
+    )
     after = params(model)
     for name, m in fmask.items():
         frozen = m if label == "retain" else ~m
@@ -50,7 +57,14 @@ def test_shared_optimizer_moves_masked_parameters_through_weight_decay():
     fmask = forget_masks(model, part)
     before = params(model)
     data = [g for g in groups() if g.label == "retain"]
-    train(sgtm_objective(model, optimizer="shared"), data, dataclasses.replace(CFG, batch_size=4), 0, EOS, progress=False)
+    train(
+        sgtm_objective(model, optimizer="shared"),
+        data,
+        dataclasses.replace(CFG, batch_size=4),
+        0,
+        EOS,
+        progress=False,
+    )
     after = params(model)
     name = "transformer.h.0.mlp.c_fc.weight"
     m = fmask[name]
@@ -108,7 +122,9 @@ def test_masking_the_summed_gradient_would_differ():
         inputs, targets = inputs_and_targets(g.blocks, EOS)
         n = int((targets != IGNORE).sum())
         (lm_loss(model, inputs, targets) * n / total).backward()
-    blind = model.get_submodule("transformer.h.0.mlp.c_fc").weight.grad[fmask["transformer.h.0.mlp.c_fc.weight"]]
+    blind = model.get_submodule("transformer.h.0.mlp.c_fc").weight.grad[
+        fmask["transformer.h.0.mlp.c_fc.weight"]
+    ]
     looped = tiny_gpt_neo()
     seen = {}
 
@@ -132,8 +148,22 @@ def test_micro_batching_does_not_change_the_update(monkeypatch):
     data = groups(n_forget=4, n_retain=4, n_unlabeled=4)
     a, b = tiny_gpt_neo(), tiny_gpt_neo()
     cfg = dataclasses.replace(CFG, steps=3, batch_size=12)
-    train(sgtm_objective(a), data, dataclasses.replace(cfg, micro_batch_size=12), 0, EOS, progress=False)
-    train(sgtm_objective(b), data, dataclasses.replace(cfg, micro_batch_size=1), 0, EOS, progress=False)
+    train(
+        sgtm_objective(a),
+        data,
+        dataclasses.replace(cfg, micro_batch_size=12),
+        0,
+        EOS,
+        progress=False,
+    )
+    train(
+        sgtm_objective(b),
+        data,
+        dataclasses.replace(cfg, micro_batch_size=1),
+        0,
+        EOS,
+        progress=False,
+    )
     for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-7, rtol=1e-5, msg=name)
 
@@ -164,7 +194,9 @@ def test_trains_on_and_batch_plan_select_blocks():
     train(obj, data, dataclasses.replace(CFG, steps=3, batch_size=4), 0, EOS, progress=False)
     assert set(seen) == {"retain"}
     seen.clear()
-    obj = Objective(model=model, loss=loss, batch_plan={"forget": 2, "retain": 2}, reduction="labels")
+    obj = Objective(
+        model=model, loss=loss, batch_plan={"forget": 2, "retain": 2}, reduction="labels"
+    )
     train(obj, data, dataclasses.replace(CFG, steps=2, micro_batch_size=1), 0, EOS, progress=False)
     assert seen.count("forget") == 4 and seen.count("retain") == 4
 

@@ -46,7 +46,10 @@ def split_losses(
             with autocast(device, bf16):
                 logits = model(input_ids=inputs).logits  # (B, T, V)
             loss = F.cross_entropy(
-                logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+                logits.float().flatten(0, 1),
+                targets.flatten(),
+                ignore_index=IGNORE,
+                reduction="sum",
             )
             total += loss.item()
             count += int((targets != IGNORE).sum())

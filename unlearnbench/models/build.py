@@ -37,7 +37,9 @@ def gpt_neo_config(preset: ModelPreset, vocab_size: int, eos_token_id: int) -> G
     )
 
 
-def build_model(preset_name: str, vocab_size: int, eos_token_id: int, seed: int) -> GPTNeoForCausalLM:
+def build_model(
+    preset_name: str, vocab_size: int, eos_token_id: int, seed: int
+) -> GPTNeoForCausalLM:
     """A fresh GPT-Neo, initialized identically for every method given the seed.
 
     HF's GPT-Neo init is N(0, 0.02) for every Linear and Embedding with zero biases; we apply it to
