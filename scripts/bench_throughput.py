@@ -107,7 +107,7 @@ def eval_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        split_losses(model, blocks, EOS, cfg.micro_batch_size, cfg.device, cfg.bf16)
+        split_losses(model, blocks, EOS, None, cfg.device, cfg.bf16)  # the harness's eval batching
         _sync(cfg.device)
         times.append(time.perf_counter() - start)
     return times[1:]
@@ -145,7 +145,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per burst (after 1 warm-up)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--micro-batch-size", type=int, default=16)
+    ap.add_argument(
+        "--micro-batch-size", type=int, default=TrainConfig.micro_batch_size, help="training"
+    )
     ap.add_argument("--context", type=int, default=0, help="tokens per block (0: the preset's)")
     ap.add_argument("--vocab", type=int, default=2048, help="for presets without a vocabulary")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -127,3 +127,19 @@ def test_calibration_trains_only_the_output_bias():
     assert not torch.allclose(new[name], init)  # the bias trained
     # the tied embedding is still tied
     assert calibrated.lm_head.weight.data_ptr() == calibrated.transformer.wte.weight.data_ptr()
+
+
+def test_split_losses_do_not_depend_on_the_evaluation_batching():
+    from unlearnbench.losses import eval_micro_batch
+
+    model = tiny_gpt_neo()
+    blocks = {"forget": random_blocks(7, 32, seed=1), "retain": random_blocks(5, 32, seed=2)}
+    reference = split_losses(model, blocks, EOS, micro_batch_size=7)
+    for mb in (1, 3, None):
+        got = split_losses(model, blocks, EOS, micro_batch_size=mb)
+        for split in blocks:
+            assert math.isclose(got[split], reference[split], rel_tol=1e-5), (mb, split)
+    # small passes on CPU (cache-bound), large ones on an accelerator; never zero
+    assert eval_micro_batch("cpu", 256, 2048) == 1
+    assert eval_micro_batch("cpu", 16, 64) > 16
+    assert eval_micro_batch("cuda", 256, 2048) == 32

@@ -24,21 +24,35 @@ def lm_loss(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     )
 
 
+def eval_micro_batch(device: str, context: int, vocab: int) -> int:
+    """Blocks per evaluation forward pass. On CPU, small: the (B, T, V) logits and (B, H, T, T)
+    attention scores of a large batch fall out of cache, and a forward pass of 16 tiny-model
+    blocks ran at less than half the tokens/s of one block at a time (scripts/bench_throughput.py).
+    On an accelerator, large: it is the batch that fills the device."""
+    if torch.device(device).type != "cpu":
+        return 32
+    return max(1, 2**19 // (context * vocab))  # ~2 MB of fp32 logits per pass
+
+
 @torch.no_grad()
 def split_losses(
     model,
     blocks_by_split: dict[str, torch.Tensor],
     eos_id: int,
-    micro_batch_size: int = 16,
+    micro_batch_size: int | None = None,
     device: str = "cpu",
     bf16: bool = False,
 ) -> dict[str, float]:
     """Mean token cross-entropy (nats) per split over the given test blocks: total loss over all
-    counted tokens divided by their number, so every method is scored on the same tokens."""
+    counted tokens divided by their number, so every method is scored on the same tokens.
+    `micro_batch_size` None: `eval_micro_batch` for the device (the loss does not depend on it)."""
     was_training = model.training
     model.eval()
     out: dict[str, float] = {}
     for split, blocks in blocks_by_split.items():
+        if micro_batch_size is None:
+            vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50257
+            micro_batch_size = eval_micro_batch(device, blocks.shape[1] - 1, vocab)
         total, count = 0.0, 0
         for i in range(0, len(blocks), micro_batch_size):
             inputs, targets = inputs_and_targets(blocks[i : i + micro_batch_size], eos_id)

@@ -198,7 +198,7 @@ def execute(
     model.to(t.device)
 
     def evaluate(m) -> dict:
-        return split_losses(m, evaluation, bench.eos_id, t.micro_batch_size, t.device, t.bf16)
+        return split_losses(m, evaluation, bench.eos_id, None, t.device, t.bf16)
 
     ctx = RunContext(
         config=cfg,

@@ -103,9 +103,9 @@ def run(ctx: EvalContext, options: CalibrationOptions) -> EvalResult:
         if ds:
             docs[split] = ds[: options.n_docs]
     groups = groups_from_documents(bench, docs, ctx.context)
-    before = split_losses(ctx.model, ctx.eval_blocks, ctx.eos_id, 16, ctx.device)
+    before = split_losses(ctx.model, ctx.eval_blocks, ctx.eos_id, None, ctx.device)
     model, name = calibrate(ctx.model, groups, options, ctx.eos_id, ctx.device)
-    after = split_losses(model, ctx.eval_blocks, ctx.eos_id, 16, ctx.device)
+    after = split_losses(model, ctx.eval_blocks, ctx.eos_id, None, ctx.device)
     return EvalResult(
         {
             "before": {f"{s}_loss": v for s, v in before.items()},

@@ -124,7 +124,7 @@ def run(ctx: EvalContext, options: DirectionAblationOptions) -> EvalResult:
     )
     blocks = blocks[0].blocks[: options.n_blocks]
     dirs = estimate_directions(ctx.model, base, blocks, layers, options.micro_batch_size)
-    evaluate = lambda m: split_losses(m, ctx.eval_blocks, ctx.eos_id, 16, ctx.device)  # noqa: E731
+    evaluate = lambda m: split_losses(m, ctx.eval_blocks, ctx.eos_id, None, ctx.device)  # noqa: E731
     before = evaluate(ctx.model)
     with projected_out(ctx.model, {i: u for i, (u, _) in dirs.items()}):
         after = evaluate(ctx.model)

@@ -92,7 +92,7 @@ def run(ctx: EvalContext, options: DisjointFactsOptions) -> EvalResult:
         out = {"shown": probe_accuracy(m, bench.tokenizer, shown)["accuracy"]}
         out["held_out"] = probe_accuracy(m, bench.tokenizer, held_out)["accuracy"]
         out |= {
-            f"{s}_loss": v for s, v in split_losses(m, blocks, ctx.eos_id, 16, ctx.device).items()
+            f"{s}_loss": v for s, v in split_losses(m, blocks, ctx.eos_id, None, ctx.device).items()
         }
         return out
 

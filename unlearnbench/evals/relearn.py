@@ -179,7 +179,7 @@ def attack_rows(ctx: EvalContext, model, o: RelearnOptions) -> list[dict]:
     bf16 = bool(ctx.record["config"]["train"].get("bf16", False))
 
     def evaluate(m):
-        return split_losses(m, blocks, ctx.eos_id, 16, ctx.device, bf16)
+        return split_losses(m, blocks, ctx.eos_id, None, ctx.device, bf16)
 
     budget = max(o.budgets)
     rows = []
@@ -319,7 +319,7 @@ def reference_forget_loss(ctx: EvalContext, o: RelearnOptions) -> float | None:
             return None
         model = load_model(rec["model_path"]).to(ctx.device)
     blocks = {"forget": ctx.eval_blocks["forget"][: o.eval_blocks]}
-    return split_losses(model, blocks, ctx.eos_id, 16, ctx.device)["forget"]
+    return split_losses(model, blocks, ctx.eos_id, None, ctx.device)["forget"]
 
 
 @register_eval("relearn", options=RelearnOptions)

@@ -114,9 +114,7 @@ def coherence_finetune(model, fit_blocks, eval_blocks, train_cfg, seed, eos_id, 
     lowest retain loss on `eval_blocks` (step 0, the input model, included) and that step's info."""
 
     def retain_loss(m) -> float:
-        losses = split_losses(
-            m, {"retain": eval_blocks}, eos_id, train_cfg.micro_batch_size, train_cfg.device
-        )
+        losses = split_losses(m, {"retain": eval_blocks}, eos_id, None, train_cfg.device)
         return losses["retain"]
 
     if options.coherence_steps <= 0:
