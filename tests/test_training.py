@@ -234,3 +234,22 @@ def test_label_blind_objectives_run_one_pass_with_the_same_update(monkeypatch):
     assert len(passes) > 2, "the per-label objective must run several passes per step"
     for (name, p), q in zip(blind.named_parameters(), per_label.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-7, rtol=1e-5, msg=name)
+
+
+def test_compile_is_refused_for_objectives_that_hook_the_forward():
+    """torch.compile does not guard on submodule hooks: a masked pass would silently run unmasked."""
+    from unlearnbench.config import ConfigError
+
+    model = tiny_gpt_neo()
+    before = params(model)
+    with pytest.raises(ConfigError, match="compile"):
+        train(
+            sgtm_objective(model),
+            groups(),
+            dataclasses.replace(CFG, compile=True),
+            0,
+            EOS,
+            progress=False,
+        )
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert not hasattr(model, "_compiled_call_impl") or model._compiled_call_impl is None

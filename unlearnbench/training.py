@@ -233,7 +233,15 @@ def train(
     device = cfg.device
     model.to(device).train()
     if cfg.compile:
-        model.compile()  # in place: parameter names, hooks and state dicts are unchanged
+        # Masking modes and hidden-state losses add and remove forward hooks between passes, and
+        # dynamo does not guard on submodule hooks: a graph traced under one label was silently
+        # reused under another (measured: sgtm's retain-pass masking vanished under compile).
+        if objective.mode is not _plain_mode or objective.loss is not _default_loss:
+            raise ConfigError(
+                "compile=true works only for methods with a plain forward and the LM loss "
+                "(e.g. no-filter, filter): torch.compile ignores the hooks this method adds per pass"
+            )
+        model.compile()  # in place: parameter names and state dicts are unchanged
     torch.manual_seed(seed)
     named = [(n, p) for n, p in model.named_parameters()]
     if objective.trainable is not None:
