@@ -28,6 +28,7 @@ from unlearnbench.config import TrainConfig
 from unlearnbench.data.packing import IGNORE, BlockGroup
 from unlearnbench.losses import autocast, split_losses
 from unlearnbench.methods import RunContext
+from unlearnbench.models.attention import set_attention
 from unlearnbench.models.build import build_model
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import methods
@@ -102,7 +103,7 @@ def hf_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
 
 
 def eval_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
-    model = build_model(model_name, vocab, EOS, 0).to(cfg.device)
+    model = set_attention(build_model(model_name, vocab, EOS, 0).to(cfg.device), cfg.attention)
     blocks = {"retain": groups[1].blocks[: cfg.batch_size]}
     times = []
     for _ in range(steps + 1):
@@ -152,6 +153,12 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=2048, help="for presets without a vocabulary")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for every configuration")
+    ap.add_argument(
+        "--attention",
+        default="eager",
+        help="comma-separated attention implementations of the harness (eager,sdpa); hf-plain is "
+        "always Hugging Face's eager GPT-Neo",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     args = ap.parse_args()
@@ -167,21 +174,25 @@ def main() -> None:
         preset = MODEL_PRESETS[name]
         context = args.context or preset.context
         vocab = preset.vocab_size or args.vocab
-        cfg = TrainConfig(
-            batch_size=args.batch_size,
-            micro_batch_size=args.micro_batch_size,
-            context=context,
-            device=args.device,
-            bf16=args.bf16,
-            warmup_steps=0,
-        )
         groups = synthetic_groups(vocab, context, max(4 * args.batch_size, 32))
-        run = (cfg, groups, vocab)
-        configs.append((name, "hf-plain", "train", hf_burst, *run))
-        for method in ["no-filter", *available]:
-            fn = lambda *a, m=method: harness_burst(m, *a)  # noqa: E731
-            configs.append((name, method, "train", fn, *run))
-        configs.append((name, "no-filter", "eval", eval_burst, *run))
+        for attention in args.attention.split(","):
+            cfg = TrainConfig(
+                batch_size=args.batch_size,
+                micro_batch_size=args.micro_batch_size,
+                context=context,
+                device=args.device,
+                bf16=args.bf16,
+                warmup_steps=0,
+                attention=attention,
+            )
+            run = (cfg, groups, vocab)
+            if not any(c[0] == name and c[1] == "hf-plain" for c in configs):
+                eager = TrainConfig(**{**cfg.__dict__, "attention": "eager"})
+                configs.append((name, "hf-plain", "train", hf_burst, eager, groups, vocab))
+            for method in ["no-filter", *available]:
+                fn = lambda *a, m=method: harness_burst(m, *a)  # noqa: E731
+                configs.append((name, method, "train", fn, *run))
+            configs.append((name, "no-filter", "eval", eval_burst, *run))
 
     samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
     peaks: dict[int, float] = {}
@@ -204,6 +215,7 @@ def main() -> None:
                 "tokens_per_second": cfg.batch_size * cfg.context / seconds,
                 "peak_memory_mb": round(peaks[i], 1),
                 "device": args.device + (" bf16" if args.bf16 else ""),
+                "attention": cfg.attention,
                 "median_step_seconds": seconds,
                 "steps_timed": len(samples[i]),
             }
@@ -216,19 +228,23 @@ def main() -> None:
 
 
 def _print_table(rows: list[dict]) -> None:
+    """Ratios: against no-filter training with the same attention, and against hf-plain."""
     base = {
-        (r["model"], r["phase"]): r["tokens_per_second"] for r in rows if r["method"] == "no-filter"
+        (r["model"], r["attention"]): r["tokens_per_second"]
+        for r in rows
+        if r["method"] == "no-filter" and r["phase"] == "train"
     }
     hf = {r["model"]: r["tokens_per_second"] for r in rows if r["method"] == "hf-plain"}
     print(
-        f"{'model':8} {'method':20} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} {'vs hf':>7}"
+        f"{'model':8} {'method':20} {'attn':5} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} "
+        f"{'vs hf':>7}"
     )
     for r in rows:
-        rel = r["tokens_per_second"] / base[(r["model"], "train")]
+        rel = r["tokens_per_second"] / base[(r["model"], r["attention"])]
         vs_hf = r["tokens_per_second"] / hf[r["model"]]
         print(
-            f"{r['model']:8} {r['method']:20} {r['phase']:6} {r['tokens_per_second']:10.0f} "
-            f"{rel:12.3f}x {vs_hf:6.2f}x"
+            f"{r['model']:8} {r['method']:20} {r['attention']:5} {r['phase']:6} "
+            f"{r['tokens_per_second']:10.0f} {rel:12.3f}x {vs_hf:6.2f}x"
         )
 
 
