@@ -28,8 +28,8 @@ from unlearnbench.config import TrainConfig
 from unlearnbench.data.packing import IGNORE, BlockGroup
 from unlearnbench.losses import autocast, split_losses
 from unlearnbench.methods import RunContext
-from unlearnbench.models.attention import set_attention
 from unlearnbench.models.build import build_model
+from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import methods
 from unlearnbench.training import BlockSampler, Objective, make_optimizer, train
@@ -103,7 +103,8 @@ def hf_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
 
 
 def eval_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
-    model = set_attention(build_model(model_name, vocab, EOS, 0).to(cfg.device), cfg.attention)
+    model = build_model(model_name, vocab, EOS, 0).to(cfg.device)
+    use_fused_kernels(model, cfg.fused_kernels)
     blocks = {"retain": groups[1].blocks[: cfg.batch_size]}
     times = []
     for _ in range(steps + 1):
@@ -154,10 +155,10 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for every configuration")
     ap.add_argument(
-        "--attention",
-        default="eager",
-        help="comma-separated attention implementations of the harness (eager,sdpa); hf-plain is "
-        "always Hugging Face's eager GPT-Neo",
+        "--fused",
+        default="off",
+        help="harness kernels to measure: off, on, or off,on (fused attention and GELU); hf-plain "
+        "is always Hugging Face's eager GPT-Neo",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
@@ -175,7 +176,7 @@ def main() -> None:
         context = args.context or preset.context
         vocab = preset.vocab_size or args.vocab
         groups = synthetic_groups(vocab, context, max(4 * args.batch_size, 32))
-        for attention in args.attention.split(","):
+        for fused in (f == "on" for f in args.fused.split(",")):
             cfg = TrainConfig(
                 batch_size=args.batch_size,
                 micro_batch_size=args.micro_batch_size,
@@ -183,11 +184,11 @@ def main() -> None:
                 device=args.device,
                 bf16=args.bf16,
                 warmup_steps=0,
-                attention=attention,
+                fused_kernels=fused,
             )
             run = (cfg, groups, vocab)
             if not any(c[0] == name and c[1] == "hf-plain" for c in configs):
-                eager = TrainConfig(**{**cfg.__dict__, "attention": "eager"})
+                eager = TrainConfig(**{**cfg.__dict__, "fused_kernels": False})
                 configs.append((name, "hf-plain", "train", hf_burst, eager, groups, vocab))
             for method in ["no-filter", *available]:
                 fn = lambda *a, m=method: harness_burst(m, *a)  # noqa: E731
@@ -215,7 +216,7 @@ def main() -> None:
                 "tokens_per_second": cfg.batch_size * cfg.context / seconds,
                 "peak_memory_mb": round(peaks[i], 1),
                 "device": args.device + (" bf16" if args.bf16 else ""),
-                "attention": cfg.attention,
+                "fused_kernels": cfg.fused_kernels,
                 "median_step_seconds": seconds,
                 "steps_timed": len(samples[i]),
             }
@@ -228,22 +229,22 @@ def main() -> None:
 
 
 def _print_table(rows: list[dict]) -> None:
-    """Ratios: against no-filter training with the same attention, and against hf-plain."""
+    """Ratios: against no-filter training with the same kernels, and against hf-plain."""
     base = {
-        (r["model"], r["attention"]): r["tokens_per_second"]
+        (r["model"], r["fused_kernels"]): r["tokens_per_second"]
         for r in rows
         if r["method"] == "no-filter" and r["phase"] == "train"
     }
     hf = {r["model"]: r["tokens_per_second"] for r in rows if r["method"] == "hf-plain"}
     print(
-        f"{'model':8} {'method':20} {'attn':5} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} "
+        f"{'model':8} {'method':20} {'fused':5} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} "
         f"{'vs hf':>7}"
     )
     for r in rows:
-        rel = r["tokens_per_second"] / base[(r["model"], r["attention"])]
+        rel = r["tokens_per_second"] / base[(r["model"], r["fused_kernels"])]
         vs_hf = r["tokens_per_second"] / hf[r["model"]]
         print(
-            f"{r['model']:8} {r['method']:20} {r['attention']:5} {r['phase']:6} "
+            f"{r['model']:8} {r['method']:20} {'on' if r['fused_kernels'] else 'off':5} {r['phase']:6} "
             f"{r['tokens_per_second']:10.0f} {rel:12.3f}x {vs_hf:6.2f}x"
         )
 

@@ -44,10 +44,10 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast
     compile: bool = False  # torch.compile the model (ours: off, it changes numbers by rounding)
-    # "eager": Hugging Face's GPT-Neo attention; "sdpa": torch's fused kernel, the same function up to
-    # rounding and ~1.3x the training tokens/s on tiny (scripts/bench_throughput.py --attention).
-    # Ours: eager by default, because it changes numbers by rounding.
-    attention: str = "eager"
+    # fused attention and GELU kernels (models/kernels.py): the same functions as HF's eager GPT-Neo
+    # up to rounding, faster on CPU and GPU (scripts/bench_throughput.py --fused). Ours: off by
+    # default, because it changes numbers by rounding.
+    fused_kernels: bool = False
     checkpoint_every: int = 0  # steps between checkpoints (0 = none); not part of the config hash
     save_model: bool = True
     # steps between saved snapshots of the model under training, with their losses (0 = none);
@@ -58,7 +58,7 @@ class TrainConfig:
 _UNHASHED_TRAIN_FIELDS = ("checkpoint_every", "snapshot_every")
 # added after runs were recorded: left out of the hash while at their default, so those runs keep
 # their names
-_OMIT_AT_DEFAULT_TRAIN_FIELDS = {"attention": "eager"}
+_OMIT_AT_DEFAULT_TRAIN_FIELDS = {"fused_kernels": False}
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,5 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1")
     if not 0.0 <= t.min_lr_ratio <= 1.0 or not 0.0 < t.warmup_start_factor <= 1.0:
         raise ConfigError("min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1]")
-    if t.attention not in ("eager", "sdpa"):
-        raise ConfigError(f"attention must be 'eager' or 'sdpa', got {t.attention!r}")
     if t.device not in ("cpu", "cuda") and not t.device.startswith("cuda:"):
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {t.device!r}")

@@ -24,9 +24,9 @@ from unlearnbench.data.pipeline import test_blocks, training_groups
 from unlearnbench.distributed import barrier, init_from_env, is_main
 from unlearnbench.losses import split_losses
 from unlearnbench.methods import MethodSpec, RunContext
-from unlearnbench.models.attention import set_attention
 from unlearnbench.models.build import build_model, load_model, save_model
 from unlearnbench.models.card import write_model_card
+from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import UnknownName, benchmarks, methods
 from unlearnbench.results.store import RunStore
@@ -197,7 +197,7 @@ def execute(
     else:
         model = build_model(cfg.model, len(bench.tokenizer), bench.eos_id, cfg.seed)
     model.to(t.device)
-    set_attention(model, t.attention)
+    use_fused_kernels(model, t.fused_kernels)
 
     def evaluate(m) -> dict:
         return split_losses(m, evaluation, bench.eos_id, None, t.device, t.bf16)

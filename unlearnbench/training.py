@@ -28,7 +28,7 @@ from unlearnbench.data.packing import IGNORE, BlockGroup, inputs_and_targets
 from unlearnbench.distributed import all_reduce_gradients, shard
 from unlearnbench.distributed import world as dist_world
 from unlearnbench.losses import autocast, lm_loss
-from unlearnbench.models.attention import set_attention
+from unlearnbench.models.kernels import use_fused_kernels
 
 
 def _plain_mode(label: str):
@@ -233,7 +233,7 @@ def train(
     model = objective.model
     device = cfg.device
     model.to(device).train()
-    set_attention(model, cfg.attention)
+    use_fused_kernels(model, cfg.fused_kernels)
     if cfg.compile:
         # Masking modes and hidden-state losses add and remove forward hooks between passes, and
         # dynamo does not guard on submodule hooks: a graph traced under one label was silently
