@@ -161,9 +161,8 @@ def partition_routing_objective(ctx, options, forget_mode: str) -> Objective:
     part = Partition.for_model(
         model, options.forget_mlp_dim, options.forget_heads, options.layers or None
     )
-    token_ids = resolve_route_tokens(
-        ctx.benchmark.tokenizer, options.route_tokens, options.route_tokens_file
-    )
+    tokenizer = ctx.benchmark.tokenizer if ctx.benchmark is not None else None  # None: no tokens
+    token_ids = resolve_route_tokens(tokenizer, options.route_tokens, options.route_tokens_file)
 
     def mode(label: str):
         if token_ids is not None:
