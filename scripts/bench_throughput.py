@@ -10,6 +10,10 @@ because a shared machine's speed drifts more than the effects being measured.
     python scripts/bench_throughput.py --models tiny,small --rounds 5 --out bench.json
     python scripts/bench_throughput.py --models 64M --device cuda --bf16 --out bench-gpu.json
 
+Model FLOPs utilization (MFU): matmul FLOPs per token from the preset (PaLM's 6N + 12 L d T for a
+training step, a third of it for evaluation) times tokens/s, over the device's dense peak (known
+GPUs, or `--peak-tflops`).
+
 Peak memory: on CUDA the peak allocated by torch per configuration; on CPU the process's peak
 resident set so far (the OS keeps one high-water mark per process), so read it as an upper bound.
 """
@@ -115,6 +119,36 @@ def eval_burst(model_name, groups, cfg, vocab, steps) -> list[float]:
     return times[1:]
 
 
+# dense peak TFLOP/s by device name, for model FLOPs utilization (vendor data sheets)
+PEAK_TFLOPS = {  # (bf16, fp32 or tf32 matmul)
+    "H200": (989.0, 494.0),
+    "H100": (989.0, 494.0),
+    "A100": (312.0, 156.0),
+}
+
+
+def model_flops_per_token(model_name: str, vocab: int, context: int, phase: str) -> float:
+    """Matmul FLOPs per token (PaLM, appendix B): training 6N + 12 L d T, evaluation a third of
+    it; N counts the blocks' weight matrices and the (tied) unembedding, not lookups or norms."""
+    p = MODEL_PRESETS[model_name]
+    d, L = p.hidden_size, p.num_layers
+    n = L * (4 * d * d + 2 * d * p.intermediate_size) + vocab * d
+    train = 6 * n + 12 * L * d * context
+    return train if phase == "train" else train / 3
+
+
+def peak_tflops(device: str, bf16: bool, given: float) -> float | None:
+    if given:
+        return given
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for key, (b, f) in PEAK_TFLOPS.items():
+        if key in name:
+            return b if bf16 else f
+    return None
+
+
 def _sets_up(method: str, vocab: int) -> bool:
     """Methods that need a real benchmark (e.g. a tokenizer for routed tokens) are skipped."""
     spec = methods.get(method)
@@ -161,6 +195,12 @@ def main() -> None:
         "is always Hugging Face's eager GPT-Neo",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="the device's dense peak TFLOP/s for MFU (default: known GPUs; none on CPU)",
+    )
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     args = ap.parse_args()
     if args.threads:
@@ -205,15 +245,20 @@ def main() -> None:
             peaks[i] = max(peaks.get(i, 0.0), _peak_mb(args.device))
         print(f"round {r + 1}/{args.rounds} done", flush=True)
 
+    peak = peak_tflops(args.device, args.bf16, args.peak_tflops)
     rows = []
-    for i, (name, method, phase, _, cfg, _, _) in enumerate(configs):
+    for i, (name, method, phase, _, cfg, _, vocab) in enumerate(configs):
         seconds = statistics.median(samples[i])
+        tps = cfg.batch_size * cfg.context / seconds
+        tflops = tps * model_flops_per_token(name, vocab, cfg.context, phase) / 1e12
         rows.append(
             {
                 "model": name,
                 "method": method,
                 "phase": phase,
-                "tokens_per_second": cfg.batch_size * cfg.context / seconds,
+                "tokens_per_second": tps,
+                "model_tflops": tflops,
+                "mfu": tflops / peak if peak else None,
                 "peak_memory_mb": round(peaks[i], 1),
                 "device": args.device + (" bf16" if args.bf16 else ""),
                 "fused_kernels": cfg.fused_kernels,
@@ -238,14 +283,15 @@ def _print_table(rows: list[dict]) -> None:
     hf = {r["model"]: r["tokens_per_second"] for r in rows if r["method"] == "hf-plain"}
     print(
         f"{'model':8} {'method':20} {'fused':5} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} "
-        f"{'vs hf':>7}"
+        f"{'vs hf':>7} {'TFLOP/s':>8} {'MFU':>6}"
     )
     for r in rows:
         rel = r["tokens_per_second"] / base[(r["model"], r["fused_kernels"])]
         vs_hf = r["tokens_per_second"] / hf[r["model"]]
         print(
             f"{r['model']:8} {r['method']:20} {'on' if r['fused_kernels'] else 'off':5} {r['phase']:6} "
-            f"{r['tokens_per_second']:10.0f} {rel:12.3f}x {vs_hf:6.2f}x"
+            f"{r['tokens_per_second']:10.0f} {rel:12.3f}x {vs_hf:6.2f}x {r['model_tflops']:8.3f} "
+            + (f"{r['mfu']:6.1%}" if r["mfu"] is not None else f"{'-':>6}")
         )
 
 
