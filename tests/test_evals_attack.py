@@ -69,6 +69,30 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
     again = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
     assert again["evals"] == ev
+    # an attack recorded without references (this no-filter run was sgtm's reference) lends its
+    # curves when the run is attacked in its own right: only the references are added
+    import unlearnbench.evals.relearn as relearn_eval
+
+    def no_new_attack(*a, **k):
+        raise AssertionError("the recorded attack should have been reused")
+
+    original = relearn_eval.attack_rows
+    relearn_eval.attack_rows = no_new_attack
+    try:
+        nf_id = nf["run_id"]
+        res = runner.invoke(app, ["attack", nf_id, "--suite", str(suite), "--out", out, "--quiet"])
+        assert res.exit_code == 0, res.stderr
+        nf_after = json.loads((tmp_path / "runs" / "records" / f"{nf_id}.json").read_text())
+        assert nf_after["curves"]["relearn"] == nf["curves"]["relearn"]
+        assert set(nf_after["evals"]["relearn"]["references"]) == {"perfect-filter"}
+        # and a result with references serves a request without them, unchanged
+        suite.write_text(SUITE.replace("references: true", "references: false"))
+        res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
+        assert res.exit_code == 0, res.stderr
+        final = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
+        assert final["evals"]["relearn"] == ev["relearn"]
+    finally:
+        relearn_eval.attack_rows = original
 
 
 def test_attack_user_mistakes(tmp_path):

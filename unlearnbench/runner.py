@@ -399,9 +399,19 @@ def evaluate_entry(
     spec: EvalSpec = evals.get(entry.eval)
     options = spec.options(**entry.options)
     opts = json_safe(dataclasses.asdict(options))
-    existing = store.load(record["run_id"]).get("evals", {}).get(entry.key)
-    if existing is not None and existing.get("options") == opts and not force:
-        return existing
+    stored = store.load(record["run_id"])
+    existing = stored.get("evals", {}).get(entry.key)
+    previous_curves = None
+    if existing is not None and not force:
+        if existing.get("options") == opts:
+            return existing
+        old = existing.get("options") or {}
+        if spec.additive and all(
+            old.get(k) == v for k, v in opts.items() if k not in spec.additive
+        ):
+            if all(old.get(k) or not opts.get(k) for k in spec.additive):
+                return existing  # it holds everything asked for, and more
+            previous_curves = (stored.get("curves") or {}).get(entry.key)
     if model is None:
         if not record.get("model_path") or not Path(record["model_path"]).is_dir():
             raise ConfigError(
@@ -434,6 +444,7 @@ def evaluate_entry(
         key=entry.key,
         evaluate_other=evaluate_other,
         reference=lambda name: reference_record(record, name, store, progress),
+        previous_curves=previous_curves,
     )
     start = time.perf_counter()
     result = spec.run(ctx, options)

@@ -39,12 +39,15 @@ class EvalSpec:
     options: type
     run: Callable
     description: str = ""
+    # boolean options that only add to the result (relearn: `references`): a recorded result that
+    # has them on serves a request with them off, and one with them off lends its curves
+    additive: tuple[str, ...] = ()
 
 
-def register_eval(name: str, options: type):
+def register_eval(name: str, options: type, additive: tuple[str, ...] = ()):
     def decorator(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
-        evals.register(name)(EvalSpec(name, options, fn, doc[0] if doc else ""))
+        evals.register(name)(EvalSpec(name, options, fn, doc[0] if doc else "", additive))
         return fn
 
     return decorator
@@ -74,6 +77,8 @@ class EvalContext:
     # the record of a reference run ("no-filter" | "perfect-filter") of the same benchmark,
     # model, labels and seed, trained first if missing
     reference: Callable[[str], dict] | None = None
+    # the curves of a recorded result that differs from this request only in additive options
+    previous_curves: list[dict] | None = None
 
     @property
     def eos_id(self) -> int:

@@ -322,10 +322,11 @@ def reference_forget_loss(ctx: EvalContext, o: RelearnOptions) -> float | None:
     return split_losses(model, blocks, ctx.eos_id, None, ctx.device)["forget"]
 
 
-@register_eval("relearn", options=RelearnOptions)
+@register_eval("relearn", options=RelearnOptions, additive=("references",))
 def run(ctx: EvalContext, options: RelearnOptions) -> EvalResult:
     """Relearning attack: fine-tune on forget training documents; worst case and steps to recover."""
-    rows = attack_rows(ctx, ctx.model, options)
+    # the same attack recorded without references (e.g. when this run was another's reference)
+    rows = ctx.previous_curves or attack_rows(ctx, ctx.model, options)
     ref = reference_forget_loss(ctx, options)
     summary = summarize(
         rows, options.budgets, ref, options.retain_tolerance, options.recover_fraction
