@@ -211,3 +211,20 @@ def test_reads_the_summaries_the_evaluations_write():
     assert cells["dir_ablation"].mean == 2.75
     assert cells["probe_forget"].mean == 0.5
     assert cells["probe_retain"].mean is None  # not in the summary: blank
+
+
+def test_settings_name_a_saved_base_by_its_run_not_by_a_machine_path():
+    from unlearnbench.results.leaderboard import setting_of
+    from unlearnbench.results.report import _kv
+
+    base = "/some/store/models/no-filter__storyworld-lang__tiny__s0__abc123/"
+    rec = {
+        "method": "checkpoint-transfer",
+        "config": {"labels": {"recall": 1.0}, "method_options": {"base": base}, "train": {}},
+    }
+    assert "base=no-filter__storyworld-lang__tiny__s0__abc123" in setting_of(rec)
+    assert "/some" not in setting_of(rec)
+    assert (
+        _kv({"base": base, "steps": 5})
+        == "base=no-filter__storyworld-lang__tiny__s0__abc123, steps=5"
+    )

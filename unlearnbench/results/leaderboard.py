@@ -15,6 +15,7 @@ import html
 import io
 import json
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,6 +249,10 @@ def _same(a, b) -> bool:
 def _show(v) -> str:
     if isinstance(v, list | tuple):
         return ",".join(str(x) for x in v) or "()"
+    if isinstance(v, str) and os.path.isabs(v):
+        # a saved model (e.g. a post-hoc `base`): its directory is named by its run id; the rest of
+        # the path is where one machine kept it, which published tables must not show
+        return os.path.basename(v.rstrip("/"))
     return str(v)
 
 
