@@ -21,6 +21,7 @@ resident set so far (the OS keeps one high-water mark per process), so read it a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
@@ -216,20 +217,18 @@ def main() -> None:
         context = args.context or preset.context
         vocab = preset.vocab_size or args.vocab
         groups = synthetic_groups(vocab, context, max(4 * args.batch_size, 32))
+        eager = TrainConfig(
+            batch_size=args.batch_size,
+            micro_batch_size=args.micro_batch_size,
+            context=context,
+            device=args.device,
+            bf16=args.bf16,
+            warmup_steps=0,
+        )
+        configs.append((name, "hf-plain", "train", hf_burst, eager, groups, vocab))
         for fused in (f == "on" for f in args.fused.split(",")):
-            cfg = TrainConfig(
-                batch_size=args.batch_size,
-                micro_batch_size=args.micro_batch_size,
-                context=context,
-                device=args.device,
-                bf16=args.bf16,
-                warmup_steps=0,
-                fused_kernels=fused,
-            )
+            cfg = dataclasses.replace(eager, fused_kernels=fused)
             run = (cfg, groups, vocab)
-            if not any(c[0] == name and c[1] == "hf-plain" for c in configs):
-                eager = TrainConfig(**{**cfg.__dict__, "fused_kernels": False})
-                configs.append((name, "hf-plain", "train", hf_burst, eager, groups, vocab))
             for method in ["no-filter", *available]:
                 fn = lambda *a, m=method: harness_burst(m, *a)  # noqa: E731
                 configs.append((name, method, "train", fn, *run))

@@ -53,12 +53,11 @@ class TrainConfig:
     # steps between saved snapshots of the model under training, with their losses (0 = none);
     # they add files and record entries but do not change the run: not part of the config hash
     snapshot_every: int = 0
+    # added after runs were recorded: left out of the hash at their default (see `options_dict`)
+    OMIT_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ("fused_kernels",)
 
 
 _UNHASHED_TRAIN_FIELDS = ("checkpoint_every", "snapshot_every")
-# added after runs were recorded: left out of the hash while at their default, so those runs keep
-# their names
-_OMIT_AT_DEFAULT_TRAIN_FIELDS = {"fused_kernels": False}
 
 
 @dataclass(frozen=True)
@@ -88,11 +87,9 @@ class RunConfig:
         """Hash of everything but the seed: runs that differ only by seed share it."""
         d = self.to_dict()
         d.pop("seed")
+        d["train"] = options_dict(self.train)
         for name in _UNHASHED_TRAIN_FIELDS:  # settings that cannot change a run's results
             d["train"].pop(name, None)
-        for name, default in _OMIT_AT_DEFAULT_TRAIN_FIELDS.items():
-            if d["train"].get(name) == default:
-                del d["train"][name]
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

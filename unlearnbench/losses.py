@@ -49,10 +49,11 @@ def split_losses(
     was_training = model.training
     model.eval()
     out: dict[str, float] = {}
+    if micro_batch_size is None and blocks_by_split:
+        context = next(iter(blocks_by_split.values())).shape[1] - 1
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50257
+        micro_batch_size = eval_micro_batch(device, context, vocab)
     for split, blocks in blocks_by_split.items():
-        if micro_batch_size is None:
-            vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50257
-            micro_batch_size = eval_micro_batch(device, blocks.shape[1] - 1, vocab)
         total, count = 0.0, 0
         for i in range(0, len(blocks), micro_batch_size):
             inputs, targets = inputs_and_targets(blocks[i : i + micro_batch_size], eos_id)
