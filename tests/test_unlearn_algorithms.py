@@ -316,6 +316,39 @@ def test_rewritten_transfer_pulls_original_activations_to_the_rewrite():
     assert gap() < 0.5 * before
 
 
+def test_rewritten_transfer_matches_documents_cut_by_the_block_end():
+    from unlearnbench.methods import rewritten_transfer as rt
+
+    k = rt.PREFIX_KEY
+    doc = tuple(range(10, 50))  # longer than the tiny model's 32 positions: only ever seen cut
+    twin_a, twin_b = tuple(range(100, 100 + k + 4)) + (1,), tuple(range(100, 100 + k + 4)) + (2,)
+    pairs = {doc: list(doc), twin_a: list(twin_a), twin_b: list(twin_b)}
+    starts = {}
+    for key in pairs:
+        starts.setdefault(key[:k], []).append(key)
+    assert rt.document_of(doc, pairs, starts) == doc  # whole
+    assert rt.document_of(doc[: k + 2], pairs, starts) == doc  # cut: identified by its opening
+    assert rt.document_of(doc[: k - 1], pairs, starts) is None  # too short to identify
+    assert rt.document_of(doc[3:], pairs, starts) is None  # a tail is not an opening
+    assert rt.document_of(twin_a[: k + 2], pairs, starts) is None  # two documents open alike
+    assert rt.document_of(twin_a, pairs, starts) == twin_a
+
+    # a block whose only forget document is cut by the block's end still gives a forget loss,
+    # and only on the positions inside the block (the target is cut to the model's context)
+    rew = list(doc[:4]) + [9] + list(doc[5:])
+    model = tiny_gpt_neo(layers=2)
+    obj = rt.rewritten_objective(model, {doc: rew}, EOS, rt.RewrittenOptions(layers=(1,)))
+    block = torch.tensor([[1, 2, EOS] + list(doc[: k + 4])])
+    inputs, targets = inputs_and_targets(block, EOS)
+    emb = model.transformer.wte.weight
+    loss = obj.loss(model, inputs, targets, "forget")
+    assert loss.item() > 0
+    loss.backward()
+    assert emb.grad[9].abs().sum() == 0  # the rewrite's token is a target, never an input
+    assert emb.grad[doc[k + 4]].abs().sum() == 0  # past the block's end
+    assert emb.grad[doc[5]].abs().sum() > 0  # after the change, inside the block
+
+
 # --- checkpoint transfer --------------------------------------------------------------------------
 
 
