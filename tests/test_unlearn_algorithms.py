@@ -348,6 +348,11 @@ def test_rewritten_transfer_matches_documents_cut_by_the_block_end():
     assert emb.grad[doc[k + 4]].abs().sum() == 0  # past the block's end
     assert emb.grad[doc[5]].abs().sum() > 0  # after the change, inside the block
 
+    # a block inside one document (no separator) has no opening to match
+    tail = torch.tensor([list(doc[1 : k + 8])])
+    inputs, targets = inputs_and_targets(tail, EOS)
+    assert obj.loss(model, inputs, targets, "forget").item() == 0.0
+
 
 # --- checkpoint transfer --------------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
         preds, goals = [], []
         for b in range(inputs.shape[0]):
             seps = (inputs[b] == eos_id).nonzero().flatten().tolist()
-            for s, e in zip(seps, seps[1:] + [inputs.shape[1]], strict=True):
+            for s, e in zip(seps, seps[1:] + [inputs.shape[1]], strict=False):  # [] if none
                 fragment = tuple(inputs[b, s + 1 : e].tolist())
                 key = document_of(fragment, pairs, starts)
                 if key is None:
