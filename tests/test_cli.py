@@ -100,3 +100,35 @@ def test_list_commands():
         r = runner.invoke(app, ["list", what])
         assert r.exit_code == 0 and needle in r.stdout
     assert runner.invoke(app, ["list", "nothing"]).exit_code == 2
+
+
+def test_compare_fact_probes_script_pairs_runs_and_rejects_unknown_ones(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = str(tmp_path)
+    for steps in ("3", "4"):
+        res = runner.invoke(
+            app, ["run", "no-filter", "--out", out, *SMALL, "--set", f"steps={steps}"]
+        )
+        assert res.exit_code == 0, res.stderr
+    ids = sorted(p.stem for p in (tmp_path / "records").glob("*.json"))
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_fact_probes.py"
+    script = [sys.executable, str(path), "--runs", out]
+    env = {**os.environ, "COLUMNS": "200"}
+    same = subprocess.run(
+        script + [ids[0], ids[0], ids[1]], capture_output=True, text=True, env=env
+    )
+    assert same.returncode == 0, same.stderr
+    rows = [line.split("│") for line in same.stdout.splitlines() if "│" in line]
+    cells = [[c.strip() for c in r[1:-1]] for r in rows if r[2].strip() in ("forget", "retain")]
+    assert len(cells) == 4  # two models x two splits
+    for model, _, n, base_acc, acc, lost, gained, p in cells[:2]:  # the base against itself
+        assert model == ids[0] and base_acc == acc and (lost, gained, p) == ("0", "0", "1")
+        assert int(n) > 0
+    bad = subprocess.run(script + [ids[0], "no-such-run"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "'no-such-run' is neither a run" in bad.stderr.strip().splitlines()[-1]

@@ -12,7 +12,7 @@ from torch import nn
 from unlearnbench.data.packing import BlockGroup
 from unlearnbench.evals.calibrated_loss import CalibrationOptions, calibrate
 from unlearnbench.evals.direction_ablation import estimate_directions, method_layers, projected_out
-from unlearnbench.evals.fact_probes import option_logprobs, probe_accuracy
+from unlearnbench.evals.fact_probes import mcnemar_p, option_logprobs, probe_accuracy
 from unlearnbench.losses import split_losses
 
 WORDS = ["<eos>", "pip", "lives", "in", "the", "cave", "barn", "la", "cueva", "casa"]
@@ -62,6 +62,15 @@ def test_option_scores_are_total_log_likelihoods_and_pick_the_answer():
     ]
     acc = probe_accuracy(model, tok, probes, batch_size=1)  # batch 1 and 2 agree
     assert acc == {"accuracy": 0.5, "chance": 0.5, "n": 2}
+
+
+def test_mcnemar_p_is_the_exact_binomial_test_of_the_flips():
+    assert mcnemar_p(0, 0) == 1.0  # nothing flipped: no evidence of change
+    assert mcnemar_p(5, 5) == 1.0
+    assert mcnemar_p(10, 0) == mcnemar_p(0, 10) == 2 / 2**10  # all 10 flips one way
+    # 3 of 12 one way: 2 * P(X <= 3), X ~ Binomial(12, 1/2) = 2 * 299 / 4096
+    assert abs(mcnemar_p(9, 3) - 2 * 299 / 4096) < 1e-12
+    assert mcnemar_p(103, 66) < 0.01 < mcnemar_p(59, 49)
 
 
 def _orthogonal_base(k: int, upto: int):

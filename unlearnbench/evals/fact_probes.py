@@ -9,6 +9,7 @@ continuation), so every option is scored on the same prompt tokens.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -61,17 +62,31 @@ def option_logprobs(
     return out
 
 
+def probe_correct(model, tokenizer, probes: list, batch_size: int = 256) -> list[bool]:
+    """Whether the model's highest-scoring option is the answer, per probe."""
+    scores = option_logprobs(
+        model, tokenizer, [p.prompt for p in probes], [list(p.options) for p in probes], batch_size
+    )
+    return [
+        max(range(len(s)), key=s.__getitem__) == p.answer
+        for s, p in zip(scores, probes, strict=True)
+    ]
+
+
+def mcnemar_p(lost: int, gained: int) -> float:
+    """Exact two-sided McNemar p-value for paired right/wrong outcomes: under "no change", the
+    probes that flipped (`lost` right -> wrong, `gained` wrong -> right) split 50/50."""
+    n, k = lost + gained, min(lost, gained)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
 def probe_accuracy(model, tokenizer, probes: list, batch_size: int = 256) -> dict:
     """{"accuracy", "chance", "n"} over a list of FactProbes."""
     if not probes:
         return {"accuracy": None, "chance": None, "n": 0}
-    scores = option_logprobs(
-        model, tokenizer, [p.prompt for p in probes], [list(p.options) for p in probes], batch_size
-    )
-    correct = [
-        max(range(len(s)), key=s.__getitem__) == p.answer
-        for s, p in zip(scores, probes, strict=True)
-    ]
+    correct = probe_correct(model, tokenizer, probes, batch_size)
     chance = sum(1 / len(p.options) for p in probes) / len(probes)
     return {"accuracy": sum(correct) / len(probes), "chance": chance, "n": len(probes)}
 
