@@ -246,7 +246,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _show(v) -> str:
+def show_value(v) -> str:
     if isinstance(v, list | tuple):
         return ",".join(str(x) for x in v) or "()"
     if isinstance(v, str) and os.path.isabs(v):
@@ -271,16 +271,16 @@ def setting_of(record: dict, with_recall: bool = True) -> str:
         parts.append(f"recall={labels['recall']}")
     for k, default in LabelConfig().__dict__.items():
         if k != "recall" and k in labels and not _same(labels[k], default):
-            parts.append(f"{k}={_show(labels[k])}")
+            parts.append(f"{k}={show_value(labels[k])}")
     opt_defaults, train_defaults = _defaults(record.get("method", ""))
     for k, v in sorted((cfg.get("method_options") or {}).items()):
         if k not in opt_defaults or not _same(v, opt_defaults[k]):
-            parts.append(f"{k}={_show(v)}")
+            parts.append(f"{k}={show_value(v)}")
     for k, v in sorted((cfg.get("train") or {}).items()):
         if k in _IGNORED_TRAIN or k not in train_defaults:
             continue
         if not _same(v, train_defaults[k]):
-            parts.append(f"{k}={_show(v)}")
+            parts.append(f"{k}={show_value(v)}")
     return ", ".join(parts)
 
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from unlearnbench.results.leaderboard import _show, get, leaderboard_rows, setting_of, to_html
+from unlearnbench.results.leaderboard import get, leaderboard_rows, setting_of, show_value, to_html
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
@@ -45,7 +45,7 @@ def _svg_data_uri(svg: str) -> str:
 
 
 def _kv(d: dict) -> str:
-    return ", ".join(f"{k}={_show(v)}" for k, v in d.items()) or "(defaults)"
+    return ", ".join(f"{k}={show_value(v)}" for k, v in d.items()) or "(defaults)"
 
 
 def _settings_table(records: list[dict]) -> str:
