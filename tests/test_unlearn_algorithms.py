@@ -4,6 +4,7 @@ routing; on tiny GPT-Neo models."""
 
 import dataclasses
 
+import pytest
 import torch
 import torch.nn.functional as F
 from helpers import EOS, VOCAB, groups, random_blocks, tiny_gpt_neo
@@ -204,6 +205,118 @@ def test_grad_ascent_forget_loss_counts_only_the_selected_positions():
     )
 
 
+def test_every_posthoc_method_offers_token_selection():
+    import dataclasses as dc
+
+    from unlearnbench.registry import methods
+
+    posthoc = [n for n in methods.names() if methods.get(n).kind == "posthoc"]
+    assert len(posthoc) >= 10, posthoc
+    for name in posthoc:
+        fields = {f.name: f.default for f in dc.fields(methods.get(name).options)}
+        assert fields.get("forget_tokens") == "all", name  # opt-in, off by default
+        assert {"forget_token_list", "forget_token_threshold"} <= set(fields), name
+
+
+def _representation_objective(method: str, model, options):
+    """(objective before selection, the deepest block its forget term reads) for `method`."""
+    from unlearnbench.methods.circuit_breakers import (
+        circuit_breaker_objective,
+        default_target_layers,
+    )
+    from unlearnbench.methods.rmu import random_direction, rmu_objective
+    from unlearnbench.methods.tuned_lens import Lenses, unlearning_objective
+
+    if method == "rmu":
+        return rmu_objective(model, 1, 5.0 * random_direction(32, 0), options), 1
+    if method == "circuit-breakers":
+        obj = circuit_breaker_objective(model, options)
+        with torch.no_grad():  # LoRA B starts at zero: h_lora = h_orig, where cos has no gradient
+            for n, p in obj.model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.05)  # small: cos stays positive, inside ReLU's linear part
+        return obj, max(default_target_layers(2))
+    return unlearning_objective(model, Lenses(model), options), 1
+
+
+@pytest.mark.parametrize("method", ["rmu", "circuit-breakers", "tuned-lens"])
+def test_representation_forget_terms_read_only_the_selected_positions(method):
+    from types import SimpleNamespace
+
+    from unlearnbench.methods.circuit_breakers import CircuitBreakerOptions
+    from unlearnbench.methods.rmu import RMUOptions
+    from unlearnbench.methods.token_selection import apply_token_selection
+    from unlearnbench.methods.tuned_lens import TunedLensOptions
+
+    option_type = {
+        "rmu": RMUOptions,
+        "circuit-breakers": CircuitBreakerOptions,
+        "tuned-lens": TunedLensOptions,
+    }[method]
+    extra = {} if method == "rmu" else {"lora_dropout": 0.0}
+    selection = dict(forget_tokens="list", forget_token_list=("t7", "t9"))
+    inputs, targets = inputs_and_targets(random_blocks(3), EOS)  # (B, T)
+    targets[0, 2], targets[1, 4], targets[2, 0] = 7, 9, 7
+    selected = (targets == 7) | (targets == 9)  # (B, T)
+
+    def forget_grad(options):
+        """Loss and its gradient on the deepest block output the forget term reads (B, T)."""
+        model = tiny_gpt_neo(layers=2)
+        ctx = SimpleNamespace(model=model, benchmark=SimpleNamespace(tokenizer=_ListTokenizer()))
+        obj, layer = _representation_objective(method, model, options)
+        obj = apply_token_selection(ctx, obj, options)
+        captured = {}
+
+        def keep(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output  # (B, T, d)
+            if h.requires_grad:  # not the reference pass (no_grad, adapters off)
+                h.retain_grad()
+                captured["h"] = h
+
+        handle = model.transformer.h[layer].register_forward_hook(keep)
+        loss = obj.loss(obj.model, inputs, targets, "forget")
+        handle.remove()
+        loss.backward()
+        return obj, loss, captured["h"].grad.abs().sum(-1)  # (B, T)
+
+    obj, loss, grad = forget_grad(option_type(**extra, **selection))
+    assert obj.extra_metrics["forget_tokens"]["tokens"] == ["t7", "t9"]
+    assert torch.all(grad[selected] > 0), grad[selected]
+    assert torch.all(grad[~selected] == 0)
+    # the default reads every position (rmu, circuit breakers) or every counted one (tuned lens)
+    plain, full, grad_all = forget_grad(option_type(**extra))
+    assert "forget_tokens" not in plain.extra_metrics
+    read = torch.ones_like(selected) if method != "tuned-lens" else targets != IGNORE
+    assert torch.all(grad_all[read] > 0) and torch.all(grad_all[~read] == 0)
+    assert not torch.isclose(loss, full)
+
+
+def test_rmu_selected_forget_loss_is_the_mse_over_selected_positions():
+    from unlearnbench.methods.rmu import forget_loss
+
+    h = torch.randn(2, 5, 4)  # (B, T, d)
+    control = torch.randn(1, 1, 4)
+    mask = torch.zeros(2, 5, 1)
+    mask[0, 1], mask[1, 3] = 1, 1
+    by_hand = F.mse_loss(h[mask[..., 0] > 0], control[0].expand(2, 4))
+    assert torch.allclose(forget_loss(h, control, mask), by_hand)
+    assert torch.allclose(forget_loss(h, control), F.mse_loss(h, control.expand_as(h)))
+
+
+def test_tuned_lens_refuses_a_bad_selection_before_training_lenses():
+    from types import SimpleNamespace
+
+    from unlearnbench.config import ConfigError
+    from unlearnbench.methods.tuned_lens import TunedLensOptions
+    from unlearnbench.methods.tuned_lens import setup as tuned_lens
+
+    ctx = SimpleNamespace(model=tiny_gpt_neo(layers=2), config=None, benchmark=None)  # unread
+    with pytest.raises(ConfigError, match="forget_tokens must be one of"):
+        tuned_lens(ctx, TunedLensOptions(forget_tokens="some"))
+    with pytest.raises(ConfigError, match="needs forget_token_list"):
+        tuned_lens(ctx, TunedLensOptions(forget_tokens="list"))
+
+
 # --- residual routing -----------------------------------------------------------------------------
 
 
@@ -352,6 +465,38 @@ def test_rewritten_transfer_matches_documents_cut_by_the_block_end():
     tail = torch.tensor([list(doc[1 : k + 8])])
     inputs, targets = inputs_and_targets(tail, EOS)
     assert obj.loss(model, inputs, targets, "forget").item() == 0.0
+
+
+def test_rewritten_transfer_selection_keeps_only_positions_predicting_selected_tokens():
+    from types import SimpleNamespace
+
+    from unlearnbench.methods import rewritten_transfer as rt
+    from unlearnbench.methods.token_selection import apply_token_selection
+
+    doc = tuple(range(10, 30))
+    rew = list(doc[:4]) + [9] + list(doc[5:])  # doc[4] = 14 changed
+    model = tiny_gpt_neo(layers=2)
+    ctx = SimpleNamespace(model=model, benchmark=SimpleNamespace(tokenizer=_ListTokenizer()))
+    options = rt.RewrittenOptions(
+        layers=(1,), forget_tokens="list", forget_token_list=("t14", "t17")
+    )
+    obj = apply_token_selection(
+        ctx, rt.rewritten_objective(model, {doc: rew}, EOS, options), options
+    )
+    inputs, targets = inputs_and_targets(torch.tensor([[1, 2, EOS] + list(doc)]), EOS)
+    captured = {}
+
+    def keep(module, args, output):
+        h = output[0] if isinstance(output, tuple) else output  # (B, T, d)
+        h.retain_grad()
+        captured["h"] = h
+
+    handle = model.transformer.h[1].register_forward_hook(keep)
+    obj.loss(model, inputs, targets, "forget").backward()
+    handle.remove()
+    read = captured["h"].grad.abs().sum(-1)[0]  # (T,)
+    # the document opens at position 3; position 3 + i predicts doc[i + 1]: 14 at i = 3, 17 at i = 6
+    assert (read > 0).nonzero().flatten().tolist() == [6, 9]
 
 
 # --- checkpoint transfer --------------------------------------------------------------------------

@@ -11,6 +11,9 @@ with the adapters disabled (no copy). Per step, at progress p = step / (2 * tota
 Our blocks are packed without padding, so every position is a real token (the reference masks
 padding). Finalize merges the adapters: the saved model is a plain GPTNeoForCausalLM.
 
+Per-token unlearning (`forget_tokens`, token_selection.py) averages the rerouting term over the
+positions that predict a selected token only (the default "all" counts every position).
+
 Target layers are block indices here (h_l = output of block l). The reference's Llama-3-8B layers
 "10,20" index HF hidden states of a 32-block model, i.e. the outputs of blocks 9 and 19.
 """
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods.token_selection import apply_token_selection, position_mask
 from unlearnbench.models.hidden import num_blocks
 from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective
@@ -38,6 +42,9 @@ class CircuitBreakerOptions:
     lora_r: int = 16  # reference: r 16
     lora_alpha: float = 16.0  # reference: lora_alpha 16
     lora_dropout: float = 0.05  # reference: 0.05
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
 
 
 def default_target_layers(n_blocks: int) -> tuple[int, ...]:
@@ -51,10 +58,15 @@ def schedule(step: int, total: int, alpha: float) -> tuple[float, float]:
     return alpha * p, alpha * (1 - p)
 
 
-def reroute_loss(h_lora: torch.Tensor, h_orig: torch.Tensor) -> torch.Tensor:
-    """ReLU(cosine) per position of (K, B, T, d) stacks of target layers, mean over everything."""
-    cos = F.cosine_similarity(h_lora.float(), h_orig.float(), dim=-1)  # (K, B, T)
-    return F.relu(cos).mean()
+def reroute_loss(
+    h_lora: torch.Tensor, h_orig: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """ReLU(cosine) per position of (K, B, T, d) stacks of target layers, mean over everything,
+    or over the positions where `mask` (B, T) is 1 (per-token unlearning)."""
+    cos = F.relu(F.cosine_similarity(h_lora.float(), h_orig.float(), dim=-1))  # (K, B, T)
+    if mask is None:
+        return cos.mean()
+    return (cos * mask).sum() / (mask.sum() * cos.shape[0]).clamp(min=1.0)
 
 
 def retain_l2_loss(h_lora: torch.Tensor, h_orig: torch.Tensor) -> torch.Tensor:
@@ -79,6 +91,7 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
     )
     coeffs = {"retain": 0.0, "forget": options.alpha}
     hidden_index = [i + 1 for i in targets]  # HF hidden_states[i + 1] = output of block i
+    selective = options.forget_tokens != "all"  # the selection masks targets: average over those
 
     def on_step(step: int, total: int) -> None:
         coeffs["retain"], coeffs["forget"] = schedule(step, total, options.alpha)
@@ -91,7 +104,8 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
             m.train(was)
         h_lora = hidden_stack(m, inputs)  # (L + 1, B, T, d)
         if label == "forget":
-            return coeffs["forget"] * reroute_loss(h_lora[hidden_index], h_orig[hidden_index])
+            mask = position_mask(targets_)[..., 0] if selective else None  # (B, T)
+            return coeffs["forget"] * reroute_loss(h_lora[hidden_index], h_orig[hidden_index], mask)
         return coeffs["retain"] * retain_l2_loss(h_lora, h_orig)
 
     return Objective(
@@ -124,4 +138,4 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
 )
 def setup(ctx: RunContext, options: CircuitBreakerOptions) -> Objective:
     """Circuit breakers: LoRA reroutes forget representations orthogonal to the original ones."""
-    return circuit_breaker_objective(ctx.model, options)
+    return apply_token_selection(ctx, circuit_breaker_objective(ctx.model, options), options)

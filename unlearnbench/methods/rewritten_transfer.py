@@ -18,6 +18,8 @@ after it, are pulled toward the state of a model that read the wrong fact.
   whole documents only would use about one in five forget documents on storyworld's 256-token
   blocks (stories average 205 tokens);
 - retain-labeled blocks: alpha * MSE(h_l, h_l^base) (RMU's retain term).
+Per-token unlearning (`forget_tokens`, token_selection.py) keeps, of the aligned positions, only
+those that predict a selected token.
 Labels only: which stories are rewritten is decided by their labels, never by the true split.
 """
 
@@ -31,9 +33,11 @@ import torch.nn.functional as F
 
 from unlearnbench.data import storyworld as sw
 from unlearnbench.data.labels import label_document
+from unlearnbench.data.packing import IGNORE
 from unlearnbench.data.pipeline import token_ids
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._posthoc import all_parameter_names
+from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks
 from unlearnbench.training import Objective
 
@@ -43,6 +47,9 @@ class RewrittenOptions:
     base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     layers: tuple[int, ...] = ()  # blocks whose outputs are matched; empty = every block (ours)
     alpha: float = 1.0  # ours: retain MSE weight (the forget and retain terms are both MSEs)
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
 
 
 def aligned_pairs(original: list[int], rewritten: list[int]) -> list[tuple[int, int]]:
@@ -100,6 +107,7 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
     starts: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
     for key in pairs:
         starts.setdefault(key[:PREFIX_KEY], []).append(key)
+    selective = options.forget_tokens != "all"  # the selection masks targets: keep those only
 
     def target_of(key):
         """Aligned pairs and the base's activations on [eos] + rewritten (cached)."""
@@ -111,7 +119,7 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
             cache[key] = (aligned_pairs(list(key), rew), {li: hs[li][0] for li in layers})
         return cache[key]
 
-    def forget_loss(m, inputs):
+    def forget_loss(m, inputs, targets):
         hs = block_outputs(m, inputs, layers)  # {l: (B, T, d)}
         preds, goals = [], []
         for b in range(inputs.shape[0]):
@@ -123,6 +131,8 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
                     continue
                 matched, target = target_of(key)
                 matched = [(i, j) for i, j in matched if i < len(fragment)]
+                if selective:
+                    matched = [(i, j) for i, j in matched if targets[b, s + 1 + i] != IGNORE]
                 if not matched:
                     continue
                 pos = torch.tensor([s + 1 + i for i, _ in matched], device=device)
@@ -136,7 +146,7 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
 
     def loss(m, inputs, targets, label):
         if label == "forget":
-            return forget_loss(m, inputs)
+            return forget_loss(m, inputs, targets)
         hs = block_outputs(m, inputs, layers)
         with torch.no_grad():
             ref = block_outputs(frozen, inputs, layers)
@@ -170,4 +180,5 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
 def setup(ctx: RunContext, options: RewrittenOptions) -> Objective:
     """Rewritten transfer: original-story activations -> the base's on fact-changed rewrites."""
     pairs = rewritten_pairs(ctx)
-    return rewritten_objective(ctx.model, pairs, ctx.benchmark.eos_id, options)
+    objective = rewritten_objective(ctx.model, pairs, ctx.benchmark.eos_id, options)
+    return apply_token_selection(ctx, objective, options)

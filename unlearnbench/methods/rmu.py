@@ -17,6 +17,10 @@ c = `steering_coef` * (mean ||h_l|| of the base on retain-labeled training block
 adaptive RMU (Dang et al. 2025, "On effects of steering latent representation for LLM unlearning",
 which scales c by the frozen model's activation norm). `coef_scale="absolute"` uses c as given
 (the reference's and the SGTM preset's semantics; see methods/rmu-sgtm.yaml).
+
+Per-token unlearning (`forget_tokens`, token_selection.py) averages the forget MSE over the
+positions that predict a selected token only; at its default ("all") every position counts, as in
+the reference.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._posthoc import run_groups
+from unlearnbench.methods.token_selection import apply_token_selection, position_mask
 from unlearnbench.models.hidden import block_outputs, frozen_copy, mean_hidden_norm, num_blocks
 from unlearnbench.training import Objective
 
@@ -49,6 +54,9 @@ class RMUOptions:
     coef_scale: str = "relative"  # "relative" (c = steering_coef * mean norm) | "absolute"
     alpha: float = 1200.0  # reference published Zephyr run: alpha 1200 (argparse default 100)
     norm_blocks: int = 16  # retain blocks used to measure the mean norm of h_l (ours)
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
 
 
 def resolve_layer(model, layer: int) -> int:
@@ -78,9 +86,15 @@ def random_direction(d: int, seed: int) -> torch.Tensor:
     return u / u.norm()
 
 
-def forget_loss(h: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
-    """MSE(h (B, T, d), c*u (1, 1, d)), averaged over every element."""
-    return F.mse_loss(h.float(), control.expand_as(h).float())
+def forget_loss(
+    h: torch.Tensor, control: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """MSE(h (B, T, d), c*u (1, 1, d)), averaged over every element, or over the positions where
+    `mask` (B, T, 1) is 1 (per-token unlearning)."""
+    if mask is None:
+        return F.mse_loss(h.float(), control.expand_as(h).float())
+    sq = (h.float() - control.float()) ** 2 * mask  # (B, T, d)
+    return sq.sum() / (mask.sum() * h.shape[-1]).clamp(min=1.0)
 
 
 def retain_loss(h: torch.Tensor, h_frozen: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -91,11 +105,12 @@ def rmu_objective(model, layer: int, control: torch.Tensor, options: RMUOptions)
     """The RMU objective on `model` given the resolved layer and the control vector c*u (1, 1, d)."""
     frozen = frozen_copy(model)
     control = control.to(next(model.parameters()).device)
+    selective = options.forget_tokens != "all"  # the selection masks targets: average over those
 
     def loss(m, inputs, targets, label):
         h = block_outputs(m, inputs, [layer])[layer]  # (B, T, d)
         if label == "forget":
-            return forget_loss(h, control)
+            return forget_loss(h, control, position_mask(targets) if selective else None)
         with torch.no_grad():
             h_ref = block_outputs(frozen, inputs, [layer])[layer]  # (B, T, d)
         return retain_loss(h, h_ref, options.alpha)
@@ -139,4 +154,4 @@ def setup(ctx: RunContext, options: RMUOptions) -> Objective:
         retain = torch.cat([g.blocks for g in groups if g.label == "retain"])[: options.norm_blocks]
         c = options.steering_coef * mean_hidden_norm(model, retain, layer)
     u = random_direction(model.config.hidden_size, ctx.config.seed)
-    return rmu_objective(model, layer, c * u, options)
+    return apply_token_selection(ctx, rmu_objective(model, layer, c * u, options), options)

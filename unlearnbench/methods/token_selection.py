@@ -63,6 +63,15 @@ def masked_mean(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / m.sum().clamp(min=1.0)
 
 
+def check_token_options(options) -> None:
+    """Refuse a bad selection before any work (a method with an earlier phase calls this first)."""
+    mode = getattr(options, "forget_tokens", "all")
+    if mode not in MODES:
+        raise ConfigError(f"forget_tokens must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "list" and not getattr(options, "forget_token_list", ()):
+        raise ConfigError("forget_tokens=list needs forget_token_list")
+
+
 def selected_tokens(ctx, mode: str, token_list=(), threshold: float = 0.5) -> torch.Tensor | None:
     """The selected token ids for the run in `ctx` (None: mode "all"). Reads labels only."""
     if mode not in MODES:

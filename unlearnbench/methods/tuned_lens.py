@@ -17,6 +17,8 @@ Forget objectives, each divided by log V as in the reference:
   expectation of the reference's cross-entropy against uniformly random target tokens (computed
   exactly instead of sampled). It is minimized by the uniform distribution (maximal entropy).
 - "ce": the negative next-token cross-entropy (cross-entropy maximization).
+Both average over counted positions, so per-token unlearning (`forget_tokens`, token_selection.py)
+restricts them to the positions that predict a selected token.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from unlearnbench.config import TrainConfig
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._posthoc import ramped_coefficients, run_groups
+from unlearnbench.methods.token_selection import apply_token_selection, check_token_options
 from unlearnbench.models.hidden import block_outputs, num_blocks, transformer_body
 from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective, train
@@ -50,6 +53,9 @@ class TunedLensOptions:
     lora_r: int = 16  # reference: lora_r 16
     lora_alpha: float = 16.0  # reference: lora_alpha 16
     lora_dropout: float = 0.05  # reference: 0.05
+    forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
 
 
 class Lenses(nn.Module):
@@ -184,8 +190,9 @@ def setup(ctx: RunContext, options: TunedLensOptions) -> Objective:
         raise ValueError(
             f"tuned-lens objective must be 'entropy' or 'ce', got {options.objective!r}"
         )
+    check_token_options(options)  # before the lens phase, not after it
     cfg = ctx.config
     lenses = train_lenses(
         ctx.model, run_groups(ctx), cfg.train, cfg.seed, ctx.benchmark.eos_id, options
     )
-    return unlearning_objective(ctx.model, lenses, options)
+    return apply_token_selection(ctx, unlearning_objective(ctx.model, lenses, options), options)
