@@ -132,3 +132,31 @@ def test_compare_fact_probes_script_pairs_runs_and_rejects_unknown_ones(tmp_path
     bad = subprocess.run(script + [ids[0], "no-such-run"], capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "'no-such-run' is neither a run" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_run_summary_names_the_selected_forget_tokens(capsys):
+    from unlearnbench.cli import _print_run
+
+    record = {
+        "run_id": "grad-ascent__x",
+        "metrics": {
+            "forget_loss": 3.0,
+            "retain_loss": 2.0,
+            "pre_finalize": {"forget_loss": 3.0, "retain_loss": 2.0},
+            "forget_tokens": {
+                "count": 23,
+                "tokens": [f"tok{i}" for i in range(23)],
+                "mode": "ratio",
+            },
+        },
+        "tokens_seen": 10,
+        "wall_seconds": 1.0,
+        "model_path": None,
+    }
+    _print_run(record, existed=False)
+    out = capsys.readouterr().out
+    assert "forget tokens (ratio, 23): tok0, tok1" in out and "tok19 ..." in out
+    assert "tok20" not in out  # at most 20 named
+    del record["metrics"]["forget_tokens"]
+    _print_run(record, existed=False)
+    assert "forget tokens" not in capsys.readouterr().out

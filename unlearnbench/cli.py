@@ -185,6 +185,14 @@ def _print_run(record: dict, existed: bool) -> None:
             continue
         table.add_row(split, f"{pre:.3f}", f"{post:.3f}")
     Console().print(table)
+    selection = m.get("forget_tokens")
+    if selection:  # per-token unlearning: say which tokens the forget loss read
+        shown = ", ".join(selection["tokens"][:20])
+        more = " ..." if selection["count"] > 20 else ""
+        Console().print(
+            f"forget tokens ({selection.get('mode', '')}, {selection['count']}): {shown}{more}",
+            markup=False,
+        )
     Console().print(
         f"tokens seen {record['tokens_seen']:,}  wall {record['wall_seconds']:.0f}s  "
         f"model {record['model_path']}"
