@@ -175,6 +175,7 @@ def test_grad_ascent_forget_loss_counts_only_the_selected_positions():
         "count": 2,
         "tokens": ["t7", "t9"],
         "mode": "list",
+        "position": "target",
     }
     inputs, targets = inputs_and_targets(random_blocks(3), EOS)  # (B, T)
     targets[0, 2], targets[1, 4], targets[2, 0] = 7, 9, 7
@@ -216,6 +217,7 @@ def test_every_posthoc_method_offers_token_selection():
         fields = {f.name: f.default for f in dc.fields(methods.get(name).options)}
         assert fields.get("forget_tokens") == "all", name  # opt-in, off by default
         assert {"forget_token_list", "forget_token_threshold"} <= set(fields), name
+        assert fields.get("forget_token_position") == "target", name  # ERA's convention
 
 
 def _representation_objective(method: str, model, options):
@@ -256,6 +258,7 @@ def test_representation_forget_terms_read_only_the_selected_positions(method):
     extra = {} if method == "rmu" else {"lora_dropout": 0.0}
     selection = dict(forget_tokens="list", forget_token_list=("t7", "t9"))
     inputs, targets = inputs_and_targets(random_blocks(3), EOS)  # (B, T)
+    inputs, targets = inputs.clone(), targets.clone()  # edited apart below
     targets[0, 2], targets[1, 4], targets[2, 0] = 7, 9, 7
     selected = (targets == 7) | (targets == 9)  # (B, T)
 
@@ -289,6 +292,13 @@ def test_representation_forget_terms_read_only_the_selected_positions(method):
     read = torch.ones_like(selected) if method != "tuned-lens" else targets != IGNORE
     assert torch.all(grad_all[read] > 0) and torch.all(grad_all[~read] == 0)
     assert not torch.isclose(loss, full)
+    # by input: the positions that hold a selected token (and have a counted target)
+    inputs[0, 5], inputs[2, 3] = 7, 9
+    by_input = torch.isin(inputs, torch.tensor([7, 9])) & (targets != IGNORE)  # (B, T)
+    assert by_input.any() and not torch.equal(by_input, selected)
+    obj, _, grad = forget_grad(option_type(**extra, **selection, forget_token_position="input"))
+    assert obj.extra_metrics["forget_tokens"]["position"] == "input"
+    assert torch.all(grad[by_input] > 0) and torch.all(grad[~by_input] == 0)
 
 
 def test_rmu_selected_forget_loss_is_the_mse_over_selected_positions():
@@ -315,6 +325,8 @@ def test_tuned_lens_refuses_a_bad_selection_before_training_lenses():
         tuned_lens(ctx, TunedLensOptions(forget_tokens="some"))
     with pytest.raises(ConfigError, match="needs forget_token_list"):
         tuned_lens(ctx, TunedLensOptions(forget_tokens="list"))
+    with pytest.raises(ConfigError, match="forget_token_position must be one of"):
+        tuned_lens(ctx, TunedLensOptions(forget_tokens="ratio", forget_token_position="left"))
 
 
 # --- residual routing -----------------------------------------------------------------------------

@@ -48,6 +48,8 @@ class CheckpointTransferOptions:
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()
     forget_token_threshold: float = 0.5
+    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    forget_token_position: str = "target"
 
 
 def fit_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

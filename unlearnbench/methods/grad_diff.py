@@ -21,6 +21,8 @@ class GradDiffOptions:
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
+    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    forget_token_position: str = "target"
 
 
 def grad_diff_loss(logits, targets, label: str, gamma: float, alpha: float):

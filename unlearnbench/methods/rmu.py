@@ -57,6 +57,8 @@ class RMUOptions:
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
+    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    forget_token_position: str = "target"
 
 
 def resolve_layer(model, layer: int) -> int:

@@ -47,6 +47,8 @@ class SequentialOptions:
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()
     forget_token_threshold: float = 0.5
+    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    forget_token_position: str = "target"
 
 
 def layer_order(n: int, options: SequentialOptions) -> list[int]:

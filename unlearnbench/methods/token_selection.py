@@ -8,10 +8,13 @@ A method opts in with three options (see `apply_token_selection`):
   written as vocabulary entries or one-token texts, "_" for a leading space, as for ERA routing);
 - `forget_token_list`, `forget_token_threshold`.
 
-Positions are chosen by their target (the predicted next token), as ERA routes. The forget loss of a
-forget-labeled micro-batch sees targets with every unselected position set to IGNORE: loss-based
-methods (NLL, NPO) then count the selected tokens only, and representation losses that average over
-counted positions (`position_mask`) use only the positions that predict a selected token.
+Positions are chosen by their target (the predicted next token), as ERA routes, or with
+`forget_token_position="input"` by the token they hold. The difference matters to representation
+losses: the hidden state at a position that predicts a forget word encodes the context before the
+word, the one at the word itself encodes the word. The forget loss of a forget-labeled micro-batch
+sees targets with every unselected position set to IGNORE: loss-based methods (NLL, NPO) then count
+the selected positions only, and representation losses that average over counted positions
+(`position_mask`) use only those.
 The selection (count and the tokens themselves) goes into the run record.
 """
 
@@ -26,6 +29,7 @@ from unlearnbench.methods.routing import labeled_blocks, resolve_route_tokens
 from unlearnbench.training import Objective
 
 MODES = ("all", "ratio", "list")
+POSITIONS = ("target", "input")
 REPORTED_TOKENS = 100  # ours: the record lists at most this many selected tokens
 
 
@@ -46,9 +50,12 @@ def select_by_ratio(
     return picked[torch.argsort(w[picked], stable=True)]
 
 
-def restrict_targets(targets: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-    """A copy of `targets` (B, T) with IGNORE at every position whose target is not selected."""
-    keep = torch.isin(targets, token_ids.to(targets.device))  # (B, T)
+def restrict_targets(
+    targets: torch.Tensor, token_ids: torch.Tensor, inputs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A copy of `targets` (B, T) with IGNORE at every position whose target (or, given `inputs`
+    (B, T), whose input token) is not selected."""
+    keep = torch.isin(targets if inputs is None else inputs, token_ids.to(targets.device))  # (B, T)
     return torch.where(keep, targets, torch.full_like(targets, IGNORE))
 
 
@@ -70,6 +77,11 @@ def check_token_options(options) -> None:
         raise ConfigError(f"forget_tokens must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "list" and not getattr(options, "forget_token_list", ()):
         raise ConfigError("forget_tokens=list needs forget_token_list")
+    position = getattr(options, "forget_token_position", "target")
+    if position not in POSITIONS:
+        raise ConfigError(
+            f"forget_token_position must be one of {', '.join(POSITIONS)}, got {position!r}"
+        )
 
 
 def selected_tokens(ctx, mode: str, token_list=(), threshold: float = 0.5) -> torch.Tensor | None:
@@ -93,14 +105,16 @@ def selected_tokens(ctx, mode: str, token_list=(), threshold: float = 0.5) -> to
     return ids
 
 
-def with_token_selection(objective: Objective, token_ids: torch.Tensor, names) -> Objective:
-    """Wrap the objective's loss: forget-labeled micro-batches see only the selected targets."""
+def with_token_selection(
+    objective: Objective, token_ids: torch.Tensor, names, position: str = "target"
+) -> Objective:
+    """Wrap the objective's loss: forget-labeled micro-batches count only the selected positions."""
     inner = objective.loss
 
     def loss(model, inputs, targets, label):
         if label != "forget":
             return inner(model, inputs, targets, label)
-        kept = restrict_targets(targets, token_ids)
+        kept = restrict_targets(targets, token_ids, inputs if position == "input" else None)
         if not (kept != IGNORE).any():  # nothing selected here: no forget gradient
             return torch.zeros((), device=targets.device, requires_grad=True)
         return inner(model, inputs, kept, label)
@@ -115,6 +129,7 @@ def with_token_selection(objective: Objective, token_ids: torch.Tensor, names) -
 
 def apply_token_selection(ctx, objective: Objective, options) -> Objective:
     """Apply the options' `forget_tokens` selection (if any) to `objective`."""
+    check_token_options(options)
     mode = getattr(options, "forget_tokens", "all")
     ids = selected_tokens(
         ctx,
@@ -125,6 +140,8 @@ def apply_token_selection(ctx, objective: Objective, options) -> Objective:
     if ids is None:
         return objective
     names = ctx.benchmark.tokenizer.convert_ids_to_tokens(ids.tolist())
-    objective = with_token_selection(objective, ids, names)
+    position = getattr(options, "forget_token_position", "target")
+    objective = with_token_selection(objective, ids, names, position)
     objective.extra_metrics["forget_tokens"]["mode"] = mode
+    objective.extra_metrics["forget_tokens"]["position"] = position
     return objective
