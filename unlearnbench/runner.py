@@ -457,11 +457,8 @@ def run_suite(
     run_id: str, suite: str, store: RunStore, progress: bool = True, force: bool = False
 ) -> dict:
     """Run every entry of `suite` on the saved run `run_id`; returns the updated record."""
-    from transformers.utils import logging as hf_logging
-
     from unlearnbench.evals import load_suite
 
-    hf_logging.disable_progress_bar()  # our own progress is enough
     entries, _ = load_suite(suite)
     record = store.load(run_id)
     model = None

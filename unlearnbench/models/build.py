@@ -75,6 +75,9 @@ def save_model(model, tokenizer, path: Path) -> Path:
 
 
 def load_model(path: str | Path) -> GPTNeoForCausalLM:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a base or checkpoint load would draw its own bar
     model = GPTNeoForCausalLM.from_pretrained(str(path))
     model.config.use_cache = False
     return model
