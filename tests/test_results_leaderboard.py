@@ -228,3 +228,20 @@ def test_settings_name_a_saved_base_by_its_run_not_by_a_machine_path():
         _kv({"base": base, "steps": 5})
         == "base=no-filter__storyworld-lang__tiny__s0__abc123, steps=5"
     )
+
+
+def test_a_posthoc_run_is_compared_with_its_base_named_by_id_or_by_saved_path():
+    from unlearnbench.results.leaderboard import no_filter_reference
+
+    plain = record("no-filter", 0, 2.5, 2.4)
+    curriculum = record("no-filter", 0, 2.6, 2.4, options={"forget_after": 0.5})
+    run = record("filter", 0, 2.9, 2.5)
+    assert no_filter_reference(run, [plain, curriculum]) is plain  # same configs win
+    for base in (
+        curriculum["run_id"],
+        f"/any/store/models/{curriculum['run_id']}",
+        f"/any/store/models/{curriculum['run_id']}/",
+    ):
+        assert no_filter_reference(run | {"base": base}, [plain, curriculum]) is curriculum
+    other = "/any/store/models/no-filter__storyworld-topic__tiny__s0__gone"
+    assert no_filter_reference(run | {"base": other}, [plain, curriculum]) is plain

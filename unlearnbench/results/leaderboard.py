@@ -308,8 +308,10 @@ def no_filter_reference(record: dict, candidates: list[dict]) -> dict | None:
         == _key(record, ("config", "benchmark_options"))
     ]
     base = record.get("base")
+    # the base is a run id, or a saved model's directory, which the store names by its run id
+    base_id = os.path.basename(str(base).rstrip("/")) if base else None
     for c in same:
-        if base and c.get("run_id") == base:
+        if base_id and c.get("run_id") == base_id:
             return c
     if not same:
         return None
