@@ -71,7 +71,9 @@ def main() -> None:
     base = models[0][0]
     table = Table(title=f"fact probes on {name}: paired against {base}")
     for col in ("model", "split", "probes", "base acc", "acc", "lost", "gained", "McNemar p"):
-        table.add_column(col, justify="left" if col in ("model", "split") else "right")
+        left = col in ("model", "split")
+        # a run id is the only name a model has here: wrap it, never cut it to an ellipsis
+        table.add_column(col, justify="left" if left else "right", overflow="fold")
     for label, _, _ in models[1:]:
         for split in sorted(groups):
             b, c = correct[base][split], correct[label][split]
