@@ -73,6 +73,15 @@ def test_write_plots_writes_png_and_svg(tmp_path):
     assert set(write_plots(plain, BENCH, tmp_path / "b")) == {"tradeoff", "undiscovered"}
 
 
+def test_figures_are_a_pure_function_of_the_records(tmp_path):
+    a = write_plots(sample_records(), BENCH, tmp_path / "a")
+    b = write_plots(sample_records(), BENCH, tmp_path / "b")
+    for kind in a:
+        for pa, pb in zip(a[kind], b[kind], strict=True):
+            assert pa.read_bytes() == pb.read_bytes(), pa.name  # same records, same bytes
+    assert not list(tmp_path.glob("*/.*.tmp"))  # written through temporary files, none left
+
+
 class _Page(HTMLParser):
     def __init__(self):
         super().__init__()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -277,6 +278,11 @@ def figure(kind: str, records: list[dict], benchmark: str):
     return FIGURES[kind](records, benchmark)
 
 
+# the same records give the same bytes: fixed SVG element ids, no creation date in the files
+REPRODUCIBLE = {"svg.hashsalt": "unlearnbench"}
+NO_DATE = {"svg": {"Date": None}, "png": {}}
+
+
 def save_figure(fig, out_dir: str | Path, stem: str) -> list[Path]:
     """Write `stem`.png and `stem`.svg; close the figure."""
     out_dir = Path(out_dir)
@@ -284,7 +290,16 @@ def save_figure(fig, out_dir: str | Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         p = out_dir / f"{stem}.{ext}"
-        fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight")
+        tmp = p.with_name(f".{p.name}.tmp")
+        with plt.rc_context(REPRODUCIBLE):
+            fig.savefig(
+                tmp,
+                format=ext,
+                dpi=150 if ext == "png" else None,
+                bbox_inches="tight",
+                metadata=NO_DATE[ext],
+            )
+        os.replace(tmp, p)  # never a half-written figure
         paths.append(p)
     plt.close(fig)
     return paths
@@ -293,7 +308,8 @@ def save_figure(fig, out_dir: str | Path, stem: str) -> list[Path]:
 def svg_text(fig) -> str:
     """The figure as SVG markup (for embedding in a page); closes the figure."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    with plt.rc_context(REPRODUCIBLE):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata=NO_DATE["svg"])
     plt.close(fig)
     return buf.getvalue()
 
