@@ -12,7 +12,7 @@ Our blocks are packed without padding, so every position is a real token (the re
 padding). Finalize merges the adapters: the saved model is a plain GPTNeoForCausalLM.
 
 Per-token unlearning (`forget_tokens`, token_selection.py) averages the rerouting term over the
-positions that predict a selected token only (the default "all" counts every position).
+selected positions only (the default "all" counts every position).
 
 Target layers are block indices here (h_l = output of block l). The reference's Llama-3-8B layers
 "10,20" index HF hidden states of a 32-block model, i.e. the outputs of blocks 9 and 19.

@@ -19,7 +19,7 @@ after it, are pulled toward the state of a model that read the wrong fact.
   blocks (stories average 205 tokens);
 - retain-labeled blocks: alpha * MSE(h_l, h_l^base) (RMU's retain term).
 Per-token unlearning (`forget_tokens`, token_selection.py) keeps, of the aligned positions, only
-those that predict a selected token.
+the selected ones.
 Labels only: which stories are rewritten is decided by their labels, never by the true split.
 """
 

@@ -19,7 +19,7 @@ which scales c by the frozen model's activation norm). `coef_scale="absolute"` u
 (the reference's and the SGTM preset's semantics; see methods/rmu-sgtm.yaml).
 
 Per-token unlearning (`forget_tokens`, token_selection.py) averages the forget MSE over the
-positions that predict a selected token only; at its default ("all") every position counts, as in
+selected positions only; at its default ("all") every position counts, as in
 the reference.
 """
 

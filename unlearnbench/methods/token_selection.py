@@ -1,12 +1,12 @@
 """Per-token unlearning: restrict a post-hoc method's forget loss to selected tokens.
 
-A method opts in with three options (see `apply_token_selection`):
+A method opts in with four options (see `apply_token_selection`):
 - `forget_tokens`: "all" (default: every counted token of forget documents), "ratio" (tokens
   that are far more frequent in forget-labeled than in retain-labeled training blocks, by ERA's
   per-token weight w = 1 - sigmoid((r - 1/r) - 4) of smoothed unigram frequencies; a token is
   selected when w < `forget_token_threshold`), or "list" (the entries of `forget_token_list`,
   written as vocabulary entries or one-token texts, "_" for a leading space, as for ERA routing);
-- `forget_token_list`, `forget_token_threshold`.
+- `forget_token_list`, `forget_token_threshold`, `forget_token_position` (below).
 
 Positions are chosen by their target (the predicted next token), as ERA routes, or with
 `forget_token_position="input"` by the token they hold. The difference matters to representation
@@ -84,18 +84,16 @@ def check_token_options(options) -> None:
         )
 
 
-def selected_tokens(ctx, mode: str, token_list=(), threshold: float = 0.5) -> torch.Tensor | None:
+def selected_tokens(ctx, options) -> torch.Tensor | None:
     """The selected token ids for the run in `ctx` (None: mode "all"). Reads labels only."""
-    if mode not in MODES:
-        raise ConfigError(f"forget_tokens must be one of {', '.join(MODES)}, got {mode!r}")
+    check_token_options(options)
+    mode = getattr(options, "forget_tokens", "all")
     if mode == "all":
         return None
     bench = ctx.benchmark
-    if mode == "list":
-        ids = resolve_route_tokens(bench.tokenizer, tuple(token_list))
-        if ids is None:
-            raise ConfigError("forget_tokens=list needs forget_token_list")
-        return ids
+    if mode == "list":  # a non-empty list (checked above)
+        return resolve_route_tokens(bench.tokenizer, tuple(options.forget_token_list))
+    threshold = getattr(options, "forget_token_threshold", 0.5)
     forget, retain = labeled_blocks(ctx, "forget"), labeled_blocks(ctx, "retain")
     if not len(forget) or not len(retain):
         raise ConfigError("forget_tokens=ratio needs labeled forget and retain training blocks")
@@ -129,19 +127,12 @@ def with_token_selection(
 
 def apply_token_selection(ctx, objective: Objective, options) -> Objective:
     """Apply the options' `forget_tokens` selection (if any) to `objective`."""
-    check_token_options(options)
-    mode = getattr(options, "forget_tokens", "all")
-    ids = selected_tokens(
-        ctx,
-        mode,
-        getattr(options, "forget_token_list", ()),
-        getattr(options, "forget_token_threshold", 0.5),
-    )
+    ids = selected_tokens(ctx, options)
     if ids is None:
         return objective
     names = ctx.benchmark.tokenizer.convert_ids_to_tokens(ids.tolist())
     position = getattr(options, "forget_token_position", "target")
     objective = with_token_selection(objective, ids, names, position)
-    objective.extra_metrics["forget_tokens"]["mode"] = mode
+    objective.extra_metrics["forget_tokens"]["mode"] = options.forget_tokens
     objective.extra_metrics["forget_tokens"]["position"] = position
     return objective

@@ -18,7 +18,7 @@ Forget objectives, each divided by log V as in the reference:
   exactly instead of sampled). It is minimized by the uniform distribution (maximal entropy).
 - "ce": the negative next-token cross-entropy (cross-entropy maximization).
 Both average over counted positions, so per-token unlearning (`forget_tokens`, token_selection.py)
-restricts them to the positions that predict a selected token.
+restricts them to the selected positions.
 """
 
 from __future__ import annotations
