@@ -285,7 +285,7 @@ def test_grad_ascent_and_npo_objectives_on_a_model():
         )
         assert math.isclose(float(ga.loss(model, x, y, "forget")), -float(ce), rel_tol=1e-5)
     npo = npo_setup(ctx, NPOOptions(beta=0.1))
-    assert npo.batch_plan == {"forget": 4, "retain": 4}
+    assert npo.batch_plan == {"forget": 0.5, "retain": 0.5}
     with torch.no_grad():  # the model equals its reference at the start: (2/beta) log 2
         assert math.isclose(float(npo.loss(model, x, y, "forget")), 20 * math.log(2), rel_tol=1e-5)
         assert math.isclose(float(npo.loss(model, x, y, "retain")), float(ce), rel_tol=1e-5)

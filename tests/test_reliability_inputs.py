@@ -83,7 +83,7 @@ def test_missing_base_model_is_a_one_line_error(tmp_path, monkeypatch):
 
 def test_recall_zero_leaves_no_forget_labels_for_a_plan_that_needs_them():
     data = [g for g in groups() if g.label == "retain"]
-    obj = Objective(model=tiny_gpt_neo(), batch_plan={"forget": 2, "retain": 2})
+    obj = Objective(model=tiny_gpt_neo(), batch_plan={"forget": 0.5, "retain": 0.5})
     with pytest.raises(ValueError, match="no training blocks for 'forget'"):
         train(obj, data, TrainConfig(steps=1, batch_size=4), 0, EOS, progress=False)
 

@@ -195,9 +195,10 @@ def test_trains_on_and_batch_plan_select_blocks():
     assert set(seen) == {"retain"}
     seen.clear()
     obj = Objective(
-        model=model, loss=loss, batch_plan={"forget": 2, "retain": 2}, reduction="labels"
+        model=model, loss=loss, batch_plan={"forget": 0.5, "retain": 0.5}, reduction="labels"
     )
-    train(obj, data, dataclasses.replace(CFG, steps=2, micro_batch_size=1), 0, EOS, progress=False)
+    cfg = dataclasses.replace(CFG, steps=2, batch_size=4, micro_batch_size=1)
+    train(obj, data, cfg, 0, EOS, progress=False)
     assert seen.count("forget") == 4 and seen.count("retain") == 4
 
 

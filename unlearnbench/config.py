@@ -34,10 +34,20 @@ class TrainConfig:
     warmup_steps: int = 20  # ours: 10% of the steps
     warmup_start_factor: float = 0.1  # SGTM reference: LinearLR warmup from 0.1x
     min_lr_ratio: float = 0.0  # SGTM reference: cosine to 0
-    weight_decay: float = 0.1  # SGTM reference AdamW
-    beta1: float = 0.9  # SGTM reference AdamW betas (0.9, 0.95)
-    beta2: float = 0.95
-    grad_clip: float = 1.0
+    # SGTM reference: AdamW weight_decay=0.1 (selective-gradient-masking src/sgtm/train/trainer.py:357-362)
+    weight_decay: float = 0.1
+    # which parameters decay: "matrices" = ours, nanoGPT's grouping (no decay on biases and layer
+    # norms; for GPT-Neo the same split as HF Trainer's get_decay_parameter_names); "all" = every
+    # parameter, as the SGTM reference (trainer.py:357, AdamW(model.parameters())) and the gradient
+    # routing TinyStories script (kxcloud/gradient-routing projects/tinystories/tinystories_era.py:476)
+    # do: their methods set "all" in their training defaults
+    weight_decay_groups: str = "matrices"
+    beta1: float = 0.9  # SGTM reference: AdamW betas (0.9, 0.95) (trainer.py:361)
+    beta2: float = 0.95  # SGTM reference: trainer.py:361
+    # max gradient norm, 0 = no clipping. SGTM reference: none (trainer.py:542-564, backward then
+    # step); nor the gradient routing TinyStories script (tinystories_era.py:545-590). Methods built
+    # on HF Trainer set 1.0 (TrainingArguments.max_grad_norm's default) in their training defaults
+    grad_clip: float = 0.0
     context: int = 0  # tokens per block; 0 = the model preset's context
     eval_every: int = 0  # steps between periodic evaluations (0 = only at the end)
     eval_blocks: int = 48  # test blocks per split in every loss evaluation
@@ -54,7 +64,8 @@ class TrainConfig:
     # they add files and record entries but do not change the run: not part of the config hash
     snapshot_every: int = 0
     # added after runs were recorded: left out of the hash at their default (see `options_dict`)
-    OMIT_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ("fused_kernels",)
+    # (every run recorded before weight_decay_groups existed used "matrices": same id, same numbers)
+    OMIT_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ("fused_kernels", "weight_decay_groups")
 
 
 _UNHASHED_TRAIN_FIELDS = ("checkpoint_every", "snapshot_every")
@@ -78,6 +89,9 @@ class RunConfig:
     labels: LabelConfig = LabelConfig()
     method_options: dict = field(default_factory=dict)
     benchmark_options: dict = field(default_factory=dict)
+    # the method's version (`register_method(version=...)`): a change that alters a method's
+    # numbers bumps it, so records made before are not served as current. In the hash from 2 on.
+    method_version: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -87,6 +101,8 @@ class RunConfig:
         """Hash of everything but the seed: runs that differ only by seed share it."""
         d = self.to_dict()
         d.pop("seed")
+        if d["method_version"] == 1:  # runs recorded before versions existed keep their ids
+            d.pop("method_version")
         d["train"] = options_dict(self.train)
         for name in _UNHASHED_TRAIN_FIELDS:  # settings that cannot change a run's results
             d["train"].pop(name, None)
@@ -108,6 +124,7 @@ class RunConfig:
             labels=LabelConfig(**d.get("labels", {})),
             method_options=dict(d.get("method_options", {})),
             benchmark_options=dict(d.get("benchmark_options", {})),
+            method_version=int(d.get("method_version", 1)),
         )
 
 
@@ -207,6 +224,7 @@ def resolve(
     method_options_cls=None,
     benchmark_options_cls=None,
     method_train_defaults: dict | None = None,
+    method_version: int = 1,
 ) -> RunConfig:
     """Apply overrides (already layered by the caller: defaults < file < --set) to a RunConfig."""
     sections = {
@@ -237,6 +255,7 @@ def resolve(
         labels=labels,
         method_options=options_dict(mopts) if mopts else {},
         benchmark_options=dataclasses.asdict(bopts) if bopts else {},
+        method_version=method_version,
     )
     validate(cfg)
     return cfg
@@ -296,5 +315,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1")
     if not 0.0 <= t.min_lr_ratio <= 1.0 or not 0.0 < t.warmup_start_factor <= 1.0:
         raise ConfigError("min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1]")
+    if t.weight_decay_groups not in ("all", "matrices"):
+        raise ConfigError(
+            f"weight_decay_groups must be 'all' or 'matrices', got {t.weight_decay_groups!r}"
+        )
+    if t.grad_clip < 0:
+        raise ConfigError(f"grad_clip must be >= 0 (0 = no clipping), got {t.grad_clip}")
     if t.device not in ("cpu", "cuda") and not t.device.startswith("cuda:"):
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {t.device!r}")

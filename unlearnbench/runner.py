@@ -65,6 +65,7 @@ def resolve_run_config(
         method_options_cls=spec.options,
         benchmark_options_cls=bspec.options,
         method_train_defaults=spec.train_defaults,
+        method_version=spec.version,
     )
 
 

@@ -67,8 +67,14 @@ class Objective:
     # a curriculum: whether a group's blocks may be drawn at (step, total steps), on top of
     # `trains_on` (same rules on what it may read); None: every selected block from the start
     curriculum: Callable[[BlockGroup, int, int], bool] | None = None
-    # blocks per label in every step, e.g. {"forget": 4, "retain": 4}; None: sample uniformly
-    batch_plan: dict[str, int] | None = None
+    # each label's share of every step's `batch_size` blocks, e.g. {"forget": 0.5, "retain": 0.5}:
+    # round(fraction * batch_size) blocks of each, which must add up to batch_size exactly (see
+    # `plan_counts`); None: sample uniformly from every selected block
+    batch_plan: dict[str, float] | None = None
+    # "mixed": a step's blocks are drawn from all selected blocks (or by `batch_plan`), so one step
+    # can hold several labels; "single_source": each step's whole batch is of one label, drawn per
+    # step in proportion to the labels' shares of the selected blocks (the SGTM reference trainer)
+    sampling: str = "mixed"
     # context manager for the forward pass of a label's blocks (activation masking, routing)
     mode: Callable[[str], contextlib.AbstractContextManager] = _plain_mode
     # loss of one micro-batch: (model, inputs (B, T), targets (B, T), label) -> scalar mean
@@ -93,32 +99,91 @@ class Objective:
     extra_metrics: dict = field(default_factory=dict)
 
 
-class BlockSampler:
-    """Deterministic, epoch-wise shuffled sampling of block indices, per label or pooled."""
+SAMPLING = ("mixed", "single_source")
 
-    def __init__(self, groups: list[BlockGroup], objective: Objective, seed: int):
+
+def plan_counts(
+    plan: dict[str, float], batch_size: int, owner: str = "the method"
+) -> dict[str, int]:
+    """Blocks per label of one step: round(fraction * batch_size) each. A ConfigError unless every
+    fraction is positive and the counts add up to `batch_size` exactly (a plan is a split of the
+    batch, never a second batch size)."""
+    if any(not 0 < f <= 1 for f in plan.values()):
+        raise ConfigError(
+            f"{owner}: batch plan {plan} must give each label a fraction in (0, 1] of batch_size "
+            '(e.g. {"forget": 0.5, "retain": 0.5})'
+        )
+    counts = {label: round(f * batch_size) for label, f in plan.items()}
+    if sum(counts.values()) != batch_size or min(counts.values()) < 1:
+        valid = [n for n in range(1, 4 * batch_size + 8) if _splits(plan, n)]
+        near = sorted(valid, key=lambda n: (abs(n - batch_size), n))[:2]
+        hint = f"; e.g. batch_size={' or '.join(map(str, sorted(near)))}" if near else ""
+        raise ConfigError(
+            f"{owner}: batch plan {plan} does not split batch_size={batch_size} into whole blocks "
+            f"(it gives {counts}){hint}"
+        )
+    return counts
+
+
+def _splits(plan: dict[str, float], n: int) -> bool:
+    counts = [round(f * n) for f in plan.values()]
+    return sum(counts) == n and min(counts) >= 1
+
+
+class BlockSampler:
+    """Deterministic, epoch-wise shuffled sampling of block indices, per label or pooled.
+
+    Pools: one per label of `batch_plan` or, with `sampling="single_source"`, per label present;
+    else one pool of every selected block. Each pool is read in epochs, each epoch a fresh
+    permutation from the sampler's seeded generator. Single-source sampling draws each step's label
+    from an urn holding one entry per selected block (the reference shuffles one entry per training
+    example and reads one per step), refilled when empty."""
+
+    def __init__(
+        self,
+        groups: list[BlockGroup],
+        objective: Objective,
+        seed: int,
+        batch_size: int | None = None,
+        owner: str = "the method",
+    ):
         self.groups = [g for g in groups if objective.trains_on(g) and len(g.blocks)]
         if not self.groups:
             raise ConfigError("the method selects no training blocks")
         self.gen = torch.Generator().manual_seed(seed)
         self.plan = objective.batch_plan
+        self.owner = owner
+        self.single_source = getattr(objective, "sampling", "mixed") == "single_source"
+        if getattr(objective, "sampling", "mixed") not in SAMPLING:
+            raise ConfigError(f"sampling must be one of {SAMPLING}, got {objective.sampling!r}")
+        if self.single_source and self.plan:
+            raise ConfigError(f"{owner}: single-source sampling cannot follow a batch plan")
+        if self.plan and batch_size is not None:
+            plan_counts(self.plan, batch_size, owner)  # refused before the first step
         self.curriculum = objective.curriculum
         self.active: tuple[int, ...] | None = None  # curriculum: the groups drawn from now
         self._build_pools(range(len(self.groups)))
 
     def _build_pools(self, group_indices) -> None:
-        # pools: label -> list of (group index, block index)
-        keys = list(self.plan) if self.plan else ["*"]
+        # pools: label (or "*": all) -> list of (group index, block index)
+        group_indices = list(group_indices)
+        if self.plan:
+            keys = list(self.plan)
+        elif self.single_source:
+            keys = sorted({self.groups[gi].label for gi in group_indices})
+        else:
+            keys = ["*"]
         self.pools: dict[str, list[tuple[int, int]]] = {k: [] for k in keys}
         for gi in group_indices:
             g = self.groups[gi]
-            key = "*" if not self.plan else g.label
+            key = "*" if keys == ["*"] else g.label
             if key in self.pools:
                 self.pools[key].extend((gi, bi) for bi in range(len(g.blocks)))
         for k, pool in self.pools.items():
             if not pool:
                 raise ConfigError(f"no training blocks for {k!r} (check the labels and recall)")
         self.order = {k: [] for k in self.pools}
+        self.urn = {k: 0 for k in self.pools} if self.single_source else {}
 
     def set_step(self, step: int, total: int) -> None:
         """Curriculum: draw from the groups it admits at `step`; when that set changes, every pool
@@ -141,6 +206,19 @@ class BlockSampler:
             self.order[key] = self.order[key][need:]
         return out
 
+    def _draw_label(self) -> str:
+        """Single-source: the next step's label, without replacement from the urn (one entry per
+        selected block of each label), which is refilled when it runs empty."""
+        if not any(self.urn.values()):
+            self.urn = {k: len(pool) for k, pool in self.pools.items()}
+        r = int(torch.randint(sum(self.urn.values()), (1,), generator=self.gen))
+        for key, left in self.urn.items():  # pools' fixed (sorted) order
+            if r < left:
+                self.urn[key] -= 1
+                return key
+            r -= left
+        raise AssertionError("unreachable: r < the urn's total")
+
     def state_dict(self) -> dict:
         """The position in every pool's current epoch and the generator: enough to continue."""
         state = {
@@ -151,24 +229,31 @@ class BlockSampler:
         }
         if self.active is not None:  # the curriculum's current groups
             state["active"] = torch.tensor(self.active, dtype=torch.long)
+        if self.single_source:  # what is left in the label urn, in the pools' order
+            state["urn"] = torch.tensor([self.urn[k] for k in self.pools], dtype=torch.long)
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        assert set(state["order"]) == set(self.order), (
-            "checkpoint sampler pools differ from this run"
-        )
         if "active" in state:  # rebuild the curriculum's pools; the order below continues them
             self.active = tuple(state["active"].tolist())
             self._build_pools(self.active)
+        assert set(state["order"]) == set(self.order), (
+            "checkpoint sampler pools differ from this run"
+        )
+        assert ("urn" in state) == self.single_source, "checkpoint sampling differs from this run"
         self.gen.set_state(state["gen"])
         self.order = {k: [tuple(x) for x in v.tolist()] for k, v in state["order"].items()}
+        if self.single_source:
+            self.urn = dict(zip(self.pools, state["urn"].tolist(), strict=True))
 
     def next_batch(self, batch_size: int) -> dict[int, torch.Tensor]:
-        """group index -> (n, T + 1) blocks, in group order."""
+        """group index -> (n, T + 1) blocks, in group order; `batch_size` blocks in all."""
         picks = []
         if self.plan:
-            for key, n in self.plan.items():
+            for key, n in plan_counts(self.plan, batch_size, self.owner).items():
                 picks += self._take(key, n)
+        elif self.single_source:
+            picks = self._take(self._draw_label(), batch_size)
         else:
             picks = self._take("*", batch_size)
         by_group: dict[int, list[int]] = {}
@@ -192,13 +277,18 @@ def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
 
 
 def make_optimizer(named_params: list[tuple[str, nn.Parameter]], cfg: TrainConfig):
-    # Weight decay on matrices and embeddings, not on biases and layer norms (nanoGPT's grouping).
-    decay = [p for n, p in named_params if p.dim() >= 2]
-    no_decay = [p for n, p in named_params if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """One AdamW. `weight_decay_groups`: "all" decays every parameter (the SGTM and gradient-routing
+    TinyStories references); "matrices" decays matrices and embeddings but not biases and layer
+    norms (nanoGPT's grouping; for GPT-Neo the same split as HF Trainer's)."""
+    if cfg.weight_decay_groups == "all":
+        groups = [{"params": [p for _, p in named_params], "weight_decay": cfg.weight_decay}]
+    else:
+        decay = [p for n, p in named_params if p.dim() >= 2]
+        no_decay = [p for n, p in named_params if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
     return torch.optim.AdamW(
         [g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8
     )
@@ -257,7 +347,7 @@ def train(
     extra = [(f"extra.{i}", p) for i, p in enumerate(objective.extra_parameters)]
     optimizer = make_optimizer(named + extra, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.steps))
-    sampler = BlockSampler(groups, objective, seed)
+    sampler = BlockSampler(groups, objective, seed, cfg.batch_size, owner=description)
     all_params = [p for _, p in named + extra]
     float_masks: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 

@@ -70,16 +70,17 @@ def calibrate(model, groups, options: CalibrationOptions, eos_id: int, device: s
         ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         return coef[label] * ce
 
+    labels = sorted({g.label for g in groups})
     objective = Objective(
         model=model,
-        batch_plan={g.label: options.batch_size for g in groups},
+        batch_plan={label: 1 / len(labels) for label in labels},  # options.batch_size of each
         loss=loss,
         trainable=[name],
         reduction="labels",  # sum over splits of each split's token mean, weighted by coef
     )
     cfg = TrainConfig(
         steps=options.steps,
-        batch_size=options.batch_size * len(groups),
+        batch_size=options.batch_size * len(labels),
         micro_batch_size=16,
         lr=options.lr,
         warmup_steps=0,

@@ -141,6 +141,7 @@ def fine_tune(
         warmup_steps=warmup_steps,
         min_lr_ratio=1.0,  # constant after warmup: the curve serves every budget
         weight_decay=weight_decay,
+        grad_clip=1.0,  # ours: the attack clips at norm 1 (as it did before methods set their own)
         eval_every=eval_every,
         device=device,
         bf16=bf16,
@@ -173,8 +174,10 @@ def attack_rows(ctx: EvalContext, model, o: RelearnOptions) -> list[dict]:
     bs = o.batch_size or sum(len(g.blocks) for g in groups)
     plan = None
     if o.forget_fraction < 1.0:
-        n_forget = max(1, round(bs * o.forget_fraction))
-        plan = {"forget": n_forget, "retain": max(1, bs - n_forget)}
+        if bs < 2:
+            raise ConfigError("relearn forget_fraction < 1 needs batch_size >= 2 (forget + retain)")
+        n_forget = min(bs - 1, max(1, round(bs * o.forget_fraction)))  # whole blocks of each
+        plan = {"forget": n_forget / bs, "retain": (bs - n_forget) / bs}
     blocks = {s: b[: o.eval_blocks] for s, b in ctx.eval_blocks.items()}
     bf16 = bool(ctx.record["config"]["train"].get("bf16", False))
 

@@ -12,8 +12,10 @@ target token. Finalize: zero the forget rows of c_fc (weight and bias) and of q/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.methods.routing import partition_routing_objective
 from unlearnbench.training import Objective
 
@@ -28,9 +30,20 @@ class ActivationMaskingOptions:
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels
     route_tokens_file: str = ""  # ours: the same, one token per line
+    # "mixed" = ours: labels mixed within a step; "single_source" = the SGTM reference's one
+    # source per step (trainer.py:248-259, 510-533; see sgtm.py)
+    sampling: str = "mixed"
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling",)  # earlier runs were all "mixed"
 
 
-@register_method("activation-masking", kind="training", options=ActivationMaskingOptions)
+# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
+@register_method(
+    "activation-masking",
+    kind="training",
+    options=ActivationMaskingOptions,
+    train_defaults=SGTM_TRAINER,
+    version=2,
+)
 def setup(ctx: RunContext, options: ActivationMaskingOptions) -> Objective:
     """Activation masking: forget data runs on the forget units and heads only (retain ones zeroed)."""
     return partition_routing_objective(ctx, options, forget_mode="zero_retain")

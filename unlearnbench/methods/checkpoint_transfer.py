@@ -119,7 +119,7 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
 
     return Objective(
         model=model,
-        batch_plan={"forget": 4, "retain": 4},  # reference: per-device batch 4 of each
+        batch_plan={"forget": 0.5, "retain": 0.5},  # reference: (retain, forget) pairs
         loss=loss,
         trainable=all_parameter_names(model),
         reduction="labels",
@@ -135,7 +135,12 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
         # reference: lr 1e-3 with LoRA; ours: full fine-tuning at lr 1e-4 for 100 steps
         "steps": 100,
         "lr": 1e-4,
+        # ours: 4 + 4 blocks (reference: checkpoint_transfer_unlearn.py:539-566, 4 per device, 32)
         "batch_size": 8,
+        # reference: HF Trainer without max_grad_norm (checkpoint_transfer_unlearn.py:753-769): 1.0
+        "grad_clip": 1.0,
+        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        "weight_decay_groups": "matrices",
         "warmup_steps": 0,
         "weight_decay": 0.01,
         "beta2": 0.999,

@@ -112,7 +112,7 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
 
     return Objective(
         model=peft_model,
-        batch_plan={"forget": 8, "retain": 8},  # reference: batch 16 of (retain, breaker) pairs
+        batch_plan={"forget": 0.5, "retain": 0.5},  # reference: (retain, breaker) pairs
         loss=loss,
         trainable=lora_parameter_names(peft_model),
         finalize=merge,
@@ -132,7 +132,10 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
         # to 9.149 with retain 2.599 -> 2.602 (measured). 1e-3 is also EleutherAI unlearn's lr for its
         # circuit-breaker variants. `--set lr=1e-4` gives the reference value.
         "lr": 1e-3,
-        "batch_size": 16,
+        "batch_size": 16,  # reference: batch 16 of (retain, breaker) pairs; ours: 8 + 8 blocks
+        "grad_clip": 1.0,  # reference: HF Trainer, TrainingArguments.max_grad_norm default 1.0
+        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        "weight_decay_groups": "matrices",
         "warmup_steps": 0,  # reference: HF Trainer default, no warmup (it decays linearly, ours cosine)
         "weight_decay": 0.0,  # reference: HF Trainer default
         "beta2": 0.999,

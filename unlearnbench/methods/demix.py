@@ -20,6 +20,7 @@ from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoMLP
 
 from unlearnbench.losses import lm_loss
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._trainers import ERA_TRAINER
 from unlearnbench.methods.routing import resolve_route_tokens, routed_positions
 from unlearnbench.training import Objective
 
@@ -85,7 +86,10 @@ def routed(model, route):
             e.route = "forget"  # outside training: the forget expert is active (pre-ablation)
 
 
-@register_method("demix", kind="training", options=DEMixOptions)
+# version 2: the reference trainer's defaults (no clipping, weight decay on every parameter)
+@register_method(
+    "demix", kind="training", options=DEMixOptions, train_defaults=ERA_TRAINER, version=2
+)
 def setup(ctx: RunContext, options: DEMixOptions) -> Objective:
     """DEMix: one MLP expert per label, hard routing by document label; keep the retain expert."""
     model = add_forget_experts(ctx.model, ctx.config.seed)

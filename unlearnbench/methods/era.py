@@ -38,6 +38,7 @@ import torch
 from unlearnbench.data.packing import IGNORE, BlockGroup
 from unlearnbench.losses import lm_loss, split_losses
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._trainers import ERA_TRAINER
 from unlearnbench.methods.routing import labeled_blocks, resolve_route_tokens, routed_positions
 from unlearnbench.models.expand import contract_mlp, expand_mlp
 from unlearnbench.training import Objective, train
@@ -209,7 +210,8 @@ def era_objective(model, options, weights, token_ids, seed, coherence) -> Object
     return objective
 
 
-@register_method("era", kind="training", options=ERAOptions)
+# version 2: the reference trainer's defaults (no clipping, weight decay on every parameter)
+@register_method("era", kind="training", options=ERAOptions, train_defaults=ERA_TRAINER, version=2)
 def setup(ctx: RunContext, options: ERAOptions) -> Objective:
     """Expand-Route-Ablate: route forget tokens into added MLP units, delete them, fine-tune."""
     if options.expand_mlp_dim < 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.training import Objective
 
 
@@ -15,7 +16,10 @@ class FilterOptions:
     strict: bool = False  # SGTM: the strict filter also removes adjacent topics
 
 
-@register_method("filter", kind="training", options=FilterOptions)
+# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
+@register_method(
+    "filter", kind="training", options=FilterOptions, train_defaults=SGTM_TRAINER, version=2
+)
 def setup(ctx: RunContext, options: FilterOptions) -> Objective:
     """Data filtering: train only on documents not labeled forget (strict: nor flagged adjacent)."""
 

@@ -18,10 +18,15 @@ from unlearnbench.training import Objective
 LOSS_BASED_TRAIN_DEFAULTS = {
     "steps": 100,
     "lr": 1e-4,
+    # ours: 8 blocks; open-unlearning configs/trainer/finetune.yaml:3,5: 8 per device x 4
+    # accumulation = 32 (per device)
     "batch_size": 8,
     "warmup_steps": 10,  # ours: 10% of the steps (open-unlearning: one of ten epochs)
     "weight_decay": 0.01,  # open-unlearning
     "beta2": 0.999,  # HF Trainer AdamW default
+    "grad_clip": 1.0,  # open-unlearning: HF Trainer, TrainingArguments.max_grad_norm default 1.0
+    # open-unlearning: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+    "weight_decay_groups": "matrices",
     "min_lr_ratio": 1.0,  # ours: constant after warmup
 }
 
@@ -51,7 +56,7 @@ def setup(ctx: RunContext, options: GradAscentOptions) -> Objective:
 
     obj = Objective(
         model=ctx.model,
-        batch_plan={"forget": 8},  # open-unlearning: effective batch 8
+        batch_plan={"forget": 1.0},  # open-unlearning GradAscent: forget data only
         loss=loss,
         trainable=all_parameter_names(ctx.model),
         reduction="labels",

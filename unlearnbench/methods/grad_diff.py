@@ -42,7 +42,7 @@ def setup(ctx: RunContext, options: GradDiffOptions) -> Objective:
 
     obj = Objective(
         model=ctx.model,
-        batch_plan={"forget": 4, "retain": 4},  # ours: the effective batch 8, half each
+        batch_plan={"forget": 0.5, "retain": 0.5},  # ours: half of the batch each
         loss=loss,
         trainable=all_parameter_names(ctx.model),
         reduction="labels",

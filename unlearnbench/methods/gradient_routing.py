@@ -16,8 +16,10 @@ zeroing all of theta_forget (the forget units then output gelu_new(0) = 0, the f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.methods.routing import partition_routing_objective
 from unlearnbench.training import Objective
 
@@ -32,9 +34,20 @@ class GradientRoutingOptions:
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels
     route_tokens_file: str = ""  # ours: the same, one token per line
+    # "mixed" = ours: labels mixed within a step; "single_source" = the SGTM reference's one
+    # source per step (trainer.py:248-259, 510-533; see sgtm.py)
+    sampling: str = "mixed"
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling",)  # earlier runs were all "mixed"
 
 
-@register_method("gradient-routing", kind="training", options=GradientRoutingOptions)
+# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
+@register_method(
+    "gradient-routing",
+    kind="training",
+    options=GradientRoutingOptions,
+    train_defaults=SGTM_TRAINER,
+    version=2,
+)
 def setup(ctx: RunContext, options: GradientRoutingOptions) -> Objective:
     """Gradient routing: forget data's gradient flows only through the forget units and heads."""
     return partition_routing_objective(ctx, options, forget_mode="detach_retain")

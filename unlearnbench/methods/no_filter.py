@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.training import Objective
 
 
@@ -32,7 +33,10 @@ def forget_after_curriculum(fraction: float):
     return admits
 
 
-@register_method("no-filter", kind="training", options=NoFilterOptions)
+# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
+@register_method(
+    "no-filter", kind="training", options=NoFilterOptions, train_defaults=SGTM_TRAINER, version=2
+)
 def setup(ctx: RunContext, options: NoFilterOptions) -> Objective:
     """Baseline: plain language modelling on all training documents, labels ignored."""
     if not 0.0 <= options.forget_after < 1.0:

@@ -57,7 +57,7 @@ def setup(ctx: RunContext, options: NPOOptions) -> Objective:
         logp_ref = sequence_logprob(ref_logits, targets)  # (B,)
         return options.gamma * npo_loss(logp, logp_ref, options.beta)
 
-    plan = {"forget": 4, "retain": 4} if options.alpha > 0 else {"forget": 8}
+    plan = {"forget": 0.5, "retain": 0.5} if options.alpha > 0 else {"forget": 1.0}
     obj = Objective(
         model=model,
         batch_plan=plan,

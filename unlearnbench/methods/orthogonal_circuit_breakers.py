@@ -129,7 +129,7 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
 
     return Objective(
         model=peft_model,
-        batch_plan={"forget": 8, "retain": 8},  # ours: as circuit-breakers (reference: 4 + 4)
+        batch_plan={"forget": 0.5, "retain": 0.5},  # reference: (retain, breaker) pairs
         loss=loss,
         trainable=lora_parameter_names(peft_model),
         finalize=merge,
@@ -147,7 +147,11 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
         # Ours: more, smaller steps (batch 8 + 8) for the tiny model's short blocks
         "steps": 100,
         "lr": 1e-3,
-        "batch_size": 16,
+        "batch_size": 16,  # ours: 8 + 8 blocks (reference: orth_circuit_breakers.py:485 32 pairs)
+        # reference: HF Trainer without max_grad_norm (orth_circuit_breakers.py:525-540): 1.0
+        "grad_clip": 1.0,
+        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        "weight_decay_groups": "matrices",
         "warmup_steps": 0,  # reference: HF Trainer default (no warmup)
         "weight_decay": 0.0,  # reference: HF Trainer default
         "beta2": 0.999,

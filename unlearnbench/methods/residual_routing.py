@@ -88,7 +88,18 @@ def choose_tokens(ctx, options: ResidualRoutingOptions) -> torch.Tensor:
     return ranked[: options.n_tokens].sort().values
 
 
-@register_method("residual-routing", kind="training", options=ResidualRoutingOptions)
+@register_method(
+    "residual-routing",
+    kind="training",
+    options=ResidualRoutingOptions,
+    train_defaults={
+        # reference: kxcloud/gradient-routing projects/nanoGPT-factrep/california-steering-scalar.py
+        # grad_clip = 1.0 (l.76, applied l.605-608)
+        "grad_clip": 1.0,
+        # reference: nanoGPT's configure_optimizers, no decay on biases and norms (model.py:517-523)
+        "weight_decay_groups": "matrices",
+    },
+)
 def setup(ctx: RunContext, options: ResidualRoutingOptions) -> Objective:
     """Residual-dimension routing: chosen tokens alone train one residual dimension."""
     model = ctx.model

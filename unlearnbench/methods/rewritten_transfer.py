@@ -157,7 +157,7 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
 
     return Objective(
         model=model,
-        batch_plan={"forget": 4, "retain": 4},  # ours: as RMU
+        batch_plan={"forget": 0.5, "retain": 0.5},  # ours: as RMU
         loss=loss,
         trainable=all_parameter_names(model),
         reduction="labels",
@@ -172,7 +172,9 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
         # ours: as the loss-based baselines (100 steps, lr 1e-4, AdamW wd 0.01)
         "steps": 100,
         "lr": 1e-4,
-        "batch_size": 8,
+        "batch_size": 8,  # ours: 4 + 4 blocks, as RMU
+        "grad_clip": 1.0,  # ours: as the loss-based baselines (HF Trainer default)
+        "weight_decay_groups": "matrices",  # ours: as the loss-based baselines (HF Trainer)
         "warmup_steps": 10,
         "weight_decay": 0.01,
         "beta2": 0.999,

@@ -119,7 +119,10 @@ def rmu_objective(model, layer: int, control: torch.Tensor, options: RMUOptions)
 
     return Objective(
         model=model,
-        batch_plan={"forget": 4, "retain": 4},  # reference: batch size 4 of each per step
+        batch_plan={
+            "forget": 0.5,
+            "retain": 0.5,
+        },  # reference: a forget and a retain batch per step
         loss=loss,
         trainable=rmu_parameter_names(model, layer, options.update_layers, options.params),
         reduction="labels",
@@ -130,11 +133,13 @@ def rmu_objective(model, layer: int, control: torch.Tensor, options: RMUOptions)
     "rmu",
     kind="posthoc",
     options=RMUOptions,
+    version=2,  # 2: weight decay on every updated parameter (biases too)
     train_defaults={
         # reference: 150 batches at lr 5e-5 (a 7B model). Ours: at lr 5e-5 a 4-layer d-128 model
         # hardly moves in 150 steps; lr 1e-3 (our pretraining lr) for 150 steps
         "steps": 150,
         "lr": 1e-3,
+        # WMDP rmu/unlearn.py run_rmu: --batch_size 4, one forget and one retain batch per step
         "batch_size": 8,
         # reference: plain torch AdamW at a constant lr, no clipping
         "warmup_steps": 0,
@@ -142,6 +147,8 @@ def rmu_objective(model, layer: int, control: torch.Tensor, options: RMUOptions)
         "weight_decay": 0.01,
         "beta2": 0.999,
         "grad_clip": 0.0,
+        # SGTM src/sgtm/train/rmu.py:201 (and WMDP run_rmu): AdamW(params) decays every updated one
+        "weight_decay_groups": "all",
     },
 )
 def setup(ctx: RunContext, options: RMUOptions) -> Objective:

@@ -179,4 +179,5 @@ def partition_routing_objective(ctx, options, forget_mode: str) -> Objective:
     def finalize(m):
         return ablate_inputs(m, part) if options.ablate else m
 
-    return Objective(model=model, mode=mode, loss=loss, finalize=finalize)
+    sampling = getattr(options, "sampling", "mixed")
+    return Objective(model=model, mode=mode, loss=loss, finalize=finalize, sampling=sampling)

@@ -100,7 +100,7 @@ def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Ob
 
     return Objective(
         model=model,
-        batch_plan={"forget": 4, "retain": 4},  # reference: per-device batch 4 of each
+        batch_plan={"forget": 0.5, "retain": 0.5},  # reference: (retain, forget) pairs
         loss=loss,
         trainable=block_parameter_names(model, layer),
         reduction="labels",
@@ -117,7 +117,10 @@ def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Ob
         # wd 0.01, clip 1.0. Ours: 50 steps per block at batch 4 + 4
         "steps": 50,
         "lr": 1e-3,
-        "batch_size": 8,
+        "batch_size": 8,  # ours: 4 + 4 blocks (reference: sequential_retain.py:378-460, 4 x 8 = 32)
+        "grad_clip": 1.0,  # reference: sequential_retain.py:485 max_grad_norm=1.0
+        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        "weight_decay_groups": "matrices",
         "warmup_steps": 0,
         "weight_decay": 0.01,
         "beta2": 0.999,

@@ -7,6 +7,16 @@ Per label (the reference code, which its README describes differently; we follow
 - unlabeled: plain forward and backward.
 Finalize: ablate (zero) theta_forget.
 
+Sampling: `sampling="mixed"` (ours, the default) labels each document and draws every step's
+blocks from all of them, so one step mixes forget, retain and unlabeled blocks; each label's part
+is masked on its own before the parts are added, so the update is exactly the sum of the per-label
+masked gradients. `sampling="single_source"` is the reference's: each step's whole batch comes
+from one source, drawn per step in proportion to the sources' sizes (trainer.py:248-259 shuffles
+one entry per training example and reads one per step; 510-533 label the step), so the optimizer
+sees forget-only, retain-only and default-only steps, as in the paper's runs. Ours labels per
+document, not per step, and draws the step's label without replacement from one entry per labeled
+block (the reference: per example).
+
 Optimizer: `shared` is the reference's one AdamW: parameters whose gradient was zeroed still move
 through momentum and weight decay. `strict` keeps them bit-identical (no momentum, no decay) in every
 step in which no label was allowed to update them.
@@ -15,10 +25,12 @@ step in which no label was allowed to update them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.models.partition import (
     Partition,
     ablate,
@@ -38,6 +50,10 @@ class SGTMOptions:
     optimizer: str = "shared"  # "shared" (reference, one AdamW) | "strict"
     layers: tuple[int, ...] = ()  # masked blocks; empty = all (SGTM default)
     ablate: bool = True  # finalize by zeroing theta_forget
+    # "mixed" = ours: labels mixed within a step, exact per-label masking; "single_source" = the
+    # reference's: one source per step (trainer.py:248-259, 510-533)
+    sampling: str = "mixed"
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling",)  # earlier runs were all "mixed"
 
 
 def masks_for(model, part: Partition, mask_embeddings: bool) -> dict[str, dict[str, torch.Tensor]]:
@@ -54,7 +70,10 @@ def masks_for(model, part: Partition, mask_embeddings: bool) -> dict[str, dict[s
     return {"forget": on_forget, "retain": on_retain}
 
 
-@register_method("sgtm", kind="training", options=SGTMOptions)
+# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
+@register_method(
+    "sgtm", kind="training", options=SGTMOptions, train_defaults=SGTM_TRAINER, version=2
+)
 def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     """Selective gradient masking: forget data updates only theta_forget; ablate it at the end."""
     if options.optimizer not in ("shared", "strict"):
@@ -86,4 +105,5 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
         update_mask=update_mask,
         strict=options.optimizer == "strict",
         finalize=finalize,
+        sampling=options.sampling,
     )

@@ -146,7 +146,7 @@ def unlearning_objective(model, lenses: Lenses, options: TunedLensOptions) -> Ob
 
     return Objective(
         model=peft_model,
-        batch_plan={"forget": 4, "retain": 4},  # reference: per-device batch 4 of each
+        batch_plan={"forget": 0.5, "retain": 0.5},  # reference: (retain, forget) pairs
         loss=loss,
         trainable=lora_parameter_names(peft_model),
         finalize=merge,
@@ -180,7 +180,10 @@ def train_lenses(model, groups, cfg: TrainConfig, seed: int, eos_id: int, option
         # steps at a smaller batch, as the tiny model sees far fewer tokens per step
         "steps": 100,
         "lr": 1e-3,
-        "batch_size": 8,
+        "batch_size": 8,  # ours: 4 + 4 blocks (reference: lens_unlearn.py:529-631, 4 per device, 32)
+        "grad_clip": 1.0,  # reference: lens_unlearn.py:663 max_grad_norm=1.0
+        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        "weight_decay_groups": "matrices",
         "warmup_steps": 0,
         "weight_decay": 0.01,
         "beta2": 0.999,
