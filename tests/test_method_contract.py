@@ -1,0 +1,82 @@
+"""The contract every registered method keeps, checked for each one through the runner (two steps
+on the tiny model): a record is written, some trainable parameter moves, every parameter the
+objective does not train stays bit-identical, and the finalized model is a plain GPT-Neo of the
+preset's shape. Post-hoc methods start from the matching no-filter run (trained once, 2 steps)."""
+
+import pytest
+import torch
+from transformers import GPTNeoForCausalLM
+
+from unlearnbench import runner
+from unlearnbench.models.build import build_model, load_model
+from unlearnbench.registry import methods
+from unlearnbench.results.store import RunStore
+
+TINY = {
+    "n_stories": 100,
+    "steps": 2,
+    "warmup_steps": 0,
+    "context": 16,
+    "eval_blocks": 1,
+    "batch_size": 2,
+    "micro_batch_size": 2,
+}
+# per method: what keeps its extra phases at test size (the contract is the same)
+EXTRA = {
+    "era": {"coherence_steps": 1, "coherence_blocks": 2, "coherence_eval_blocks": 2},
+    "tuned-lens": {"lens_steps": 1},
+    "sequential-unlearn": {"layer_step": 1},
+}
+SHAPE_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size")
+
+
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory):
+    """A store holding the no-filter base (2 steps), shared by the post-hoc methods."""
+    store = RunStore(tmp_path_factory.mktemp("contract"))
+    with pytest.MonkeyPatch.context() as mp:
+        spec = methods.get("no-filter")
+        for k in ("steps", "warmup_steps", "batch_size", "micro_batch_size"):
+            mp.setitem(spec.train_defaults, k, TINY[k])
+        cfg = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
+        base = runner.execute(cfg, store, progress=False)
+        yield store, base, mp
+
+
+@pytest.mark.parametrize("name", methods.names())
+def test_method_contract(name, base_store, monkeypatch):
+    store, base, _ = base_store
+    phases = []  # (objective, parameters before, parameters after) per loop the runner starts
+    real = runner.train
+
+    def recording(objective, groups, cfg, seed, eos_id, **kw):
+        before = {n: p.detach().clone() for n, p in objective.model.named_parameters()}
+        result = real(objective, groups, cfg, seed, eos_id, **kw)
+        after = {n: p.detach().clone() for n, p in objective.model.named_parameters()}
+        phases.append((objective, before, after))
+        return result
+
+    monkeypatch.setattr(runner, "train", recording)
+    extra = dict(EXTRA.get(name, {}))
+    if name == "checkpoint-transfer":  # its ignorant checkpoint: the base's own saved model
+        extra["checkpoint"] = base["model_path"]
+    cfg = runner.resolve_run_config(name, "storyworld-lang", "tiny", 0, TINY | extra)
+    record = runner.execute(cfg, store, force=True, progress=False)  # no-filter: not the base's
+
+    assert store.exists(cfg.run_id) and record["run_id"] == cfg.run_id
+    assert record["method"] == name and record["tokens_seen"] > 0
+    assert phases, f"{name} never reached the training loop"
+    for objective, before, after in phases:
+        trainable = set(objective.trainable) if objective.trainable is not None else set(before)
+        moved = [n for n in trainable if not torch.equal(before[n], after[n])]
+        assert moved, f"{name}: no trainable parameter changed in two steps"
+        still = [n for n in before if n not in trainable and not torch.equal(before[n], after[n])]
+        assert not still, f"{name}: parameters it does not train moved: {still[:5]}"
+
+    final = load_model(record["model_path"])
+    assert type(final) is GPTNeoForCausalLM
+    fresh = build_model("tiny", final.config.vocab_size, final.config.eos_token_id, 0)
+    for key in SHAPE_KEYS:
+        assert getattr(final.config, key) == getattr(fresh.config, key), key
+    shapes = {n: tuple(t.shape) for n, t in final.state_dict().items()}
+    assert shapes == {n: tuple(t.shape) for n, t in fresh.state_dict().items()}
