@@ -200,12 +200,36 @@ def _print_run(record: dict, existed: bool) -> None:
 
 
 @app.command("list")
-def list_(what: str = typer.Argument(..., help="methods | benchmarks | models | presets")) -> None:
+def list_(
+    what: str = typer.Argument(..., help="methods | benchmarks | models | presets"),
+    defaults: bool = typer.Option(
+        False, "--defaults", help="methods: every option's default and its source"
+    ),
+) -> None:
     """List registered methods, benchmarks, model presets or YAML run presets."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table()
+    if defaults and what != "methods":
+        raise typer.BadParameter("--defaults lists the defaults of methods only", param_hint="what")
+    if what == "methods" and defaults:
+        from unlearnbench.method_defaults import method_rows, train_config_rows
+        from unlearnbench.registry import methods
+
+        console = Console()
+        sections = [("training defaults (TrainConfig)", train_config_rows())]
+        for name in methods.names():
+            spec = methods.get(name)
+            sections.append((f"{name} ({spec.kind}, version {spec.version})", method_rows(name)))
+        for title, rows in sections:
+            t = Table(title=title, title_justify="left")
+            for col in ("option", "default", "source", "deviates"):
+                t.add_column(col, overflow="fold")
+            for r in rows:
+                t.add_row(r.name, r.default, r.source, "ours" if r.ours else "")
+            console.print(t)
+        return
     if what == "methods":
         from unlearnbench.registry import methods
 

@@ -51,7 +51,7 @@ class TrainConfig:
     context: int = 0  # tokens per block; 0 = the model preset's context
     eval_every: int = 0  # steps between periodic evaluations (0 = only at the end)
     eval_blocks: int = 48  # test blocks per split in every loss evaluation
-    device: str = "cpu"
+    device: str = "cpu"  # ours: CPU unless told (the references train on GPUs)
     bf16: bool = False  # bf16 autocast
     compile: bool = False  # torch.compile the model (ours: off, it changes numbers by rounding)
     # fused attention and GELU kernels (models/kernels.py): the same functions as HF's eager GPT-Neo
@@ -59,7 +59,7 @@ class TrainConfig:
     # default, because it changes numbers by rounding.
     fused_kernels: bool = False
     checkpoint_every: int = 0  # steps between checkpoints (0 = none); not part of the config hash
-    save_model: bool = True
+    save_model: bool = True  # ours: keep the final model (HF format) for evaluations
     # steps between saved snapshots of the model under training, with their losses (0 = none);
     # they add files and record entries but do not change the run: not part of the config hash
     snapshot_every: int = 0

@@ -138,7 +138,7 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
         "weight_decay_groups": "matrices",
         "warmup_steps": 0,  # reference: HF Trainer default, no warmup (it decays linearly, ours cosine)
         "weight_decay": 0.0,  # reference: HF Trainer default
-        "beta2": 0.999,
+        "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
     },
 )
 def setup(ctx: RunContext, options: CircuitBreakerOptions) -> Objective:

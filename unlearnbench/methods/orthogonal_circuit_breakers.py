@@ -48,7 +48,7 @@ class OrthCircuitBreakerOptions:
     lora_dropout: float = 0.05  # reference: 0.05
     lora_target: str = "attn"  # reference: "attn" | "mlp" | "all"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
     # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
@@ -154,7 +154,7 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
         "weight_decay_groups": "matrices",
         "warmup_steps": 0,  # reference: HF Trainer default (no warmup)
         "weight_decay": 0.0,  # reference: HF Trainer default
-        "beta2": 0.999,
+        "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
     },
 )
 def setup(ctx: RunContext, options: OrthCircuitBreakerOptions) -> Objective:

@@ -169,16 +169,17 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
     kind="posthoc",
     options=RewrittenOptions,
     train_defaults={
-        # ours: as the loss-based baselines (100 steps, lr 1e-4, AdamW wd 0.01)
+        # ours: as the loss-based baselines (100 steps, lr 1e-4, AdamW wd 0.01, 10 warmup steps,
+        # then constant, HF Trainer's betas, clipping and decay grouping); 4 + 4 blocks as RMU
         "steps": 100,
         "lr": 1e-4,
-        "batch_size": 8,  # ours: 4 + 4 blocks, as RMU
-        "grad_clip": 1.0,  # ours: as the loss-based baselines (HF Trainer default)
-        "weight_decay_groups": "matrices",  # ours: as the loss-based baselines (HF Trainer)
+        "batch_size": 8,
         "warmup_steps": 10,
         "weight_decay": 0.01,
         "beta2": 0.999,
         "min_lr_ratio": 1.0,
+        "grad_clip": 1.0,
+        "weight_decay_groups": "matrices",
     },
 )
 def setup(ctx: RunContext, options: RewrittenOptions) -> Objective:

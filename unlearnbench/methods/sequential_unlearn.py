@@ -45,8 +45,8 @@ class SequentialOptions:
     remove_coef: float = 10.0  # reference: remove_coef 10
     retain_coef: float = 5.0  # reference: retain_coef 5
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()
-    forget_token_threshold: float = 0.5
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
     # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
 
