@@ -6,6 +6,7 @@ import copy
 import dataclasses
 
 from unlearnbench.config import TrainConfig
+from unlearnbench.registry import methods
 
 # the training config at its defaults, so only what a test changes shows as a setting
 TRAIN = dataclasses.asdict(TrainConfig())
@@ -59,7 +60,7 @@ def record(
             "benchmark": benchmark,
             "model": "tiny",
             "seed": seed,
-            "train": dict(TRAIN),
+            "train": dict(TRAIN) | methods.get(method).train_defaults,  # the method's defaults
             "labels": labels,
             "method_options": mo,
             "benchmark_options": {"n_stories": 100},
