@@ -232,19 +232,20 @@ def test_sgtm_offers_the_reference_sampling_and_keeps_mixed_by_default():
 
 
 def test_a_method_version_bump_changes_the_run_id(monkeypatch):
-    spec = methods.get("grad-ascent")
-    before = runner.resolve_run_config("grad-ascent", "storyworld-lang", "tiny", 0, {})
+    spec = methods.get("residual-routing")
+    before = runner.resolve_run_config("residual-routing", "storyworld-lang", "tiny", 0, {})
     assert spec.version == 1 and before.method_version == 1
-    monkeypatch.setitem(methods._entries, "grad-ascent", dataclasses.replace(spec, version=2))
-    after = runner.resolve_run_config("grad-ascent", "storyworld-lang", "tiny", 0, {})
+    monkeypatch.setitem(methods._entries, spec.name, dataclasses.replace(spec, version=2))
+    after = runner.resolve_run_config("residual-routing", "storyworld-lang", "tiny", 0, {})
     assert after.method_version == 2 and after.run_id != before.run_id
-    assert methods.get("sgtm").version >= 2  # its defaults changed: no stale record served
+    # methods whose numbers changed with the reference trainers' defaults (theirs or their base's)
+    assert all(methods.get(m).version >= 2 for m in SGTM_FAMILY + HF_TRAINER + ("era", "rmu"))
 
 
 def test_records_without_a_version_read_as_version_one():
     from unlearnbench.config import RunConfig
 
-    cfg = runner.resolve_run_config("grad-ascent", "storyworld-lang", "tiny", 0, {})
+    cfg = runner.resolve_run_config("residual-routing", "storyworld-lang", "tiny", 0, {})
     d = cfg.to_dict()
     d.pop("method_version")
     assert RunConfig.from_dict(d).run_id == cfg.run_id

@@ -127,6 +127,7 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
     )
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
     "checkpoint-transfer",
     kind="posthoc",
@@ -145,6 +146,7 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
         "weight_decay": 0.01,
         "beta2": 0.999,
     },
+    version=2,
 )
 def setup(ctx: RunContext, options: CheckpointTransferOptions) -> Objective:
     """Checkpoint transfer: forget activations -> an ignorant checkpoint's, affinely mapped."""

@@ -121,6 +121,7 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
     )
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
     "circuit-breakers",
     kind="posthoc",
@@ -140,6 +141,7 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
         "weight_decay": 0.0,  # reference: HF Trainer default
         "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
     },
+    version=2,
 )
 def setup(ctx: RunContext, options: CircuitBreakerOptions) -> Objective:
     """Circuit breakers: LoRA reroutes forget representations orthogonal to the original ones."""

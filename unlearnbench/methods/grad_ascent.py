@@ -41,11 +41,13 @@ class GradAscentOptions:
     forget_token_position: str = "target"
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
     "grad-ascent",
     kind="posthoc",
     options=GradAscentOptions,
     train_defaults=LOSS_BASED_TRAIN_DEFAULTS,
+    version=2,
 )
 def setup(ctx: RunContext, options: GradAscentOptions) -> Objective:
     """Gradient ascent: minimize -NLL on forget-labeled blocks; every parameter trains."""

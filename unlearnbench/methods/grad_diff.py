@@ -30,8 +30,13 @@ def grad_diff_loss(logits, targets, label: str, gamma: float, alpha: float):
     return -gamma * nll(logits, targets) if label == "forget" else alpha * nll(logits, targets)
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
-    "grad-diff", kind="posthoc", options=GradDiffOptions, train_defaults=LOSS_BASED_TRAIN_DEFAULTS
+    "grad-diff",
+    kind="posthoc",
+    options=GradDiffOptions,
+    train_defaults=LOSS_BASED_TRAIN_DEFAULTS,
+    version=2,
 )
 def setup(ctx: RunContext, options: GradDiffOptions) -> Objective:
     """Gradient difference: ascend on forget-labeled blocks, descend on retain-labeled blocks."""

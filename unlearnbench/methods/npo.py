@@ -37,8 +37,9 @@ class NPOOptions:
     forget_token_position: str = "target"
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
-    "npo", kind="posthoc", options=NPOOptions, train_defaults=LOSS_BASED_TRAIN_DEFAULTS
+    "npo", kind="posthoc", options=NPOOptions, train_defaults=LOSS_BASED_TRAIN_DEFAULTS, version=2
 )
 def setup(ctx: RunContext, options: NPOOptions) -> Objective:
     """NPO: push forget blocks' likelihood below the frozen base's, bounded by a log-sigmoid."""

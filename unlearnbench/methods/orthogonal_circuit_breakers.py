@@ -138,6 +138,7 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
     )
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
     "orthogonal-circuit-breakers",
     kind="posthoc",
@@ -156,6 +157,7 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
         "weight_decay": 0.0,  # reference: HF Trainer default
         "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
     },
+    version=2,
 )
 def setup(ctx: RunContext, options: OrthCircuitBreakerOptions) -> Objective:
     """Circuit breakers whose forget sequences are also pushed apart (mutually orthogonal)."""

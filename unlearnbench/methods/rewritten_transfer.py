@@ -164,6 +164,7 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
     )
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
     "rewritten-transfer",
     kind="posthoc",
@@ -181,6 +182,7 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
         "grad_clip": 1.0,
         "weight_decay_groups": "matrices",
     },
+    version=2,
 )
 def setup(ctx: RunContext, options: RewrittenOptions) -> Objective:
     """Rewritten transfer: original-story activations -> the base's on fact-changed rewrites."""

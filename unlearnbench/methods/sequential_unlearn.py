@@ -108,6 +108,7 @@ def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Ob
     )
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
     "sequential-unlearn",
     kind="posthoc",
@@ -125,6 +126,7 @@ def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Ob
         "weight_decay": 0.01,
         "beta2": 0.999,
     },
+    version=2,
 )
 def setup(ctx: RunContext, options: SequentialOptions) -> Objective:
     """Sequential unlearning: top block first, each through the frozen base's later blocks."""

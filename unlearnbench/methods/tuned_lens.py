@@ -171,6 +171,7 @@ def train_lenses(model, groups, cfg: TrainConfig, seed: int, eos_id: int, option
     return lenses
 
 
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does
 @register_method(
     "tuned-lens",
     kind="posthoc",
@@ -188,6 +189,7 @@ def train_lenses(model, groups, cfg: TrainConfig, seed: int, eos_id: int, option
         "weight_decay": 0.01,
         "beta2": 0.999,
     },
+    version=2,
 )
 def setup(ctx: RunContext, options: TunedLensOptions) -> Objective:
     """Tuned-lens unlearning: fit per-layer lenses, then maximize forget entropy through them."""
