@@ -18,6 +18,26 @@ import torch.nn.functional as F
 
 from unlearnbench.data.packing import IGNORE
 
+# Training defaults of the three baselines. open-unlearning's TOFU recipe, for 1B-8B models:
+# configs/trainer/finetune.yaml (8 per device (:3) x 4 accumulation steps (:5) = 32 sequences per
+# optimizer step on one device, paged AdamW :15) with configs/experiment/unlearn/tofu/default.yaml (lr 1e-5,
+# weight decay 0.01, 10 epochs, one warmup epoch: :44-47), then the HF Trainer's default linear
+# decay to 0 (its MUSE recipe sets "constant", experiment/unlearn/muse/default.yaml:48).
+# Ours: at our 4-layer scale lr 1e-5 barely moves the model in a CPU budget; 1e-4 for 100 steps
+# moves the forget loss clearly (see the README's table).
+LOSS_BASED_TRAIN_DEFAULTS = {
+    "steps": 100,
+    "lr": 1e-4,
+    "batch_size": 8,  # ours (open-unlearning TOFU: 8 x 4 accumulation = 32)
+    "warmup_steps": 10,  # ours: 10% of the steps (open-unlearning: one of ten epochs)
+    "weight_decay": 0.01,  # open-unlearning TOFU (tofu/default.yaml:46)
+    "beta2": 0.999,  # HF Trainer AdamW default
+    "min_lr_ratio": 1.0,  # ours: constant after warmup (open-unlearning TOFU: linear decay to 0)
+    "grad_clip": 1.0,  # open-unlearning: HF Trainer, TrainingArguments.max_grad_norm default 1.0
+    # open-unlearning: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+    "weight_decay_groups": "matrices",
+}
+
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) per position (B, T); 0 where the target is not counted (IGNORE)."""

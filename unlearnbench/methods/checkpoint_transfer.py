@@ -5,12 +5,15 @@ checkpoint of the same training run (EleutherAI/unlearn, `checkpoint_transfer_un
 Given `checkpoint`, a saved model (HF directory) of the same run taken while its forget loss was
 still near its initial level:
 1. Per target block l, fit an affine map A_l h + b_l from the checkpoint's activations to the final
-   model's, by least squares on retain-labeled training blocks (where both models agree on what the
-   text means), so the checkpoint's representation is expressed in the final model's basis.
+   model's, by ridge regression (alpha `ridge_alpha`, the bias unpenalized) on retain-labeled
+   training blocks (where both models agree on what the text means), so the checkpoint's
+   representation is expressed in the final model's basis (reference: `OnlineAffineFitter`).
 2. Train the final model: forget-labeled blocks: mean over layers of the MSE between h_l and the
    mapped checkpoint activation A_l h_l^ckpt + b_l at counted positions; retain-labeled blocks:
-   retain_coef * MSE(h_l, h_l^base). Reference schedule (s = step / total): c_r = retain_coef * s,
-   c_f = remove_coef * (1 - s / 4).
+   retain_coef * the KL divergence KL(p_base || p_model) of the next-token distributions, summed
+   over the vocabulary and averaged over positions (the reference's default; `retain_loss="mse"`:
+   MSE(h_l, h_l^base) on the target blocks, `"ce"`: the LM loss, its two alternatives).
+   Reference schedule (s = step / total): c_r = retain_coef * s, c_f = remove_coef * (1 - s / 4).
 
 Without `checkpoint`, the checkpoint is chosen from the snapshots the base run recorded (train
 `snapshot_every`; e.g. a `no-filter` run with `forget_after=0.5`, whose forget-labeled documents
@@ -28,11 +31,14 @@ import torch.nn.functional as F
 
 from unlearnbench.config import ConfigError
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._loss_based import nll
 from unlearnbench.methods._posthoc import all_parameter_names, ramped_coefficients
 from unlearnbench.methods.routing import labeled_blocks
 from unlearnbench.methods.token_selection import apply_token_selection, position_mask
 from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks
 from unlearnbench.training import Objective
+
+RETAIN_LOSSES = ("kl", "mse", "ce")
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,16 @@ class CheckpointTransferOptions:
     # ours: "near the initial level" = forget loss within 10% below the first snapshot's
     checkpoint_tolerance: float = 0.1
     layers: tuple[int, ...] = ()  # empty = every block (reference: its LoRA target layers)
-    fit_blocks: int = 64  # ours: retain-labeled blocks for the least-squares fit
-    remove_coef: float = 5.0  # ours (the reference's lens/CB scripts use 5 and 23)
-    retain_coef: float = 5.0  # ours: as tuned-lens's reference retain_coef
+    fit_blocks: int = 64  # ours: retain-labeled blocks for the fit (reference: 100000 examples)
+    # ridge penalty on A (added to the centered sums of squares; b is not penalized). Reference:
+    # alpha 0.01 (online_affine_fitter.py:18, :66-77); the hub maps its checkpoint_transfer_unlearn.py
+    # loads by default (:561) were fit with alpha 0.01 (:717). 0 = plain least squares
+    ridge_alpha: float = 0.01
+    # "kl" (KL on output logits) | "mse" (hidden states of the target blocks) | "ce" (LM loss);
+    # reference: retain_kl_loss True, retain_ce_loss False (checkpoint_transfer_unlearn.py:562-563)
+    retain_loss: str = "kl"
+    remove_coef: float = 5.0  # reference: remove_coef 5 (checkpoint_transfer_unlearn.py:542)
+    retain_coef: float = 5.0  # reference: retain_coef 5 (:541)
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
@@ -52,12 +65,27 @@ class CheckpointTransferOptions:
     forget_token_position: str = "target"
 
 
-def fit_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least-squares A (d, d), b (d,) with y ~ x @ A.T + b, for x, y (N, d)."""
-    ones = torch.ones(len(x), 1, dtype=torch.float64)
-    X = torch.cat([x.double(), ones], dim=1)  # (N, d + 1)
-    W = torch.linalg.lstsq(X, y.double()).solution  # (d + 1, d)
-    return W[:-1].T.float().contiguous(), W[-1].float()
+def fit_affine(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression A (d, d), b (d,) with y ~ x @ A.T + b, for x, y (N, d): minimizes
+    ||y - x A^T - b||^2 + alpha ||A||_F^2, the bias unpenalized. As the reference's
+    `OnlineAffineFitter.solve`: W = (Xc^T Xc + alpha I)^-1 Xc^T Yc on centered data, b = mu_y -
+    mu_x W. alpha = 0 is plain least squares (lstsq also copes with a singular Xc^T Xc)."""
+    x, y = x.double(), y.double()
+    mu_x, mu_y = x.mean(dim=0), y.mean(dim=0)  # (d,)
+    xc, yc = x - mu_x, y - mu_y  # (N, d)
+    eye = torch.eye(x.shape[1], dtype=torch.float64)
+    W = torch.linalg.lstsq(xc.T @ xc + alpha * eye, xc.T @ yc).solution  # (d, d): y ~ x @ W
+    b = mu_y - mu_x @ W  # (d,)
+    return W.T.float().contiguous(), b.float()
+
+
+def retain_kl(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_base || p_model) per position, summed over the vocabulary, mean over positions, for
+    logits (B, T, V) (reference: F.kl_div(log p_model, log p_base, log_target=True).sum(-1))."""
+    logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    logp_base = F.log_softmax(base_logits.float(), dim=-1)  # (B, T, V)
+    kl = F.kl_div(logp, logp_base, reduction="none", log_target=True).sum(dim=-1)  # (B, T)
+    return kl.mean()
 
 
 def choose_snapshot(snapshots: list[dict], tolerance: float) -> dict:
@@ -95,13 +123,29 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
     with torch.no_grad():
         x = block_outputs(ckpt, fit[:, :-1].to(device), layers)
         y = block_outputs(frozen, fit[:, :-1].to(device), layers)
-    maps = {li: fit_affine(x[li].flatten(0, 1).cpu(), y[li].flatten(0, 1).cpu()) for li in layers}
+    alpha = options.ridge_alpha
+    maps = {
+        li: fit_affine(x[li].flatten(0, 1).cpu(), y[li].flatten(0, 1).cpu(), alpha) for li in layers
+    }
     maps = {li: (A.to(device), b.to(device)) for li, (A, b) in maps.items()}
     coeffs, on_step = ramped_coefficients(options.remove_coef, options.retain_coef)
 
-    def loss(m, inputs, targets, label):
+    def retain_term(m, inputs, targets):
+        if options.retain_loss == "ce":
+            return nll(m(input_ids=inputs).logits, targets)  # logits (B, T, V)
+        if options.retain_loss == "kl":
+            with torch.no_grad():
+                base_logits = frozen(input_ids=inputs).logits  # (B, T, V)
+            return retain_kl(m(input_ids=inputs).logits, base_logits)
         hs = block_outputs(m, inputs, layers)  # {l: (B, T, d)}
+        with torch.no_grad():
+            ref = block_outputs(frozen, inputs, layers)
+        mse = [F.mse_loss(hs[li].float(), ref[li].float()) for li in layers]
+        return torch.stack(mse).mean()
+
+    def loss(m, inputs, targets, label):
         if label == "forget":
+            hs = block_outputs(m, inputs, layers)  # {l: (B, T, d)}
             mask = position_mask(targets)  # (B, T, 1)
             with torch.no_grad():
                 hc = block_outputs(ckpt, inputs, layers)
@@ -112,10 +156,7 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
                 err = (hs[li].float() - goal).pow(2).mean(dim=-1, keepdim=True)  # (B, T, 1)
                 terms.append((err * mask).sum() / mask.sum().clamp(min=1.0))
             return coeffs["forget"] * torch.stack(terms).mean()
-        with torch.no_grad():
-            ref = block_outputs(frozen, inputs, layers)
-        mse = [F.mse_loss(hs[li].float(), ref[li].float()) for li in layers]
-        return coeffs["retain"] * torch.stack(mse).mean()
+        return coeffs["retain"] * retain_term(m, inputs, targets)
 
     return Objective(
         model=model,
@@ -133,7 +174,7 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
     kind="posthoc",
     options=CheckpointTransferOptions,
     train_defaults={
-        # reference: lr 1e-3 with LoRA; ours: full fine-tuning at lr 1e-4 for 100 steps
+        # reference: lr 1e-3 with LoRA (:538, :548); ours: full fine-tuning at lr 1e-4 for 100 steps
         "steps": 100,
         "lr": 1e-4,
         # ours: 4 + 4 blocks (reference: checkpoint_transfer_unlearn.py:539-566, 4 per device, 32)
@@ -142,9 +183,11 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
         "grad_clip": 1.0,
         # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
         "weight_decay_groups": "matrices",
+        # reference: no warmup (lr_warmup False, checkpoint_transfer_unlearn.py:565, :765), then
+        # the HF Trainer's default linear decay to 0; ours: cosine to 0
         "warmup_steps": 0,
-        "weight_decay": 0.01,
-        "beta2": 0.999,
+        "weight_decay": 0.01,  # reference: TrainingArguments(weight_decay=0.01) (:760)
+        "beta2": 0.999,  # reference: HF Trainer "adamw_torch" default (:767)
     },
     version=2,
 )
@@ -154,6 +197,12 @@ def setup(ctx: RunContext, options: CheckpointTransferOptions) -> Objective:
         raise ValueError(
             f"checkpoint_tolerance must be in [0, 1), got {options.checkpoint_tolerance}"
         )
+    if options.retain_loss not in RETAIN_LOSSES:
+        raise ValueError(
+            f"retain_loss must be one of {', '.join(RETAIN_LOSSES)}, got {options.retain_loss!r}"
+        )
+    if options.ridge_alpha < 0:
+        raise ValueError(f"ridge_alpha must be >= 0, got {options.ridge_alpha}")
     from unlearnbench.models.build import load_model
 
     path, chosen = options.checkpoint, None

@@ -1,21 +1,28 @@
 """`circuit-breakers`: Representation Rerouting with LoRA (Zou et al. 2024, "Improving Alignment and
-Robustness with Circuit Breakers"; reference `lorra_circuit_breaker.py` of GraySwanAI/circuit-breakers).
+Robustness with Circuit Breakers"; reference `lorra_circuit_breaker.py` of GraySwanAI/circuit-breakers,
+copied in EleutherAI/unlearn as `unlearn/reference/grey_swan_circuit_breaker/lorra.py`, cited below
+by line of that copy).
 
-LoRA adapters on the blocks up to the deepest target layer; the reference model is the same model
-with the adapters disabled (no copy). Per step, at progress p = step / (2 * total steps):
+With D the deepest target block, LoRA adapters on blocks 0..D+1 (the reference's HF hidden-state
+index D+1 taken as a block range, lorra.py:314-315); the reference model is the same model with the
+adapters disabled (no copy). Per step, at progress p = step / (2 * total steps):
 - forget-labeled blocks (the "circuit breaker" set): c_rr * ReLU(cos(h_lora, h_orig)), the cosine
   per position on the target layers, averaged over positions and target layers, c_rr = alpha (1 - p);
-- retain-labeled blocks: c_r * mean over positions and layers of ||h_lora - h_orig||_2 on all hidden
-  states (HF `output_hidden_states`: embeddings, every block, the last after the final layer norm,
-  as the reference stacks them), c_r = alpha * p.
+- retain-labeled blocks: c_r * mean over positions and layers of ||h_lora - h_orig||_2, c_r =
+  alpha * p, on the hidden states of the model cut after block D+1 as the reference trains it
+  (lorra.py:331-337 sets num_hidden_layers = D + 2): the embeddings, the outputs of blocks 0..D
+  and the final layer norm of block D+1's output. `full_layers` (the reference's flag) keeps
+  every hidden state of the whole model instead.
 Our blocks are packed without padding, so every position is a real token (the reference masks
-padding). Finalize merges the adapters: the saved model is a plain GPTNeoForCausalLM.
+padding). Finalize merges the adapters: the saved model is a plain GPTNeoForCausalLM with every
+block (the reference likewise saves the dropped layers back, unchanged).
 
 Per-token unlearning (`forget_tokens`, token_selection.py) averages the rerouting term over the
 selected positions only (the default "all" counts every position).
 
 Target layers are block indices here (h_l = output of block l). The reference's Llama-3-8B layers
-"10,20" index HF hidden states of a 32-block model, i.e. the outputs of blocks 9 and 19.
+"10,20" index HF hidden states of a 32-block model, i.e. the outputs of blocks 9 and 19; its LoRA
+covers blocks 0..20 and its retain L2 the 22 states of the model cut to 21 blocks.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods._representation import hidden_stack, retain_l2_loss
 from unlearnbench.methods.token_selection import apply_token_selection, position_mask
-from unlearnbench.models.hidden import num_blocks
+from unlearnbench.models.hidden import num_blocks, transformer_body
 from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective
 
@@ -38,15 +46,20 @@ class CircuitBreakerOptions:
     # target blocks; empty = the reference's HF indices 10 and 20 of 32 scaled to our depth:
     # hidden-state indices round(L * 10/32), round(L * 20/32), i.e. blocks 0 and 2 of a 4-block model
     target_layers: tuple[int, ...] = ()
-    alpha: float = 10.0  # reference (Llama-3-8B): lorra_alpha 10
-    lora_r: int = 16  # reference: r 16
-    lora_alpha: float = 16.0  # reference: lora_alpha 16
-    lora_dropout: float = 0.05  # reference: 0.05
+    # reference Llama-3-8B launch script (scripts/lorra_circuit_breaker_llama3_8b.sh:9, 25-27):
+    alpha: float = 10.0  # lorra_alpha 10
+    lora_r: int = 16  # --lora_r 16
+    lora_alpha: float = 16.0  # --lora_alpha 16
+    lora_dropout: float = 0.05  # --lora_dropout 0.05
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
     # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
+    # False: the retain L2 sees the model cut after the deepest LoRA block, as the reference trains
+    # it (lorra.py:331-337; `full_layers` defaults to False, args.py:46-49). True: every hidden
+    # state of the whole model (the reference's `--full_layers`)
+    full_layers: bool = False
 
 
 def default_target_layers(n_blocks: int) -> tuple[int, ...]:
@@ -71,15 +84,23 @@ def reroute_loss(
     return (cos * mask).sum() / (mask.sum() * cos.shape[0]).clamp(min=1.0)
 
 
-def retain_l2_loss(h_lora: torch.Tensor, h_orig: torch.Tensor) -> torch.Tensor:
-    """L2 distance per position of (K, B, T, d) stacks of all layers, mean over layers, positions."""
-    return (h_lora.float() - h_orig.float()).norm(dim=-1).mean()  # mean of (K, B, T)
+def lora_blocks(targets, n_blocks: int) -> range:
+    """Blocks that get adapters: 0..D+1 for the deepest target block D (at most the last block).
+    Reference: `transform_layers -1` adapts range(max(target_layers) + 1) (lorra.py:314-315), and
+    its target layers are HF hidden-state indices, D + 1 for block D."""
+    return range(min(max(targets) + 1, n_blocks - 1) + 1)
 
 
-def hidden_stack(model, inputs: torch.Tensor) -> torch.Tensor:
-    """HF hidden states (L + 1, B, T, d): embeddings, then each block (the last after ln_f)."""
-    out = model(input_ids=inputs, output_hidden_states=True)
-    return torch.stack(out.hidden_states)
+def retain_states(model, inputs: torch.Tensor, last_block: int, full_layers: bool) -> torch.Tensor:
+    """The hidden states the retain L2 compares, (K, B, T, d). The reference trains the model cut
+    after `last_block` (its deepest LoRA block), whose HF stack is the embeddings, the outputs of
+    blocks 0..last_block-1 and ln_f of block last_block's output: K = last_block + 2.
+    `full_layers`: all L + 1 states of the whole model."""
+    body = transformer_body(model)
+    hs = body(input_ids=inputs, output_hidden_states=True).hidden_states  # L + 1 of (B, T, d)
+    if full_layers or last_block + 1 >= len(body.h):  # the cut model is the whole model
+        return torch.stack(hs)
+    return torch.stack([*hs[: last_block + 1], body.ln_f(hs[last_block + 1])])
 
 
 def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objective:
@@ -87,10 +108,8 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
     targets = tuple(options.target_layers) or default_target_layers(n)
     if not all(0 <= i < n for i in targets):
         raise ValueError(f"circuit-breakers target_layers {targets} outside 0..{n - 1}")
-    # reference: adapters on every block up to the deepest target layer
-    peft_model = add_lora(
-        model, range(max(targets) + 1), options.lora_r, options.lora_alpha, options.lora_dropout
-    )
+    adapted = lora_blocks(targets, n)
+    peft_model = add_lora(model, adapted, options.lora_r, options.lora_alpha, options.lora_dropout)
     coeffs = {"retain": 0.0, "forget": options.alpha}
     hidden_index = [i + 1 for i in targets]  # HF hidden_states[i + 1] = output of block i
     selective = options.forget_tokens != "all"  # the selection masks targets: average over those
@@ -98,16 +117,21 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
     def on_step(step: int, total: int) -> None:
         coeffs["retain"], coeffs["forget"] = schedule(step, total, options.alpha)
 
+    def states(m, inputs, label) -> torch.Tensor:
+        if label == "forget":
+            return hidden_stack(m, inputs)[hidden_index]  # (targets, B, T, d)
+        return retain_states(m, inputs, adapted[-1], options.full_layers)  # (K, B, T, d)
+
     def loss(m, inputs, targets_, label):
         with torch.no_grad(), m.disable_adapter():
             was = m.training
             m.eval()
-            h_orig = hidden_stack(m, inputs)  # (L + 1, B, T, d)
+            h_orig = states(m, inputs, label)
             m.train(was)
-        h_lora = hidden_stack(m, inputs)  # (L + 1, B, T, d)
+        h_lora = states(m, inputs, label)
         if label == "forget":
             mask = position_mask(targets_)[..., 0] if selective else None  # (B, T)
-            return coeffs["forget"] * reroute_loss(h_lora[hidden_index], h_orig[hidden_index], mask)
+            return coeffs["forget"] * reroute_loss(h_lora, h_orig, mask)
         return coeffs["retain"] * retain_l2_loss(h_lora, h_orig)
 
     return Objective(
@@ -127,18 +151,23 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
     kind="posthoc",
     options=CircuitBreakerOptions,
     train_defaults={
-        "steps": 150,  # reference: max_steps 150
+        "steps": 150,  # reference: --max_steps 150 (lorra_circuit_breaker_llama3_8b.sh:30)
         # reference: 1e-4 (Llama-3-8B). Scaled up for our small models as RMU's lr is: at 1e-4 the tiny
         # storyworld-lang model was unchanged after 150 steps (forget 3.108 -> 3.108), at 1e-3 forget rose
-        # to 9.149 with retain 2.599 -> 2.602 (measured). 1e-3 is also EleutherAI unlearn's lr for its
-        # circuit-breaker variants. `--set lr=1e-4` gives the reference value.
+        # to 9.149 with retain 2.599 -> 2.602 (measured, with an earlier cosine schedule). 1e-3 is
+        # also EleutherAI unlearn's lr for its circuit-breaker variants. `--set lr=1e-4` gives the
+        # reference value.
         "lr": 1e-3,
         "batch_size": 16,  # reference: batch 16 of (retain, breaker) pairs; ours: 8 + 8 blocks
         "grad_clip": 1.0,  # reference: HF Trainer, TrainingArguments.max_grad_norm default 1.0
         # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
         "weight_decay_groups": "matrices",
-        "warmup_steps": 0,  # reference: HF Trainer default, no warmup (it decays linearly, ours cosine)
-        "weight_decay": 0.0,  # reference: HF Trainer default
+        # reference: a constant learning rate without warmup (GraySwanAI/circuit-breakers
+        # scripts/lorra_circuit_breaker_llama3_8b.sh:42 and the Mistral script: --lr_scheduler_type
+        # "constant"; no --warmup_steps, so the HF Trainer default 0)
+        "warmup_steps": 0,
+        "min_lr_ratio": 1.0,
+        "weight_decay": 0.0,  # reference: --weight_decay 0. (lorra_circuit_breaker_llama3_8b.sh:41)
         "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
     },
     version=2,

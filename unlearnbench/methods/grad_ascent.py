@@ -6,29 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnbench.methods import RunContext, register_method
-from unlearnbench.methods._loss_based import nll
+from unlearnbench.methods._loss_based import LOSS_BASED_TRAIN_DEFAULTS, nll
 from unlearnbench.methods._posthoc import all_parameter_names
 from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.training import Objective
-
-# Shared by the three loss-based baselines. open-unlearning (TOFU): lr 1e-5, AdamW wd 0.01,
-# 10 epochs of batch 8 with one warmup epoch, for 1B-8B models. Ours: at our 4-layer scale lr 1e-5
-# barely moves the model in a CPU budget; 1e-4 for 100 steps moves the forget loss clearly
-# (see the README's table).
-LOSS_BASED_TRAIN_DEFAULTS = {
-    "steps": 100,
-    "lr": 1e-4,
-    # ours: 8 blocks; open-unlearning configs/trainer/finetune.yaml:3,5: 8 per device x 4
-    # accumulation = 32 (per device)
-    "batch_size": 8,
-    "warmup_steps": 10,  # ours: 10% of the steps (open-unlearning: one of ten epochs)
-    "weight_decay": 0.01,  # open-unlearning
-    "beta2": 0.999,  # HF Trainer AdamW default
-    "grad_clip": 1.0,  # open-unlearning: HF Trainer, TrainingArguments.max_grad_norm default 1.0
-    # open-unlearning: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
-    "weight_decay_groups": "matrices",
-    "min_lr_ratio": 1.0,  # ours: constant after warmup
-}
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnbench.methods import RunContext, register_method
-from unlearnbench.methods._loss_based import nll
+from unlearnbench.methods._loss_based import LOSS_BASED_TRAIN_DEFAULTS, nll
 from unlearnbench.methods._posthoc import all_parameter_names
-from unlearnbench.methods.grad_ascent import LOSS_BASED_TRAIN_DEFAULTS
 from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.training import Objective
 

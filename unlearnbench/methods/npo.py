@@ -16,9 +16,13 @@ from dataclasses import dataclass
 import torch
 
 from unlearnbench.methods import RunContext, register_method
-from unlearnbench.methods._loss_based import nll, npo_loss, sequence_logprob
+from unlearnbench.methods._loss_based import (
+    LOSS_BASED_TRAIN_DEFAULTS,
+    nll,
+    npo_loss,
+    sequence_logprob,
+)
 from unlearnbench.methods._posthoc import all_parameter_names
-from unlearnbench.methods.grad_ascent import LOSS_BASED_TRAIN_DEFAULTS
 from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.models.hidden import frozen_copy
 from unlearnbench.training import Objective

@@ -1,8 +1,8 @@
 """`orthogonal-circuit-breakers`: circuit breakers plus an orthogonality term between forget
 sequences (EleutherAI/unlearn, `unlearn/algorithm/orth_circuit_breakers.py`).
 
-LoRA adapters (alpha = r, the reference's rank-stabilized choice) on the attention maps of every
-block up to the deepest target layer; the reference model is the same model with adapters disabled.
+LoRA adapters (alpha = r, the reference's rank-stabilized choice) on the attention and MLP maps of
+every block up to the deepest target layer; the reference model is the same model with adapters disabled.
 On the target layers (h_l = output of block l), per step with progress s = min(1, step / total):
 - forget-labeled blocks: c_rr * mean over counted positions and layers of ReLU(cos(h, h_orig))
   (the circuit-breaker rerouting term), plus c_orth * the orthogonality term: per layer, mean-pool
@@ -31,22 +31,26 @@ from unlearnbench.models.hidden import block_outputs, num_blocks
 from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective
 
-ATTENTION_MAPS = ("q_proj", "k_proj", "v_proj", "out_proj")  # reference lora_target "attn"
+# the reference's GPT-NeoX maps (orth_circuit_breakers.py:452-453) by role in a GPT-Neo block
+ATTENTION_MAPS = ("q_proj", "k_proj", "v_proj", "out_proj")  # query_key_value, dense
+MLP_MAPS = ("c_fc", "c_proj")  # dense_h_to_4h, dense_4h_to_h
 
 
 @dataclass(frozen=True)
 class OrthCircuitBreakerOptions:
     base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
-    # target blocks; empty = every block (reference: layers = range(32), all of its 32 blocks)
+    # target blocks; empty = every block (reference: layers = range(32), all of its 32 blocks,
+    # orth_circuit_breakers.py:389)
     target_layers: tuple[int, ...] = ()
     # reference defaults (the coefficients multiply scale-free cosines and per-position L2 norms;
     # ours: kept as given, the tiny model's hidden norms are of the same order as its cosines x 10)
-    remove_coef: float = 23.0  # reference: remove_coef 23
-    retain_coef: float = 2.0  # reference: retain_coef 2
-    orth_coef: float = 10.0  # reference: orth_coef 10
-    lora_r: int = 16  # reference: lora_r 16, lora_alpha = r
-    lora_dropout: float = 0.05  # reference: 0.05
-    lora_target: str = "attn"  # reference: "attn" | "mlp" | "all"
+    remove_coef: float = 23.0  # reference: remove_coef 23 (orth_circuit_breakers.py:383)
+    retain_coef: float = 2.0  # reference: retain_coef 2 (:382)
+    orth_coef: float = 10.0  # reference: orth_coef 10 (:384)
+    lora_r: int = 16  # reference: lora_r 16 (:385), lora_alpha = r (:467)
+    lora_dropout: float = 0.05  # reference: 0.05 (:469)
+    # "attn" | "mlp" | "all" (attention and MLP maps); reference default "all" (:403, :455-460)
+    lora_target: str = "all"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
@@ -80,8 +84,7 @@ def orthogonality_loss(h: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
 
 
 def lora_targets(which: str) -> tuple[str, ...]:
-    mlp = ("c_fc", "c_proj")
-    choices = {"attn": ATTENTION_MAPS, "mlp": mlp, "all": ATTENTION_MAPS + mlp}
+    choices = {"attn": ATTENTION_MAPS, "mlp": MLP_MAPS, "all": ATTENTION_MAPS + MLP_MAPS}
     if which not in choices:
         raise ValueError(f"lora_target must be one of {', '.join(choices)}, got {which!r}")
     return choices[which]
@@ -144,8 +147,9 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
     kind="posthoc",
     options=OrthCircuitBreakerOptions,
     train_defaults={
-        # reference: 1024 examples at global batch 32 = 32 steps, lr 1e-3, HF Trainer AdamW.
-        # Ours: more, smaller steps (batch 8 + 8) for the tiny model's short blocks
+        # reference: one epoch of 1024 examples at global batch 32 = 32 steps (:408, :485), lr 1e-3
+        # (:379), HF Trainer "adamw_torch" (:538). Ours: more, smaller steps for the tiny model's
+        # short blocks
         "steps": 100,
         "lr": 1e-3,
         "batch_size": 16,  # ours: 8 + 8 blocks (reference: orth_circuit_breakers.py:485 32 pairs)
@@ -153,8 +157,9 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
         "grad_clip": 1.0,
         # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
         "weight_decay_groups": "matrices",
-        "warmup_steps": 0,  # reference: HF Trainer default (no warmup)
-        "weight_decay": 0.0,  # reference: HF Trainer default
+        # reference: HF Trainer defaults, no warmup and a linear decay to 0; ours: cosine to 0
+        "warmup_steps": 0,
+        "weight_decay": 0.01,  # reference: TrainingArguments(weight_decay=0.01) (:533)
         "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
     },
     version=2,

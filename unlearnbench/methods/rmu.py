@@ -11,12 +11,21 @@ sum of the two (the loop's "labels" reduction). Only the MLP weights of blocks l
 chosen by parameter name: a positional index (the reference's `params[6]`) selects a different
 tensor in a GPT-Neo block than in Llama/Mistral.
 
-Scale. The reference's c (6.5 published for Zephyr-7B, 20 in its argparse defaults) is an absolute
-norm, meaningful only relative to the typical norm of h_l in that model. Our default makes c relative:
-c = `steering_coef` * (mean ||h_l|| of the base on retain-labeled training blocks), the idea of
-adaptive RMU (Dang et al. 2025, "On effects of steering latent representation for LLM unlearning",
-which scales c by the frozen model's activation norm). `coef_scale="absolute"` uses c as given
-(the reference's and the SGTM preset's semantics; see methods/rmu-sgtm.yaml).
+Scale of c (`coef_scale`):
+- "relative" (ours, the default; neither the WMDP recipe nor adaptive RMU): one constant per run,
+  c = `steering_coef` * (mean ||h_l|| of the base on retain-labeled training blocks). The
+  reference's c (6.5 published for Zephyr-7B, 20 in its argparse defaults) is an absolute norm,
+  meaningful only relative to the typical norm of h_l in that model; a multiple of our model's own
+  norm transfers across model sizes. The default multiple 6.5 is the published absolute value
+  reused as a ratio (ours, not tuned);
+- "absolute": c = `steering_coef` as given (the WMDP reference's semantics; the SGTM preset,
+  methods/rmu-wikipedia-254M.yaml);
+- "adaptive": adaptive RMU (Dang et al. 2025, AAAI, "On Effects of Steering Latent Representation
+  for Large Language Model Unlearning", arXiv 2408.06223): per forget block x, c(x) =
+  `adaptive_beta` * ||h_l^frozen(x)||, the frozen base's norm at the steering layer averaged over
+  the block's positions; beta 5 as the authors' runs (RebelsNLU-jaist/llm-unlearning README and
+  experiments/adap_rmu.sh: --scale 5.0). Their code (baselines/adap_rmu/unlearn.py) computes the
+  same quantity once, as the mean over the first forget batch, and keeps it; we compute it per block.
 
 Per-token unlearning (`forget_tokens`, token_selection.py) averages the forget MSE over the
 selected positions only; at its default ("all") every position counts, as in
@@ -26,6 +35,7 @@ the reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,11 +57,15 @@ class RMUOptions:
     # parameter names (suffixes inside each updated block) that train. Reference: only the MLP
     # down-projection weight (Mistral `mlp.down_proj.weight` = GPT-Neo `mlp.c_proj.weight`)
     params: tuple[str, ...] = ("mlp.c_proj.weight",)
-    # c = steering_coef x the mean norm of h_l on retain data (ours). The reference's c (6.5
-    # published, 20 argparse) is an absolute norm tied to Zephyr-7B's activation scale; a relative c
-    # of a few times the typical norm is what makes the forget term dominate at any scale
+    # "relative" (ours): c = steering_coef x the mean norm of h_l on retain data. The reference's c
+    # (6.5 published, 20 argparse) is an absolute norm tied to Zephyr-7B's activation scale; a
+    # relative c of a few times the typical norm makes the forget term dominate at any scale.
+    # 6.5 is the published absolute value reused as a ratio (ours)
     steering_coef: float = 6.5
-    coef_scale: str = "relative"  # "relative" (c = steering_coef * mean norm) | "absolute"
+    coef_scale: str = "relative"  # "relative" | "absolute" (reference) | "adaptive" (adaptive RMU)
+    # "adaptive": c(x) = adaptive_beta x ||h_l^frozen(x)|| per forget block (steering_coef unused);
+    # adaptive RMU's runs: --scale 5.0 (RebelsNLU-jaist/llm-unlearning experiments/adap_rmu.sh)
+    adaptive_beta: float = 5.0
     alpha: float = 1200.0  # reference published Zephyr run: alpha 1200 (argparse default 100)
     norm_blocks: int = 16  # retain blocks used to measure the mean norm of h_l (ours)
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
@@ -59,6 +73,11 @@ class RMUOptions:
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
     # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
+    # added after runs were recorded: left out of the run id while at its default
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("adaptive_beta",)
+
+
+COEF_SCALES = ("relative", "absolute", "adaptive")
 
 
 def resolve_layer(model, layer: int) -> int:
@@ -103,16 +122,30 @@ def retain_loss(h: torch.Tensor, h_frozen: torch.Tensor, alpha: float) -> torch.
     return alpha * F.mse_loss(h.float(), h_frozen.float())
 
 
+def adaptive_control(u: torch.Tensor, h_frozen: torch.Tensor, beta: float) -> torch.Tensor:
+    """Adaptive RMU's per-block target c(x) u, c(x) = beta * ||h_frozen(x)|| (the per-position norm
+    averaged over the block's positions): u (1, 1, d), h_frozen (B, T, d) -> (B, 1, d)."""
+    c = beta * h_frozen.float().norm(dim=-1).mean(dim=1)  # (B,)
+    return c[:, None, None] * u
+
+
 def rmu_objective(model, layer: int, control: torch.Tensor, options: RMUOptions) -> Objective:
-    """The RMU objective on `model` given the resolved layer and the control vector c*u (1, 1, d)."""
+    """The RMU objective on `model` given the resolved layer and the control vector c*u (1, 1, d),
+    or, with coef_scale "adaptive", the unit direction u (1, 1, d) that each block's c(x) scales."""
     frozen = frozen_copy(model)
     control = control.to(next(model.parameters()).device)
     selective = options.forget_tokens != "all"  # the selection masks targets: average over those
+    adaptive = options.coef_scale == "adaptive"
 
     def loss(m, inputs, targets, label):
         h = block_outputs(m, inputs, [layer])[layer]  # (B, T, d)
         if label == "forget":
-            return forget_loss(h, control, position_mask(targets) if selective else None)
+            target = control  # (1, 1, d)
+            if adaptive:
+                with torch.no_grad():
+                    h_frozen = block_outputs(frozen, inputs, [layer])[layer]  # (B, T, d)
+                target = adaptive_control(control, h_frozen, options.adaptive_beta)  # (B, 1, d)
+            return forget_loss(h, target, position_mask(targets) if selective else None)
         with torch.no_grad():
             h_ref = block_outputs(frozen, inputs, [layer])[layer]  # (B, T, d)
         return retain_loss(h, h_ref, options.alpha)
@@ -153,12 +186,16 @@ def rmu_objective(model, layer: int, control: torch.Tensor, options: RMUOptions)
 )
 def setup(ctx: RunContext, options: RMUOptions) -> Objective:
     """RMU: push forget activations at block l onto a fixed random direction, keep retain ones."""
-    if options.coef_scale not in ("relative", "absolute"):
-        raise ValueError(f"coef_scale must be 'relative' or 'absolute', got {options.coef_scale!r}")
+    if options.coef_scale not in COEF_SCALES:
+        raise ValueError(
+            f"coef_scale must be one of {', '.join(COEF_SCALES)}, got {options.coef_scale!r}"
+        )
     model = ctx.model
     layer = resolve_layer(model, options.layer)
     c = options.steering_coef
-    if options.coef_scale == "relative":
+    if options.coef_scale == "adaptive":
+        c = 1.0  # the loss scales the unit direction per forget block
+    elif options.coef_scale == "relative":
         groups = run_groups(ctx)
         retain = torch.cat([g.blocks for g in groups if g.label == "retain"])[: options.norm_blocks]
         c = options.steering_coef * mean_hidden_norm(model, retain, layer)

@@ -1,5 +1,5 @@
 """`sequential-unlearn`: back-to-front unlearning, one block at a time (EleutherAI/unlearn,
-`unlearn/algorithm/sequential_unlearn.py`).
+`unlearn/algorithm/sequential_retain.py`).
 
 For each block l in turn, from the top down (`start_layer`, `start_layer - layer_step`, ... down to
 `end_layer`), one phase of the training loop in which only block l trains:
