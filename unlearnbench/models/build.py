@@ -70,10 +70,10 @@ def save_model(model, tokenizer, path: Path) -> Path:
 
     hf_logging.disable_progress_bar()  # our own progress is enough
     try:
-        os.chmod(tmp, 0o777 & ~umask())
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        _umask_permissions(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -83,6 +83,14 @@ def save_model(model, tokenizer, path: Path) -> Path:
             raise StoreWriteError(f"cannot save the model to {path}: {_first_line(e)}") from None
         raise
     return path
+
+
+def _umask_permissions(root: Path) -> None:
+    """What the umask gives a new file or folder, for `root` and all in it: mkdtemp makes 0700
+    and safetensors writes 0600, which would hide a shared store's models from its group."""
+    mask = umask()
+    for p in [root, *root.rglob("*")]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 SAVING = "saving-"  # marks the temporary directory of a save in progress: `.<name>.saving-XXXX`

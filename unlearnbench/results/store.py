@@ -36,6 +36,7 @@ class RunStore:
         self.records_dir = self.root / "records"
         self.models_dir = self.root / "models"
         self.unreadable: list[str] = []  # what the last records() call skipped, with the reason
+        self._warned: set[str] = set()
 
     def record_path(self, run_id: str) -> Path:
         return self.records_dir / f"{run_id}.json"
@@ -57,7 +58,7 @@ class RunStore:
         if problem:
             raise CorruptRecord(
                 f"record {path} is unreadable ({problem}); move it aside "
-                f"(mv {path} {path}.bad) and run the same command again to recreate it"
+                f"(mv {path} {path}.bad) and run that run again (`unlearnbench run`) to recreate it"
             )
         return record
 
@@ -84,12 +85,13 @@ class RunStore:
                 self.unreadable.append(f"{p.name} ({problem})")
             else:
                 out.append(record)
-        if self.unreadable:
-            _warn_once(
-                f"warning: skipped {len(self.unreadable)} unreadable record(s) in "
-                f"{self.records_dir}: {'; '.join(self.unreadable)}; move them aside and rerun "
-                "those runs to recreate them"
-            )
+        message = (
+            f"warning: skipped {len(self.unreadable)} unreadable record(s) in {self.records_dir}: "
+            f"{'; '.join(self.unreadable)}; move them aside and rerun those runs to recreate them"
+        )
+        if self.unreadable and message not in self._warned:  # once per store object, not per call
+            self._warned.add(message)
+            print(message, file=sys.stderr)
         return out
 
     def find(self, **fields) -> list[dict]:
@@ -171,8 +173,9 @@ def _flock(path: Path, run_id: str, wait_message: bool):
     import fcntl
 
     said = False
+    created: list[Path] = []  # folders made for the lock (the store's own on its first run)
     while True:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        created += _make_dirs(path.parent)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except FileNotFoundError:  # the folder was removed by a releasing holder: again
@@ -195,9 +198,21 @@ def _flock(path: Path, run_id: str, wait_message: bool):
         yield
     finally:
         path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # only when no other run holds a lock
+        for d in [path.parent, *reversed(created)]:  # each only when empty: no other run's lock,
+            with contextlib.suppress(OSError):  # and a store that got nothing is left as found
+                d.rmdir()
         os.close(fd)
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """`mkdir -p path`; returns the folders it created, outermost first."""
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
 
 
 def _read_record(path: Path) -> tuple[dict | None, str]:
@@ -217,16 +232,6 @@ def _read_record(path: Path) -> tuple[dict | None, str]:
     if not isinstance(record, dict) or "run_id" not in record:
         return None, "not a run record"
     return record, ""
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    """One line on stderr, once per process for the same message (records() is called often)."""
-    if message not in _WARNED:
-        _WARNED.add(message)
-        print(message, file=sys.stderr)
 
 
 def umask() -> int:
