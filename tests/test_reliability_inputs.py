@@ -23,10 +23,10 @@ below; A: a folder of test files; OUT: the store; ID: the run id; known names cu
 | int-overflow | `run sgtm --set steps=1e999` | bad value for steps: '1e999' is not a valid int |
 | bool-word | `run sgtm --set bf16=maybe` | bad value for bf16: 'maybe' is not a valid bool |
 | float-nan | `run sgtm --set lr=nan` | bad value for lr: 'nan' is not a valid float |
-| steps-zero | `run sgtm --set steps=0` | steps must be >= 1, got 0 |
+| steps-zero | `run sgtm SMALL --set steps=0` | steps must be >= 1, got 0 |
 | steps-negative | `run sgtm --set steps=-3` | steps must be >= 1, got -3 |
 | batch-zero | `run sgtm --set batch_size=0` | batch_size and micro_batch_size must be >= 1 |
-| micro-over-batch | `run sgtm --set batch_size=4 --set micro_batch_size=8` | micro_batch_size (8) must be at most batch_size (4) |
+| micro-over-batch | `run sgtm SMALL --set batch_size=4 --set micro_batch_size=8` | micro_batch_size (8) must be at most batch_size (4) |
 | lr-negative | `run sgtm --set lr=-1` | lr must be > 0, got -1.0 |
 | recall-over-1 | `run sgtm --set recall=1.5` | recall must be in [0, 1], got 1.5 |
 | retain-rate-negative | `run sgtm --set retain_label_rate=-0.1` | retain_label_rate must be in [0, 1], got -0.1 |
@@ -37,8 +37,8 @@ below; A: a folder of test files; OUT: the store; ID: the run id; known names cu
 | min-lr-ratio | `run sgtm --set min_lr_ratio=2` | min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1] |
 | warmup-factor | `run sgtm --set warmup_start_factor=0` | min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1] |
 | device-tpu | `run sgtm --set device=tpu` | device must be cpu, cuda or cuda:N, got 'tpu' |
-| context-over-tiny | `run sgtm --set context=1024` | context=1024 is longer than model tiny's 256 positions |
-| context-over-small | `run filter --model small --set context=300` | context=300 is longer than model small's 256 positions |
+| context-over-tiny | `run sgtm SMALL --set context=1024` | context=1024 is longer than model tiny's 256 positions |
+| context-over-small | `run filter --model small SMALL --set context=300` | context=300 is longer than model small's 256 positions |
 | config-missing | `run sgtm --config A/no.yaml` | config file not found: A/no.yaml |
 | config-bad-yaml | `run sgtm --config A/bad.yaml` | config file A/bad.yaml is not valid YAML: while parsing a flow sequence |
 | config-list | `run sgtm --config A/list.yaml` | config file A/list.yaml must hold a mapping of key: value |
@@ -184,12 +184,12 @@ BAD_INPUTS = [
     _case("bool-word", ["run", "sgtm", "--set", "bf16=maybe"], "'maybe' is not a valid bool"),
     _case("float-nan", ["run", "sgtm", "--set", "lr=nan"], "'nan' is not a valid float"),
     # values out of range
-    _case("steps-zero", ["run", "sgtm", "--set", "steps=0"], "steps must be >= 1, got 0"),
+    _case("steps-zero", ["run", "sgtm", *SMALL, "--set", "steps=0"], "steps must be >= 1, got 0"),
     _case("steps-negative", ["run", "sgtm", "--set", "steps=-3"], "steps must be >= 1, got -3"),
     _case("batch-zero", ["run", "sgtm", "--set", "batch_size=0"], "batch_size and micro_batch"),
     _case(
         "micro-over-batch",
-        ["run", "sgtm", "--set", "batch_size=4", "--set", "micro_batch_size=8"],
+        ["run", "sgtm", *SMALL, "--set", "batch_size=4", "--set", "micro_batch_size=8"],
         "micro_batch_size (8) must be at most batch_size (4)",
     ),
     _case("lr-negative", ["run", "sgtm", "--set", "lr=-1"], "lr must be > 0"),
@@ -212,12 +212,12 @@ BAD_INPUTS = [
     _case("device-tpu", ["run", "sgtm", "--set", "device=tpu"], "device must be cpu, cuda"),
     _case(
         "context-over-tiny",
-        ["run", "sgtm", "--set", "context=1024"],
+        ["run", "sgtm", *SMALL, "--set", "context=1024"],
         "context=1024 is longer than model tiny's 256 positions",
     ),
     _case(
         "context-over-small",
-        ["run", "filter", "--model", "small", "--set", "context=300"],
+        ["run", "filter", "--model", "small", *SMALL, "--set", "context=300"],
         "context=300 is longer than model small's 256 positions",
     ),
     # config files

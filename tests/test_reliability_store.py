@@ -152,6 +152,7 @@ def test_merging_an_evaluation_leaves_no_lock_file(tmp_path):
 
     store = RunStore(tmp_path)
     store.write({"run_id": "r"})
+    (tmp_path / "records" / ".r.lock").write_text("")  # what attack left before
     merge_eval(store, "r", "probe", {"accuracy": 0.5}, None)
     assert store.load("r")["evals"] == {"probe": {"accuracy": 0.5}}
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [

@@ -127,6 +127,7 @@ class RunStore:
                 yield
                 return
             with _flock(self.root / ".locks" / f"{run_id}.lock", run_id, wait_message):
+                (self.records_dir / f".{run_id}.lock").unlink(missing_ok=True)  # an older lock's
                 yield
         finally:
             with _HELD_GUARD:
