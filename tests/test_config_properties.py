@@ -109,13 +109,14 @@ def test_resolve_returns_a_valid_config_or_a_config_error(overrides):
     except ConfigError:
         return
     assert 0.0 <= cfg.labels.recall <= 1.0
-    assert cfg.train.steps >= 0 and cfg.train.lr > 0
+    assert cfg.train.steps >= 1 and cfg.train.lr > 0
+    assert cfg.train.micro_batch_size <= cfg.train.batch_size
     assert RunConfig.from_dict(cfg.to_dict()) == cfg, "a resolved config must survive its record"
 
 
 @FAST
 @given(
-    st.integers(0, 10_000),
+    st.integers(1, 10_000),  # 0 steps is refused: it would record an untrained model
     st.floats(1e-6, 10.0),
     rates,
     st.lists(st.integers(0, 7), max_size=3),

@@ -96,7 +96,9 @@ def test_preset_applies_and_set_wins(preset):
     for key, value in data.get("method", {}).items():
         got = cfg.method_options[key]
         assert (list(got) if isinstance(got, tuple) else got) == value, key
-    over = resolve_run_config(method, "storyworld-lang", "tiny", 0, {"lr": "1e-5"}, preset.path)
+    # tiny has 256 positions: a paper preset's longer context is refused on it, so it is reset
+    over_sets = {"lr": "1e-5", "context": "0"}
+    over = resolve_run_config(method, "storyworld-lang", "tiny", 0, over_sets, preset.path)
     assert over.train.lr == 1e-5 and over.model == "tiny"
     assert over.train.steps == cfg.train.steps
 

@@ -1,7 +1,77 @@
-"""Bad input: every user mistake is one line on stderr, a non-zero exit, and no record written;
-a diverging loss stops training naming the step and the last good checkpoint."""
+"""Bad input: every user mistake is one red line on stderr, exit code 2, no traceback, and the
+store left as it was; a diverging loss stops training naming the step and the last good checkpoint.
+
+The inputs of `BAD_INPUTS` and the line each gets after "error: " (SMALL: the tiny settings
+below; A: a folder of test files; OUT: the store; ID: the run id; known names cut to "..."):
+
+| input | command (after `unlearnbench`) | message |
+|---|---|---|
+| method-typo | `run sgtn` | unknown method 'sgtn'; did you mean sgtm? (known: ...) |
+| model-typo | `run sgtm --model tinyy` | unknown model 'tinyy'; did you mean tiny? (known: ...) |
+| benchmark-typo | `run sgtm -b storyworld-lan` | unknown benchmark 'storyworld-lan'; did you mean storyworld-lang, storyworld-topic? (known: ...) |
+| key-typo | `run sgtm --set lrr=0.1` | unknown key 'lrr'; did you mean lr? valid keys: ... |
+| section-key | `run sgtm --set train.recall=0.5` | unknown key 'train.recall'; did you mean recall? valid keys: ... |
+| suite-typo | `run no-filter --suite quik` | unknown suite 'quik'; did you mean quick? (known: ...) |
+| suite-unknown | `run no-filter --suite nothing-like-it` | unknown suite 'nothing-like-it' (known: ...) |
+| attack-suite-typo | `attack r1 --suite robsut` | unknown suite 'robsut'; did you mean robust, robust-lite? (known: ...) |
+| list-unknown | `list method` | unknown list 'method'; choose methods, benchmarks, models or presets |
+| leaderboard-format | `leaderboard --format xls` | unknown format 'xls'; choose md, csv or html |
+| plot-unknown | `plot tradeof` | unknown plot 'tradeof'; choose tradeoff, relearn, undiscovered or all |
+| set-no-equals | `run sgtm --set steps` | --set expects key=value, got 'steps' |
+| int-word | `run sgtm --set steps=many` | bad value for steps: 'many' is not a valid int |
+| int-fraction | `run sgtm --set steps=1.5` | bad value for steps: '1.5' is not a valid int |
+| int-overflow | `run sgtm --set steps=1e999` | bad value for steps: '1e999' is not a valid int |
+| bool-word | `run sgtm --set bf16=maybe` | bad value for bf16: 'maybe' is not a valid bool |
+| float-nan | `run sgtm --set lr=nan` | bad value for lr: 'nan' is not a valid float |
+| steps-zero | `run sgtm SMALL --set steps=0` | steps must be >= 1, got 0 |
+| steps-negative | `run sgtm --set steps=-3` | steps must be >= 1, got -3 |
+| batch-zero | `run sgtm --set batch_size=0` | batch_size and micro_batch_size must be >= 1 |
+| micro-over-batch | `run sgtm SMALL --set batch_size=4 --set micro_batch_size=8` | micro_batch_size (8) must be at most batch_size (4) |
+| lr-negative | `run sgtm --set lr=-1` | lr must be > 0, got -1.0 |
+| recall-over-1 | `run sgtm --set recall=1.5` | recall must be in [0, 1], got 1.5 |
+| retain-rate-negative | `run sgtm --set retain_label_rate=-0.1` | retain_label_rate must be in [0, 1], got -0.1 |
+| rates-over-1 | `run sgtm --set adjacent_label_rate=0.7 --set false_positive_rate=0.6` | adjacent_label_rate + false_positive_rate must be at most 1 |
+| checkpoint-negative | `run sgtm --set checkpoint_every=-2` | checkpoint_every must be >= 0, got -2 |
+| snapshot-negative | `run sgtm --set snapshot_every=-1` | snapshot_every must be >= 0, got -1 |
+| eval-blocks-zero | `run sgtm --set eval_blocks=0` | warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1 |
+| min-lr-ratio | `run sgtm --set min_lr_ratio=2` | min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1] |
+| warmup-factor | `run sgtm --set warmup_start_factor=0` | min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1] |
+| device-tpu | `run sgtm --set device=tpu` | device must be cpu, cuda or cuda:N, got 'tpu' |
+| context-over-tiny | `run sgtm SMALL --set context=1024` | context=1024 is longer than model tiny's 256 positions |
+| context-over-small | `run filter --model small SMALL --set context=300` | context=300 is longer than model small's 256 positions |
+| config-missing | `run sgtm --config A/no.yaml` | config file not found: A/no.yaml |
+| config-bad-yaml | `run sgtm --config A/bad.yaml` | config file A/bad.yaml is not valid YAML: while parsing a flow sequence |
+| config-list | `run sgtm --config A/list.yaml` | config file A/list.yaml must hold a mapping of key: value |
+| sweep-missing | `sweep A/no-sweep.yaml` | sweep spec not found: A/no-sweep.yaml |
+| sweep-list | `sweep A/sweep.yaml` | sweep spec A/sweep.yaml must be a mapping (benchmark, model, seeds, methods, grid, set) |
+| forget-mlp-dim | `run sgtm --set forget_mlp_dim=4096 SMALL` | sgtm: forget_mlp_dim must be in [0, 512), got 4096 |
+| forget-heads | `run sgtm --set forget_heads=64 SMALL` | sgtm: forget_heads must be in [0, 8), got 64 |
+| no-spanish | `run sgtm --set spanish_fraction=0 SMALL` | benchmark 'storyworld-lang': spanish_fraction must be in (0, 1), got 0.0 |
+| two-stories | `run sgtm --set n_stories=2 SMALL-without-n_stories` | benchmark 'storyworld-lang' has no retain test documents |
+| files-no-path | `run no-filter -b files` | benchmark 'files': the files benchmark needs --set path=DATA.jsonl (or a directory) |
+| files-missing | `run no-filter -b files --set path=A/none.jsonl` | benchmark 'files': benchmark data not found: A/none.jsonl |
+| files-empty-jsonl | `run no-filter -b files --set path=A/empty.jsonl --set split_by=lang --set forget=es` | benchmark 'files': A/empty.jsonl is empty: no JSON lines (one object per line) in it |
+| files-blank-jsonl | `run no-filter -b files --set path=A/blank.jsonl --set split_by=lang --set forget=es` | benchmark 'files': A/blank.jsonl is empty: no JSON lines (one object per line) in it |
+| files-bad-json | `run no-filter -b files --set path=A/bad.jsonl --set split_by=lang --set forget=es` | benchmark 'files': A/bad.jsonl:2: not valid JSON (Expecting value at column 10) |
+| base-missing | `run rmu --set base=/no/such/path SMALL` | cannot load base model '/no/such/path': /no/such/path does not exist |
+| base-relative-missing | `run rmu --set base=./no/model SMALL` | cannot load base model './no/model': ./no/model does not exist |
+| base-is-a-file | `run rmu --set base=A/a-file SMALL` | cannot load base model 'A/a-file': A/a-file is a file, not a saved model directory |
+| base-empty-dir | `run rmu --set base=A/empty-dir SMALL` | cannot load base model 'A/empty-dir': A/empty-dir is not a saved model (no config.json in it) |
+| base-other-benchmark | `run rmu --set base=A/lang -b storyworld-topic SMALL` | base model A/lang was trained with another tokenizer: its vocabulary (2048 ids) agrees with storyworld-topic's (2048 ids) on 267 ids; use a model trained on this benchmark with the same benchmark options |
+| base-other-vocab-size | `run grad-ascent --set base=A/small-vocab SMALL` | base model A/small-vocab has 61 token embeddings but storyworld-lang's tokenizer has 2048 ids (and no tokenizer is saved with it) |
+| base-short-positions | `run rmu --set base=A/short -b storyworld-topic SMALL` | context=32 is longer than base model A/short's 16 positions |
+| checkpoint-other-benchmark | `run checkpoint-transfer --set base=A/topic --set checkpoint=A/lang -b storyworld-topic SMALL` | checkpoint-transfer: checkpoint A/lang was trained with another tokenizer: its vocabulary (2048 ids) agrees with storyworld-topic's (2048 ids) on 267 ids; use a model trained on this benchmark with the same benchmark options |
+| checkpoint-missing | `run checkpoint-transfer --set base=A/topic --set checkpoint=A/nope -b storyworld-topic SMALL` | checkpoint-transfer: cannot load checkpoint 'A/nope': A/nope does not exist |
+| out-is-a-file | `run no-filter SMALL` | cannot write the run store OUT: OUT is not a directory |
+| out-under-a-file | `run no-filter SMALL --out OUT/sub` | cannot write the run store OUT/sub: OUT is not a directory |
+| run-corrupt-record | `run no-filter SMALL --set checkpoint_every=1` | record OUT/records/ID.json is unreadable (truncated or invalid JSON at line 1 column 12); move it aside (mv OUT/records/ID.json OUT/records/ID.json.bad) and run that run again (`unlearnbench run`) to recreate it |
+| attack-missing-run | `attack r1 --suite quick` | no record for run 'r1' in OUT/records |
+| attack-corrupt-record | `attack r1 --suite quick` | record OUT/records/r1.json is unreadable (truncated or invalid JSON at line 1 column 18); move it aside (mv OUT/records/r1.json OUT/records/r1.json.bad) and run that run again (`unlearnbench run`) to recreate it |
+| resume-corrupt-checkpoint | `run no-filter SMALL --set checkpoint_every=1 --resume` | checkpoint OUT/checkpoints/ID/checkpoint.pt is corrupt or unreadable (truncated, damaged or not written by unlearnbench); delete it (or move it aside) to start over, or run without --resume |
+"""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,69 +86,346 @@ from unlearnbench.training import Objective, train
 
 SMALL = ["--set", "n_stories=300", "--set", "steps=1", "--set", "eval_blocks=2"]
 SMALL += ["--set", "context=32", "--set", "save_model=false", "--quiet"]
+TOPIC = ["-b", "storyworld-topic", *SMALL]
+STORE_COMMANDS = ("run", "attack", "leaderboard", "plot", "report", "sweep")
+# the run of the corrupt-record and corrupt-checkpoint cases
+NO_FILTER = ["run", "no-filter", *SMALL, "--set", "checkpoint_every=1"]
+NO_FILTER_SETS = {"n_stories": "300", "steps": "1", "eval_blocks": "2", "context": "32"}
+NO_FILTER_SETS |= {"save_model": "false", "checkpoint_every": "1"}
 
 
-def _run(tmp_path, *args):
-    result = CliRunner().invoke(app, ["run", *args, "--out", str(tmp_path / "runs")])
-    return result
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """Files outside the store that the bad inputs point at: saved models that do not fit, a file
+    where a model directory is expected, bad YAML and JSONL files."""
+    from unlearnbench.data.benchmarks import load_benchmark, option_defaults
+    from unlearnbench.models.build import build_model, gpt_neo_config, save_model
+    from unlearnbench.models.presets import MODEL_PRESETS
+
+    root = tmp_path_factory.mktemp("assets")
+    lang, topic = (
+        load_benchmark(b, option_defaults(b) | {"n_stories": 300})
+        for b in ("storyworld-lang", "storyworld-topic")
+    )
+    save_model(build_model("tiny", len(lang.tokenizer), EOS, 0), lang.tokenizer, root / "lang")
+    save_model(build_model("tiny", len(topic.tokenizer), EOS, 0), topic.tokenizer, root / "topic")
+    save_model(tiny_gpt_neo(), None, root / "small-vocab")  # 61 token ids, no tokenizer saved
+    short = gpt_neo_config(MODEL_PRESETS["tiny"], len(topic.tokenizer), EOS)
+    short.max_position_embeddings = 16
+    from transformers import GPTNeoForCausalLM
+
+    save_model(GPTNeoForCausalLM(short), topic.tokenizer, root / "short")
+    (root / "empty-dir").mkdir()
+    (root / "a-file").write_text("not a model\n")
+    (root / "empty.jsonl").write_text("")
+    (root / "blank.jsonl").write_text("\n\n")
+    (root / "bad.jsonl").write_text('{"text": "a", "lang": "en"}\n{"text": oops}\n')
+    (root / "bad.yaml").write_text("train: [unclosed\n")
+    (root / "list.yaml").write_text("- steps\n- 3\n")
+    (root / "sweep.yaml").write_text("[1, 2]\n")
+    return root
 
 
-def _records(tmp_path):
-    return list((tmp_path / "runs" / "records").glob("*.json"))
+def _corrupt_record(store: Path) -> None:
+    from unlearnbench.runner import resolve_run_config
+
+    cfg = resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, NO_FILTER_SETS)
+    (store / "records").mkdir(parents=True)
+    (store / "records" / f"{cfg.run_id}.json").write_text('{"run_id": "no-filter__stor')
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        (["sgtn"], "did you mean sgtm"),
-        (["sgtm", "--model", "tinyy"], "did you mean tiny"),
-        (["sgtm", "--benchmark", "storyworld-lan"], "did you mean storyworld-lang"),
-        (["sgtm", "--set", "lrr=0.1"], "did you mean lr"),
-        (["sgtm", "--set", "steps=many"], "is not a valid int"),
-        (["sgtm", "--set", "bf16=maybe"], "is not a valid bool"),
-        (["sgtm", "--set", "recall=1.5"], "recall must be in [0, 1]"),
-        (["sgtm", "--set", "lr=-1"], "lr must be > 0"),
-        (["sgtm", "--set", "checkpoint_every=-2"], "checkpoint_every must be >= 0"),
-        (["sgtm", "--set", "device=tpu"], "device must be cpu, cuda"),
-        (["sgtm", "--set", "steps"], "expects key=value"),
-    ],
-)
-def test_config_mistakes_are_one_line_errors(tmp_path, args, expected):
-    result = _run(tmp_path, *args)
+def _corrupt_checkpoint(store: Path) -> None:
+    from unlearnbench.runner import resolve_run_config
+
+    cfg = resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, NO_FILTER_SETS)
+    path = store / "checkpoints" / cfg.run_id / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x80\x04\x95 half of a pickle")  # torch would advise weights_only=False
+
+
+PREPARE = {
+    "out-is-a-file": lambda store: store.write_text("a file, not a store\n"),
+    "out-under-a-file": lambda store: store.write_text("a file, not a store\n"),
+    "run-corrupt-record": _corrupt_record,
+    "attack-corrupt-record": lambda store: (
+        (store / "records").mkdir(parents=True)
+        or (store / "records" / "r1.json").write_text('{"run_id": "r1", "metr')
+    ),
+    "resume-corrupt-checkpoint": _corrupt_checkpoint,
+}
+
+
+def _case(case_id, args, expected):
+    return pytest.param(args, expected, id=case_id)
+
+
+BAD_INPUTS = [
+    # names: a miss lists the close matches
+    _case("method-typo", ["run", "sgtn"], "did you mean sgtm"),
+    _case("model-typo", ["run", "sgtm", "--model", "tinyy"], "did you mean tiny"),
+    _case(
+        "benchmark-typo", ["run", "sgtm", "-b", "storyworld-lan"], "did you mean storyworld-lang"
+    ),
+    _case("key-typo", ["run", "sgtm", "--set", "lrr=0.1"], "did you mean lr"),
+    _case(
+        "section-key", ["run", "sgtm", "--set", "train.recall=0.5"], "unknown key 'train.recall'"
+    ),
+    _case("suite-typo", ["run", "no-filter", "--suite", "quik"], "did you mean quick"),
+    _case("suite-unknown", ["run", "no-filter", "--suite", "nothing-like-it"], "unknown suite"),
+    _case("attack-suite-typo", ["attack", "r1", "--suite", "robsut"], "did you mean robust"),
+    _case("list-unknown", ["list", "method"], "unknown list 'method'"),
+    _case("leaderboard-format", ["leaderboard", "--format", "xls"], "unknown format 'xls'"),
+    _case("plot-unknown", ["plot", "tradeof"], "unknown plot 'tradeof'"),
+    # values that do not parse
+    _case("set-no-equals", ["run", "sgtm", "--set", "steps"], "--set expects key=value"),
+    _case("int-word", ["run", "sgtm", "--set", "steps=many"], "'many' is not a valid int"),
+    _case("int-fraction", ["run", "sgtm", "--set", "steps=1.5"], "'1.5' is not a valid int"),
+    _case("int-overflow", ["run", "sgtm", "--set", "steps=1e999"], "is not a valid int"),
+    _case("bool-word", ["run", "sgtm", "--set", "bf16=maybe"], "'maybe' is not a valid bool"),
+    _case("float-nan", ["run", "sgtm", "--set", "lr=nan"], "'nan' is not a valid float"),
+    # values out of range
+    _case("steps-zero", ["run", "sgtm", *SMALL, "--set", "steps=0"], "steps must be >= 1, got 0"),
+    _case("steps-negative", ["run", "sgtm", "--set", "steps=-3"], "steps must be >= 1, got -3"),
+    _case("batch-zero", ["run", "sgtm", "--set", "batch_size=0"], "batch_size and micro_batch"),
+    _case(
+        "micro-over-batch",
+        ["run", "sgtm", *SMALL, "--set", "batch_size=4", "--set", "micro_batch_size=8"],
+        "micro_batch_size (8) must be at most batch_size (4)",
+    ),
+    _case("lr-negative", ["run", "sgtm", "--set", "lr=-1"], "lr must be > 0"),
+    _case("recall-over-1", ["run", "sgtm", "--set", "recall=1.5"], "recall must be in [0, 1]"),
+    _case(
+        "retain-rate-negative",
+        ["run", "sgtm", "--set", "retain_label_rate=-0.1"],
+        "retain_label_rate must be in [0, 1]",
+    ),
+    _case(
+        "rates-over-1",
+        ["run", "sgtm", "--set", "adjacent_label_rate=0.7", "--set", "false_positive_rate=0.6"],
+        "adjacent_label_rate + false_positive_rate must be at most 1",
+    ),
+    _case("checkpoint-negative", ["run", "sgtm", "--set", "checkpoint_every=-2"], ">= 0"),
+    _case("snapshot-negative", ["run", "sgtm", "--set", "snapshot_every=-1"], ">= 0, got -1"),
+    _case("eval-blocks-zero", ["run", "sgtm", "--set", "eval_blocks=0"], "eval_blocks >= 1"),
+    _case("min-lr-ratio", ["run", "sgtm", "--set", "min_lr_ratio=2"], "min_lr_ratio must be"),
+    _case("warmup-factor", ["run", "sgtm", "--set", "warmup_start_factor=0"], "warmup_start"),
+    _case("device-tpu", ["run", "sgtm", "--set", "device=tpu"], "device must be cpu, cuda"),
+    _case(
+        "context-over-tiny",
+        ["run", "sgtm", *SMALL, "--set", "context=1024"],
+        "context=1024 is longer than model tiny's 256 positions",
+    ),
+    _case(
+        "context-over-small",
+        ["run", "filter", "--model", "small", *SMALL, "--set", "context=300"],
+        "context=300 is longer than model small's 256 positions",
+    ),
+    # config files
+    _case("config-missing", ["run", "sgtm", "--config", "{A}/no.yaml"], "config file not found"),
+    _case("config-bad-yaml", ["run", "sgtm", "--config", "{A}/bad.yaml"], "is not valid YAML"),
+    _case("config-list", ["run", "sgtm", "--config", "{A}/list.yaml"], "must hold a mapping"),
+    _case("sweep-missing", ["sweep", "{A}/no-sweep.yaml"], "sweep spec not found"),
+    _case("sweep-list", ["sweep", "{A}/sweep.yaml"], "must be a mapping"),
+    # the model and the data, refused before training
+    _case(
+        "forget-mlp-dim",
+        ["run", "sgtm", "--set", "forget_mlp_dim=4096", *SMALL],
+        "forget_mlp_dim must be in [0, 512)",
+    ),
+    _case(
+        "forget-heads",
+        ["run", "sgtm", "--set", "forget_heads=64", *SMALL],
+        "forget_heads must be in [0, 8)",
+    ),
+    _case(
+        "no-spanish",
+        ["run", "sgtm", "--set", "spanish_fraction=0", *SMALL],
+        "spanish_fraction must be in (0, 1)",
+    ),
+    _case("two-stories", ["run", "sgtm", "--set", "n_stories=2", *SMALL[2:]], "has no"),
+    _case("files-no-path", ["run", "no-filter", "-b", "files"], "needs --set path="),
+    _case(
+        "files-missing",
+        ["run", "no-filter", "-b", "files", "--set", "path={A}/none.jsonl"],
+        "benchmark data not found",
+    ),
+    _case(
+        "files-empty-jsonl",
+        [
+            "run",
+            "no-filter",
+            "-b",
+            "files",
+            "--set",
+            "path={A}/empty.jsonl",
+            "--set",
+            "split_by=lang",
+            "--set",
+            "forget=es",
+        ],
+        "empty.jsonl is empty",
+    ),
+    _case(
+        "files-blank-jsonl",
+        [
+            "run",
+            "no-filter",
+            "-b",
+            "files",
+            "--set",
+            "path={A}/blank.jsonl",
+            "--set",
+            "split_by=lang",
+            "--set",
+            "forget=es",
+        ],
+        "blank.jsonl is empty",
+    ),
+    _case(
+        "files-bad-json",
+        [
+            "run",
+            "no-filter",
+            "-b",
+            "files",
+            "--set",
+            "path={A}/bad.jsonl",
+            "--set",
+            "split_by=lang",
+            "--set",
+            "forget=es",
+        ],
+        "bad.jsonl:2: not valid JSON",
+    ),
+    # a post-hoc base, a checkpoint-transfer checkpoint
+    _case("base-missing", ["run", "rmu", "--set", "base=/no/such/path", *SMALL], "does not exist"),
+    _case("base-relative-missing", ["run", "rmu", "--set", "base=./no/model", *SMALL], "not exist"),
+    _case("base-is-a-file", ["run", "rmu", "--set", "base={A}/a-file", *SMALL], "is a file"),
+    _case(
+        "base-empty-dir", ["run", "rmu", "--set", "base={A}/empty-dir", *SMALL], "no config.json"
+    ),
+    _case(
+        "base-other-benchmark",
+        ["run", "rmu", "--set", "base={A}/lang", *TOPIC],
+        "was trained with another tokenizer",
+    ),
+    _case(
+        "base-other-vocab-size",
+        ["run", "grad-ascent", "--set", "base={A}/small-vocab", *SMALL],
+        "has 61 token embeddings but storyworld-lang's tokenizer has 2048 ids",
+    ),
+    _case(
+        "base-short-positions",
+        ["run", "rmu", "--set", "base={A}/short", *TOPIC],
+        "context=32 is longer than base model",
+    ),
+    _case(
+        "checkpoint-other-benchmark",
+        [
+            "run",
+            "checkpoint-transfer",
+            "--set",
+            "base={A}/topic",
+            "--set",
+            "checkpoint={A}/lang",
+            *TOPIC,
+        ],
+        "checkpoint {A}/lang was trained with another tokenizer",
+    ),
+    _case(
+        "checkpoint-missing",
+        [
+            "run",
+            "checkpoint-transfer",
+            "--set",
+            "base={A}/topic",
+            "--set",
+            "checkpoint={A}/nope",
+            *TOPIC,
+        ],
+        "nope does not exist",
+    ),
+    # the store
+    _case("out-is-a-file", ["run", "no-filter", *SMALL], "is not a directory"),
+    _case(
+        "out-under-a-file",
+        ["run", "no-filter", *SMALL, "--out", "{store}/sub"],
+        "is not a directory",
+    ),
+    _case("run-corrupt-record", NO_FILTER, "is unreadable (truncated or invalid JSON"),
+    _case("attack-missing-run", ["attack", "r1", "--suite", "quick"], "no record for run 'r1'"),
+    _case("attack-corrupt-record", ["attack", "r1", "--suite", "quick"], "r1.json.bad"),
+    _case(
+        "resume-corrupt-checkpoint",
+        [*NO_FILTER, "--resume"],
+        "is corrupt or unreadable (truncated, damaged or not written by unlearnbench)",
+    ),
+]
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under `root` (and `root` itself): file contents, None for a folder."""
+    if not root.exists():
+        return {}
+    if root.is_file():
+        return {".": root.read_bytes()}
+    out: dict[str, bytes | None] = {".": None}
+    for p in sorted(root.rglob("*")):
+        out[str(p.relative_to(root))] = p.read_bytes() if p.is_file() else None
+    return out
+
+
+def _invoke(args: list[str], store: Path):
+    if args[0] in STORE_COMMANDS and "--out" not in args:
+        args = [*args, "--out", str(store)]
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize("args, expected", BAD_INPUTS)
+def test_bad_input_is_one_red_line_exit_2_and_leaves_nothing(
+    request, tmp_path, assets, args, expected
+):
+    store = tmp_path / "runs"
+    case_id = request.node.callspec.id
+    if case_id in PREPARE:
+        PREPARE[case_id](store)
+    before = _tree(store)
+    fill = {"A": str(assets), "store": str(store)}
+    result = _invoke([a.format(**fill) for a in args], store)
+    output = " ".join(result.output.split())  # rich wraps long lines
     assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
     lines = [x for x in result.output.strip().splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert expected in " ".join(result.output.split()), result.output
-    assert not _records(tmp_path)
+    assert "Traceback" not in result.output and "weights_only" not in result.output
+    assert expected.format(**fill) in output, result.output
+    assert _tree(store) == before, "a refused input changed the store"
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        # a forget dimension larger than the layer (tiny: d_mlp 512)
-        (["sgtm", "--set", "forget_mlp_dim=4096", *SMALL], "forget_mlp_dim must be in [0, 512)"),
-        (["sgtm", "--set", "forget_heads=64", *SMALL], "forget_heads must be in [0, 8)"),
-        # an empty forget split: the benchmark refuses a world with no Spanish stories
-        (["sgtm", "--set", "spanish_fraction=0", *SMALL], "spanish_fraction must be in (0, 1)"),
-        (["sgtm", "--set", "n_stories=2", *SMALL[2:]], "has no"),
-    ],
-)
-def test_data_and_model_mistakes_are_one_line_errors(tmp_path, args, expected):
-    result = _run(tmp_path, *args)
-    assert result.exit_code == 2, result.output
-    lines = [x for x in result.output.strip().splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert expected in " ".join(result.output.split()), result.output
-    assert not _records(tmp_path)
+def test_the_table_covers_forty_distinct_inputs():
+    ids = [p.id for p in BAD_INPUTS]
+    assert len(set(ids)) == len(ids) >= 40
+    documented = __doc__.split("| input |")[1]
+    for case_id in ids:
+        assert f"| {case_id} |" in documented, f"{case_id} is missing from the docstring table"
 
 
-def test_missing_base_model_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    missing = tmp_path / "no-such-model"
-    result = _run(tmp_path, "rmu", "--set", f"base={missing}", *SMALL)
-    assert result.exit_code == 2, result.output
-    assert "cannot load base model" in result.output
-    assert not _records(tmp_path)
+def test_resume_without_a_checkpoint_says_it_starts_fresh(tmp_path):
+    result = _invoke(["run", "no-filter", *SMALL, "--resume"], tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "--resume: no checkpoint of no-filter__" in result.output
+    assert "starting from step 0" in " ".join(result.output.split())
+
+
+def test_the_readme_states_the_exit_code_of_bad_input():
+    import inspect
+
+    from unlearnbench.cli import fail
+
+    code = inspect.signature(fail).parameters["code"].default
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    bad_input = readme.split("**Bad input**", 1)[1].split("\n\n", 1)[0]
+    assert f"exit code {code}" in " ".join(bad_input.split()), bad_input
 
 
 def test_recall_zero_leaves_no_forget_labels_for_a_plan_that_needs_them():
@@ -114,11 +461,11 @@ def test_infinite_loss_is_reported_by_the_cli_without_a_record(tmp_path, monkeyp
         raise FloatingPointError("training diverged: loss inf at step 3; no checkpoint was written")
 
     monkeypatch.setattr(runner, "train", diverge)
-    result = _run(tmp_path, "no-filter", *SMALL)
+    result = _invoke(["run", "no-filter", *SMALL], tmp_path / "runs")
     assert result.exit_code != 0
     lines = [x for x in result.output.strip().splitlines() if x.strip()]
     assert len(lines) == 1 and "at step 3" in lines[0], result.output
-    assert not _records(tmp_path)
+    assert not list((tmp_path / "runs").rglob("*.json"))
 
 
 def test_resume_does_not_change_an_uninterrupted_single_process_run(tmp_path):

@@ -8,6 +8,8 @@ never a partial file. Only rank 0 writes; every rank reads.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,15 @@ class Checkpointer:
             save_atomic(self.path, {"format": FORMAT, "run": self.run_key, **state})
         self.last_saved_step = state["step"]
 
+    def discard(self) -> None:
+        """The run is complete (its record replaces the checkpoint): remove the file and its
+        now empty run folder."""
+        if not self.writer:
+            return
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: something else is kept there
+            self.path.parent.rmdir()
+
     def load(self) -> dict | None:
         if not self.resume or not self.path.is_file():
             return None
@@ -65,11 +76,14 @@ def save_atomic(path: Path, state: dict) -> None:
 def load(path: Path) -> dict:
     """Read a checkpoint (tensors and plain Python data only); a damaged file is a one-line error."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before failing on it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # several types for truncated or foreign files, none of them informative:
+        # torch's own text suggests weights_only=False, which reads like a version problem
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or unreadable ({first}); delete it to start over"
+            f"checkpoint {path} is corrupt or unreadable (truncated, damaged or not written by "
+            "unlearnbench); delete it (or move it aside) to start over, or run without --resume"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "step" not in state:
         raise CheckpointError(f"checkpoint {path} is not an unlearnbench checkpoint; delete it")

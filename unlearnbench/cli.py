@@ -42,6 +42,10 @@ class _user_errors:
 
         if isinstance(exc, ConfigError | UnknownName):
             fail(str(exc))
+        from unlearnbench.results.store import StoreWriteError
+
+        if isinstance(exc, StoreWriteError):  # the disk or the store, not the input: exit 1
+            fail(str(exc), code=1)
         if isinstance(exc, FileNotFoundError):
             fail(str(exc))
         if isinstance(exc, FloatingPointError):
@@ -83,6 +87,8 @@ def run(
 
             load_suite(suite)  # a bad suite fails before training, not after
         existed = store.exists(cfg.run_id) and not force
+        if resume and not existed and not store.checkpoint_path(cfg.run_id).is_file():
+            _say(f"--resume: no checkpoint of {cfg.run_id} in {store.root}; starting from step 0")
         record = execute(cfg, store, force=force, progress=not (quiet or as_json), resume=resume)
         from unlearnbench.distributed import is_main
 
@@ -119,6 +125,13 @@ def attack(
         store.load(run_id)  # a missing run is a one-line error
         record = run_suite(run_id, suite, store, progress=not quiet, force=force)
     _print_evals(record)
+
+
+def _say(message: str) -> None:
+    """One plain line on stderr (what happens, not an error)."""
+    from rich.console import Console
+
+    Console(stderr=True).print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def _fmt(v, digits: int = 3) -> str:

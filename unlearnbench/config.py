@@ -301,10 +301,14 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{name} must be in [0, 1], got {v}")
     if lab.adjacent_label_rate + lab.false_positive_rate > 1.0:
         raise ConfigError("adjacent_label_rate + false_positive_rate must be at most 1")
-    if t.steps < 0:
-        raise ConfigError(f"steps must be >= 0, got {t.steps}")
+    if t.steps < 1:  # 0 steps would record an untrained model as if it were a result
+        raise ConfigError(f"steps must be >= 1, got {t.steps}")
     if t.batch_size < 1 or t.micro_batch_size < 1:
         raise ConfigError("batch_size and micro_batch_size must be >= 1")
+    if t.micro_batch_size > t.batch_size:  # a micro-batch is a part of the batch
+        raise ConfigError(
+            f"micro_batch_size ({t.micro_batch_size}) must be at most batch_size ({t.batch_size})"
+        )
     if t.lr <= 0:
         raise ConfigError(f"lr must be > 0, got {t.lr}")
     if t.checkpoint_every < 0:
@@ -323,3 +327,19 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"grad_clip must be >= 0 (0 = no clipping), got {t.grad_clip}")
     if t.device not in ("cpu", "cuda") and not t.device.startswith("cuda:"):
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {t.device!r}")
+    _validate_context(cfg)
+
+
+def _validate_context(cfg: RunConfig) -> None:
+    """A block longer than the model's positions would fail deep in training: refuse it now. A
+    post-hoc base given by path or hub name is checked against its own positions when loaded."""
+    from unlearnbench.models.presets import MODEL_PRESETS
+
+    preset = MODEL_PRESETS.get(cfg.model)
+    if preset is None or cfg.method_options.get("base"):
+        return
+    if cfg.train.context > preset.context:
+        raise ConfigError(
+            f"context={cfg.train.context} is longer than model {cfg.model}'s "
+            f"{preset.context} positions"
+        )

@@ -6,7 +6,6 @@ Every step is a plain function call on plain data (design section 1); the CLI is
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shutil
@@ -26,10 +25,11 @@ from unlearnbench.losses import split_losses
 from unlearnbench.methods import MethodSpec, RunContext
 from unlearnbench.models.build import build_model, load_model, save_model
 from unlearnbench.models.card import write_model_card
+from unlearnbench.models.compat import check_base_model
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import UnknownName, benchmarks, methods
-from unlearnbench.results.store import RunStore
+from unlearnbench.results.store import RunStore, run_locked
 from unlearnbench.training import train
 
 
@@ -119,11 +119,12 @@ def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[obj
     base = cfg.method_options.get("base") or ""
     if base:
         try:
-            return load_model(base), base
+            model = load_model(base)
         except (OSError, ValueError) as e:
             raise ConfigError(
                 f"cannot load base model {base!r}: {str(e).splitlines()[0]}"
             ) from None
+        return check_base_model(model, base, cfg), base  # same tokenizer, enough positions
     nf = resolve_run_config(
         "no-filter",
         cfg.benchmark,
@@ -169,6 +170,7 @@ def _save_keeping_snapshots(model, tokenizer, model_dir: Path, steps: list[int])
     return path
 
 
+@run_locked  # a writable store, and one process at a time per run id
 def execute(
     cfg: RunConfig,
     store: RunStore,
@@ -285,7 +287,7 @@ def execute(
     if model_path:
         write_model_card(model_path, record)  # README.md: method, config, metrics
     store.write(record)
-    checkpoint.path.unlink(missing_ok=True)  # the run is complete: its record replaces it
+    checkpoint.discard()  # the run is complete: its record replaces it
     barrier()
     return record
 
@@ -360,24 +362,9 @@ def reference_record(record: dict, name: str, store: RunStore, progress: bool = 
     return execute(ref, store, force=False, progress=progress)
 
 
-@contextlib.contextmanager
-def _record_lock(store: RunStore, run_id: str):
-    """An exclusive lock on a run's record while it is read, updated and rewritten."""
-    import fcntl
-
-    path = store.records_dir / f".{run_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: list | None) -> dict:
     """Re-read the record, set `evals[key]` (and `curves[key]`), write it back atomically."""
-    with _record_lock(store, run_id):
+    with store.lock(run_id, wait_message=False):
         record = store.load(run_id)
         record.setdefault("evals", {})[key] = summary
         if curves is not None:

@@ -117,6 +117,8 @@ def parse_options(name: str, options_cls: type, raw: dict | None) -> dict:
 
 def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
     """Entries of a suite by name (`evals/NAME.yaml`) or by path; returns (entries, description)."""
+    import difflib
+
     import yaml
 
     path = Path(name)
@@ -124,7 +126,9 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
         path = SUITES_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
-        raise ConfigError(f"unknown suite {name!r} (known: {', '.join(known) or 'none'})")
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown suite {name!r}{hint} (known: {', '.join(known) or 'none'})")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

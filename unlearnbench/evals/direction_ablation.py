@@ -100,13 +100,14 @@ def projected_out(model, directions: dict[int, torch.Tensor]):
 
 def _load_base(ctx: EvalContext):
     from unlearnbench.models.build import load_model
+    from unlearnbench.models.compat import check_compatible
 
     base = ctx.record.get("base")
     if not base:
         return None
     if ctx.store.exists(base):
         base = ctx.store.load(base)["model_path"]
-    return load_model(base).to(ctx.device)
+    return check_compatible(load_model(base), base, ctx.benchmark, "base model").to(ctx.device)
 
 
 @register_eval("direction-ablation", options=DirectionAblationOptions)

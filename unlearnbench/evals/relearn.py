@@ -313,6 +313,7 @@ def reference_forget_loss(ctx: EvalContext, o: RelearnOptions) -> float | None:
     if ctx.reference is None:
         return None
     from unlearnbench.models.build import load_model
+    from unlearnbench.models.compat import check_compatible
 
     rec = ctx.reference("no-filter")
     if rec["run_id"] == ctx.record["run_id"]:
@@ -321,6 +322,7 @@ def reference_forget_loss(ctx: EvalContext, o: RelearnOptions) -> float | None:
         if not rec.get("model_path"):
             return None
         model = load_model(rec["model_path"]).to(ctx.device)
+        check_compatible(model, rec["model_path"], ctx.benchmark, "reference model", ctx.context)
     blocks = {"forget": ctx.eval_blocks["forget"][: o.eval_blocks]}
     return split_losses(model, blocks, ctx.eos_id, None, ctx.device)["forget"]
 

@@ -204,6 +204,7 @@ def setup(ctx: RunContext, options: CheckpointTransferOptions) -> Objective:
     if options.ridge_alpha < 0:
         raise ValueError(f"ridge_alpha must be >= 0, got {options.ridge_alpha}")
     from unlearnbench.models.build import load_model
+    from unlearnbench.models.compat import check_run_model
 
     path, chosen = options.checkpoint, None
     if not path:
@@ -214,6 +215,7 @@ def setup(ctx: RunContext, options: CheckpointTransferOptions) -> Objective:
         checkpoint = load_model(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load checkpoint {path!r}: {str(e).splitlines()[0]}") from None
+    check_run_model(checkpoint, path, ctx.benchmark, ctx.config, "checkpoint")
     retain = labeled_blocks(ctx, "retain")[: options.fit_blocks]
     if not len(retain):
         raise ValueError("checkpoint-transfer needs labeled retain blocks to fit the affine maps")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,6 +13,7 @@ import torch
 from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from unlearnbench.models.presets import MODEL_PRESETS, ModelPreset
+from unlearnbench.results.store import StoreWriteError, umask
 
 
 def gpt_neo_config(preset: ModelPreset, vocab_size: int, eos_token_id: int) -> GPTNeoConfig:
@@ -54,10 +57,15 @@ def build_model(
 
 
 def save_model(model, tokenizer, path: Path) -> Path:
-    """Save in Hugging Face format (safetensors), atomically: a reader sees all or nothing."""
+    """Save in Hugging Face format (safetensors), atomically: a reader sees all or nothing.
+
+    The files get the umask's permissions (not the temporary directory's 0700), and the temporary
+    directories of an earlier save of the same path that was killed are removed first (saves of one
+    model path are serialized by the run lock, `RunStore.lock`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    remove_killed_saves(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{SAVING}"))
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress is enough
@@ -65,19 +73,59 @@ def save_model(model, tokenizer, path: Path) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        _umask_permissions(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) or type(e).__name__ == "SafetensorError":  # no space, no access
+            raise StoreWriteError(f"cannot save the model to {path}: {_first_line(e)}") from None
         raise
     return path
 
 
+def _umask_permissions(root: Path) -> None:
+    """What the umask gives a new file or folder, for `root` and all in it: mkdtemp makes 0700
+    and safetensors writes 0600, which would hide a shared store's models from its group."""
+    mask = umask()
+    for p in [root, *root.rglob("*")]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+SAVING = "saving-"  # marks the temporary directory of a save in progress: `.<name>.saving-XXXX`
+
+
+def remove_killed_saves(path: Path) -> None:
+    """Remove `.<name>.saving-*` (and the older `.<name>.XXXXXXXX`) directories beside `path`:
+    what a save killed before its rename left behind."""
+    older = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}$")  # mkdtemp's random part
+    for d in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if d.is_dir() and (d.name.startswith(f".{path.name}.{SAVING}") or older.match(d.name)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def load_model(path: str | Path) -> GPTNeoForCausalLM:
+    """A saved GPT-Neo (a directory or a hub name); a local path that is not a saved model is named
+    as such (transformers would take it for a malformed hub name)."""
     from transformers.utils import logging as hf_logging
 
+    name = str(path)
+    local = Path(name).expanduser()
+    looks_local = local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1
+    if local.exists() or looks_local:
+        if not local.exists():
+            raise FileNotFoundError(f"{name} does not exist")
+        if not local.is_dir():
+            raise NotADirectoryError(f"{name} is a file, not a saved model directory")
+        if not (local / "config.json").is_file():
+            raise FileNotFoundError(f"{name} is not a saved model (no config.json in it)")
+        name = str(local)
     hf_logging.disable_progress_bar()  # a base or checkpoint load would draw its own bar
-    model = GPTNeoForCausalLM.from_pretrained(str(path))
+    model = GPTNeoForCausalLM.from_pretrained(name)
     model.config.use_cache = False
     return model

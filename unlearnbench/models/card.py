@@ -8,8 +8,6 @@ model with plain `transformers`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 SPLITS = ("forget", "adjacent", "retain")
@@ -82,9 +80,8 @@ def model_card(record: dict) -> str:
 
 def write_model_card(model_dir: str | Path, record: dict) -> Path:
     """Write `model_dir/README.md` atomically."""
+    from unlearnbench.results.store import write_text_atomic  # the umask's permissions
+
     path = Path(model_dir) / "README.md"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".README.", suffix=".md")
-    with os.fdopen(fd, "w") as f:
-        f.write(model_card(record))
-    os.replace(tmp, path)
+    write_text_atomic(path, model_card(record))
     return path

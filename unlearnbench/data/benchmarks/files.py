@@ -141,6 +141,8 @@ def read_jsonl(path: Path, options: FilesOptions) -> list[tuple[Document, str]]:
         value = str(row[options.split_by]) if options.split_by else ""
         seen_values.add(value)
         rows.append((Document(doc_id, text, meta), _split_of(value, text, options, regex)))
+    if not rows:
+        raise ConfigError(f"{path} is empty: no JSON lines (one object per line) in it")
     if options.split_by:
         for name in ("forget", "adjacent", "retain"):
             missing = [v for v in getattr(options, name) if v not in seen_values]
