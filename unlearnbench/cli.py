@@ -89,7 +89,7 @@ def run(
         if not is_main():
             return  # under torchrun, rank 0 reports
         if suite:
-            from unlearnbench.runner import run_suite
+            from unlearnbench.suites import run_suite
 
             record = run_suite(record["run_id"], suite, store, progress=not (quiet or as_json))
     if as_json:
@@ -112,7 +112,7 @@ def attack(
     with _user_errors():
         from unlearnbench.evals import load_suite
         from unlearnbench.results.store import RunStore
-        from unlearnbench.runner import run_suite
+        from unlearnbench.suites import run_suite
 
         load_suite(suite)
         store = RunStore(out)
@@ -345,7 +345,7 @@ def sweep(
 
     with _user_errors():
         from unlearnbench.results.store import RunStore
-        from unlearnbench.results.sweep import load_spec, plan, print_plan, print_summary, run_sweep
+        from unlearnbench.sweep import load_spec, plan, print_plan, print_summary, run_sweep
 
         store = RunStore(out)
         runs = plan(load_spec(spec), store)
@@ -390,7 +390,7 @@ def demo(
             cfg = resolve_run_config(method, "storyworld-lang", "tiny", 0, overrides)
             console.print(f"[bold]{method}[/] {overrides or ''}")
             run_ids.append(execute(cfg, store, force=force, progress=True)["run_id"])
-        from unlearnbench.runner import run_suite
+        from unlearnbench.suites import run_suite
 
         for run_id in run_ids:  # the quick suite: a light relearning attack and the fact probes
             console.print(f"[bold]quick suite[/] {run_id}")
