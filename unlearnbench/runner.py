@@ -167,6 +167,46 @@ def _save_keeping_snapshots(model, tokenizer, model_dir: Path, steps: list[int])
     return path
 
 
+def _plain(v):
+    return [_plain(x) for x in v] if isinstance(v, list | tuple) else v
+
+
+def _field_defaults(cls) -> dict:
+    import dataclasses
+
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(cls)
+    }
+
+
+def non_default_options(cfg: RunConfig, spec: MethodSpec) -> dict:
+    """What the run sets away from the defaults of its method options, labels and training (the
+    method's own training defaults included), as its record keeps it: tables label a run from its
+    record alone, and a default changed later does not relabel it. Settings outside the run id
+    (`checkpoint_every`, `snapshot_every`) are left out."""
+    import dataclasses
+
+    from unlearnbench.config import _UNHASHED_TRAIN_FIELDS, LabelConfig, TrainConfig
+
+    def changed(values: dict, defaults: dict, skip=()) -> dict:
+        return {
+            k: v
+            for k, v in values.items()
+            if k not in skip and (k not in defaults or _plain(v) != _plain(defaults[k]))
+        }
+
+    return {
+        "method_options": changed(cfg.method_options, _field_defaults(spec.options)),
+        "labels": changed(dataclasses.asdict(cfg.labels), _field_defaults(LabelConfig)),
+        "train": changed(
+            dataclasses.asdict(cfg.train),
+            _field_defaults(TrainConfig) | spec.train_defaults,
+            _UNHASHED_TRAIN_FIELDS,
+        ),
+    }
+
+
 def execute(
     cfg: RunConfig,
     store: RunStore,
@@ -261,6 +301,7 @@ def execute(
         "model": cfg.model,
         "seed": cfg.seed,
         "config": cfg.to_dict(),
+        "non_default": non_default_options(cfg, spec),  # what tables call the run's setting
         "metrics": {
             **_losses_record(post),
             "pre_finalize": _losses_record(pre),

@@ -119,25 +119,28 @@ def evaluate_entry(
     import copy
     import dataclasses
 
-    from unlearnbench.evals import EvalContext, EvalSpec
+    from unlearnbench.evals import EvalContext, EvalSpec, headline
     from unlearnbench.registry import evals
 
     spec: EvalSpec = evals.get(entry.eval)
     options = spec.options(**entry.options)
     opts = json_safe(dataclasses.asdict(options))
+    key = entry.record_key
+    _adopt_unsuited(store, record["run_id"], entry, spec, opts)
     stored = store.load(record["run_id"])
-    existing = stored.get("evals", {}).get(entry.key)
+    existing = stored.get("evals", {}).get(key)
     previous_curves = None
     if existing is not None and not force:
         if existing.get("options") == opts:
-            return existing
+            return _with_headline(store, record["run_id"], key, spec, existing)
         old = existing.get("options") or {}
         if spec.additive and all(
             old.get(k) == v for k, v in opts.items() if k not in spec.additive
         ):
             if all(old.get(k) or not opts.get(k) for k in spec.additive):
-                return existing  # it holds everything asked for, and more
-            previous_curves = (stored.get("curves") or {}).get(entry.key)
+                # it holds everything asked for, and more
+                return _with_headline(store, record["run_id"], key, spec, existing)
+            previous_curves = (stored.get("curves") or {}).get(key)
     if model is None:
         if not record.get("model_path") or not Path(record["model_path"]).is_dir():
             raise ConfigError(
@@ -167,7 +170,7 @@ def evaluate_entry(
         store=store,
         device=t.device,
         progress=progress,
-        key=entry.key,
+        key=key,
         evaluate_other=evaluate_other,
         reference=lambda name: reference_record(record, name, store, progress),
         previous_curves=previous_curves,
@@ -175,8 +178,45 @@ def evaluate_entry(
     start = time.perf_counter()
     result = spec.run(ctx, options)
     summary = {"options": opts, **result.summary, "seconds": time.perf_counter() - start}
-    merge_eval(store, record["run_id"], entry.key, json_safe(summary), result.curves)
+    # what it is and its headline numbers, so tables need neither the registry nor the summary's shape
+    summary = {"eval": spec.name, "suite": entry.suite, **summary}
+    summary["headline"] = headline(spec.metrics, result.summary)
+    merge_eval(store, record["run_id"], key, json_safe(summary), result.curves)
     return summary
+
+
+def _with_headline(store: RunStore, run_id: str, key: str, spec, summary: dict) -> dict:
+    """A recorded result with its headline metrics read afresh off its summary: a result recorded
+    before its evaluation declared them (or declared them differently) gains them; nothing reruns."""
+    from unlearnbench.evals import headline
+
+    fresh = json_safe(headline(spec.metrics, summary))
+    if summary.get("headline") == fresh and summary.get("eval") == spec.name:
+        return summary
+    summary = {**summary, "eval": spec.name, "headline": fresh}
+    merge_eval(store, run_id, key, summary, None)
+    return summary
+
+
+def _adopt_unsuited(store: RunStore, run_id: str, entry, spec, opts: dict) -> None:
+    """A result recorded before results were keyed by suite (`evals[KEY]`, no suite named) moves to
+    `SUITE/KEY` when its options serve this entry (additive options aside), so it is read, not
+    rerun; one with other options stays where it is."""
+    if not entry.suite:
+        return
+    with _record_lock(store, run_id):
+        record = store.load(run_id)
+        results, curves = record.get("evals") or {}, record.get("curves") or {}
+        old = results.get(entry.key)
+        if entry.record_key in results or not isinstance(old, dict) or "suite" in old:
+            return
+        old_opts = old.get("options") or {}
+        if any(old_opts.get(k) != v for k, v in opts.items() if k not in spec.additive):
+            return
+        results[entry.record_key] = {**results.pop(entry.key), "suite": entry.suite}
+        if entry.key in curves:
+            curves[entry.record_key] = curves.pop(entry.key)
+        store.write(record)
 
 
 def run_suite(
