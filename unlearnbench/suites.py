@@ -180,8 +180,10 @@ def evaluate_entry(
     summary = {"options": opts, **result.summary, "seconds": time.perf_counter() - start}
     # what it is and its headline numbers, so tables need neither the registry nor the summary's shape
     summary = {"eval": spec.name, "suite": entry.suite, **summary}
-    summary["headline"] = headline(spec.metrics, result.summary)
-    merge_eval(store, record["run_id"], key, json_safe(summary), result.curves)
+    try:
+        summary["headline"] = headline(spec.metrics, result.summary)
+    finally:  # a metric reader's bug must not lose the measured result
+        merge_eval(store, record["run_id"], key, json_safe(summary), result.curves)
     return summary
 
 

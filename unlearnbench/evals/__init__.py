@@ -74,12 +74,13 @@ def headline(metrics: tuple[Metric, ...], summary: dict) -> list[dict]:
         value = m.read(summary) if summary.get("applicable") is not False else None
         parts = value.items() if isinstance(value, dict) else [(None, value)]
         for part, v in parts:
+            title = m.title or m.name
+            if part is not None:  # one column per part: its title names the part
+                title = title.format(part) if "{}" in title else f"{title} ({part})"
             entry = {
                 "name": m.name if part is None else f"{m.name}@{part}",
                 "metric": m.name,
-                "title": (m.title or m.name).format(part)
-                if part is not None
-                else m.title or m.name,
+                "title": title,
                 "direction": m.direction,
                 "unit": m.unit,
                 "value": None,

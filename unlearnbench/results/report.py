@@ -42,8 +42,9 @@ CAPTIONS = {
     "tradeoff": "Forget loss (higher = more removed) against retain and adjacent loss (lower = less "
     "damage). Error bars: std over seeds. Grey step line: Pareto frontier. Dashed: no-filter; "
     "dotted: the perfect filter (filter at recall 1).",
-    "relearn": "Relearning attack: forget loss during fine-tuning on held-out forget documents, the "
-    "lowest over the attack's learning-rate grid at each step, mean over seeds (band: range).",
+    "relearn": "Relearning attacks, one panel per attack result (SUITE/KEY) and mode: forget loss "
+    "during fine-tuning on held-out forget documents, the lowest over the attack's learning-rate "
+    "grid at each step, mean over seeds (band: range).",
     "undiscovered": "Forget loss against the fraction of forget documents left unlabeled "
     "(1 - recall). Dashed: no-filter.",
 }
