@@ -106,9 +106,12 @@ def summary_text(summary: dict) -> str:
     if isinstance(summary, dict) and summary.get("applicable") is False:
         return f"not applicable ({summary.get('reason', '')})"
     entries = headline(summary)
-    if not entries:
+    if not entries and not (isinstance(summary, dict) and "headline" in summary):
         return "recorded without headline metrics (attack again with its suite to add them)"
-    return ", ".join(f"{e.get('title') or e['name']} {format_value(e)}" for e in entries)
+    measured = [e for e in entries if _num(e.get("value")) is not None or "limit" in e]
+    if not measured:
+        return "no headline metric measured"
+    return ", ".join(f"{e.get('title') or e['name']} {format_value(e)}" for e in measured)
 
 
 # ---- columns ----
@@ -151,18 +154,21 @@ def _natural(text: str) -> tuple:
 
 
 def metric_columns(records: list[dict]) -> list[Column]:
-    """One column per (result key, headline metric) in any record: result keys in name order,
-    metrics in the order their evaluation declared them, parts (e.g. budgets) in numeric order."""
+    """One column per (result key, headline metric) in any record: result keys by suite, in the
+    suite's order within it; metrics in the order their evaluation declared them; parts (e.g.
+    budgets) in numeric order."""
     found: dict[str, dict[str, dict]] = defaultdict(dict)  # key -> name -> entry
     order: dict[str, dict[str, int]] = defaultdict(dict)  # key -> metric -> declaration position
+    first: dict[str, int] = {}  # key -> first appearance (a suite writes its results in order)
     for r in records:
         for key, ev in (r.get("evals") or {}).items():
+            first.setdefault(key, len(first))
             for e in headline(ev):
                 found[key].setdefault(e["name"], e)
                 metric = e.get("metric", e["name"])
                 order[key].setdefault(metric, len(order[key]))
     cols = []
-    for key in sorted(found):
+    for key in sorted(found, key=lambda k: (k.split("/")[0], first[k])):
 
         def position(e: dict, key=key) -> tuple:
             metric = e.get("metric", e["name"])
