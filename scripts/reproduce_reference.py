@@ -43,8 +43,8 @@ def specs(seeds, quick: bool) -> list[dict]:
 
 
 def run_everything(store, seeds, suite: str, quick: bool, dry_run: bool, console) -> list[str]:
-    from unlearnbench.results.sweep import plan, print_plan, print_summary, run_sweep
-    from unlearnbench.runner import run_suite
+    from unlearnbench.suites import run_suite
+    from unlearnbench.sweep import plan, print_plan, print_summary, run_sweep
 
     planned = []
     for spec in specs(seeds, quick):

@@ -6,6 +6,8 @@ import copy
 import dataclasses
 
 from unlearnbench.config import TrainConfig
+from unlearnbench.evals import headline
+from unlearnbench.registry import evals as eval_registry
 from unlearnbench.registry import methods
 
 # the training config at its defaults, so only what a test changes shows as a setting
@@ -55,6 +57,12 @@ def record(
         "benchmark": benchmark,
         "model": "tiny",
         "seed": seed,
+        # as the runner writes it: what the run set away from its defaults
+        "non_default": {
+            "labels": {k: v for k, v in labels.items() if v != LABELS[k]},
+            "method_options": dict(options or {}),
+            "train": {},
+        },
         "config": {
             "method": method,
             "benchmark": benchmark,
@@ -124,35 +132,60 @@ def relearn_rows(start: float, end: float, lrs=(1e-4, 1e-3), steps=(0, 10, 25, 5
     return rows
 
 
-def relearn_summary(by_budget: dict[int, float], recover: int | None) -> dict:
-    """The shape evals/relearn.py writes (only the fields the results read)."""
+def result(eval_name: str, summary: dict, suite: str = "robust", options: dict | None = None):
+    """A stored evaluation result as the suite runner writes it: what ran, the summary and the
+    headline metrics its evaluation declares, read off the summary."""
+    spec = eval_registry.get(eval_name)
     return {
-        "worst_case": [{"budget": b, "forget_loss": v} for b, v in by_budget.items()],
-        "budget": max(by_budget),
-        "steps_to_recover": recover,
+        "eval": eval_name,
+        "suite": suite,
+        "options": options or {},
+        **summary,
+        "headline": headline(spec.metrics, summary),
     }
+
+
+def relearn_summary(by_budget: dict[int, float], recover: int | None) -> dict:
+    """A stored relearn result (the summary fields the declared metrics read)."""
+    return result(
+        "relearn",
+        {
+            "worst_case": [{"budget": b, "forget_loss": v} for b, v in by_budget.items()],
+            "budget": max(by_budget),
+            "steps_to_recover": recover,
+        },
+    )
 
 
 def probes(forget: float, retain: float) -> dict:
-    return {
-        "forget": {"accuracy": forget, "chance": 0.25, "n": 40},
-        "retain": {"accuracy": retain, "chance": 0.25, "n": 40},
-    }
+    return result(
+        "fact-probes",
+        {
+            "forget": {"accuracy": forget, "chance": 0.25, "n": 40},
+            "retain": {"accuracy": retain, "chance": 0.25, "n": 40},
+        },
+    )
 
 
 def sample_records() -> list[dict]:
     """Three methods, two seeds; sgtm at three recalls and a strict variant; relearn and probes
     only on some runs (missing elsewhere)."""
-    nf0 = {"relearn": relearn_summary({10: 1.9, 50: 1.8}, 0)}
-    sg0 = {"relearn": relearn_summary({10: 2.5, 50: 2.1}, None)}
-    sg1 = {"relearn": relearn_summary({10: 2.7, 50: 2.3}, 40)}
+    nf0 = {"robust/relearn": relearn_summary({10: 1.9, 50: 1.8}, 0)}
+    sg0 = {"robust/relearn": relearn_summary({10: 2.5, 50: 2.1}, None)}
+    sg1 = {"robust/relearn": relearn_summary({10: 2.7, 50: 2.3}, 40)}
     return [
         record(
-            "no-filter", 0, 2.0, 1.50, 1.8, evals=nf0, curves={"relearn": relearn_rows(2.0, 1.8)}
+            "no-filter",
+            0,
+            2.0,
+            1.50,
+            1.8,
+            evals=nf0,
+            curves={"robust/relearn": relearn_rows(2.0, 1.8)},
         ),
         record("no-filter", 1, 2.2, 1.70, 2.0),
-        record("filter", 0, 4.0, 1.55, 2.5, evals={"fact-probes": probes(0.30, 0.90)}),
-        record("filter", 1, 5.0, 1.65, 2.7, evals={"fact-probes": probes(0.20, 0.80)}),
+        record("filter", 0, 4.0, 1.55, 2.5, evals={"robust/fact-probes": probes(0.30, 0.90)}),
+        record("filter", 1, 5.0, 1.65, 2.7, evals={"robust/fact-probes": probes(0.20, 0.80)}),
         record(
             "sgtm",
             0,
@@ -161,7 +194,7 @@ def sample_records() -> list[dict]:
             2.2,
             recall=0.9,
             evals=sg0,
-            curves={"relearn": relearn_rows(3.0, 2.1)},
+            curves={"robust/relearn": relearn_rows(3.0, 2.1)},
         ),
         record(
             "sgtm",
@@ -171,7 +204,7 @@ def sample_records() -> list[dict]:
             2.4,
             recall=0.9,
             evals=sg1,
-            curves={"relearn": relearn_rows(3.4, 2.3)},
+            curves={"robust/relearn": relearn_rows(3.4, 2.3)},
         ),
         record("sgtm", 0, 2.5, 1.58, 2.1, recall=0.5),
         record("sgtm", 0, 3.3, 1.61, 2.3, recall=0.9, options={"optimizer": "strict"}),

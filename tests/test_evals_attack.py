@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from unlearnbench.cli import app
 
 runner = CliRunner()
+K = "tiny-suite/"  # results go under SUITE/KEY (the suite file below is tiny-suite.yaml)
 SMALL = [
     "--set", "n_stories=300", "--set", "vocab_size=300", "--set", "context=32",
     "--set", "steps=3", "--set", "batch_size=4", "--set", "eval_blocks=2", "--set", "warmup_steps=1",
@@ -42,15 +43,20 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     for key, value in before.items():
         assert after[key] == value, f"{key} changed"
     ev = after["evals"]
-    assert set(ev) == {
-        "relearn",
-        "fact-probes",
-        "disjoint-facts",
-        "calibrated-loss",
-        "direction-ablation",
+    # each result under SUITE/KEY, with what ran it and the headline metrics its evaluation declared
+    names = ("relearn", "fact-probes", "disjoint-facts", "calibrated-loss", "direction-ablation")
+    assert set(ev) == {K + n for n in names}
+    assert {(ev[K + n]["eval"], ev[K + n]["suite"]) for n in names} == {
+        (n, "tiny-suite") for n in names
     }
-    assert ev["direction-ablation"]["applicable"] is False  # sgtm records no steered layer
-    rel = ev["relearn"]
+    assert [e["name"] for e in ev[K + "relearn"]["headline"]] == [
+        "forget_loss@2",
+        "forget_loss@4",
+        "steps_to_recover",
+        "steps_to_close_gap",
+    ]
+    assert ev[K + "direction-ablation"]["applicable"] is False  # sgtm records no steered layer
+    rel = ev[K + "relearn"]
     assert [e["budget"] for e in rel["worst_case"]] == [2, 4]
     # the references were attacked too (trained first: no-filter and the perfect filter)
     assert set(rel["references"]) == {"no-filter", "perfect-filter"}
@@ -59,12 +65,15 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
             tmp_path / "runs" / "records" / f"{rel['references']['no-filter']['run_id']}.json"
         ).read_text()
     )
-    assert nf["method"] == "no-filter" and "relearn" in nf["evals"]
+    assert nf["method"] == "no-filter" and K + "relearn" in nf["evals"]
     assert (
-        rel["reference_forget_loss"] == nf["curves"]["relearn"][0]["loss"]
+        rel["reference_forget_loss"] == nf["curves"][K + "relearn"][0]["loss"]
     )  # its step-0 forget loss
-    assert {r["split"] for r in after["curves"]["relearn"]} == {"forget", "retain"}
-    assert set(ev["fact-probes"]) >= {"forget", "retain"} and ev["fact-probes"]["forget"]["n"] == 8
+    assert {r["split"] for r in after["curves"][K + "relearn"]} == {"forget", "retain"}
+    assert (
+        set(ev[K + "fact-probes"]) >= {"forget", "retain"}
+        and ev[K + "fact-probes"]["forget"]["n"] == 8
+    )
     # a second attack with the same suite reuses the recorded results
     res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
     again = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
@@ -83,14 +92,14 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
         res = runner.invoke(app, ["attack", nf_id, "--suite", str(suite), "--out", out, "--quiet"])
         assert res.exit_code == 0, res.stderr
         nf_after = json.loads((tmp_path / "runs" / "records" / f"{nf_id}.json").read_text())
-        assert nf_after["curves"]["relearn"] == nf["curves"]["relearn"]
-        assert set(nf_after["evals"]["relearn"]["references"]) == {"perfect-filter"}
+        assert nf_after["curves"][K + "relearn"] == nf["curves"][K + "relearn"]
+        assert set(nf_after["evals"][K + "relearn"]["references"]) == {"perfect-filter"}
         # and a result with references serves a request without them, unchanged
         suite.write_text(SUITE.replace("references: true", "references: false"))
         res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
         assert res.exit_code == 0, res.stderr
         final = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
-        assert final["evals"]["relearn"] == ev["relearn"]
+        assert final["evals"][K + "relearn"] == ev[K + "relearn"]
     finally:
         relearn_eval.attack_rows = original
 

@@ -148,7 +148,7 @@ def test_a_completed_run_leaves_no_checkpoint_folder_and_no_lock(tmp_path):
 
 
 def test_merging_an_evaluation_leaves_no_lock_file(tmp_path):
-    from unlearnbench.runner import merge_eval
+    from unlearnbench.suites import merge_eval
 
     store = RunStore(tmp_path)
     store.write({"run_id": "r"})

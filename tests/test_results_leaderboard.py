@@ -6,10 +6,12 @@ import csv
 import io
 import json
 import math
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
-from results_fixtures import record, sample_records
+from results_fixtures import record, relearn_summary, result, sample_records
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
@@ -22,6 +24,10 @@ from unlearnbench.results.leaderboard import (
     to_html,
     to_markdown,
 )
+
+R10, R50 = "robust/relearn:forget_loss@10", "robust/relearn:forget_loss@50"
+RECOVER = "robust/relearn:steps_to_recover"
+PROBE_FORGET = "robust/fact-probes:forget_accuracy"
 
 
 def _row(rows, method, setting):
@@ -50,7 +56,7 @@ def test_mean_std_over_seeds_and_deltas_per_seed():
 def test_missing_metrics_are_blank_never_zero():
     rows = leaderboard_rows(sample_records())
     one = _row(rows, "sgtm", "recall=0.5")
-    for key in ("relearn@10", "relearn@50", "recover", "probe_forget"):
+    for key in (R10, R50, RECOVER, PROBE_FORGET):
         assert one["cells"][key].mean is None and one["cells"][key].n == 0
     md = to_markdown(rows)
     line = next(x for x in md.splitlines() if "| sgtm | recall=0.5 |" in x)
@@ -63,33 +69,31 @@ def test_missing_metrics_are_blank_never_zero():
             strict=True,
         )
     )
-    assert by_header["forget after 10-step attack ↑"] == ""
-    assert by_header["forget facts acc ↓"] == ""
+    assert by_header["robust/relearn: forget after 10-step attack ↑"] == ""
+    assert by_header["robust/fact-probes: forget facts acc ↓"] == ""
     assert "0.000" not in line
     # a metric present for only one of two seeds: averaged over that seed and flagged n=1
     nf = _row(rows, "no-filter", "")
-    assert nf["cells"]["relearn@10"].mean == 1.9 and nf["cells"]["relearn@10"].n == 1
-    assert (
-        format_cell(nf["cells"]["relearn@10"], cols[[c.key for c in cols].index("relearn@10")], 2)
-        == "1.900 (n=1)"
-    )
+    assert nf["cells"][R10].mean == 1.9 and nf["cells"][R10].n == 1
+    assert format_cell(nf["cells"][R10], cols[[c.key for c in cols].index(R10)], 2) == "1.900 (n=1)"
 
 
 def test_columns_only_for_evaluations_some_run_has():
     keys = [c.key for c in rows_columns(leaderboard_rows(sample_records()))]
-    assert "calibrated" not in keys  # no record has it: the column is left out, not zero-filled
+    assert not [k for k in keys if "calibrated" in k]  # no record has it: left out, not zero-filled
     assert keys[:3] == ["forget", "adjacent", "retain"]
-    assert "relearn@10" in keys and "relearn@50" in keys and "probe_forget" in keys
+    assert R10 in keys and R50 in keys and PROBE_FORGET in keys
+    assert keys.index(R10) < keys.index(R50) < keys.index(RECOVER)  # budgets, then steps
     plain = [record("no-filter", 0, 2.0, 1.5), record("filter", 0, 3.0, 1.6)]
     keys = [c.key for c in rows_columns(leaderboard_rows(plain))]
-    assert "relearn@10" not in keys and "recover" not in keys
+    assert R10 not in keys and RECOVER not in keys
     assert "adjacent" in keys  # the core columns stay, blank
 
 
 def test_steps_to_recover_counts_seeds_that_never_recovered():
     rows = leaderboard_rows(sample_records())
     sg = _row(rows, "sgtm", "recall=0.9")
-    cell = sg["cells"]["recover"]
+    cell = sg["cells"][RECOVER]
     assert cell.mean == 40 and cell.n == 1
     assert cell.note == "1/2 seeds > 50"
 
@@ -114,8 +118,7 @@ def test_settings_distinguish_recall_and_non_default_options():
     assert "recall=0.9" in settings and "recall=0.5" in settings
     assert setting_of(record("no-filter", 0, 2.0, 1.5, recall=0.9)) == ""  # ignores labels
     r = record("filter", 0, 3.0, 1.6)
-    r["config"]["train"]["steps"] = 100
-    r["config"]["train"]["device"] = "cuda"  # where it ran is not a setting
+    r["non_default"]["train"] = {"steps": 100, "device": "cuda"}  # where it ran is not a setting
     assert setting_of(r) == "recall=1.0, steps=100"
 
 
@@ -125,6 +128,7 @@ def test_no_filter_of_one_seed_counts_once_and_reference_prefers_same_config():
     nf_short = record("no-filter", 0, 5.0, 5.0)
     nf_short["run_id"] += "-short"
     nf_short["config"]["train"]["steps"] = 10
+    nf_short["non_default"]["train"] = {"steps": 10}
     f = record("filter", 0, 3.0, 1.6, recall=0.9)
     rows = leaderboard_rows([nf_a, nf_b, nf_short, f])
     nf = _row(rows, "no-filter", "")
@@ -141,7 +145,7 @@ def test_csv_and_html_hold_the_same_numbers():
     f = next(t for t in table if t["method"] == "filter")
     assert float(f["forget_mean"]) == pytest.approx(4.5)
     assert float(f["forget_std"]) == pytest.approx(math.sqrt(0.5))
-    assert f["relearn@10_mean"] == "" and f["relearn@10_n"] == "0"
+    assert f[f"{R10}_mean"] == "" and f[f"{R10}_n"] == "0"
 
     class Cells(HTMLParser):
         def __init__(self):
@@ -199,18 +203,123 @@ def test_cli_leaderboard_formats_and_errors(tmp_path):
 
 def test_reads_the_summaries_the_evaluations_write():
     ev = {
-        "calibrated-loss": {"calibrated": {"forget_loss": 3.3, "retain_loss": 1.5}},
-        "disjoint-facts": {"held_out_gain": 0.125},
-        "direction-ablation": {"ablated": {"forget_loss": 2.75}},
-        "fact-probes": {"forget": {"accuracy": 0.5, "chance": 0.25, "n": 8}},
+        "robust/calibrated-loss": result(
+            "calibrated-loss", {"calibrated": {"forget_loss": 3.3, "retain_loss": 1.5}}
+        ),
+        "robust/disjoint-facts": result("disjoint-facts", {"held_out_gain": 0.125}),
+        "robust/direction-ablation": result(
+            "direction-ablation", {"ablated": {"forget_loss": 2.75}}
+        ),
+        "robust/fact-probes": result(
+            "fact-probes",
+            {
+                "forget": {"accuracy": 0.5, "chance": 0.25, "n": 8},
+                "retain": {"accuracy": 0.75, "chance": 0.25, "n": 8},
+            },
+        ),
     }
     rows = leaderboard_rows([record("filter", 0, 3.0, 1.6, evals=ev)])
     cells = rows[0]["cells"]
-    assert cells["calibrated"].mean == 3.3
-    assert cells["disjoint"].mean == 0.125
-    assert cells["dir_ablation"].mean == 2.75
-    assert cells["probe_forget"].mean == 0.5
-    assert cells["probe_retain"].mean is None  # not in the summary: blank
+    assert cells["robust/calibrated-loss:forget_loss"].mean == 3.3
+    assert cells["robust/disjoint-facts:held_out_gain"].mean == 0.125
+    assert cells["robust/direction-ablation:forget_loss"].mean == 2.75
+    assert cells[PROBE_FORGET].mean == 0.5
+    assert cells["robust/fact-probes:adjacent_accuracy"].mean is None  # not in the summary: blank
+    headers = {c.key: c.header for c in rows_columns(rows)}
+    assert headers["robust/disjoint-facts:held_out_gain"].endswith("↓")  # as it declared
+    assert headers["robust/fact-probes:forget_accuracy"].endswith("↓")
+    assert headers["robust/fact-probes:retain_accuracy"].endswith("↑")
+
+
+def test_every_suites_results_appear_under_their_own_keys():
+    """The paper suites store their attack under their own key; robust-lite adds a mixed attack;
+    quick and robust run relearn with different options: every one is a column of its own."""
+    ev = {
+        "quick/relearn": relearn_summary({10: 2.1}, 5) | {"suite": "quick"},
+        "robust/relearn": relearn_summary({10: 2.5, 50: 2.2}, 30),
+        "robust-lite/relearn-mixed": relearn_summary({10: 2.8}, None) | {"suite": "robust-lite"},
+        "sgtm-paper/relearn-sgtm-paper": relearn_summary({25: 2.9}, 25) | {"suite": "sgtm-paper"},
+        "gradient-routing-paper/relearn-gradient-routing-paper": relearn_summary({40: 3.1}, None),
+    }
+    rows = leaderboard_rows([record("sgtm", 0, 3.0, 1.6, evals=ev)])
+    cells, headers = rows[0]["cells"], {c.key: c.header for c in rows_columns(rows)}
+    assert cells["quick/relearn:forget_loss@10"].mean == 2.1
+    assert cells["robust/relearn:forget_loss@10"].mean == 2.5  # both kept, neither overwritten
+    assert cells["robust-lite/relearn-mixed:forget_loss@10"].mean == 2.8
+    assert cells["robust-lite/relearn-mixed:steps_to_recover"].note == "> 10"
+    assert cells["sgtm-paper/relearn-sgtm-paper:forget_loss@25"].mean == 2.9
+    key = "gradient-routing-paper/relearn-gradient-routing-paper:forget_loss@40"
+    assert cells[key].mean == 3.1
+    assert headers["quick/relearn:forget_loss@10"] == "quick/relearn: forget after 10-step attack ↑"
+    md = to_markdown(rows)
+    assert "robust-lite/relearn-mixed: forget after 10-step attack ↑" in md
+    assert "SUITE/KEY" in md.splitlines()[-1]  # the legend says what the names mean
+
+
+def test_rows_group_by_the_run_id_not_by_settings_outside_it():
+    """checkpoint_every, snapshot_every and the device do not change a run's results (they are
+    outside its id): seeds run with them are one row, with the right mean and seed count."""
+    plain = record("sgtm", 0, 3.0, 1.6, recall=0.9)
+    other = record("sgtm", 1, 3.4, 1.6, recall=0.9)
+    other["config"]["train"] |= {"checkpoint_every": 10, "snapshot_every": 5, "device": "cuda"}
+    old = record("sgtm", 2, 3.2, 1.6, recall=0.9)  # recorded before records stated their setting
+    del old["non_default"]
+    old["config"]["train"] |= {"checkpoint_every": 7, "snapshot_every": 3}
+    rows = leaderboard_rows([plain, other, old])
+    assert len(rows) == 1, [r["setting"] for r in rows]
+    assert rows[0]["setting"] == "recall=0.9" and rows[0]["seeds"] == 3
+    assert rows[0]["cells"]["forget"].mean == pytest.approx(3.2)
+    # what the run id does cover still splits rows
+    longer = record("sgtm", 0, 3.9, 1.6, recall=0.9)
+    longer["non_default"]["train"] = {"steps": 400}
+    rows = leaderboard_rows([plain, other, longer])
+    assert sorted(r["setting"] for r in rows) == ["recall=0.9", "recall=0.9, steps=400"]
+
+
+def test_the_setting_is_what_the_record_states_not_todays_defaults():
+    r = record("sgtm", 0, 3.0, 1.6, options={"optimizer": "strict"})
+    assert setting_of(r) == "recall=1.0, optimizer=strict"
+    r["config"]["method_options"]["forget_mlp_dim"] = 32  # a default changed later: same label
+    assert setting_of(r) == "recall=1.0, optimizer=strict"
+    # a record from before: the method options that differ among its method's records are named
+    a, b = record("sgtm", 0, 3.0, 1.6), record("sgtm", 0, 3.1, 1.6, options={"layers": [1]})
+    for x in (a, b):
+        del x["non_default"]
+    assert [setting_of(x, peers=[a, b]) for x in (a, b)] == [
+        "recall=1.0, layers=()",
+        "recall=1.0, layers=1",
+    ]
+
+
+def test_results_without_headline_metrics_are_named_not_dropped_silently():
+    old = record("filter", 0, 3.0, 1.6, evals={"relearn": {"worst_case": [], "budget": 10}})
+    md = to_markdown(leaderboard_rows([old]))
+    assert "Not shown: 1 evaluation results" in md and "unlearnbench attack" in md
+
+
+def test_results_modules_import_neither_torch_nor_the_method_registry(tmp_path):
+    """leaderboard, plots and report are pure functions of the records: rendering a store's
+    records imports no torch and no method (nor evaluation) registry."""
+    (tmp_path / "records.json").write_text(json.dumps(sample_records()))
+    code = f"""
+import json, sys
+from unlearnbench.results.leaderboard import leaderboard_rows, to_markdown, to_csv, summary_text
+from unlearnbench.results.plots import write_plots
+from unlearnbench.results.report import report_html
+recs = json.load(open({str(tmp_path / "records.json")!r}))
+assert "robust/relearn: forget after 10-step attack" in to_markdown(leaderboard_rows(recs))
+to_csv(leaderboard_rows(recs))
+summary_text(recs[0]["evals"]["robust/relearn"])
+write_plots(recs, "storyworld-topic", {str(tmp_path / "figs")!r})
+report_html(recs, "storyworld-topic")
+bad = [m for m in ("torch", "unlearnbench.methods", "unlearnbench.evals") if m in sys.modules]
+assert not bad, bad
+print("pure")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0 and "pure" in out.stdout, out.stderr[-2000:]
 
 
 def test_settings_name_a_saved_base_by_its_run_not_by_a_machine_path():

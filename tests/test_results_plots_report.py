@@ -7,7 +7,7 @@ import json
 from html.parser import HTMLParser
 
 import pytest
-from results_fixtures import record, sample_records
+from results_fixtures import record, relearn_rows, sample_records
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
@@ -145,3 +145,24 @@ def test_cli_plot_and_report(tmp_path):
     assert res.exit_code == 2 and "unknown plot" in res.output
     res = runner.invoke(app, ["report", "--out", str(tmp_path / "empty")])
     assert res.exit_code == 1 and "no run records" in res.output
+
+
+def test_relearn_figure_draws_every_attack_result_under_its_own_key():
+    two = {
+        "robust/relearn": relearn_rows(3.0, 2.1),
+        "robust-lite/relearn-mixed": relearn_rows(3.0, 2.6),
+    }
+    recs = [record("sgtm", 0, 3.0, 1.6, curves=two), record("filter", 0, 4.0, 1.6, curves=two)]
+    fig = relearn_figure(recs, BENCH)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["robust-lite/relearn-mixed (full)", "robust/relearn (full)"]
+    assert relearn_curve(recs[0], key="robust-lite/relearn-mixed")[50] == pytest.approx(2.5)
+
+
+def test_report_says_which_suite_ran_each_result():
+    recs = sample_records()
+    page = report_html(recs, BENCH)
+    evaluations = page.split('id="evaluations"', 1)[1].split("<h2", 1)[0]
+    assert "robust/relearn" in evaluations and "robust/fact-probes" in evaluations
+    assert "<td>relearn</td><td>robust</td>" in evaluations
+    assert "robust/relearn: forget after 10-step attack" in page  # the leaderboard's column

@@ -95,7 +95,7 @@ def run(
         if not is_main():
             return  # under torchrun, rank 0 reports
         if suite:
-            from unlearnbench.runner import run_suite
+            from unlearnbench.suites import run_suite
 
             record = run_suite(record["run_id"], suite, store, progress=not (quiet or as_json))
     if as_json:
@@ -118,7 +118,7 @@ def attack(
     with _user_errors():
         from unlearnbench.evals import load_suite
         from unlearnbench.results.store import RunStore
-        from unlearnbench.runner import run_suite
+        from unlearnbench.suites import run_suite
 
         load_suite(suite)
         store = RunStore(out)
@@ -139,48 +139,14 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def _print_evals(record: dict) -> None:
-    """One line per recorded evaluation: the numbers a reader looks for first."""
+    """One line per recorded evaluation: the headline metrics it declared."""
     from rich.console import Console
+    from rich.markup import escape
 
-    console = Console()
+    from unlearnbench.results.leaderboard import summary_text
+
     for key, ev in (record.get("evals") or {}).items():
-        if ev.get("applicable") is False:
-            console.print(f"[bold]{key}[/]: not applicable ({ev.get('reason', '')})")
-        elif "worst_case" in ev:
-            parts = [f"{e['budget']}: {_fmt(e['forget_loss'])}" for e in ev["worst_case"]]
-            console.print(
-                f"[bold]{key}[/]: forget {_fmt(ev['before'].get('forget_loss'))} -> "
-                + ", ".join(parts)
-                + f"; steps to recover {_fmt(ev.get('steps_to_recover'))}"
-                + f" (90% of gap: {_fmt(ev.get('steps_to_close_gap'))}) of {ev.get('budget')}"
-            )
-        elif key.startswith("fact-probes"):
-            parts = [
-                f"{s} {_fmt(v['accuracy'])}"
-                for s, v in ev.items()
-                if isinstance(v, dict) and "accuracy" in v
-            ]
-            console.print(f"[bold]{key}[/]: accuracy " + ", ".join(parts))
-        elif "calibrated" in ev:
-            console.print(
-                f"[bold]{key}[/]: "
-                + ", ".join(
-                    f"{k} {_fmt(ev['before'][k])} -> {_fmt(v)}" for k, v in ev["calibrated"].items()
-                )
-            )
-        elif "ablated" in ev:
-            console.print(
-                f"[bold]{key}[/]: "
-                + ", ".join(
-                    f"{k} {_fmt(ev['before'][k])} -> {_fmt(v)}" for k, v in ev["ablated"].items()
-                )
-            )
-        elif "held_out_gain" in ev:
-            best = ev.get("best") or {}
-            console.print(
-                f"[bold]{key}[/]: held-out facts {_fmt(ev['before']['held_out'])} -> "
-                f"{_fmt((best.get('after') or {}).get('held_out'))} (chance {_fmt(ev['chance'])})"
-            )
+        Console().print(f"[bold]{escape(key)}[/]: {escape(summary_text(ev))}", highlight=False)
 
 
 def _print_run(record: dict, existed: bool) -> None:
@@ -382,7 +348,7 @@ def sweep(
 
     with _user_errors():
         from unlearnbench.results.store import RunStore
-        from unlearnbench.results.sweep import load_spec, plan, print_plan, print_summary, run_sweep
+        from unlearnbench.sweep import load_spec, plan, print_plan, print_summary, run_sweep
 
         store = RunStore(out)
         runs = plan(load_spec(spec), store)
@@ -427,7 +393,7 @@ def demo(
             cfg = resolve_run_config(method, "storyworld-lang", "tiny", 0, overrides)
             console.print(f"[bold]{method}[/] {overrides or ''}")
             run_ids.append(execute(cfg, store, force=force, progress=True)["run_id"])
-        from unlearnbench.runner import run_suite
+        from unlearnbench.suites import run_suite
 
         for run_id in run_ids:  # the quick suite: a light relearning attack and the fact probes
             console.print(f"[bold]quick suite[/] {run_id}")
@@ -445,7 +411,7 @@ def _relearn_table(records: list[dict], settings: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    evs = [(r, (r.get("evals") or {}).get("relearn")) for r in records]
+    evs = [(r, (r.get("evals") or {}).get("quick/relearn")) for r in records]
     budgets = sorted({e["budget"] for _, ev in evs if ev for e in ev["worst_case"]})
     table = Table(title="relearning attack (quick suite): worst-case forget loss")
     for col in ["run", "before", *[f"@{b} steps" for b in budgets], "steps to recover"]:

@@ -170,6 +170,46 @@ def _save_keeping_snapshots(model, tokenizer, model_dir: Path, steps: list[int])
     return path
 
 
+def _plain(v):
+    return [_plain(x) for x in v] if isinstance(v, list | tuple) else v
+
+
+def _field_defaults(cls) -> dict:
+    import dataclasses
+
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(cls)
+    }
+
+
+def non_default_options(cfg: RunConfig, spec: MethodSpec) -> dict:
+    """What the run sets away from the defaults of its method options, labels and training (the
+    method's own training defaults included), as its record keeps it: tables label a run from its
+    record alone, and a default changed later does not relabel it. Settings outside the run id
+    (`checkpoint_every`, `snapshot_every`) are left out."""
+    import dataclasses
+
+    from unlearnbench.config import _UNHASHED_TRAIN_FIELDS, LabelConfig, TrainConfig
+
+    def changed(values: dict, defaults: dict, skip=()) -> dict:
+        return {
+            k: v
+            for k, v in values.items()
+            if k not in skip and (k not in defaults or _plain(v) != _plain(defaults[k]))
+        }
+
+    return {
+        "method_options": changed(cfg.method_options, _field_defaults(spec.options)),
+        "labels": changed(dataclasses.asdict(cfg.labels), _field_defaults(LabelConfig)),
+        "train": changed(
+            dataclasses.asdict(cfg.train),
+            _field_defaults(TrainConfig) | spec.train_defaults,
+            _UNHASHED_TRAIN_FIELDS,
+        ),
+    }
+
+
 @run_locked  # a writable store, and one process at a time per run id
 def execute(
     cfg: RunConfig,
@@ -265,6 +305,7 @@ def execute(
         "model": cfg.model,
         "seed": cfg.seed,
         "config": cfg.to_dict(),
+        "non_default": non_default_options(cfg, spec),  # what tables call the run's setting
         "metrics": {
             **_losses_record(post),
             "pre_finalize": _losses_record(pre),
@@ -290,177 +331,3 @@ def execute(
     checkpoint.discard()  # the run is complete: its record replaces it
     barrier()
     return record
-
-
-# ------------------------------------------------------------------------------------------------
-# Evaluation suites on saved runs (relearning attacks, probes, ...): results are merged into the
-# run's record under "evals" and "curves"; nothing else in the record changes.
-
-
-def _same_setup(a: dict, cfg: dict) -> bool:
-    """Same benchmark options and training config (the device aside) as the run config `cfg`."""
-    import dataclasses
-
-    from unlearnbench.config import TrainConfig
-
-    # a field missing from an older record holds its default
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    ta, tb = a["config"]["train"], cfg["train"]
-    same_train = all(
-        ta.get(k, defaults.get(k)) == tb.get(k, defaults.get(k))
-        for k in set(ta) | set(tb)
-        if k not in ("device", "save_model", "checkpoint_every", "snapshot_every")
-    )
-    return same_train and a["config"]["benchmark_options"] == cfg["benchmark_options"]
-
-
-def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
-    """The `no-filter` or `perfect-filter` (filter, recall 1.0) run of the same benchmark, model,
-    seed, benchmark options and training config as `record` (for a post-hoc run: as its base run):
-    found in the store (preferring the same labels), else trained with this run's labels (recall
-    1.0 for the perfect filter)."""
-    assert name in ("no-filter", "perfect-filter"), name
-    base = record.get("base") if record.get("kind") == "posthoc" else None
-    if base:  # a post-hoc run's setup is its base model's: a run id, or a saved run's model path
-        hits = [store.load(base)] if store.exists(base) else []
-        hits += [r for r in store.records() if r.get("model_path") and r["model_path"] == base]
-        record = hits[0] if hits else record
-    cfg = record["config"]
-    method = "no-filter" if name == "no-filter" else "filter"
-
-    def fits(r: dict) -> bool:
-        if not _same_setup(r, cfg) or not r.get("model_path"):
-            return False
-        if name == "perfect-filter":
-            opts = r["config"]["method_options"]
-            return r["config"]["labels"]["recall"] == 1.0 and not opts.get("strict", False)
-        return True
-
-    if fits(record) and record["method"] == method:
-        return record
-    found = [
-        r
-        for r in store.find(
-            method=method, benchmark=record["benchmark"], model=record["model"], seed=record["seed"]
-        )
-        if fits(r)
-    ]
-    labels = dict(cfg["labels"], **({"recall": 1.0} if name == "perfect-filter" else {}))
-    found.sort(key=lambda r: (r["config"]["labels"] != labels, r["run_id"]))
-    if found:
-        return found[0]
-    train_over = {k: v for k, v in cfg["train"].items() if k != "save_model"}
-    ref = resolve_run_config(
-        method,
-        record["benchmark"],
-        record["model"],
-        record["seed"],
-        {f"benchmark.{k}": v for k, v in cfg["benchmark_options"].items()}
-        | {f"labels.{k}": v for k, v in labels.items()}
-        | {f"train.{k}": v for k, v in train_over.items()},
-    )
-    return execute(ref, store, force=False, progress=progress)
-
-
-def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: list | None) -> dict:
-    """Re-read the record, set `evals[key]` (and `curves[key]`), write it back atomically."""
-    with store.lock(run_id, wait_message=False):
-        record = store.load(run_id)
-        record.setdefault("evals", {})[key] = summary
-        if curves is not None:
-            record.setdefault("curves", {})[key] = curves
-        store.write(record)
-    return record
-
-
-def evaluate_entry(
-    record: dict, entry, store: RunStore, progress: bool = True, force: bool = False, model=None
-) -> dict:
-    """Run one suite entry on a saved run (unless its result with the same options is recorded)
-    and merge the result into the record; returns the summary."""
-    import copy
-    import dataclasses
-
-    from unlearnbench.evals import EvalContext, EvalSpec
-    from unlearnbench.registry import evals
-
-    spec: EvalSpec = evals.get(entry.eval)
-    options = spec.options(**entry.options)
-    opts = json_safe(dataclasses.asdict(options))
-    stored = store.load(record["run_id"])
-    existing = stored.get("evals", {}).get(entry.key)
-    previous_curves = None
-    if existing is not None and not force:
-        if existing.get("options") == opts:
-            return existing
-        old = existing.get("options") or {}
-        if spec.additive and all(
-            old.get(k) == v for k, v in opts.items() if k not in spec.additive
-        ):
-            if all(old.get(k) or not opts.get(k) for k in spec.additive):
-                return existing  # it holds everything asked for, and more
-            previous_curves = (stored.get("curves") or {}).get(entry.key)
-    if model is None:
-        if not record.get("model_path") or not Path(record["model_path"]).is_dir():
-            raise ConfigError(
-                f"run {record['run_id']} has no saved model (train with save_model=true)"
-            )
-        model = load_model(record["model_path"])
-    cfg = RunConfig.from_dict(record["config"])
-    t = cfg.train
-    bench = load_benchmark(cfg.benchmark, cfg.benchmark_options)
-    context = t.context or MODEL_PRESETS[cfg.model].context
-
-    def evaluate_other(other: dict) -> dict:
-        # the same entry on a reference run, without references of its own (no recursion)
-        opts_other = (
-            dict(entry.options, references=False) if "references" in opts else entry.options
-        )
-        return evaluate_entry(
-            other, dataclasses.replace(entry, options=opts_other), store, progress
-        )
-
-    ctx = EvalContext(
-        record=record,
-        benchmark=bench,
-        model=copy.deepcopy(model).to(t.device),
-        context=context,
-        eval_blocks=test_blocks(bench, context, t.eval_blocks),
-        store=store,
-        device=t.device,
-        progress=progress,
-        key=entry.key,
-        evaluate_other=evaluate_other,
-        reference=lambda name: reference_record(record, name, store, progress),
-        previous_curves=previous_curves,
-    )
-    start = time.perf_counter()
-    result = spec.run(ctx, options)
-    summary = {"options": opts, **result.summary, "seconds": time.perf_counter() - start}
-    merge_eval(store, record["run_id"], entry.key, json_safe(summary), result.curves)
-    return summary
-
-
-def run_suite(
-    run_id: str, suite: str, store: RunStore, progress: bool = True, force: bool = False
-) -> dict:
-    """Run every entry of `suite` on the saved run `run_id`; returns the updated record."""
-    from unlearnbench.evals import load_suite
-
-    entries, _ = load_suite(suite)
-    record = store.load(run_id)
-    model = None
-    for entry in entries:
-        if model is None and record.get("model_path") and Path(record["model_path"]).is_dir():
-            model = load_model(record["model_path"])
-        evaluate_entry(record, entry, store, progress=progress, force=force, model=model)
-    return store.load(run_id)
-
-
-def json_safe(x):
-    """Tuples to lists (as the JSON record stores them), so stored and fresh options compare equal."""
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [json_safe(v) for v in x]
-    return x

@@ -4,16 +4,22 @@ An evaluation is a function `run(ctx, options) -> EvalResult` plus a frozen opti
 defaults cite their sources. It runs on a finished run's saved (finalized) model. The evaluator is
 the harness, not a method: it may read the true split of every document.
 
+Each evaluation declares its headline metrics when it registers (`metrics=[Metric(...)]`: a name,
+whether higher or lower is better, how to read it from the summary, a title and a unit). The runner
+reads them off the summary and stores them with it (`summary["headline"]`), so the leaderboard, the
+CLI, the plots and the report show any evaluation's numbers from the record alone.
+
 Suites (`evals/*.yaml` at the repository root, or any YAML path) list evaluations and their options:
 
     description: ...
     evals:
       - eval: relearn            # registered name
-        key: relearn             # where the result goes in the record (default: the eval name)
+        key: relearn             # the result's name within the suite (default: the eval name)
         options: {budgets: [10, 25], lrs: [1e-3]}
 
-Results go into the run record as `record["evals"][key]` (a summary dict) and, for evaluations
-with curves, `record["curves"][key]` (long-format rows).
+Results go into the run record as `record["evals"]["SUITE/KEY"]` (a summary dict) and, for
+evaluations with curves, `record["curves"]["SUITE/KEY"]` (long-format rows): two suites that run
+the same evaluation with different options keep both results.
 """
 
 from __future__ import annotations
@@ -33,6 +39,60 @@ from unlearnbench.registry import evals
 SUITES_DIR = Path(__file__).resolve().parents[2] / "evals"
 
 
+HIGHER, LOWER = "higher", "lower"  # which way a metric is better
+UNITS = ("nats", "accuracy", "steps")  # how a value is shown (losses and accuracies: 3 decimals)
+
+
+class NotReached(typing.NamedTuple):
+    """A measured count that did not happen within `limit` (steps to recover: not within budget)."""
+
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A headline number of an evaluation. `read(summary)` gives a number, None (not measured),
+    `NotReached(limit)`, or a dict {part: value} for one metric per part (relearn: per budget),
+    whose title then holds `{}` for the part."""
+
+    name: str
+    direction: str  # HIGHER or LOWER is better
+    read: Callable[[dict], object]
+    title: str = ""  # the table's column title (default: the name)
+    unit: str = "nats"
+
+    def __post_init__(self):
+        assert self.direction in (HIGHER, LOWER), f"{self.name}: direction {self.direction!r}"
+        assert self.unit in UNITS, f"{self.name}: unit {self.unit!r} (one of {UNITS})"
+
+
+def headline(metrics: tuple[Metric, ...], summary: dict) -> list[dict]:
+    """The declared metrics read off a summary, as the record stores them: one entry per metric
+    (per part for a dict-valued metric) with its value; `limit` when it was not reached."""
+    out = []
+    for m in metrics:
+        value = m.read(summary) if summary.get("applicable") is not False else None
+        parts = value.items() if isinstance(value, dict) else [(None, value)]
+        for part, v in parts:
+            title = m.title or m.name
+            if part is not None:  # one column per part: its title names the part
+                title = title.format(part) if "{}" in title else f"{title} ({part})"
+            entry = {
+                "name": m.name if part is None else f"{m.name}@{part}",
+                "metric": m.name,
+                "title": title,
+                "direction": m.direction,
+                "unit": m.unit,
+                "value": None,
+            }
+            if isinstance(v, NotReached):
+                entry["limit"] = v.limit
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                entry["value"] = v
+            out.append(entry)
+    return out
+
+
 @dataclass(frozen=True)
 class EvalSpec:
     name: str
@@ -42,12 +102,16 @@ class EvalSpec:
     # boolean options that only add to the result (relearn: `references`): a recorded result that
     # has them on serves a request with them off, and one with them off lends its curves
     additive: tuple[str, ...] = ()
+    metrics: tuple[Metric, ...] = ()  # its headline numbers (tables, CLI, report)
 
 
-def register_eval(name: str, options: type, additive: tuple[str, ...] = ()):
+def register_eval(
+    name: str, options: type, additive: tuple[str, ...] = (), metrics: list[Metric] | None = None
+):
     def decorator(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
-        evals.register(name)(EvalSpec(name, options, fn, doc[0] if doc else "", additive))
+        spec = EvalSpec(name, options, fn, doc[0] if doc else "", additive, tuple(metrics or ()))
+        evals.register(name)(spec)
         return fn
 
     return decorator
@@ -94,6 +158,12 @@ class SuiteEntry:
     eval: str
     key: str
     options: dict = field(default_factory=dict)  # already parsed into the options' field types
+    suite: str = ""  # the suite's name: results of two suites never overwrite each other
+
+    @property
+    def record_key(self) -> str:
+        """Where the result goes in the record: `SUITE/KEY`."""
+        return f"{self.suite}/{self.key}" if self.suite else self.key
 
 
 def parse_options(name: str, options_cls: type, raw: dict | None) -> dict:
@@ -142,7 +212,10 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
             raise ConfigError(f"suite {path}: every entry needs `eval: NAME`, got {item!r}")
         spec: EvalSpec = evals.get(item["eval"])
         options = parse_options(spec.name, spec.options, item.get("options"))
-        entries.append(SuiteEntry(spec.name, str(item.get("key") or spec.name), options))
+        key = str(item.get("key") or spec.name)
+        if "/" in key:
+            raise ConfigError(f"suite {path}: a result key may not hold '/', got {key!r}")
+        entries.append(SuiteEntry(spec.name, key, options, suite=path.stem))
     keys = [e.key for e in entries]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"suite {path}: result keys must be unique (set `key:`), got {keys}")

@@ -20,8 +20,10 @@ from unlearnbench.config import TrainConfig
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.data.splits import stable_uniform
 from unlearnbench.evals import (
+    HIGHER,
     EvalContext,
     EvalResult,
+    Metric,
     copy_model,
     documents_of_split,
     groups_from_documents,
@@ -94,7 +96,18 @@ def calibrate(model, groups, options: CalibrationOptions, eos_id: int, device: s
     return model, name
 
 
-@register_eval("calibrated-loss", options=CalibrationOptions)
+@register_eval(
+    "calibrated-loss",
+    options=CalibrationOptions,
+    metrics=[
+        Metric(
+            "forget_loss",
+            HIGHER,
+            lambda s: (s.get("calibrated") or {}).get("forget_loss"),
+            "calibrated forget",
+        )
+    ],
+)
 def run(ctx: EvalContext, options: CalibrationOptions) -> EvalResult:
     """Train only the output bias on L_forget + beta L_adjacent + alpha L_retain; losses again."""
     bench = ctx.benchmark

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from unlearnbench.evals import (
+    HIGHER,
     EvalContext,
     EvalResult,
+    Metric,
     documents_of_split,
     groups_from_documents,
     register_eval,
@@ -110,7 +112,18 @@ def _load_base(ctx: EvalContext):
     return check_compatible(load_model(base), base, ctx.benchmark, "base model").to(ctx.device)
 
 
-@register_eval("direction-ablation", options=DirectionAblationOptions)
+@register_eval(
+    "direction-ablation",
+    options=DirectionAblationOptions,
+    metrics=[
+        Metric(
+            "forget_loss",
+            HIGHER,
+            lambda s: (s.get("ablated") or {}).get("forget_loss"),
+            "forget after direction ablation",
+        )
+    ],
+)
 def run(ctx: EvalContext, options: DirectionAblationOptions) -> EvalResult:
     """Project out the direction a representation method added at its layer; losses again."""
     layers = method_layers(ctx.record, num_blocks(ctx.model))

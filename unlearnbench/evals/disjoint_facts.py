@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from unlearnbench.data.splits import stable_uniform
 from unlearnbench.evals import (
+    LOWER,
     EvalContext,
     EvalResult,
+    Metric,
     documents_of_split,
     groups_from_documents,
     register_eval,
@@ -63,7 +65,20 @@ def first_half_documents(docs: list, first: set[str], second: set[str]) -> list:
     return out
 
 
-@register_eval("disjoint-facts", options=DisjointFactsOptions)
+@register_eval(
+    "disjoint-facts",
+    options=DisjointFactsOptions,
+    # accuracy gained on held-out facts by relearning the others: knowledge still in the weights
+    metrics=[
+        Metric(
+            "held_out_gain",
+            LOWER,
+            lambda s: s.get("held_out_gain"),
+            "held-out facts gain",
+            "accuracy",
+        )
+    ],
+)
 def run(ctx: EvalContext, options: DisjointFactsOptions) -> EvalResult:
     """Fine-tune on stories about half of the forget entities; probe the other half's facts."""
     bench = ctx.benchmark

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnbench.data.splits import stable_uniform
-from unlearnbench.evals import EvalContext, EvalResult, register_eval
+from unlearnbench.evals import HIGHER, LOWER, EvalContext, EvalResult, Metric, register_eval
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,18 @@ def probes_by_split(bench, max_per_split: int = 0, seed: int = 0) -> dict[str, l
     return out
 
 
-@register_eval("fact-probes", options=FactProbeOptions)
+def _accuracy(split: str):
+    return lambda summary: (summary.get(split) or {}).get("accuracy")
+
+
+# removed facts should be forgotten (lower), the others kept (higher)
+PROBE_METRICS = [
+    Metric(f"{split}_accuracy", d, _accuracy(split), f"{split} facts acc", "accuracy")
+    for split, d in (("forget", LOWER), ("adjacent", HIGHER), ("retain", HIGHER))
+]
+
+
+@register_eval("fact-probes", options=FactProbeOptions, metrics=PROBE_METRICS)
 def run(ctx: EvalContext, options: FactProbeOptions) -> EvalResult:
     """Multiple-choice fact accuracy per split (forget, adjacent, retain) with chance level."""
     groups = probes_by_split(ctx.benchmark, options.max_per_split)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from unlearnbench.config import ConfigError
-from unlearnbench.evals import EvalContext, EvalResult, register_eval
+from unlearnbench.evals import HIGHER, EvalContext, EvalResult, Metric, register_eval
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,15 @@ def evaluate_tasks(model, tokenizer, options: LMEvalOptions, device: str = "cpu"
     return results
 
 
-@register_eval("lm-eval", options=LMEvalOptions)
+def _task_accuracy(summary: dict) -> dict:
+    return {task: m.get("acc") for task, m in (summary.get("results") or {}).items()}
+
+
+@register_eval(
+    "lm-eval",
+    options=LMEvalOptions,
+    metrics=[Metric("acc", HIGHER, _task_accuracy, "{} acc", "accuracy")],
+)
 def run(ctx: EvalContext, options: LMEvalOptions) -> EvalResult:
     """lm-evaluation-harness tasks from local task files, on the run's model in memory."""
     return EvalResult(

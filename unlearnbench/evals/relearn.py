@@ -27,8 +27,11 @@ import torch
 from unlearnbench.config import ConfigError, TrainConfig
 from unlearnbench.data.splits import stable_uniform
 from unlearnbench.evals import (
+    HIGHER,
     EvalContext,
     EvalResult,
+    Metric,
+    NotReached,
     copy_model,
     documents_of_split,
     groups_from_documents,
@@ -327,7 +330,32 @@ def reference_forget_loss(ctx: EvalContext, o: RelearnOptions) -> float | None:
     return split_losses(model, blocks, ctx.eos_id, None, ctx.device)["forget"]
 
 
-@register_eval("relearn", options=RelearnOptions, additive=("references",))
+def _steps(name: str):
+    """Steps to recover: absent without a no-filter reference; None = not within the budget."""
+
+    def read(summary: dict):
+        if name not in summary:
+            return None
+        return summary[name] if summary[name] is not None else NotReached(summary.get("budget"))
+
+    return read
+
+
+RELEARN_METRICS = [
+    Metric(
+        "forget_loss",
+        HIGHER,
+        lambda s: {e["budget"]: e.get("forget_loss") for e in s.get("worst_case", [])},
+        "forget after {}-step attack",
+    ),
+    Metric("steps_to_recover", HIGHER, _steps("steps_to_recover"), "steps to recover", "steps"),
+    Metric(
+        "steps_to_close_gap", HIGHER, _steps("steps_to_close_gap"), "steps to close gap", "steps"
+    ),
+]
+
+
+@register_eval("relearn", options=RelearnOptions, additive=("references",), metrics=RELEARN_METRICS)
 def run(ctx: EvalContext, options: RelearnOptions) -> EvalResult:
     """Relearning attack: fine-tune on forget training documents; worst case and steps to recover."""
     # the same attack recorded without references (e.g. when this run was another's reference)

@@ -1,11 +1,14 @@
 """The leaderboard: one row per (benchmark, model, method, setting), mean and std over seeds.
 
-A pure function of the run records. Loss deltas are against the `no-filter` run of the same
-benchmark, model and seed. Missing metrics are blank, never zero: a cell averages only the seeds
-that have the metric and says how many when that is fewer than the row's seeds.
+A pure function of the run records (no torch, no method or evaluation registry). Loss deltas are
+against the `no-filter` run of the same benchmark, model and seed. Missing metrics are blank, never
+zero: a cell averages only the seeds that have the metric and says how many when that is fewer than
+the row's seeds.
 
-Evaluation summaries are read from `record["evals"][name]` defensively (a record without an
-evaluation, or an evaluation without a field, gives a blank cell).
+Evaluation columns are generic: each result `record["evals"][KEY]` carries the headline metrics its
+evaluation declared (`headline`: name, title, direction, unit, value), one column per KEY and
+metric; a record without an evaluation, or a metric without a value, gives a blank cell. A run's
+setting is what its record states it set away from the defaults (`non_default`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ LEGEND = (
     "Losses are mean token cross-entropy in nats on held-out test documents; "
     "mean ± std over seeds (n = seeds with the metric, shown when fewer than the row's seeds); "
     "Δ = change against `no-filter` of the same benchmark, model and seed; "
+    "an evaluation's columns are named SUITE/KEY: metric, the suite that ran it and its key there; "
     f"{UP} higher is better, {DOWN} lower is better; blank = not measured."
 )
 
@@ -52,84 +56,62 @@ def _num(x) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def first_number(record: dict, *paths: tuple) -> float | None:
-    for p in paths:
-        v = _num(get(record, *p))
-        if v is not None:
-            return v
+# ---- evaluation results: the headline metrics each evaluation declared, stored with its summary ----
+
+
+@dataclass(frozen=True)
+class NotReached:
+    """Measured, but not within `limit` (steps to recover that never recovered in the budget)."""
+
+    limit: int | None
+
+
+def headline(summary) -> list[dict]:
+    """The headline metrics a stored evaluation result carries (empty for a result recorded before
+    evaluations declared them, or one that is not a summary)."""
+    entries = summary.get("headline") if isinstance(summary, dict) else None
+    return [e for e in entries if isinstance(e, dict) and "name" in e] if entries else []
+
+
+def metric_value(record: dict, key: str, name: str) -> float | NotReached | None:
+    """The value of metric `name` of the result `record["evals"][key]`; None when not measured."""
+    for e in headline(get(record, "evals", key)):
+        if e["name"] == name:
+            if "limit" in e and _num(e.get("value")) is None:
+                return NotReached(e["limit"])
+            return _num(e.get("value"))
     return None
 
 
-# ---- evaluation summaries (written by unlearnbench/evals), read defensively ----
+def unread_results(records: list[dict]) -> list[str]:
+    """`run id: key` of each evaluation result that has no headline metrics (recorded before
+    evaluations declared them): tables cannot show it."""
+    out = []
+    for r in records:
+        for key, ev in (r.get("evals") or {}).items():
+            if isinstance(ev, dict) and "headline" not in ev and ev.get("applicable") is not False:
+                out.append(f"{r.get('run_id')}: {key}")
+    return out
 
 
-def relearn_by_budget(record: dict) -> dict[int, float]:
-    """Worst-case (lowest) forget loss reached within each attack budget, {budget steps: nats}."""
-    ev = get(record, "evals", "relearn")
-    if not isinstance(ev, dict):
-        return {}
-    if isinstance(ev.get("worst_case"), list):  # evals/relearn.py: [{"budget", "forget_loss", ...}]
-        out = {}
-        for e in ev["worst_case"]:
-            b, v = get(e, "budget"), _num(get(e, "forget_loss"))
-            if isinstance(b, int) and v is not None:
-                out[b] = v
-        return dict(sorted(out.items()))
-    for key in ("worst_forget_loss", "forget_loss_by_budget", "budgets", "by_budget"):
-        table = ev.get(key)
-        if isinstance(table, dict):
-            out = {}
-            for b, v in table.items():
-                if isinstance(v, dict):  # {budget: {"forget_loss": x, ...}}
-                    v = v.get("worst_forget_loss", v.get("forget_loss"))
-                v = _num(v)
-                if v is not None and str(b).lstrip("-").isdigit():
-                    out[int(b)] = v
-            if out:
-                return dict(sorted(out.items()))
-    return {}
+def format_value(entry: dict) -> str:
+    v = _num(entry.get("value"))
+    if v is None:
+        return f"> {entry['limit']}" if entry.get("limit") is not None else "-"
+    return f"{v:,.0f}" if entry.get("unit") == "steps" else f"{v:.3f}"
 
 
-def steps_to_recover(record: dict, key: str = "steps_to_recover") -> tuple[float | None, bool]:
-    """(steps, measured): steps None with measured True means it never recovered in the budget.
-    `key`: "steps_to_recover" (to the no-filter forget loss) or "steps_to_close_gap" (a fraction
-    of the gap)."""
-    ev = get(record, "evals", "relearn")
-    if not isinstance(ev, dict) or key not in ev:
-        return None, False
-    v = ev[key]
-    if isinstance(v, dict):  # {"steps": n} or per-criterion
-        v = v.get("steps", v.get("no_filter"))
-    return _num(v), True
-
-
-def max_budget(record: dict) -> int | None:
-    b = relearn_by_budget(record)
-    ev = get(record, "evals", "relearn") or {}
-    allb = list(b) + ([int(ev["budget"])] if _num(ev.get("budget")) else [])
-    return max(allb) if allb else None
-
-
-def calibrated_forget(record: dict) -> float | None:
-    return first_number(
-        record,
-        ("evals", "calibrated-loss", "calibrated", "forget_loss"),  # evals/calibrated_loss.py
-        ("evals", "calibrated", "forget_loss"),
-        ("evals", "calibrated", "losses", "forget"),
-        ("evals", "calibrated", "losses", "forget_loss"),
-        ("evals", "calibrated", "forget"),
-    )
-
-
-def probe_accuracy(record: dict, split: str) -> float | None:
-    paths = []
-    for key in ("fact-probes", "fact_probes"):  # evals/fact_probes.py: {split: {"accuracy", ...}}
-        paths += [
-            ("evals", key, split, "accuracy"),
-            ("evals", key, "accuracy", split),
-            ("evals", key, f"{split}_accuracy"),
-        ]
-    return first_number(record, *paths)
+def summary_text(summary: dict) -> str:
+    """A recorded evaluation's headline metrics in one line (the CLI's summary)."""
+    if isinstance(summary, dict) and summary.get("applicable") is False:
+        return f"not applicable ({summary.get('reason', '')})"
+    entries = headline(summary)
+    if not entries and not (isinstance(summary, dict) and "headline" in summary):
+        return "recorded without headline metrics (attack again with its suite to add them)"
+    measured = [e for e in entries if _num(e.get("value")) is not None or "limit" in e]
+    if not measured:
+        return "no headline metric measured"
+    return ", ".join(f"{e.get('title') or e['name']} {format_value(e)}" for e in measured)
 
 
 # ---- columns ----
@@ -140,7 +122,7 @@ class Column:
     key: str
     title: str
     arrow: str  # UP, DOWN or ""
-    value: Callable[[dict], float | None]
+    value: Callable[[dict], float | NotReached | None]
     kind: str = "loss"  # loss | acc | int | seconds
     core: bool = False  # always shown; other columns are dropped when blank in every row
 
@@ -150,8 +132,10 @@ class Column:
 
 
 def _loss(split: str, pre: bool = False):
-    return lambda r: first_number(
-        r, ("metrics", "pre_finalize", f"{split}_loss") if pre else ("metrics", f"{split}_loss")
+    return lambda r: _num(
+        get(r, "metrics", "pre_finalize", f"{split}_loss")
+        if pre
+        else get(r, "metrics", f"{split}_loss")
     )
 
 
@@ -159,8 +143,45 @@ def _delta(split: str):
     return lambda r: _num(get(r, "_delta", split))
 
 
-def _budget(b: int):
-    return lambda r: relearn_by_budget(r).get(b)
+KINDS = {"nats": "loss", "accuracy": "acc", "steps": "int"}
+
+
+def _natural(text: str) -> tuple:
+    """Order parts as numbers where they are (budget 10 before 100)."""
+    return (
+        (0, float(text), "") if text.lstrip("-").replace(".", "", 1).isdigit() else (1, 0.0, text)
+    )
+
+
+def metric_columns(records: list[dict]) -> list[Column]:
+    """One column per (result key, headline metric) in any record: result keys by suite, in the
+    suite's order within it; metrics in the order their evaluation declared them; parts (e.g.
+    budgets) in numeric order."""
+    found: dict[str, dict[str, dict]] = defaultdict(dict)  # key -> name -> entry
+    order: dict[str, dict[str, int]] = defaultdict(dict)  # key -> metric -> declaration position
+    first: dict[str, int] = {}  # key -> first appearance (a suite writes its results in order)
+    for r in records:
+        for key, ev in (r.get("evals") or {}).items():
+            first.setdefault(key, len(first))
+            for e in headline(ev):
+                found[key].setdefault(e["name"], e)
+                metric = e.get("metric", e["name"])
+                order[key].setdefault(metric, len(order[key]))
+    cols = []
+    for key in sorted(found, key=lambda k: (k.split("/")[0], first[k])):
+
+        def position(e: dict, key=key) -> tuple:
+            metric = e.get("metric", e["name"])
+            return order[key][metric], _natural(e["name"][len(metric) + 1 :])
+
+        for e in sorted(found[key].values(), key=position):
+            arrow = {"higher": UP, "lower": DOWN}.get(e.get("direction"), "")
+            title = f"{key}: {e.get('title') or e['name']}"
+            value = lambda r, key=key, name=e["name"]: metric_value(r, key, name)  # noqa: E731
+            cols.append(
+                Column(f"{key}:{e['name']}", title, arrow, value, KINDS.get(e.get("unit"), "loss"))
+            )
+    return cols
 
 
 def columns_for(records: list[dict]) -> list[Column]:
@@ -171,46 +192,9 @@ def columns_for(records: list[dict]) -> list[Column]:
         Column("d_forget", "Δforget", UP, _delta("forget"), core=True),
         Column("d_adjacent", "Δadjacent", DOWN, _delta("adjacent"), core=True),
         Column("d_retain", "Δretain", DOWN, _delta("retain"), core=True),
-        Column("calibrated", "calibrated forget", UP, calibrated_forget),
     ]
-    budgets = sorted({b for r in records for b in relearn_by_budget(r)})
-    for b in budgets:
-        cols.append(Column(f"relearn@{b}", f"forget after {b}-step attack", UP, _budget(b)))
+    cols += metric_columns(records)
     cols += [
-        Column("recover", "steps to recover", UP, lambda r: steps_to_recover(r)[0], "int"),
-        Column(
-            "close_gap",
-            "steps to close gap",
-            UP,
-            lambda r: steps_to_recover(r, "steps_to_close_gap")[0],
-            "int",
-        ),
-        Column(
-            "probe_forget", "forget facts acc", DOWN, lambda r: probe_accuracy(r, "forget"), "acc"
-        ),
-        Column(
-            "probe_adjacent",
-            "adjacent facts acc",
-            UP,
-            lambda r: probe_accuracy(r, "adjacent"),
-            "acc",
-        ),
-        Column(
-            "probe_retain", "retain facts acc", UP, lambda r: probe_accuracy(r, "retain"), "acc"
-        ),
-        Column(
-            "disjoint",
-            "held-out facts gain",
-            DOWN,
-            lambda r: first_number(r, ("evals", "disjoint-facts", "held_out_gain")),
-            "acc",
-        ),
-        Column(
-            "dir_ablation",
-            "forget after direction ablation",
-            UP,
-            lambda r: first_number(r, ("evals", "direction-ablation", "ablated", "forget_loss")),
-        ),
         Column("tokens", "tokens", DOWN, lambda r: _num(r.get("tokens_seen")), "int", core=True),
         Column(
             "time", "time (s)", DOWN, lambda r: _num(r.get("wall_seconds")), "seconds", core=True
@@ -221,23 +205,8 @@ def columns_for(records: list[dict]) -> list[Column]:
 
 # ---- settings: what distinguishes runs of one method beyond the seed ----
 
-_IGNORED_TRAIN = {"device", "bf16", "save_model", "micro_batch_size"}  # do not change the result
-
-
-def _defaults(method: str) -> tuple[dict, dict]:
-    """(method option defaults, train defaults) from the registry; empty when unknown."""
-    import dataclasses
-
-    from unlearnbench.config import TrainConfig
-    from unlearnbench.registry import methods
-
-    try:
-        spec = methods.get(method)
-    except KeyError:
-        return {}, {}
-    opts = {f.name: f.default for f in dataclasses.fields(spec.options)}
-    train = {f.name: f.default for f in dataclasses.fields(TrainConfig)} | spec.train_defaults
-    return opts, train
+# where and how a run was executed, not what it computed: never part of a setting's name
+_IGNORED_TRAIN = {"device", "bf16", "save_model", "micro_batch_size"}
 
 
 def _same(a, b) -> bool:
@@ -260,28 +229,83 @@ def recall_of(record: dict) -> float | None:
     return _num(get(record, "config", "labels", "recall"))
 
 
-def setting_of(record: dict, with_recall: bool = True) -> str:
-    """Recall (for methods that read labels) plus every non-default label, method and train option."""
-    from unlearnbench.config import LabelConfig
+def _non_default(record: dict, peers: list[dict] | None) -> dict:
+    """{section: {option: value}} the run set away from its defaults: as its record states
+    (`non_default`, written by the runner). A record from before has no such field: its labels and
+    training are compared with today's defaults (`config.py`, no method registry), and of its
+    method options and training settings those that differ among `peers` of its method are named
+    (all of them when it has no peers)."""
+    import dataclasses
 
+    from unlearnbench.config import _UNHASHED_TRAIN_FIELDS, LabelConfig, TrainConfig
+
+    stated = record.get("non_default")
+    if isinstance(stated, dict):
+        return stated
     cfg = record.get("config") or {}
-    labels = cfg.get("labels") or {}
+    labels, train = LabelConfig().__dict__, dataclasses.asdict(TrainConfig())
+    options = cfg.get("method_options") or {}
+    train_values = {
+        k: v
+        for k, v in (cfg.get("train") or {}).items()
+        if k not in _UNHASHED_TRAIN_FIELDS and (k not in train or not _same(v, train[k]))
+    }
+    same = [p for p in peers or [] if p.get("method") == record.get("method")]
+    if len(same) > 1:  # the method's own defaults are unknown here: name what varies among peers
+
+        def varying(section: str, values: dict) -> dict:
+            keys = {
+                k
+                for p in same
+                for k, v in ((p.get("config") or {}).get(section) or {}).items()
+                if not _same(values.get(k), v)
+            }
+            return {k: v for k, v in values.items() if k in keys}
+
+        options = varying("method_options", options)
+        train_values = varying("train", train_values)
+    return {
+        "labels": {
+            k: v for k, v in (cfg.get("labels") or {}).items() if not _same(v, labels.get(k))
+        },
+        "method_options": options,
+        "train": train_values,
+    }
+
+
+def setting_of(record: dict, with_recall: bool = True, peers: list[dict] | None = None) -> str:
+    """Recall (for methods that read labels) plus every non-default label, method and train option
+    within the run id (the seed aside); `checkpoint_every`, `snapshot_every`, where it ran and how
+    it accumulated are never part of it. A record labelled by `with_settings` keeps its label."""
+    if "_setting" in record:
+        return record["_setting"] if with_recall else record["_family"]
+    nd = _non_default(record, peers)
     parts = []
-    if with_recall and record.get("method") != "no-filter" and "recall" in labels:
-        parts.append(f"recall={labels['recall']}")
-    for k, default in LabelConfig().__dict__.items():
-        if k != "recall" and k in labels and not _same(labels[k], default):
-            parts.append(f"{k}={show_value(labels[k])}")
-    opt_defaults, train_defaults = _defaults(record.get("method", ""))
-    for k, v in sorted((cfg.get("method_options") or {}).items()):
-        if k not in opt_defaults or not _same(v, opt_defaults[k]):
+    recall = get(record, "config", "labels", "recall")
+    if with_recall and record.get("method") != "no-filter" and recall is not None:
+        parts.append(f"recall={recall}")
+    for k, v in (nd.get("labels") or {}).items():
+        if k != "recall":
             parts.append(f"{k}={show_value(v)}")
-    for k, v in sorted((cfg.get("train") or {}).items()):
-        if k in _IGNORED_TRAIN or k not in train_defaults:
-            continue
-        if not _same(v, train_defaults[k]):
+    for k, v in sorted((nd.get("method_options") or {}).items()):
+        parts.append(f"{k}={show_value(v)}")
+    for k, v in sorted((nd.get("train") or {}).items()):
+        if k not in _IGNORED_TRAIN:
             parts.append(f"{k}={show_value(v)}")
     return ", ".join(parts)
+
+
+def with_settings(records: list[dict]) -> list[dict]:
+    """Copies of the records labelled with their setting (with and without the recall), each
+    computed once against the whole list (which older records' labels depend on)."""
+    return [
+        {
+            **r,
+            "_setting": setting_of(r, True, records),
+            "_family": setting_of(r, False, records),
+        }
+        for r in records
+    ]
 
 
 # ---- deltas against no-filter ----
@@ -369,44 +393,41 @@ def _per_seed(rs: list[dict], fn: Callable[[dict], float | None]) -> list[float 
     return [mean_std(v)[0] for _, v in sorted(by_seed.items(), key=lambda kv: str(kv[0]))]
 
 
-def _recover_cell(rs: list[dict], key: str) -> Cell:
-    measured = [steps_to_recover(r, key) for r in rs]
-    if not any(m for _, m in measured):
-        return Cell(None, None, 0)
-    m, s, n = mean_std(_per_seed(rs, lambda r: steps_to_recover(r, key)[0]))
-    never = sum(1 for v, ok in measured if ok and v is None)
-    if never:
-        budget = max((max_budget(r) or 0 for r in rs), default=0)
-        note = f"> {budget}" if budget else "not recovered"
-        if n:  # some seeds recovered: the mean is over those, the note counts the others
-            note = f"{never}/{never + n} seeds {note}"
-        return Cell(m, s, n, note)
-    return Cell(m, s, n)
+def column_cell(rs: list[dict], col: Column) -> Cell:
+    """Mean and std over seeds of the records that measured a value; seeds that measured it as not
+    reached (steps to recover beyond the budget) are counted in the note, never averaged."""
+    values = [col.value(r) for r in rs]
+    m, s, n = mean_std(_per_seed(rs, lambda r: _num(col.value(r))))
+    beyond = [v for v in values if isinstance(v, NotReached)]
+    if not beyond:
+        return Cell(m, s, n)
+    limit = max((v.limit or 0 for v in beyond), default=0)
+    note = f"> {limit}" if limit else "not reached"
+    if n:  # some seeds reached it: the mean is over those, the note counts the others
+        note = f"{len(beyond)}/{len(beyond) + n} seeds {note}"
+    return Cell(m, s, n, note)
 
 
 def leaderboard_rows(records: list[dict], benchmark: str | None = None) -> list[dict]:
     """Rows: {benchmark, model, method, setting, seeds, cells: {column key: Cell}}; the columns
-    used are in `rows_columns(rows)`."""
-    recs = [r for r in with_deltas(records) if benchmark in (None, r.get("benchmark"))]
+    used are in `rows_columns(rows)`. A row is one configuration as its run id names it (the seed
+    aside): settings outside the run id never split a row."""
+    recs = with_deltas(with_settings(records))
+    recs = [r for r in recs if benchmark in (None, r.get("benchmark"))]
     cols = columns_for(recs)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in recs:
         groups[(r.get("benchmark"), r.get("model"), r.get("method"), setting_of(r))].append(r)
     rows = []
+    unread = unread_results(recs)
     for (bench, model, method, setting), rs in groups.items():
         row = {"benchmark": bench, "model": model, "method": method, "setting": setting}
         row["seeds"] = len({r.get("seed") for r in rs})
         row["recall"] = recall_of(rs[0]) if method != "no-filter" else None
         row["family"] = setting_of(rs[0], with_recall=False)  # the setting less the recall
         row["run_ids"] = sorted(r.get("run_id", "") for r in rs)
-        cells = {}
-        for c in cols:
-            if c.key in ("recover", "close_gap"):
-                key = "steps_to_recover" if c.key == "recover" else "steps_to_close_gap"
-                cells[c.key] = _recover_cell(rs, key)
-            else:
-                cells[c.key] = Cell(*mean_std(_per_seed(rs, c.value)))
-        row["cells"] = cells
+        row["cells"] = {c.key: column_cell(rs, c) for c in cols}
+        row["unread"] = unread
         rows.append(row)
     shown = [
         c
@@ -469,8 +490,16 @@ def _table(rows: list[dict], hide: tuple[str, ...] = ()) -> tuple[list[str], lis
     return head, body
 
 
-def footer() -> str:
-    return f"{LEGEND} Order: {SORT_RULE}."
+def footer(rows: list[dict] | None = None) -> str:
+    text = f"{LEGEND} Order: {SORT_RULE}."
+    unread = rows[0].get("unread") if rows else None
+    if unread:
+        text += (
+            f" Not shown: {len(unread)} evaluation results recorded before evaluations stored"
+            " their headline metrics (`unlearnbench attack RUN --suite SUITE` adds them, nothing"
+            " is rerun)."
+        )
+    return text
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -478,7 +507,7 @@ def to_markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for cells in body:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", footer()]
+    lines += ["", footer(rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -520,7 +549,7 @@ def to_html(rows: list[dict], caption: str = "", hide: tuple[str, ...] = ()) -> 
         tds += [f'<td class="num">{esc(c)}</td>' for c in cells[n_ids:]]
         out.append("<tr>" + "".join(tds) + "</tr>")
     out.append("</tbody></table>")
-    out.append(f'<p class="note">{esc(footer())}</p>')
+    out.append(f'<p class="note">{esc(footer(rows))}</p>')
     return "\n".join(out)
 
 

@@ -4,7 +4,8 @@
   (error bars: std over seeds), the Pareto frontier, and `no-filter` and the perfect filter
   (`filter` at recall 1) as reference lines;
 - relearn: forget loss against attack step per method (lowest over the attack grid per seed,
-  mean over seeds, band = range over seeds), with the `no-filter` level marked;
+  mean over seeds, band = range over seeds), with the `no-filter` level marked; one panel per
+  attack result (`record["curves"][KEY]`, whatever key its suite gave) and mode;
 - undiscovered: forget loss against the undiscovered rate (1 - recall), per method.
 
 Each `*_figure` returns a matplotlib Figure, or None when the records hold nothing to draw.
@@ -23,7 +24,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
-from unlearnbench.results.leaderboard import get, leaderboard_rows, setting_of  # noqa: E402
+from unlearnbench.results.leaderboard import (  # noqa: E402
+    get,
+    leaderboard_rows,
+    setting_of,
+    with_settings,
+)
 
 NATS = "nats/token"
 PLOTS = ("tradeoff", "relearn", "undiscovered")
@@ -132,9 +138,15 @@ def tradeoff_figure(records: list[dict], benchmark: str):
     return fig
 
 
-def relearn_curve(record: dict, mode: str | None = None) -> dict[int, float]:
-    """{attack step: lowest forget loss over the attack grid at that step} for one run."""
-    rows = get(record, "curves", "relearn")
+def relearn_curve(
+    record: dict, mode: str | None = None, key: str | None = None
+) -> dict[int, float]:
+    """{attack step: lowest forget loss over the attack grid at that step} for one run, from the
+    curves of result `key` (default: the run's only attack result, or none when it has several)."""
+    if key is None:
+        keys = curve_keys([record])
+        key = keys[0] if len(keys) == 1 else None
+    rows = get(record, "curves", key) if key is not None else None
     if not isinstance(rows, list):
         return {}
     out: dict[int, float] = {}
@@ -152,35 +164,50 @@ def relearn_curve(record: dict, mode: str | None = None) -> dict[int, float]:
     return dict(sorted(out.items()))
 
 
-def _modes(records: list[dict]) -> list[str | None]:
-    modes = {
-        row.get("mode")
-        for r in records
-        for row in (get(r, "curves", "relearn") or [])
-        if isinstance(row, dict)
-    }
-    named = sorted(m for m in modes if m)
-    return named or [None]
+def _attack_rows(record: dict, key: str) -> list[dict]:
+    rows = get(record, "curves", key)
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def curve_keys(records: list[dict]) -> list[str]:
+    """Result keys whose curves are attack curves (forget loss by step), in name order."""
+    return sorted(
+        {
+            key
+            for r in records
+            for key in (r.get("curves") or {})
+            if any(row.get("split") == "forget" and "step" in row for row in _attack_rows(r, key))
+        }
+    )
+
+
+def _panels(records: list[dict]) -> list[tuple[str, str | None]]:
+    """(result key, mode) per panel: each attack result, split by its modes (full, lora)."""
+    out = []
+    for key in curve_keys(records):
+        modes = {row.get("mode") for r in records for row in _attack_rows(r, key)}
+        out += [(key, m) for m in sorted(m for m in modes if m) or [None]]
+    return out
 
 
 def relearn_figure(records: list[dict], benchmark: str):
-    recs = [r for r in records if r.get("benchmark") == benchmark and relearn_curve(r)]
-    if not recs:
+    recs = [r for r in with_settings(records) if r.get("benchmark") == benchmark]
+    panels = _panels(recs)
+    if not panels:
         return None
-    modes = _modes(recs)
     colors = _colors([r["method"] for r in recs])
     many_models = len({r.get("model") for r in recs}) > 1
-    fig, axes = plt.subplots(1, len(modes), figsize=(5.6 * len(modes) + 2.6, 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 2.6, 4.4), squeeze=False)
     nf = [
         get(r, "metrics", "forget_loss")
         for r in records
         if r.get("benchmark") == benchmark and r.get("method") == "no-filter"
     ]
     nf = [v for v in nf if isinstance(v, int | float)]
-    for ax, mode in zip(axes[0], modes, strict=True):
+    for ax, (key, mode) in zip(axes[0], panels, strict=True):
         groups: dict[tuple, list[dict[int, float]]] = defaultdict(list)
         for r in recs:
-            c = relearn_curve(r, mode)
+            c = relearn_curve(r, mode, key)
             if c:
                 groups[(r["method"], setting_of(r), r.get("model"))].append(c)
         for (method, setting, model), curves in sorted(groups.items()):
@@ -205,7 +232,7 @@ def relearn_figure(records: list[dict], benchmark: str):
             )
         ax.set_xlabel("attack fine-tuning steps")
         ax.set_ylabel(f"forget loss ({NATS})")
-        ax.set_title(f"relearning attack{f' ({mode})' if mode else ''}")
+        ax.set_title(f"{key}{f' ({mode})' if mode else ''}")
         ax.grid(alpha=0.25)
     fig.suptitle(f"{benchmark}: relearning (lowest over LR grid; mean over seeds, band = range)")
     _legend_outside(fig, axes[0][0])

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page per benchmark (no network, figures as inline data URIs).
 
-Sections: the leaderboard, the three figures, each method's settings, the versions and hardware the
-runs used, and the list of runs. A pure function of the run records.
+Sections: the leaderboard, the three figures, the evaluations the records hold (which suite ran
+each, with which options), each method's settings, the versions and hardware the runs used, and the
+list of runs. A pure function of the run records (no torch, no method or evaluation registry).
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from unlearnbench.results.leaderboard import get, leaderboard_rows, setting_of, show_value, to_html
+from unlearnbench.results.leaderboard import (
+    get,
+    headline,
+    leaderboard_rows,
+    setting_of,
+    show_value,
+    to_html,
+    with_settings,
+)
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
@@ -33,8 +42,9 @@ CAPTIONS = {
     "tradeoff": "Forget loss (higher = more removed) against retain and adjacent loss (lower = less "
     "damage). Error bars: std over seeds. Grey step line: Pareto frontier. Dashed: no-filter; "
     "dotted: the perfect filter (filter at recall 1).",
-    "relearn": "Relearning attack: forget loss during fine-tuning on held-out forget documents, the "
-    "lowest over the attack's learning-rate grid at each step, mean over seeds (band: range).",
+    "relearn": "Relearning attacks, one panel per attack result (SUITE/KEY) and mode: forget loss "
+    "during fine-tuning on held-out forget documents, the lowest over the attack's learning-rate "
+    "grid at each step, mean over seeds (band: range).",
     "undiscovered": "Forget loss against the fraction of forget documents left unlabeled "
     "(1 - recall). Dashed: no-filter.",
 }
@@ -71,6 +81,37 @@ def _settings_table(records: list[dict]) -> str:
             _kv(cfg.get("benchmark_options") or {}),
         ]
         out.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _evaluations_table(records: list[dict]) -> str:
+    """One row per evaluation result key: the evaluation, the suite that ran it, its options and
+    headline metrics, and how many runs hold it, so a reader knows what each column measured."""
+    esc = html.escape
+    seen: dict[str, dict] = {}
+    runs: Counter = Counter()
+    for r in records:
+        for key, ev in sorted((r.get("evals") or {}).items()):
+            if isinstance(ev, dict):
+                seen.setdefault(key, ev)
+                runs[key] += 1
+    if not seen:
+        return '<p class="muted">No evaluation suite was run on these runs.</p>'
+    out = [
+        "<table><thead><tr><th>result</th><th>evaluation</th><th>suite</th><th>runs</th>"
+        "<th>headline metrics</th><th>options</th></tr></thead><tbody>"
+    ]
+    for key, ev in seen.items():
+        names = sorted({e.get("metric", e["name"]) for e in headline(ev)})
+        cells = [key, ev.get("eval", ""), ev.get("suite", "")]
+        out.append(
+            "<tr>"
+            + "".join(f"<td>{esc(str(c))}</td>" for c in cells)
+            + f'<td class="num">{runs[key]}</td>'
+            + f"<td>{esc(', '.join(names))}</td>"
+            + f"<td>{esc(_kv(ev.get('options') or {}))}</td></tr>"
+        )
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -124,7 +165,7 @@ def report_html(records: list[dict], benchmark: str, title: str | None = None) -
     from unlearnbench.results.plots import PLOTS, figure, svg_text
 
     esc = html.escape
-    recs = [r for r in records if r.get("benchmark") == benchmark]
+    recs = [r for r in with_settings(records) if r.get("benchmark") == benchmark]
     title = title or f"unlearnbench report: {benchmark}"
     rows = leaderboard_rows(recs, benchmark)
     models = sorted({str(r.get("model")) for r in recs})
@@ -154,6 +195,10 @@ def report_html(records: list[dict], benchmark: str, title: str | None = None) -
             f"<figcaption>{esc(CAPTIONS[kind])}</figcaption></figure>"
         )
     parts += [
+        '<h2 id="evaluations">Evaluations</h2>',
+        '<p class="muted">The leaderboard names each evaluation\'s columns by its result key here '
+        "(SUITE/KEY).</p>",
+        f'<div class="scroll">{_evaluations_table(recs)}</div>',
         '<h2 id="settings">Method settings</h2>',
         '<p class="muted">The full resolved configuration of the first run of each method and '
         "setting (seeds differ only in the seed).</p>",

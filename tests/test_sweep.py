@@ -10,7 +10,7 @@ import unlearnbench.runner as runner
 from unlearnbench.cli import app
 from unlearnbench.config import ConfigError
 from unlearnbench.results.store import RunStore
-from unlearnbench.results.sweep import plan, run_sweep
+from unlearnbench.sweep import plan, run_sweep
 
 SPEC = {
     "benchmark": "storyworld-lang",

@@ -1,0 +1,230 @@
+"""Evaluation suites on saved runs (relearning attacks, probes, ...).
+
+A suite's results are merged into the run's record under "evals" and "curves"; nothing else in the
+record changes. The reference runs an evaluation compares with (the `no-filter` model, the perfect
+filter) are found in the store or trained first.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from unlearnbench.config import ConfigError, RunConfig
+from unlearnbench.data.benchmarks import load_benchmark
+from unlearnbench.data.pipeline import test_blocks
+from unlearnbench.models.build import load_model
+from unlearnbench.models.presets import MODEL_PRESETS
+from unlearnbench.results.store import RunStore
+from unlearnbench.runner import execute, resolve_run_config
+
+
+def _same_setup(a: dict, cfg: dict) -> bool:
+    """Same benchmark options and training config (the device aside) as the run config `cfg`."""
+    import dataclasses
+
+    from unlearnbench.config import TrainConfig
+
+    # a field missing from an older record holds its default
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    ta, tb = a["config"]["train"], cfg["train"]
+    same_train = all(
+        ta.get(k, defaults.get(k)) == tb.get(k, defaults.get(k))
+        for k in set(ta) | set(tb)
+        if k not in ("device", "save_model", "checkpoint_every", "snapshot_every")
+    )
+    return same_train and a["config"]["benchmark_options"] == cfg["benchmark_options"]
+
+
+def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
+    """The `no-filter` or `perfect-filter` (filter, recall 1.0) run of the same benchmark, model,
+    seed, benchmark options and training config as `record` (for a post-hoc run: as its base run):
+    found in the store (preferring the same labels), else trained with this run's labels (recall
+    1.0 for the perfect filter)."""
+    assert name in ("no-filter", "perfect-filter"), name
+    base = record.get("base") if record.get("kind") == "posthoc" else None
+    if base:  # a post-hoc run's setup is its base model's: a run id, or a saved run's model path
+        hits = [store.load(base)] if store.exists(base) else []
+        hits += [r for r in store.records() if r.get("model_path") and r["model_path"] == base]
+        record = hits[0] if hits else record
+    cfg = record["config"]
+    method = "no-filter" if name == "no-filter" else "filter"
+
+    def fits(r: dict) -> bool:
+        if not _same_setup(r, cfg) or not r.get("model_path"):
+            return False
+        if name == "perfect-filter":
+            opts = r["config"]["method_options"]
+            return r["config"]["labels"]["recall"] == 1.0 and not opts.get("strict", False)
+        return True
+
+    if fits(record) and record["method"] == method:
+        return record
+    found = [
+        r
+        for r in store.find(
+            method=method, benchmark=record["benchmark"], model=record["model"], seed=record["seed"]
+        )
+        if fits(r)
+    ]
+    labels = dict(cfg["labels"], **({"recall": 1.0} if name == "perfect-filter" else {}))
+    found.sort(key=lambda r: (r["config"]["labels"] != labels, r["run_id"]))
+    if found:
+        return found[0]
+    train_over = {k: v for k, v in cfg["train"].items() if k != "save_model"}
+    ref = resolve_run_config(
+        method,
+        record["benchmark"],
+        record["model"],
+        record["seed"],
+        {f"benchmark.{k}": v for k, v in cfg["benchmark_options"].items()}
+        | {f"labels.{k}": v for k, v in labels.items()}
+        | {f"train.{k}": v for k, v in train_over.items()},
+    )
+    return execute(ref, store, force=False, progress=progress)
+
+
+def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: list | None) -> dict:
+    """Re-read the record, set `evals[key]` (and `curves[key]`), write it back atomically."""
+    with store.lock(run_id, wait_message=False):
+        record = store.load(run_id)
+        record.setdefault("evals", {})[key] = summary
+        if curves is not None:
+            record.setdefault("curves", {})[key] = curves
+        store.write(record)
+    return record
+
+
+def evaluate_entry(
+    record: dict, entry, store: RunStore, progress: bool = True, force: bool = False, model=None
+) -> dict:
+    """Run one suite entry on a saved run (unless its result with the same options is recorded)
+    and merge the result into the record; returns the summary."""
+    import copy
+    import dataclasses
+
+    from unlearnbench.evals import EvalContext, EvalSpec, headline
+    from unlearnbench.registry import evals
+
+    spec: EvalSpec = evals.get(entry.eval)
+    options = spec.options(**entry.options)
+    opts = json_safe(dataclasses.asdict(options))
+    key = entry.record_key
+    _adopt_unsuited(store, record["run_id"], entry, spec, opts)
+    stored = store.load(record["run_id"])
+    existing = stored.get("evals", {}).get(key)
+    previous_curves = None
+    if existing is not None and not force:
+        if existing.get("options") == opts:
+            return _with_headline(store, record["run_id"], key, spec, existing)
+        old = existing.get("options") or {}
+        if spec.additive and all(
+            old.get(k) == v for k, v in opts.items() if k not in spec.additive
+        ):
+            if all(old.get(k) or not opts.get(k) for k in spec.additive):
+                # it holds everything asked for, and more
+                return _with_headline(store, record["run_id"], key, spec, existing)
+            previous_curves = (stored.get("curves") or {}).get(key)
+    if model is None:
+        if not record.get("model_path") or not Path(record["model_path"]).is_dir():
+            raise ConfigError(
+                f"run {record['run_id']} has no saved model (train with save_model=true)"
+            )
+        model = load_model(record["model_path"])
+    cfg = RunConfig.from_dict(record["config"])
+    t = cfg.train
+    bench = load_benchmark(cfg.benchmark, cfg.benchmark_options)
+    context = t.context or MODEL_PRESETS[cfg.model].context
+
+    def evaluate_other(other: dict) -> dict:
+        # the same entry on a reference run, without references of its own (no recursion)
+        opts_other = (
+            dict(entry.options, references=False) if "references" in opts else entry.options
+        )
+        return evaluate_entry(
+            other, dataclasses.replace(entry, options=opts_other), store, progress
+        )
+
+    ctx = EvalContext(
+        record=record,
+        benchmark=bench,
+        model=copy.deepcopy(model).to(t.device),
+        context=context,
+        eval_blocks=test_blocks(bench, context, t.eval_blocks),
+        store=store,
+        device=t.device,
+        progress=progress,
+        key=key,
+        evaluate_other=evaluate_other,
+        reference=lambda name: reference_record(record, name, store, progress),
+        previous_curves=previous_curves,
+    )
+    start = time.perf_counter()
+    result = spec.run(ctx, options)
+    summary = {"options": opts, **result.summary, "seconds": time.perf_counter() - start}
+    # what it is and its headline numbers, so tables need neither the registry nor the summary's shape
+    summary = {"eval": spec.name, "suite": entry.suite, **summary}
+    try:
+        summary["headline"] = headline(spec.metrics, result.summary)
+    finally:  # a metric reader's bug must not lose the measured result
+        merge_eval(store, record["run_id"], key, json_safe(summary), result.curves)
+    return summary
+
+
+def _with_headline(store: RunStore, run_id: str, key: str, spec, summary: dict) -> dict:
+    """A recorded result with its headline metrics read afresh off its summary: a result recorded
+    before its evaluation declared them (or declared them differently) gains them; nothing reruns."""
+    from unlearnbench.evals import headline
+
+    fresh = json_safe(headline(spec.metrics, summary))
+    if summary.get("headline") == fresh and summary.get("eval") == spec.name:
+        return summary
+    summary = {**summary, "eval": spec.name, "headline": fresh}
+    merge_eval(store, run_id, key, summary, None)
+    return summary
+
+
+def _adopt_unsuited(store: RunStore, run_id: str, entry, spec, opts: dict) -> None:
+    """A result recorded before results were keyed by suite (`evals[KEY]`, no suite named) moves to
+    `SUITE/KEY` when its options serve this entry (additive options aside), so it is read, not
+    rerun; one with other options stays where it is."""
+    if not entry.suite:
+        return
+    with store.lock(run_id, wait_message=False):
+        record = store.load(run_id)
+        results, curves = record.get("evals") or {}, record.get("curves") or {}
+        old = results.get(entry.key)
+        if entry.record_key in results or not isinstance(old, dict) or "suite" in old:
+            return
+        old_opts = old.get("options") or {}
+        if any(old_opts.get(k) != v for k, v in opts.items() if k not in spec.additive):
+            return
+        results[entry.record_key] = {**results.pop(entry.key), "suite": entry.suite}
+        if entry.key in curves:
+            curves[entry.record_key] = curves.pop(entry.key)
+        store.write(record)
+
+
+def run_suite(
+    run_id: str, suite: str, store: RunStore, progress: bool = True, force: bool = False
+) -> dict:
+    """Run every entry of `suite` on the saved run `run_id`; returns the updated record."""
+    from unlearnbench.evals import load_suite
+
+    entries, _ = load_suite(suite)
+    record = store.load(run_id)
+    model = None
+    for entry in entries:
+        if model is None and record.get("model_path") and Path(record["model_path"]).is_dir():
+            model = load_model(record["model_path"])
+        evaluate_entry(record, entry, store, progress=progress, force=force, model=model)
+    return store.load(run_id)
+
+
+def json_safe(x):
+    """Tuples to lists (as the JSON record stores them), so stored and fresh options compare equal."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x
