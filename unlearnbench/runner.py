@@ -18,7 +18,7 @@ import torch
 
 from unlearnbench import __version__
 from unlearnbench.checkpoint import Checkpointer
-from unlearnbench.config import ConfigError, RunConfig, load_config_file, resolve
+from unlearnbench.config import SCRATCH, ConfigError, RunConfig, load_config_file, resolve
 from unlearnbench.data.benchmarks import load_benchmark
 from unlearnbench.data.pipeline import test_blocks, training_groups
 from unlearnbench.distributed import barrier, init_from_env, is_main
@@ -29,6 +29,12 @@ from unlearnbench.models.card import write_model_card
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import UnknownName, benchmarks, methods
+from unlearnbench.results.matching import (
+    matching_no_filter,
+    matching_reference,
+    recorded_base,
+    reference_overrides,
+)
 from unlearnbench.results.store import RunStore
 from unlearnbench.training import train
 
@@ -65,6 +71,7 @@ def resolve_run_config(
         method_options_cls=spec.options,
         benchmark_options_cls=bspec.options,
         method_train_defaults=spec.train_defaults,
+        method_kind=spec.kind,
     )
 
 
@@ -104,46 +111,33 @@ def _losses_record(losses: dict) -> dict:
     return {f"{s}_loss": losses.get(s) for s in ("forget", "adjacent", "retain")}
 
 
-# train settings a post-hoc run passes on to its no-filter base: what is measured (block length,
-# test blocks) and where (device, precision); not the method's own steps, lr or batch
-BASE_SHARED_TRAIN_KEYS = ("context", "eval_blocks", "device", "bf16")
-
-
 def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[object, str]:
-    """The base of a post-hoc method: `method_options.base` (a path or hub name) when given, else the
-    `no-filter` run of the same benchmark, model, labels and seed, trained first if missing.
+    """The base of a post-hoc method by its run-level `base` setting: a saved model (a path or hub
+    name), or by default the matching `no-filter` run (results/matching.py), trained first when
+    the store holds none. ("scratch" is handled by the caller: a fresh model, no base.)
 
-    The base shares the post-hoc run's data and evaluation settings (`BASE_SHARED_TRAIN_KEYS`), so
-    both records measure losses on the same test blocks; its training budget is no-filter's own."""
-    base = cfg.method_options.get("base") or ""
-    if base:
+    That no-filter run shares the post-hoc run's data and evaluation settings
+    (`BASE_SHARED_TRAIN_KEYS` there), so both records measure losses on the same test blocks; its
+    training budget is no-filter's own."""
+    if cfg.base:
         try:
-            return load_model(base), base
+            return load_model(cfg.base), cfg.base
         except (OSError, ValueError) as e:
             raise ConfigError(
-                f"cannot load base model {base!r}: {str(e).splitlines()[0]}"
+                f"cannot load base model {cfg.base!r}: {str(e).splitlines()[0]}"
             ) from None
-    nf = resolve_run_config(
-        "no-filter",
-        cfg.benchmark,
-        cfg.model,
-        cfg.seed,
-        {f"benchmark.{k}": v for k, v in cfg.benchmark_options.items()}
-        | {f"labels.{k}": v for k, v in cfg.labels.__dict__.items()}
-        | {f"train.{k}": getattr(cfg.train, k) for k in BASE_SHARED_TRAIN_KEYS},
-    )
-    record = execute(nf, store, force=False, progress=progress)
+    method, overrides = reference_overrides(cfg.to_dict() | {"kind": "posthoc"}, [], "no-filter")
+    nf = resolve_run_config(method, cfg.benchmark, cfg.model, cfg.seed, overrides)
+    # the run those settings name, or one that differs only in where it ran or what it kept
+    record = matching_no_filter(nf.to_dict(), _saved_records(store))
+    if record is None:
+        record = execute(nf, store, force=False, progress=progress)
     return load_model(record["model_path"]), record["run_id"]
 
 
-def _base_record(store: RunStore, base_ref: str | None) -> dict | None:
-    """The record of a post-hoc base: a run id, or a saved run's model path; None otherwise."""
-    if not base_ref:
-        return None
-    if store.exists(base_ref):
-        return store.load(base_ref)
-    found = [r for r in store.records() if r.get("model_path") == base_ref]
-    return found[0] if found else None
+def _saved_records(store: RunStore) -> list[dict]:
+    """Records of the store whose model was saved (a reference or a base is loaded from it)."""
+    return [r for r in store.records() if r.get("model_path")]
 
 
 def _snapshot_dir(model_dir: Path, step: int) -> Path:
@@ -192,9 +186,9 @@ def execute(
     evaluation = test_blocks(bench, context, t.eval_blocks)
 
     base_ref = None
-    if spec.kind == "posthoc":
+    if spec.kind == "posthoc" and cfg.base != SCRATCH:
         model, base_ref = base_model_for(cfg, store, progress)
-    else:
+    else:  # a training-time method, or a post-hoc one asked to start from a fresh model
         model = build_model(cfg.model, len(bench.tokenizer), bench.eos_id, cfg.seed)
     model.to(t.device)
     use_fused_kernels(model, t.fused_kernels)
@@ -208,7 +202,7 @@ def execute(
         model=model,
         base_model_path=base_ref,
         evaluate=evaluate,
-        base_record=_base_record(store, base_ref),
+        base_record=recorded_base({"config": {}, "base": base_ref}, store.records()),
     )
     try:
         objective = spec.setup(ctx, spec.options(**cfg.method_options))
@@ -294,67 +288,16 @@ def execute(
 # run's record under "evals" and "curves"; nothing else in the record changes.
 
 
-def _same_setup(a: dict, cfg: dict) -> bool:
-    """Same benchmark options and training config (the device aside) as the run config `cfg`."""
-    import dataclasses
-
-    from unlearnbench.config import TrainConfig
-
-    # a field missing from an older record holds its default
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    ta, tb = a["config"]["train"], cfg["train"]
-    same_train = all(
-        ta.get(k, defaults.get(k)) == tb.get(k, defaults.get(k))
-        for k in set(ta) | set(tb)
-        if k not in ("device", "save_model", "checkpoint_every", "snapshot_every")
-    )
-    return same_train and a["config"]["benchmark_options"] == cfg["benchmark_options"]
-
-
 def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
-    """The `no-filter` or `perfect-filter` (filter, recall 1.0) run of the same benchmark, model,
-    seed, benchmark options and training config as `record` (for a post-hoc run: as its base run):
-    found in the store (preferring the same labels), else trained with this run's labels (recall
-    1.0 for the perfect filter)."""
-    assert name in ("no-filter", "perfect-filter"), name
-    base = record.get("base") if record.get("kind") == "posthoc" else None
-    if base:  # a post-hoc run's setup is its base model's: a run id, or a saved run's model path
-        hits = [store.load(base)] if store.exists(base) else []
-        hits += [r for r in store.records() if r.get("model_path") and r["model_path"] == base]
-        record = hits[0] if hits else record
-    cfg = record["config"]
-    method = "no-filter" if name == "no-filter" else "filter"
-
-    def fits(r: dict) -> bool:
-        if not _same_setup(r, cfg) or not r.get("model_path"):
-            return False
-        if name == "perfect-filter":
-            opts = r["config"]["method_options"]
-            return r["config"]["labels"]["recall"] == 1.0 and not opts.get("strict", False)
-        return True
-
-    if fits(record) and record["method"] == method:
-        return record
-    found = [
-        r
-        for r in store.find(
-            method=method, benchmark=record["benchmark"], model=record["model"], seed=record["seed"]
-        )
-        if fits(r)
-    ]
-    labels = dict(cfg["labels"], **({"recall": 1.0} if name == "perfect-filter" else {}))
-    found.sort(key=lambda r: (r["config"]["labels"] != labels, r["run_id"]))
-    if found:
-        return found[0]
-    train_over = {k: v for k, v in cfg["train"].items() if k != "save_model"}
+    """The matching `no-filter` or perfect-filter run of `record` (results/matching.py): from the
+    store when it holds one with a saved model, else trained with the settings the rule names."""
+    saved = _saved_records(store)
+    found = matching_reference(record, saved, name)
+    if found is not None:
+        return found
+    method, overrides = reference_overrides(record, saved, name)
     ref = resolve_run_config(
-        method,
-        record["benchmark"],
-        record["model"],
-        record["seed"],
-        {f"benchmark.{k}": v for k, v in cfg["benchmark_options"].items()}
-        | {f"labels.{k}": v for k, v in labels.items()}
-        | {f"train.{k}": v for k, v in train_over.items()},
+        method, record["benchmark"], record["model"], record["seed"], overrides
     )
     return execute(ref, store, force=False, progress=progress)
 

@@ -28,7 +28,6 @@ LOSS_BASED_TRAIN_DEFAULTS = {
 
 @dataclass(frozen=True)
 class GradAscentOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)

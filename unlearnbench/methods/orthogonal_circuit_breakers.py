@@ -36,7 +36,6 @@ ATTENTION_MAPS = ("q_proj", "k_proj", "v_proj", "out_proj")  # reference lora_ta
 
 @dataclass(frozen=True)
 class OrthCircuitBreakerOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     # target blocks; empty = every block (reference: layers = range(32), all of its 32 blocks)
     target_layers: tuple[int, ...] = ()
     # reference defaults (the coefficients multiply scale-free cosines and per-position L2 norms;

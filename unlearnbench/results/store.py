@@ -37,7 +37,7 @@ class RunStore:
         path = self.record_path(run_id)
         if not path.is_file():
             raise FileNotFoundError(f"no record for run {run_id!r} in {self.records_dir}")
-        return json.loads(path.read_text())
+        return upgrade_record(json.loads(path.read_text()))
 
     def write(self, record: dict) -> Path:
         path = self.record_path(record["run_id"])
@@ -50,7 +50,7 @@ class RunStore:
         out = []
         for p in sorted(self.records_dir.glob("*.json")):
             try:
-                out.append(json.loads(p.read_text()))
+                out.append(upgrade_record(json.loads(p.read_text())))
             except (json.JSONDecodeError, OSError):
                 continue  # never half-written (atomic), but skip foreign files
         return out
@@ -58,6 +58,15 @@ class RunStore:
     def find(self, **fields) -> list[dict]:
         """Records whose top-level fields equal the given values (e.g. method, benchmark, seed)."""
         return [r for r in self.records() if all(r.get(k) == v for k, v in fields.items())]
+
+
+def upgrade_record(record: dict) -> dict:
+    """A record as today's code reads it, whenever it was written (config.upgrade_config)."""
+    from unlearnbench.config import upgrade_config
+
+    if isinstance(record, dict) and isinstance(record.get("config"), dict):
+        record["config"] = upgrade_config(record["config"])
+    return record
 
 
 def write_atomic(path: Path, write, binary: bool = False) -> None:
