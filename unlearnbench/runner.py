@@ -36,6 +36,7 @@ from unlearnbench.results.matching import (
     reference_overrides,
 )
 from unlearnbench.results.store import RunStore
+from unlearnbench.run_presets import preset_path
 from unlearnbench.training import train
 
 
@@ -51,7 +52,7 @@ def resolve_run_config(
     the config file's `model:` (a preset names its model), else `tiny`."""
     spec: MethodSpec = methods.get(method)
     bspec = benchmarks.get(benchmark)
-    file_values = load_config_file(config_file) if config_file is not None else {}
+    file_values = load_config_file(preset_path(config_file)) if config_file is not None else {}
     model = model or str(file_values.pop("model", None) or "tiny")
     file_values.pop("model", None)
     if model not in MODEL_PRESETS:

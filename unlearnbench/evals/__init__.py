@@ -4,7 +4,8 @@ An evaluation is a function `run(ctx, options) -> EvalResult` plus a frozen opti
 defaults cite their sources. It runs on a finished run's saved (finalized) model. The evaluator is
 the harness, not a method: it may read the true split of every document.
 
-Suites (`evals/*.yaml` at the repository root, or any YAML path) list evaluations and their options:
+Suites (`unlearnbench/suites/NAME.yaml`, named by NAME, or any YAML path) list evaluations and
+their options:
 
     description: ...
     evals:
@@ -22,15 +23,13 @@ import dataclasses
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from unlearnbench.config import ConfigError, parse_value
 from unlearnbench.data.packing import BlockGroup, pack
+from unlearnbench.package_files import SUITES_DIR, find_shipped
 from unlearnbench.registry import evals
-
-SUITES_DIR = Path(__file__).resolve().parents[2] / "evals"
 
 
 @dataclass(frozen=True)
@@ -116,12 +115,11 @@ def parse_options(name: str, options_cls: type, raw: dict | None) -> dict:
 
 
 def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
-    """Entries of a suite by name (`evals/NAME.yaml`) or by path; returns (entries, description)."""
+    """Entries of a suite by name (a shipped suite; `evals/NAME.yaml` too, its old path) or by path;
+    returns (entries, description)."""
     import yaml
 
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = SUITES_DIR / f"{name}.yaml"
+    path = find_shipped(name, SUITES_DIR, "evals")
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
         raise ConfigError(f"unknown suite {name!r} (known: {', '.join(known) or 'none'})")
