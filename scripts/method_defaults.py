@@ -1,6 +1,6 @@
-"""Write methods/README.md: every method's options and training defaults with their sources.
+"""Write docs/method-defaults.md: every method's options and training defaults with their sources.
 
-Usage: python scripts/method_defaults.py          # (re)write methods/README.md
+Usage: python scripts/method_defaults.py          # (re)write docs/method-defaults.md
        python scripts/method_defaults.py --check  # exit 1 if the committed file is stale
 The table is read from the code (`unlearnbench.method_defaults`); edit the comments next to the
 defaults, not the file.
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "methods" / "README.md"
+OUT = ROOT / "docs" / "method-defaults.md"
 
 
 def main(argv: list[str]) -> int:

@@ -2,7 +2,7 @@
 """Reproduce the committed reference results in `results/`.
 
 Every registered method on `storyworld-lang` and `storyworld-topic`, model `tiny`, seeds 0-2,
-recall 1.0 and 0.9, then the default attack suite (`evals/robust.yaml`) on every run, then the
+recall 1.0 and 0.9, then the default attack suite (`robust`) on every run, then the
 leaderboard, figures and one HTML report per benchmark, all written to `results/`.
 
     python scripts/reproduce_reference.py --dry-run      # list the runs, run nothing
@@ -131,7 +131,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=Path("runs/reference"), help="run store")
     ap.add_argument("--results", type=Path, default=Path("results"), help="output directory")
-    ap.add_argument("--suite", default="robust", help="attack suite (evals/NAME.yaml)")
+    ap.add_argument("--suite", default="robust", help="attack suite (a name or a YAML path)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--dry-run", action="store_true", help="list the runs and stop")
     ap.add_argument("--quick", action="store_true", help="seed 0, 5 steps, the quick suite")

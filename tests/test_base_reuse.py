@@ -1,5 +1,7 @@
 """Post-hoc runs get their base from the run store: the no-filter run is trained once and reused."""
 
+import json
+
 import pytest
 
 from unlearnbench import runner
@@ -62,3 +64,99 @@ def test_base_option_loads_a_checkpoint_and_skips_the_no_filter_run(tmp_path, tr
     )
     with pytest.raises(ConfigError, match="cannot load base model"):
         runner.execute(bad, other, progress=False)
+
+
+# ---- the run-level base setting: scratch | no-filter (the default) | a saved model --------------
+
+
+def test_base_scratch_starts_a_posthoc_method_from_a_fresh_model(tmp_path, trained, monkeypatch):
+    store = RunStore(tmp_path)
+    built = []
+    real_build = runner.build_model
+    monkeypatch.setattr(runner, "build_model", lambda *a: built.append(a) or real_build(*a))
+    default = runner.resolve_run_config("grad-ascent", "storyworld-lang", "tiny", 0, TINY)
+    cfg = runner.resolve_run_config(
+        "grad-ascent", "storyworld-lang", "tiny", 0, TINY | {"base": "scratch"}
+    )
+    assert cfg.base == "scratch" and cfg.run_id != default.run_id
+    record = runner.execute(cfg, store, progress=False)
+    assert [c.split()[0] for c in trained] == ["grad-ascent"]  # no no-filter run first
+    assert record["base"] is None and record["config"]["base"] == "scratch"
+    assert store.find(method="no-filter") == []
+    assert [a[0] for a in built] == ["tiny"]  # the model was initialized, never loaded
+
+
+def test_base_no_filter_is_the_default_and_never_the_curriculum_run(tmp_path, trained):
+    store = RunStore(tmp_path)
+    curriculum = runner.resolve_run_config(
+        "no-filter", "storyworld-lang", "tiny", 0, TINY | {"forget_after": 0.5}
+    )
+    runner.execute(curriculum, store, progress=False)  # in the store first, with the same setup
+    explicit = runner.resolve_run_config(
+        "grad-ascent", "storyworld-lang", "tiny", 0, TINY | {"base": "no-filter"}
+    )
+    default = runner.resolve_run_config("grad-ascent", "storyworld-lang", "tiny", 0, TINY)
+    assert explicit == default and explicit.base == ""  # one run, one id
+    record = runner.execute(default, store, progress=False)
+    base = store.load(record["base"])
+    assert base["run_id"] != curriculum.run_id and base["config"]["method_options"] == {}
+    assert [c.split()[0] for c in trained] == ["no-filter", "no-filter", "grad-ascent"]
+
+
+@pytest.mark.parametrize("base", ["no-filter", "/some/saved/model"])
+def test_a_training_time_method_refuses_a_base(base):
+    with pytest.raises(ConfigError, match="training-time method"):
+        runner.resolve_run_config("sgtm", "storyworld-lang", "tiny", 0, TINY | {"base": base})
+    scratch = runner.resolve_run_config("sgtm", "storyworld-lang", "tiny", 0, {"base": "scratch"})
+    assert scratch == runner.resolve_run_config("sgtm", "storyworld-lang", "tiny", 0)
+
+
+def test_a_training_time_base_is_a_one_line_error_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from unlearnbench.cli import app
+
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", "filter", "--set", "base=x", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = [x for x in result.output.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "training-time method" in result.output, result.output
+    assert not (out / "records").exists()
+
+
+@pytest.mark.parametrize("layout", ["base: scratch\n", "method:\n  base: scratch\n"])
+def test_a_preset_sets_the_base(tmp_path, layout):
+    preset = tmp_path / "rmu-scratch.yaml"
+    preset.write_text(layout)
+    cfg = runner.resolve_run_config("rmu", "storyworld-lang", None, 0, config_file=preset)
+    assert cfg.base == "scratch" and "base" not in cfg.method_options
+    over = runner.resolve_run_config(
+        "rmu", "storyworld-lang", None, 0, {"base": "no-filter"}, config_file=preset
+    )
+    assert over.base == ""  # --set wins over the file
+
+
+def test_a_record_with_the_old_layout_still_loads(tmp_path):
+    """Records written when `base` was a method option read as the run-level setting."""
+    from unlearnbench.config import RunConfig
+    from unlearnbench.results.leaderboard import setting_of
+
+    store = RunStore(tmp_path)
+    saved = "/any/store/models/no-filter__storyworld-lang__tiny__s0__abc123"
+    for run_id, old in (("rmu__old__path", saved), ("rmu__old__default", "")):
+        cfg = runner.resolve_run_config("rmu", "storyworld-lang", "tiny", 0, TINY).to_dict()
+        cfg.pop("base")
+        cfg["method_options"]["base"] = old
+        store.write({"run_id": run_id, "method": "rmu", "kind": "posthoc", "config": cfg})
+    by_path, by_default = store.load("rmu__old__path"), store.load("rmu__old__default")
+    assert by_path["config"]["base"] == saved and "base" not in by_path["config"]["method_options"]
+    assert RunConfig.from_dict(by_path["config"]).base == saved
+    assert "base=no-filter__storyworld-lang__tiny__s0__abc123" in setting_of(by_path)
+    today = runner.resolve_run_config("rmu", "storyworld-lang", "tiny", 0, TINY)
+    as_stored = json.loads(json.dumps(today.to_dict()))  # tuples as the JSON record holds them
+    assert RunConfig.from_dict(by_default["config"]).to_dict() == as_stored
+    assert "base" not in setting_of(by_default)
+    assert {r["run_id"]: r["config"]["base"] for r in store.records()} == {
+        "rmu__old__path": saved,
+        "rmu__old__default": "",
+    }

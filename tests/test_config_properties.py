@@ -29,7 +29,7 @@ class Opts:
     layers: tuple[int, ...] = ()
     name: str = "a"
     flag: bool = False
-    base: str | None = None
+    checkpoint: str | None = None
 
 
 # ---- parse_value -------------------------------------------------------------------------------

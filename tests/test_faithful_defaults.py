@@ -18,7 +18,7 @@ from unlearnbench.registry import methods
 from unlearnbench.results.store import RunStore
 from unlearnbench.training import BlockSampler, Objective, make_optimizer, plan_counts, train
 
-PRESETS = Path(__file__).resolve().parents[1] / "methods"
+PRESETS = Path(__file__).resolve().parents[1] / "unlearnbench" / "presets"
 CFG = TrainConfig(steps=2, batch_size=8, micro_batch_size=8, lr=1e-2, warmup_steps=0)
 
 

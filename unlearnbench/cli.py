@@ -71,7 +71,7 @@ def run(
         False, "--resume", help="Continue from the run's last checkpoint (see checkpoint_every)."
     ),
     suite: str | None = typer.Option(
-        None, "--suite", help="Evaluation suite to run afterwards (evals/NAME.yaml): quick, robust."
+        None, "--suite", help="Evaluation suite to run afterwards (a name or a YAML path)."
     ),
 ) -> None:
     """Train or unlearn, evaluate (losses; with --suite also attacks and probes), write the record."""
@@ -109,7 +109,7 @@ def run(
 @app.command()
 def attack(
     run_id: str = typer.Argument(..., help="A run id in the store (see OUT/records)."),
-    suite: str = typer.Option("robust", "--suite", help="Evaluation suite (evals/NAME.yaml)."),
+    suite: str = typer.Option("robust", "--suite", help="Evaluation suite (a name or YAML path)."),
     out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -244,7 +244,7 @@ def list_(
     elif what == "presets":
         from unlearnbench.run_presets import run_presets
 
-        for col in ("preset (methods/NAME.yaml)", "model", "source"):
+        for col in ("preset (--config NAME)", "model", "source"):
             table.add_column(col)
         for p in run_presets():
             table.add_row(p.name, p.model, p.source)

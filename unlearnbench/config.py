@@ -4,7 +4,8 @@ A run is fully described by one resolved `RunConfig`. Resolution layers, lowest 
 dataclass defaults < the method's own training defaults < a YAML config file < `--set` overrides.
 Keys are field names of `TrainConfig`, `LabelConfig`, the method's options and the benchmark's
 options; a key may be qualified (`train.lr`, `labels.recall`, `method.forget_mlp_dim`,
-`benchmark.n_stories`) and must be where a bare name is ambiguous.
+`benchmark.n_stories`) and must be where a bare name is ambiguous. `base` is the run's own: where a
+post-hoc method starts (`scratch`, `no-filter`, or a saved model's path).
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ class LabelConfig:
     false_positive_rate: float = 0.0  # P(adjacent document mislabeled forget)
 
 
+# where a run starts (`RunConfig.base`): a freshly initialized model, the matching no-filter run
+# (results/matching.py), or a saved model (a path or hub name)
+SCRATCH, NO_FILTER = "scratch", "no-filter"
+BASE_DEFAULTS = {"training": SCRATCH, "posthoc": NO_FILTER}  # by method kind
+# the keys that set it (`method.base`: where configs put it when it was a method option; the last
+# one present wins)
+RUN_KEYS = ("method.base", "base")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     method: str
@@ -92,6 +102,9 @@ class RunConfig:
     # the method's version (`register_method(version=...)`): a change that alters a method's
     # numbers bumps it, so records made before are not served as current. In the hash from 2 on.
     method_version: int = 1
+    # where the run starts: "" = its method's default (BASE_DEFAULTS), else "scratch", "no-filter"
+    # or a saved model's path or hub name (post-hoc methods only; see `resolve_base`)
+    base: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,6 +116,8 @@ class RunConfig:
         d.pop("seed")
         if d["method_version"] == 1:  # runs recorded before versions existed keep their ids
             d.pop("method_version")
+        if not d["base"]:  # the method's default start: left out, as before the setting existed
+            d.pop("base")
         d["train"] = options_dict(self.train)
         for name in _UNHASHED_TRAIN_FIELDS:  # settings that cannot change a run's results
             d["train"].pop(name, None)
@@ -115,6 +130,7 @@ class RunConfig:
 
     @staticmethod
     def from_dict(d: dict) -> RunConfig:
+        d = upgrade_config(d)
         return RunConfig(
             method=d["method"],
             benchmark=d["benchmark"],
@@ -125,7 +141,33 @@ class RunConfig:
             method_options=dict(d.get("method_options", {})),
             benchmark_options=dict(d.get("benchmark_options", {})),
             method_version=int(d.get("method_version", 1)),
+            base=str(d.get("base") or ""),
         )
+
+
+def upgrade_config(d: dict) -> dict:
+    """A recorded run config in today's layout: records written before the run-level `base`
+    setting hold it as the method option `base` ("" = the no-filter run)."""
+    options = d.get("method_options") or {}
+    if "base" not in options:
+        return d
+    options = dict(options)
+    old = options.pop("base")
+    return {**d, "method_options": options, "base": d.get("base") or str(old or "")}
+
+
+def resolve_base(base: str, kind: str, method: str) -> str:
+    """The run-level base setting for a method of `kind`, with the kind's default as "" (so one
+    run has one id); a training-time method starts from scratch and refuses any other base."""
+    base = str(base or "").strip()
+    if base in ("", BASE_DEFAULTS[kind]):
+        return ""
+    if kind == "training":
+        raise ConfigError(
+            f"{method} is a training-time method: it trains from scratch, so base={base!r} does "
+            "not apply (base is for post-hoc methods)"
+        )
+    return base
 
 
 def parse_value(raw, typ, key: str):
@@ -225,8 +267,11 @@ def resolve(
     benchmark_options_cls=None,
     method_train_defaults: dict | None = None,
     method_version: int = 1,
+    method_kind: str | None = None,
 ) -> RunConfig:
-    """Apply overrides (already layered by the caller: defaults < file < --set) to a RunConfig."""
+    """Apply overrides (already layered by the caller: defaults < file < --set) to a RunConfig.
+    `base` (or `method.base`, where presets written before it was a run-level setting put it) is
+    the run's base setting, checked against `method_kind` when given."""
     sections = {
         "train": _fields(TrainConfig),
         "labels": _fields(LabelConfig),
@@ -236,7 +281,15 @@ def resolve(
     values: dict[str, dict] = {s: {} for s in sections}
     for k, v in (method_train_defaults or {}).items():
         values["train"][k] = v
-    for key, raw in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    base = ""
+    for key in RUN_KEYS:
+        if key in overrides:
+            base = overrides.pop(key)
+    base = "" if base is None else str(base)
+    if method_kind is not None:
+        base = resolve_base(base, method_kind, method)
+    for key, raw in overrides.items():
         section, name = _locate(key, sections)
         values[section][name] = parse_value(raw, sections[section][name], key)
     try:
@@ -256,6 +309,7 @@ def resolve(
         method_options=options_dict(mopts) if mopts else {},
         benchmark_options=dataclasses.asdict(bopts) if bopts else {},
         method_version=method_version,
+        base=base,
     )
     validate(cfg)
     return cfg
@@ -287,7 +341,7 @@ def _locate(key: str, sections: dict[str, dict]) -> tuple[str, str]:
                 f"key {key!r} is ambiguous; qualify it as one of "
                 + ", ".join(f"{s}.{key}" for s in hits)
             )
-    valid = sorted({n for f in sections.values() for n in f})
+    valid = sorted({n for f in sections.values() for n in f} | {"base"})
     close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ConfigError(f"unknown key {key!r}; {hint}valid keys: {', '.join(valid)}")
@@ -336,7 +390,7 @@ def _validate_context(cfg: RunConfig) -> None:
     from unlearnbench.models.presets import MODEL_PRESETS
 
     preset = MODEL_PRESETS.get(cfg.model)
-    if preset is None or cfg.method_options.get("base"):
+    if preset is None or cfg.base not in ("", "scratch", "no-filter"):
         return
     if cfg.train.context > preset.context:
         raise ConfigError(

@@ -209,7 +209,7 @@ def _md_table(rows: list[DefaultRow]) -> list[str]:
 
 
 def markdown() -> str:
-    """methods/README.md: the training defaults, then one table per registered method."""
+    """docs/method-defaults.md: the training defaults, then one table per registered method."""
     from unlearnbench.registry import methods
 
     lines = [

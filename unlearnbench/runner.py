@@ -17,7 +17,7 @@ import torch
 
 from unlearnbench import __version__
 from unlearnbench.checkpoint import Checkpointer
-from unlearnbench.config import ConfigError, RunConfig, load_config_file, resolve
+from unlearnbench.config import SCRATCH, ConfigError, RunConfig, load_config_file, resolve
 from unlearnbench.data.benchmarks import load_benchmark
 from unlearnbench.data.pipeline import test_blocks, training_groups
 from unlearnbench.distributed import barrier, init_from_env, is_main
@@ -29,7 +29,13 @@ from unlearnbench.models.compat import check_base_model
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.registry import UnknownName, benchmarks, methods
+from unlearnbench.results.matching import (
+    matching_no_filter,
+    recorded_base,
+    reference_overrides,
+)
 from unlearnbench.results.store import RunStore, run_locked
+from unlearnbench.run_presets import preset_path
 from unlearnbench.training import train
 
 
@@ -45,7 +51,7 @@ def resolve_run_config(
     the config file's `model:` (a preset names its model), else `tiny`."""
     spec: MethodSpec = methods.get(method)
     bspec = benchmarks.get(benchmark)
-    file_values = load_config_file(config_file) if config_file is not None else {}
+    file_values = load_config_file(preset_path(config_file)) if config_file is not None else {}
     model = model or str(file_values.pop("model", None) or "tiny")
     file_values.pop("model", None)
     if model not in MODEL_PRESETS:
@@ -66,6 +72,7 @@ def resolve_run_config(
         benchmark_options_cls=bspec.options,
         method_train_defaults=spec.train_defaults,
         method_version=spec.version,
+        method_kind=spec.kind,
     )
 
 
@@ -105,47 +112,34 @@ def _losses_record(losses: dict) -> dict:
     return {f"{s}_loss": losses.get(s) for s in ("forget", "adjacent", "retain")}
 
 
-# train settings a post-hoc run passes on to its no-filter base: what is measured (block length,
-# test blocks) and where (device, precision); not the method's own steps, lr or batch
-BASE_SHARED_TRAIN_KEYS = ("context", "eval_blocks", "device", "bf16")
-
-
 def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[object, str]:
-    """The base of a post-hoc method: `method_options.base` (a path or hub name) when given, else the
-    `no-filter` run of the same benchmark, model, labels and seed, trained first if missing.
+    """The base of a post-hoc method by its run-level `base` setting: a saved model (a path or hub
+    name), or by default the matching `no-filter` run (results/matching.py), trained first when
+    the store holds none. ("scratch" is handled by the caller: a fresh model, no base.)
 
-    The base shares the post-hoc run's data and evaluation settings (`BASE_SHARED_TRAIN_KEYS`), so
-    both records measure losses on the same test blocks; its training budget is no-filter's own."""
-    base = cfg.method_options.get("base") or ""
-    if base:
+    That no-filter run shares the post-hoc run's data and evaluation settings
+    (`BASE_SHARED_TRAIN_KEYS` there), so both records measure losses on the same test blocks; its
+    training budget is no-filter's own."""
+    if cfg.base:
         try:
-            model = load_model(base)
+            model = load_model(cfg.base)
         except (OSError, ValueError) as e:
             raise ConfigError(
-                f"cannot load base model {base!r}: {str(e).splitlines()[0]}"
+                f"cannot load base model {cfg.base!r}: {str(e).splitlines()[0]}"
             ) from None
-        return check_base_model(model, base, cfg), base  # same tokenizer, enough positions
-    nf = resolve_run_config(
-        "no-filter",
-        cfg.benchmark,
-        cfg.model,
-        cfg.seed,
-        {f"benchmark.{k}": v for k, v in cfg.benchmark_options.items()}
-        | {f"labels.{k}": v for k, v in cfg.labels.__dict__.items()}
-        | {f"train.{k}": getattr(cfg.train, k) for k in BASE_SHARED_TRAIN_KEYS},
-    )
-    record = execute(nf, store, force=False, progress=progress)
+        return check_base_model(model, cfg.base, cfg), cfg.base  # same tokenizer, enough positions
+    method, overrides = reference_overrides(cfg.to_dict() | {"kind": "posthoc"}, [], "no-filter")
+    nf = resolve_run_config(method, cfg.benchmark, cfg.model, cfg.seed, overrides)
+    # the run those settings name, or one that differs only in where it ran or what it kept
+    record = matching_no_filter(nf.to_dict(), saved_records(store))
+    if record is None:
+        record = execute(nf, store, force=False, progress=progress)
     return load_model(record["model_path"]), record["run_id"]
 
 
-def _base_record(store: RunStore, base_ref: str | None) -> dict | None:
-    """The record of a post-hoc base: a run id, or a saved run's model path; None otherwise."""
-    if not base_ref:
-        return None
-    if store.exists(base_ref):
-        return store.load(base_ref)
-    found = [r for r in store.records() if r.get("model_path") == base_ref]
-    return found[0] if found else None
+def saved_records(store: RunStore) -> list[dict]:
+    """Records of the store whose model was saved (a reference or a base is loaded from it)."""
+    return [r for r in store.records() if r.get("model_path")]
 
 
 def _snapshot_dir(model_dir: Path, step: int) -> Path:
@@ -235,9 +229,9 @@ def execute(
     evaluation = test_blocks(bench, context, t.eval_blocks)
 
     base_ref = None
-    if spec.kind == "posthoc":
+    if spec.kind == "posthoc" and cfg.base != SCRATCH:
         model, base_ref = base_model_for(cfg, store, progress)
-    else:
+    else:  # a training-time method, or a post-hoc one asked to start from a fresh model
         model = build_model(cfg.model, len(bench.tokenizer), bench.eos_id, cfg.seed)
     model.to(t.device)
     use_fused_kernels(model, t.fused_kernels)
@@ -251,7 +245,7 @@ def execute(
         model=model,
         base_model_path=base_ref,
         evaluate=evaluate,
-        base_record=_base_record(store, base_ref),
+        base_record=recorded_base({"config": {}, "base": base_ref}, store.records()),
     )
     try:
         objective = spec.setup(ctx, spec.options(**cfg.method_options))

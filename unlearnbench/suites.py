@@ -15,71 +15,21 @@ from unlearnbench.data.benchmarks import load_benchmark
 from unlearnbench.data.pipeline import test_blocks
 from unlearnbench.models.build import load_model
 from unlearnbench.models.presets import MODEL_PRESETS
+from unlearnbench.results.matching import matching_reference, reference_overrides
 from unlearnbench.results.store import RunStore
-from unlearnbench.runner import execute, resolve_run_config
-
-
-def _same_setup(a: dict, cfg: dict) -> bool:
-    """Same benchmark options and training config (the device aside) as the run config `cfg`."""
-    import dataclasses
-
-    from unlearnbench.config import TrainConfig
-
-    # a field missing from an older record holds its default
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    ta, tb = a["config"]["train"], cfg["train"]
-    same_train = all(
-        ta.get(k, defaults.get(k)) == tb.get(k, defaults.get(k))
-        for k in set(ta) | set(tb)
-        if k not in ("device", "save_model", "checkpoint_every", "snapshot_every")
-    )
-    return same_train and a["config"]["benchmark_options"] == cfg["benchmark_options"]
+from unlearnbench.runner import execute, resolve_run_config, saved_records
 
 
 def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
-    """The `no-filter` or `perfect-filter` (filter, recall 1.0) run of the same benchmark, model,
-    seed, benchmark options and training config as `record` (for a post-hoc run: as its base run):
-    found in the store (preferring the same labels), else trained with this run's labels (recall
-    1.0 for the perfect filter)."""
-    assert name in ("no-filter", "perfect-filter"), name
-    base = record.get("base") if record.get("kind") == "posthoc" else None
-    if base:  # a post-hoc run's setup is its base model's: a run id, or a saved run's model path
-        hits = [store.load(base)] if store.exists(base) else []
-        hits += [r for r in store.records() if r.get("model_path") and r["model_path"] == base]
-        record = hits[0] if hits else record
-    cfg = record["config"]
-    method = "no-filter" if name == "no-filter" else "filter"
-
-    def fits(r: dict) -> bool:
-        if not _same_setup(r, cfg) or not r.get("model_path"):
-            return False
-        if name == "perfect-filter":
-            opts = r["config"]["method_options"]
-            return r["config"]["labels"]["recall"] == 1.0 and not opts.get("strict", False)
-        return True
-
-    if fits(record) and record["method"] == method:
-        return record
-    found = [
-        r
-        for r in store.find(
-            method=method, benchmark=record["benchmark"], model=record["model"], seed=record["seed"]
-        )
-        if fits(r)
-    ]
-    labels = dict(cfg["labels"], **({"recall": 1.0} if name == "perfect-filter" else {}))
-    found.sort(key=lambda r: (r["config"]["labels"] != labels, r["run_id"]))
-    if found:
-        return found[0]
-    train_over = {k: v for k, v in cfg["train"].items() if k != "save_model"}
+    """The matching `no-filter` or perfect-filter run of `record` (results/matching.py): from the
+    store when it holds one with a saved model, else trained with the settings the rule names."""
+    saved = saved_records(store)
+    found = matching_reference(record, saved, name)
+    if found is not None:
+        return found
+    method, overrides = reference_overrides(record, saved, name)
     ref = resolve_run_config(
-        method,
-        record["benchmark"],
-        record["model"],
-        record["seed"],
-        {f"benchmark.{k}": v for k, v in cfg["benchmark_options"].items()}
-        | {f"labels.{k}": v for k, v in labels.items()}
-        | {f"train.{k}": v for k, v in train_over.items()},
+        method, record["benchmark"], record["model"], record["seed"], overrides
     )
     return execute(ref, store, force=False, progress=progress)
 

@@ -9,7 +9,8 @@ whether higher or lower is better, how to read it from the summary, a title and 
 reads them off the summary and stores them with it (`summary["headline"]`), so the leaderboard, the
 CLI, the plots and the report show any evaluation's numbers from the record alone.
 
-Suites (`evals/*.yaml` at the repository root, or any YAML path) list evaluations and their options:
+Suites (`unlearnbench/suites/NAME.yaml`, named by NAME, or any YAML path) list evaluations and
+their options:
 
     description: ...
     evals:
@@ -28,16 +29,13 @@ import dataclasses
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from unlearnbench.config import ConfigError, parse_value
 from unlearnbench.data.packing import BlockGroup, pack
+from unlearnbench.package_files import SUITES_DIR, find_shipped
 from unlearnbench.registry import evals
-
-SUITES_DIR = Path(__file__).resolve().parents[2] / "evals"
-
 
 HIGHER, LOWER = "higher", "lower"  # which way a metric is better
 UNITS = ("nats", "accuracy", "steps")  # how a value is shown (losses and accuracies: 3 decimals)
@@ -186,14 +184,13 @@ def parse_options(name: str, options_cls: type, raw: dict | None) -> dict:
 
 
 def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
-    """Entries of a suite by name (`evals/NAME.yaml`) or by path; returns (entries, description)."""
+    """Entries of a suite by name (a shipped suite; `evals/NAME.yaml` too, its old path) or by path;
+    returns (entries, description)."""
     import difflib
 
     import yaml
 
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = SUITES_DIR / f"{name}.yaml"
+    path = find_shipped(name, SUITES_DIR, "evals")
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)

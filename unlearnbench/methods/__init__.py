@@ -7,7 +7,7 @@ defaults cite their sources. `kind` is "training" (pretrain from scratch on the 
 Defaults: every option's default cites its source in the comment on (or just above) its line, and
 says "ours:" where it deviates from the reference, and why; `train_defaults` (TrainConfig values of
 the method) are commented the same way. `scripts/method_defaults.py` turns these comments into the
-table of `methods/README.md` (and `unlearnbench list methods --defaults`); a test keeps it current.
+table of `docs/method-defaults.md` (and `unlearnbench list methods --defaults`); a test keeps it current.
 
 Versions: `register_method(..., version=N)`. The version is part of the resolved run config and of
 its hash (from 2 on), so of the run id. Bump it in the same change as anything that alters the

@@ -43,7 +43,6 @@ RETAIN_LOSSES = ("kl", "mse", "ce")
 
 @dataclass(frozen=True)
 class CheckpointTransferOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     checkpoint: str = ""  # an earlier saved model of the same run; empty = from base snapshots
     # ours: "near the initial level" = forget loss within 10% below the first snapshot's
     checkpoint_tolerance: float = 0.1

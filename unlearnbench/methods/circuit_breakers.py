@@ -42,7 +42,6 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class CircuitBreakerOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     # target blocks; empty = the reference's HF indices 10 and 20 of 32 scaled to our depth:
     # hidden-state indices round(L * 10/32), round(L * 20/32), i.e. blocks 0 and 2 of a 4-block model
     target_layers: tuple[int, ...] = ()

@@ -14,7 +14,6 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class GradAscentOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)

@@ -14,7 +14,6 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class GradDiffOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     gamma: float = 1.0  # open-unlearning GradDiff: weight of the forget (ascent) term
     alpha: float = 1.0  # open-unlearning GradDiff: weight of the retain NLL term
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)

@@ -30,7 +30,6 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class NPOOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     beta: float = 0.1  # Zhang et al. 2024 and open-unlearning NPO: beta 0.1
     alpha: float = 1.0  # open-unlearning NPO: retain NLL weight 1 (0 = plain NPO, no retain data)
     gamma: float = 1.0  # open-unlearning NPO: forget-term weight

@@ -38,7 +38,6 @@ MLP_MAPS = ("c_fc", "c_proj")  # dense_h_to_4h, dense_4h_to_h
 
 @dataclass(frozen=True)
 class OrthCircuitBreakerOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     # target blocks; empty = every block (reference: layers = range(32), all of its 32 blocks,
     # orth_circuit_breakers.py:389)
     target_layers: tuple[int, ...] = ()

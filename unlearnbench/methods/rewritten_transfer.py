@@ -44,7 +44,6 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class RewrittenOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     layers: tuple[int, ...] = ()  # blocks whose outputs are matched; empty = every block (ours)
     alpha: float = 1.0  # ours: retain MSE weight (the forget and retain terms are both MSEs)
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)

@@ -49,7 +49,6 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class RMUOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     # RMU layer l: -1 = num_layers // 2 (ours: the middle block, as SGTM's RMU baseline at block 7
     # of its 16-layer model; the reference's layer 7 of 32 for Zephyr is shallower)
     layer: int = -1

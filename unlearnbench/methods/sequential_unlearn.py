@@ -35,7 +35,6 @@ from unlearnbench.training import Objective, train
 
 @dataclass(frozen=True)
 class SequentialOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     start_layer: int = -1  # reference: the last block (-1 = num_layers - 1)
     # reference: end_layer 8 with layer_step 4 of 32 blocks (blocks 31, 27, ..., 11: the top three
     # quarters); -1 = the same fraction of our depth, round(L * 8 / 32), i.e. block 1 of 4

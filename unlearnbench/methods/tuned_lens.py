@@ -44,7 +44,6 @@ from unlearnbench.training import Objective, train
 
 @dataclass(frozen=True)
 class TunedLensOptions:
-    base: str = ""  # base model: a path or hub name; empty = the no-filter run of this benchmark
     objective: str = "entropy"  # reference: entropy maximization (random-target CE) | "ce"
     lens_steps: int = 100  # ours: the lens loss flattens within ~100 steps on the tiny preset
     lens_lr: float = 1e-3  # ours: AdamW for the lenses (tuned-lens uses SGD-Nesterov, lr 1)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from unlearnbench.results.matching import matching_no_filter, recorded_base
 
 UP, DOWN = "↑", "↓"  # higher is better, lower is better
 SORT_RULE = (
@@ -284,6 +285,9 @@ def setting_of(record: dict, with_recall: bool = True, peers: list[dict] | None 
     recall = get(record, "config", "labels", "recall")
     if with_recall and record.get("method") != "no-filter" and recall is not None:
         parts.append(f"recall={recall}")
+    base = get(record, "config", "base")
+    if base:  # where the run started, when not its method's default
+        parts.append(f"base={show_value(base)}")
     for k, v in (nd.get("labels") or {}).items():
         if k != "recall":
             parts.append(f"{k}={show_value(v)}")
@@ -311,42 +315,14 @@ def with_settings(records: list[dict]) -> list[dict]:
 # ---- deltas against no-filter ----
 
 
-def _key(r: dict, *fields) -> str:
-    return json.dumps(
-        [get(r, *f) if isinstance(f, tuple) else r.get(f) for f in fields], default=str
-    )
-
-
 def no_filter_reference(record: dict, candidates: list[dict]) -> dict | None:
-    """The `no-filter` record to compare with: the post-hoc base when recorded; else the one of the
-    same benchmark, model, seed and benchmark options, preferring identical train and label configs."""
-    if record.get("method") == "no-filter":
-        return record
-    same = [
-        c
-        for c in candidates
-        if c.get("benchmark") == record.get("benchmark")
-        and c.get("model") == record.get("model")
-        and c.get("seed") == record.get("seed")
-        and _key(c, ("config", "benchmark_options"))
-        == _key(record, ("config", "benchmark_options"))
-    ]
-    base = record.get("base")
-    # the base is a run id, or a saved model's directory, which the store names by its run id
-    base_id = os.path.basename(str(base).rstrip("/")) if base else None
-    for c in same:
-        if base_id and c.get("run_id") == base_id:
-            return c
-    if not same:
-        return None
-
-    def score(c):
-        return (
-            _key(c, ("config", "train")) == _key(record, ("config", "train")),
-            _key(c, ("config", "labels")) == _key(record, ("config", "labels")),
-        )
-
-    return max(same, key=score)
+    """The `no-filter` record to compare with: a post-hoc run's base when it is a recorded
+    no-filter run (whatever its options: what the unlearning changed), else the matching plain
+    no-filter run (results/matching.py)."""
+    base = recorded_base(record, candidates)
+    if base is not None and base.get("method") == "no-filter":
+        return base
+    return matching_no_filter(record, candidates)
 
 
 def with_deltas(records: list[dict]) -> list[dict]:

@@ -8,6 +8,9 @@
   attack result (`record["curves"][KEY]`, whatever key its suite gave) and mode;
 - undiscovered: forget loss against the undiscovered rate (1 - recall), per method.
 
+A reference line is the mean over seeds of the matching runs (results/matching.py) of the runs
+drawn: the plain no-filter run, never its curriculum variant; one line per distinct setting.
+
 Each `*_figure` returns a matplotlib Figure, or None when the records hold nothing to draw.
 """
 
@@ -30,6 +33,7 @@ from unlearnbench.results.leaderboard import (  # noqa: E402
     setting_of,
     with_settings,
 )
+from unlearnbench.results.matching import matching_reference  # noqa: E402
 
 NATS = "nats/token"
 PLOTS = ("tradeoff", "relearn", "undiscovered")
@@ -48,8 +52,23 @@ def _label(row: dict, many_models: bool) -> str:
     return f"{text} [{row['model']}]" if many_models else text
 
 
-def _is_perfect_filter(row: dict) -> bool:
-    return row["method"] == "filter" and row["setting"] == "recall=1.0"
+def reference_rows(records: list[dict], benchmark: str, name: str, runs: list[dict]) -> list:
+    """Leaderboard rows of the matching `name` runs ("no-filter" | "perfect-filter") of `runs`
+    (each distinct reference run once)."""
+    refs: dict[str, dict] = {}
+    for r in runs:
+        ref = matching_reference(r, records, name)
+        if ref is not None:
+            refs.setdefault(ref["run_id"], ref)
+    return [
+        row
+        for row in leaderboard_rows(list(refs.values()), benchmark)
+        if row["cells"]["forget"].mean is not None
+    ]
+
+
+def _reference_label(text: str, row: dict, rows: list[dict]) -> str:
+    return text + (f" [{row['model']}, {row['setting']}]" if len(rows) > 1 else "")
 
 
 def _legend_outside(fig, ax) -> None:
@@ -87,6 +106,9 @@ def tradeoff_figure(records: list[dict], benchmark: str):
         axes_x.append(("adjacent", "adjacent loss"))
     many_models = len({r["model"] for r in rows}) > 1
     colors = _colors([r["method"] for r in rows])
+    runs = [r for r in records if r.get("benchmark") == benchmark]
+    no_filter = reference_rows(records, benchmark, "no-filter", runs)
+    perfect = reference_rows(records, benchmark, "perfect-filter", runs)
     fig, axes = plt.subplots(1, len(axes_x), figsize=(5.2 * len(axes_x) + 2.6, 4.4), squeeze=False)
     for ax, (key, name) in zip(axes[0], axes_x, strict=True):
         pts = []
@@ -115,16 +137,13 @@ def tradeoff_figure(records: list[dict], benchmark: str):
             fx, fy = zip(*front, strict=True)
             ax.step(fx, fy, where="post", color="0.45", lw=1.2, zorder=2, label="Pareto frontier")
         for ref, style, text in (
-            ([r for r in rows if r["method"] == "no-filter"], "--", "no-filter level (reference)"),
-            (
-                [r for r in rows if _is_perfect_filter(r)],
-                ":",
-                "perfect filter level (filter, recall 1)",
-            ),
+            (no_filter, "--", "no-filter level (reference)"),
+            (perfect, ":", "perfect filter level (filter, recall 1)"),
         ):
-            for r in ref[:1]:
+            for r in ref:
+                label = _reference_label(text, r, ref)
                 ax.axhline(
-                    r["cells"]["forget"].mean, ls=style, color="0.2", lw=1, label=text, zorder=1
+                    r["cells"]["forget"].mean, ls=style, color="0.2", lw=1, label=label, zorder=1
                 )
                 if r["cells"][key].mean is not None:
                     ax.axvline(r["cells"][key].mean, ls=style, color="0.2", lw=1, zorder=1)
@@ -198,12 +217,7 @@ def relearn_figure(records: list[dict], benchmark: str):
     colors = _colors([r["method"] for r in recs])
     many_models = len({r.get("model") for r in recs}) > 1
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 2.6, 4.4), squeeze=False)
-    nf = [
-        get(r, "metrics", "forget_loss")
-        for r in records
-        if r.get("benchmark") == benchmark and r.get("method") == "no-filter"
-    ]
-    nf = [v for v in nf if isinstance(v, int | float)]
+    nf = reference_rows(records, benchmark, "no-filter", recs)
     for ax, (key, mode) in zip(axes[0], panels, strict=True):
         groups: dict[tuple, list[dict[int, float]]] = defaultdict(list)
         for r in recs:
@@ -226,10 +240,9 @@ def relearn_figure(records: list[dict], benchmark: str):
                     color=colors[method],
                     alpha=0.15,
                 )
-        if nf:
-            ax.axhline(
-                sum(nf) / len(nf), ls="--", color="0.2", lw=1, label="no-filter (before attack)"
-            )
+        for r in nf:
+            label = _reference_label("no-filter (before attack)", r, nf)
+            ax.axhline(r["cells"]["forget"].mean, ls="--", color="0.2", lw=1, label=label)
         ax.set_xlabel("attack fine-tuning steps")
         ax.set_ylabel(f"forget loss ({NATS})")
         ax.set_title(f"{key}{f' ({mode})' if mode else ''}")
@@ -271,15 +284,13 @@ def undiscovered_figure(records: list[dict], benchmark: str):
             capsize=3,
             label=label,
         )
-    nf = [r for r in leaderboard_rows(records, benchmark) if r["method"] == "no-filter"]
-    if nf and nf[0]["cells"]["forget"].mean is not None:
-        ax.axhline(
-            nf[0]["cells"]["forget"].mean,
-            ls="--",
-            color="0.2",
-            lw=1,
-            label="no-filter level (reference)",
-        )
+    runs = [
+        r for r in records if r.get("benchmark") == benchmark and r.get("method") != "no-filter"
+    ]
+    nf = reference_rows(records, benchmark, "no-filter", runs)
+    for r in nf:
+        label = _reference_label("no-filter level (reference)", r, nf)
+        ax.axhline(r["cells"]["forget"].mean, ls="--", color="0.2", lw=1, label=label)
     positive = sorted(x for x in xs_all if x > 0)
     if positive and max(positive) / positive[0] >= 10:  # spans a decade: 0.01 and 0.5 both visible
         ax.set_xscale("symlog", linthresh=positive[0])

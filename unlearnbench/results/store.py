@@ -60,7 +60,7 @@ class RunStore:
                 f"record {path} is unreadable ({problem}); move it aside "
                 f"(mv {path} {path}.bad) and run that run again (`unlearnbench run`) to recreate it"
             )
-        return record
+        return upgrade_record(record)
 
     def write(self, record: dict) -> Path:
         path = self.record_path(record["run_id"])
@@ -84,7 +84,7 @@ class RunStore:
             if problem:
                 self.unreadable.append(f"{p.name} ({problem})")
             else:
-                out.append(record)
+                out.append(upgrade_record(record))
         message = (
             f"warning: skipped {len(self.unreadable)} unreadable record(s) in {self.records_dir}: "
             f"{'; '.join(self.unreadable)}; move them aside and rerun those runs to recreate them"
@@ -239,6 +239,15 @@ def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def upgrade_record(record: dict) -> dict:
+    """A record as today's code reads it, whenever it was written (config.upgrade_config)."""
+    from unlearnbench.config import upgrade_config
+
+    if isinstance(record, dict) and isinstance(record.get("config"), dict):
+        record["config"] = upgrade_config(record["config"])
+    return record
 
 
 def write_atomic(path: Path, write, binary: bool = False) -> None:

@@ -1,0 +1,224 @@
+"""The matching no-filter run and perfect filter: one rule, on a hand-made store that holds plain and
+curriculum no-filter runs for several seeds, used by the runner, the leaderboard and the figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import subprocess
+import sys
+
+import pytest
+from results_fixtures import record
+
+from unlearnbench import runner, suites
+from unlearnbench.registry import methods
+from unlearnbench.results.leaderboard import leaderboard_rows
+from unlearnbench.results.matching import (
+    REFERENCE_OPTION_DEFAULTS,
+    matching_no_filter,
+    matching_perfect_filter,
+    reference_overrides,
+)
+from unlearnbench.results.plots import relearn_figure, tradeoff_figure
+from unlearnbench.results.store import RunStore
+
+BENCH = "storyworld-topic"
+SEEDS = (0, 1, 2)
+CURRICULUM = {"forget_after": 0.5}
+
+
+def curriculum(seed: int) -> dict:
+    """The checkpoint-transfer base: forget documents enter halfway, snapshots every 25 steps."""
+    r = record("no-filter", seed, 5.3 + seed, 2.7, options=CURRICULUM)
+    r["config"]["train"]["snapshot_every"] = 25
+    return r
+
+
+def posthoc(method: str, seed: int, base: str | None, forget: float = 7.6) -> dict:
+    r = record("filter", seed, forget, 2.7)  # the fields a record has; made post-hoc below
+    r.update(method=method, kind="posthoc", base=base)
+    r["run_id"] = f"{method}__{BENCH}__tiny__s{seed}__posthoc"
+    r["config"].update(method=method, method_options={})
+    r["config"]["train"] |= {"steps": 32, "batch_size": 32, "lr": 1e-4}  # its own budget
+    return r
+
+
+def store_records() -> list[dict]:
+    """Per seed: plain no-filter, curriculum no-filter, the perfect filter, a strict filter, a
+    filter at recall 0.9, and checkpoint-transfer from the curriculum run (by its saved path)."""
+    out = []
+    for s in SEEDS:
+        cur = curriculum(s)
+        strict = record("filter", s, 9.9, 2.9, options={"strict": True})
+        out += [
+            record("no-filter", s, 3.5 + s, 2.8),
+            cur,
+            record("filter", s, 9.6 + s, 2.6),
+            strict,
+            record("filter", s, 5.0 + s, 2.6, recall=0.9),
+            posthoc("checkpoint-transfer", s, f"/elsewhere/models/{cur['run_id']}/"),
+        ]
+    random.Random(0).shuffle(out)  # the answer never depends on the order of the store
+    return out
+
+
+def _one(records, method, seed, **where):
+    hits = [
+        r
+        for r in records
+        if r["method"] == method
+        and r["seed"] == seed
+        and all(r["config"]["method_options"].get(k) == v for k, v in where.items())
+        and r["config"]["labels"]["recall"] == 1.0
+    ]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_plain_no_filter_run_of_the_same_seed_never_the_curriculum(seed):
+    recs = store_records()
+    plain = _one(recs, "no-filter", seed, forget_after=None)
+    perfect = _one(recs, "filter", seed, strict=False)
+    for run in (perfect, _one(recs, "no-filter", seed, forget_after=0.5), plain):
+        assert matching_no_filter(run, recs) is plain
+    # the curriculum variant only when asked for
+    got = matching_no_filter(perfect, recs, options=CURRICULUM)
+    assert got["config"]["method_options"] == CURRICULUM and got["seed"] == seed
+    # a post-hoc run is matched through its base (the curriculum run, by a moved store's path):
+    # the plain no-filter run with the base's setup, not the base and not another seed's
+    ct = next(r for r in recs if r["method"] == "checkpoint-transfer" and r["seed"] == seed)
+    assert matching_no_filter(ct, recs) is plain
+    assert matching_perfect_filter(ct, recs) is perfect
+
+
+def test_labels_benchmark_options_and_budget_must_agree_where_it_ran_need_not():
+    recs = store_records()
+    at_09 = next(r for r in recs if r["method"] == "filter" and r["config"]["labels"]["recall"] < 1)
+    assert matching_no_filter(at_09, recs) is None  # no no-filter run with its labels
+    nf_09 = record("no-filter", at_09["seed"], 3.0, 2.8, recall=0.9)
+    assert matching_no_filter(at_09, recs + [nf_09]) is nf_09
+    # its perfect filter: recall 1.0, not strict, the other label rates its own
+    assert matching_perfect_filter(at_09, recs) is _one(recs, "filter", at_09["seed"], strict=False)
+
+    run = record("filter", 0, 9.6, 2.6)
+    longer = dict(run, config=dict(run["config"], train=run["config"]["train"] | {"steps": 999}))
+    assert matching_no_filter(longer, recs) is None  # a training-time run: the same budget
+    other_data = dict(run, config=dict(run["config"], benchmark_options={"n_stories": 7}))
+    assert matching_no_filter(other_data, recs) is None
+    on_gpu = dict(
+        run, config=dict(run["config"], train=run["config"]["train"] | {"device": "cuda"})
+    )
+    assert matching_no_filter(on_gpu, recs) is _one(recs, "no-filter", 0, forget_after=None)
+
+
+def test_a_posthoc_run_without_a_recorded_base_shares_the_measured_settings_only():
+    recs = store_records()
+    plain = _one(recs, "no-filter", 1, forget_after=None)
+    short = record("no-filter", 1, 6.0, 4.0)
+    short["run_id"] += "-short"
+    short["config"]["train"]["steps"] = 10
+    run = posthoc("rmu", 1, "/a/model/from/elsewhere")
+    # its own steps and lr are not the base's; of two candidates, the default budget wins
+    assert matching_no_filter(run, recs + [short]) is plain
+    assert matching_no_filter(run, [short]) is short
+    other_blocks = posthoc("rmu", 1, None)
+    other_blocks["config"]["train"]["context"] = 64
+    assert matching_no_filter(other_blocks, recs) is None  # measured on other test blocks
+
+
+def test_the_overrides_train_the_run_the_rule_then_finds():
+    """When no reference is recorded the runner trains one from `reference_overrides`; that run's
+    record is the one the rule finds afterwards (resolved here, not trained)."""
+    recs = store_records()
+    cfg = runner.resolve_run_config(
+        "filter", BENCH, "tiny", 2, {"recall": 0.9, "steps": 7, "lr": 3e-4}
+    )
+    run = {"kind": "training", "benchmark": BENCH, "model": "tiny", "seed": 2}
+    run |= {"run_id": cfg.run_id, "method": "filter", "config": cfg.to_dict()}
+    for name, finder in (("no-filter", matching_no_filter), ("perfect-filter", None)):
+        method, overrides = reference_overrides(run, recs, name)
+        cfg = runner.resolve_run_config(method, BENCH, "tiny", 2, overrides)
+        trained = {
+            "run_id": cfg.run_id,
+            "method": method,
+            "kind": "training",
+            "benchmark": BENCH,
+            "model": "tiny",
+            "seed": 2,
+            "config": cfg.to_dict(),
+        }
+        assert cfg.train.steps == 7 and cfg.train.lr == 3e-4
+        if finder is None:
+            assert cfg.labels.recall == 1.0 and matching_perfect_filter(run, [trained]) is trained
+        else:
+            assert cfg.labels.recall == 0.9 and finder(run, [trained]) is trained
+    # a post-hoc run's no-filter base gets the measured settings, and no-filter's own budget
+    rmu = posthoc("rmu", 2, None)
+    method, overrides = reference_overrides(rmu, [], "no-filter")
+    cfg = runner.resolve_run_config(method, BENCH, "tiny", 2, overrides)
+    assert cfg.train.steps != 32 and cfg.method_options == {}
+
+
+def test_reference_option_defaults_are_the_registrys():
+    for method, table in REFERENCE_OPTION_DEFAULTS.items():
+        fields = dataclasses.fields(methods.get(method).options)
+        assert table == {f.name: f.default for f in fields}, method
+
+
+def test_the_rule_imports_neither_torch_nor_a_registry():
+    code = (
+        "import sys, unlearnbench.results.matching; "
+        "assert 'torch' not in sys.modules and 'unlearnbench.registry' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runner_attack_reference_is_the_plain_run_of_the_store(tmp_path):
+    store = RunStore(tmp_path)
+    for r in store_records():
+        store.write(r | {"model_path": f"/models/{r['run_id']}"})
+    # (matched, so nothing is trained: no model is loaded or built here)
+    for seed in SEEDS:
+        run = store.load(_one(store_records(), "filter", seed, strict=False)["run_id"])
+        ref = suites.reference_record(run, "no-filter", store, progress=False)
+        assert ref["method"] == "no-filter" and ref["seed"] == seed
+        assert ref["config"]["method_options"] == {}
+        assert suites.reference_record(run, "perfect-filter", store, progress=False) == run
+
+
+def _hlines(ax, label: str) -> list[float]:
+    return [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_label().startswith(label)]
+
+
+def test_figures_mark_the_plain_no_filter_level_not_the_curriculum_nor_a_mean():
+    from results_fixtures import relearn_rows
+
+    recs = store_records()
+    for r in recs:  # attack curves on every run, so the relearn figure draws them all
+        f = r["metrics"]["forget_loss"]
+        r["curves"] = {"relearn": relearn_rows(f, f - 1.0)}
+    plain = [
+        r["metrics"]["forget_loss"]
+        for r in recs
+        if r["method"] == "no-filter" and not r["config"]["method_options"]
+    ]
+    level = sum(plain) / len(plain)  # mean over the seeds of the plain runs
+    fig = tradeoff_figure(recs, BENCH)
+    assert _hlines(fig.axes[0], "no-filter level") == pytest.approx([level])
+    assert _hlines(fig.axes[0], "perfect filter level") == pytest.approx([10.6])  # 9.6, 10.6, 11.6
+    fig = relearn_figure(recs, BENCH)
+    assert _hlines(fig.axes[0], "no-filter (before attack)") == pytest.approx([level])
+
+
+def test_leaderboard_deltas_use_the_rule():
+    rows = leaderboard_rows(store_records())
+    by = {(r["method"], r["setting"]): r for r in rows}
+    # the curriculum run against the plain one of its seed: +1.8 nats in every seed
+    cur = next(r for k, r in by.items() if k[0] == "no-filter" and "forget_after" in k[1])
+    assert cur["cells"]["d_forget"].mean == pytest.approx(1.8)
+    assert by[("filter", "recall=1.0")]["cells"]["d_forget"].mean == pytest.approx(6.1)
+    # a post-hoc run against the base it started from (what the unlearning changed)
+    ct = next(r for k, r in by.items() if k[0] == "checkpoint-transfer")
+    assert ct["cells"]["d_forget"].mean == pytest.approx(7.6 - (5.3 + 1.0))
