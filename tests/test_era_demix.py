@@ -212,7 +212,9 @@ def _ctx_with_retain(n_retain=40):
         BlockGroup("retain", "retain", False, random_blocks(n_retain, seed=2)),
     ]
     config = SimpleNamespace(seed=0, train=TrainConfig())
-    return RunContext(config=config, benchmark=None, model=None, training_blocks=labeled_view(groups))
+    return RunContext(
+        config=config, benchmark=None, model=None, training_blocks=labeled_view(groups)
+    )
 
 
 def test_coherence_phase_uses_the_reference_optimizer_and_disjoint_labeled_retain_blocks():
