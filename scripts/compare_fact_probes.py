@@ -37,6 +37,12 @@ def main() -> None:
     ap.add_argument("others", nargs="+", help="run ids or model directories to compare with it")
     ap.add_argument("--runs", type=Path, default=Path("runs"), help="run store")
     ap.add_argument("--benchmark", default=None, help="benchmark when no run record names it")
+    ap.add_argument(
+        "--max-per-split",
+        type=int,
+        default=0,
+        help="score a fixed seeded subset of this many probes per split (0: every probe)",
+    )
     args = ap.parse_args()
 
     from rich.console import Console
@@ -59,7 +65,7 @@ def main() -> None:
         bench = load_benchmark(name, options)
     except (ConfigError, KeyError) as e:
         raise SystemExit(f"error: {e}") from None
-    groups = probes_by_split(bench)
+    groups = probes_by_split(bench, args.max_per_split)
     if not groups:
         raise SystemExit(f"error: benchmark {name!r} has no fact probes")
 

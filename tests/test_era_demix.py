@@ -8,8 +8,11 @@ from helpers import EOS, VOCAB, random_blocks, tiny_gpt_neo
 from transformers import GPTNeoForCausalLM
 
 from unlearnbench.config import TrainConfig
-from unlearnbench.data.packing import inputs_and_targets
+from unlearnbench.data.packing import BlockGroup, inputs_and_targets
 from unlearnbench.losses import split_losses
+from unlearnbench.methods import RunContext, labeled_view
+from unlearnbench.methods._coherence import coherence_phase
+from unlearnbench.methods._token_weights import token_weights, unigram_counts
 from unlearnbench.methods.demix import (
     DEMixOptions,
     TwoExperts,
@@ -17,16 +20,10 @@ from unlearnbench.methods.demix import (
     keep_retain_experts,
 )
 from unlearnbench.methods.demix import setup as demix_setup
-from unlearnbench.methods.era import (
-    ERAOptions,
-    coherence_finetune,
-    era_mask,
-    era_objective,
-    token_weights,
-    unigram_counts,
-)
+from unlearnbench.methods.era import ERAOptions, era_mask, era_objective
 from unlearnbench.methods.routing import routed_positions
 from unlearnbench.models.expand import added_units, contract_mlp, expand_mlp
+from unlearnbench.training import Objective, train
 
 
 def logits(model, inputs):
@@ -115,7 +112,7 @@ def test_era_mask_formula():
 def _era(weights=None, token_ids=None, layers=(1,), l1=0.0):
     model = tiny_gpt_neo()
     opts = ERAOptions(expand_mlp_dim=8, layers=layers, l1_coef=l1, coherence_steps=0)
-    return era_objective(model, opts, weights, token_ids, 0, lambda m: (m, {}))
+    return era_objective(model, opts, weights, token_ids, 0)
 
 
 def _c_proj_input_grads(obj, label):
@@ -174,39 +171,81 @@ def test_l1_penalty_adds_to_the_loss_on_target_layers():
     assert lb > la
 
 
-def test_era_finalize_returns_original_shape_and_records_post_ablation():
+def test_era_finalize_returns_original_shape():
     model = tiny_gpt_neo()
     opts = ERAOptions(expand_mlp_dim=8, layers=(0,), coherence_steps=0)
-
-    def coherence(m):
-        return m, {"best_step": 0}
-
-    coherence.evaluate = lambda m: {"forget": 1.0, "retain": 2.0}
-    obj = era_objective(model, opts, torch.ones(VOCAB), None, 0, coherence)
+    obj = era_objective(model, opts, torch.ones(VOCAB), None, 0)
     assert obj.model.transformer.h[0].mlp.c_fc.out_features == 72
     out = obj.finalize(obj.model)
     assert out.transformer.h[0].mlp.c_fc.out_features == 64
-    assert obj.extra_metrics["post_ablation"] == {"forget_loss": 1.0, "retain_loss": 2.0}
 
 
 # --- coherence -------------------------------------------------------------------------------------
 
 
-def test_coherence_never_returns_a_model_worse_than_its_input():
-    cfg = TrainConfig(micro_batch_size=4, grad_clip=0.0)
+def test_best_step_selection_never_returns_a_model_worse_than_its_input():
     fit, held = random_blocks(4, seed=5), random_blocks(4, seed=6)
     for lr, steps in ((3.0, 3), (1e-2, 4)):  # a destructive lr, and an ordinary one
+        cfg = TrainConfig(
+            steps=steps, lr=lr, batch_size=4, micro_batch_size=4, grad_clip=0.0, warmup_steps=0
+        )
         model = tiny_gpt_neo()
         before = split_losses(model, {"retain": held}, EOS, 4)["retain"]
-        opts = ERAOptions(coherence_steps=steps, coherence_lr=lr)
-        out, info = coherence_finetune(model, fit, held, cfg, 0, EOS, opts)
-        after = split_losses(out, {"retain": held}, EOS, 4)["retain"]
+
+        def select(m):
+            return split_losses(m, {"retain": held}, EOS, 4)["retain"]
+
+        group = BlockGroup("retain", "retain", False, fit)
+        res = train(Objective(model=model), [group], cfg, 0, EOS, progress=False, select=select)
+        after = select(model)
         assert after <= before + 1e-6, (lr, before, after)
-        assert after == info["retain_selection_loss"]
+        assert after == res.selection["selection_loss"]
         if lr == 3.0:
-            assert info["best_step"] == 0, "a destructive fine-tune keeps the input model"
+            assert res.selection["best_step"] == 0, "a destructive fine-tune keeps the input model"
         else:
-            assert info["best_step"] > 0 and after < before
+            assert res.selection["best_step"] > 0 and after < before
+
+
+def _ctx_with_retain(n_retain=40):
+    groups = [
+        BlockGroup("forget", "forget", False, random_blocks(6, seed=1)),
+        BlockGroup("retain", "retain", False, random_blocks(n_retain, seed=2)),
+    ]
+    config = SimpleNamespace(seed=0, train=TrainConfig())
+    return RunContext(
+        config=config, benchmark=None, model=None, training_blocks=labeled_view(groups)
+    )
+
+
+def test_coherence_phase_uses_the_reference_optimizer_and_disjoint_labeled_retain_blocks():
+    ctx = _ctx_with_retain()
+    for options in (ERAOptions(coherence_blocks=8, coherence_eval_blocks=20), DEMixOptions()):
+        phase = coherence_phase(ctx, options)
+        # kxcloud/gradient-routing: AdamW betas (0.9, 0.95), weight decay 0.1, lr 5e-5, no clip
+        assert phase.train["weight_decay"] == 0.1
+        assert (phase.train["beta1"], phase.train["beta2"]) == (0.9, 0.95)
+        assert phase.train["lr"] == 5e-5 and phase.train["grad_clip"] == 0.0
+        assert phase.train["steps"] == 40
+        fit = phase.blocks["retain"]
+        assert phase.train["batch_size"] == len(fit) == options.coherence_blocks
+        retain = ctx.labeled_blocks("retain")
+        fit_rows = {tuple(r) for r in retain[fit].tolist()}
+        held_rows = {tuple(r) for r in phase.select_blocks.tolist()}
+        assert not fit_rows & held_rows, "the selection blocks are not trained on"
+        assert len(phase.select_blocks) == min(options.coherence_eval_blocks, 40 - len(fit))
+    assert coherence_phase(ctx, ERAOptions(coherence_steps=0)) is None
+
+
+def test_methods_see_labels_but_not_splits():
+    groups = [
+        BlockGroup("adjacent", "retain", True, random_blocks(2, seed=1)),
+        BlockGroup("retain", "retain", False, random_blocks(3, seed=2)),
+    ]
+    view = labeled_view(groups)
+    assert [v.label for v in view] == ["retain"], "one entry per label: the split is not told"
+    assert not hasattr(view[0], "split")
+    assert view[0].flagged_adjacent.tolist() == [True, True, False, False, False]
+    assert torch.equal(view[0].blocks, torch.cat([g.blocks for g in groups]))
 
 
 # --- DEMix -----------------------------------------------------------------------------------------
@@ -216,7 +255,25 @@ def _demix():
     model = tiny_gpt_neo()
     bench = SimpleNamespace(tokenizer=None)
     ctx = SimpleNamespace(config=SimpleNamespace(seed=0), benchmark=bench, model=model)
-    return demix_setup(ctx, DEMixOptions())
+    return demix_setup(ctx, DEMixOptions(coherence_steps=0)).phases[0].objective
+
+
+def test_demix_pre_finalize_measures_forget_with_the_forget_expert_and_retain_with_retain():
+    model = tiny_gpt_neo()
+    bench = SimpleNamespace(tokenizer=None)
+    ctx = SimpleNamespace(config=SimpleNamespace(seed=0), benchmark=bench, model=model)
+    plan = demix_setup(ctx, DEMixOptions(coherence_steps=0))
+    expanded = plan.phases[0].objective.model
+    with plan.pre_finalize_mode("forget"):
+        forget_view = logits(expanded, INPUTS)
+    with plan.pre_finalize_mode("retain"):
+        retain_view = logits(expanded, INPUTS)
+    assert torch.equal(forget_view, logits(expanded, INPUTS)), "forget: the forget expert"
+    plain = keep_retain_experts(expanded)
+    torch.testing.assert_close(retain_view, logits(plain, INPUTS))
+    assert not torch.allclose(forget_view, retain_view)
+    assert [s.name for s in plan.finalize] == ["ablate"]
+    assert plan.finalize[0].evaluate == "post_ablation"
 
 
 def _expert_grads(obj, label, targets=TARGETS):

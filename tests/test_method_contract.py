@@ -49,11 +49,15 @@ def test_method_contract(name, base_store, monkeypatch):
     phases = []  # (objective, parameters before, parameters after) per loop the runner starts
     real = runner.train
 
+    def values(objective) -> dict:  # the model's parameters and the phase's own (e.g. lenses)
+        named = dict(objective.model.named_parameters())
+        named |= {f"extra.{i}": p for i, p in enumerate(objective.extra_parameters)}
+        return {n: p.detach().clone() for n, p in named.items()}
+
     def recording(objective, groups, cfg, seed, eos_id, **kw):
-        before = {n: p.detach().clone() for n, p in objective.model.named_parameters()}
+        before = values(objective)
         result = real(objective, groups, cfg, seed, eos_id, **kw)
-        after = {n: p.detach().clone() for n, p in objective.model.named_parameters()}
-        phases.append((objective, before, after))
+        phases.append((objective, before, values(objective)))
         return result
 
     monkeypatch.setattr(runner, "train", recording)
@@ -68,6 +72,7 @@ def test_method_contract(name, base_store, monkeypatch):
     assert phases, f"{name} never reached the training loop"
     for objective, before, after in phases:
         trainable = set(objective.trainable) if objective.trainable is not None else set(before)
+        trainable |= {n for n in before if n.startswith("extra.")}
         moved = [n for n in trainable if not torch.equal(before[n], after[n])]
         assert moved, f"{name}: no trainable parameter changed in two steps"
         still = [n for n in before if n not in trainable and not torch.equal(before[n], after[n])]

@@ -1,7 +1,9 @@
 """Training checkpoints: everything the loop needs to continue a killed run as if it never stopped.
 
 A checkpoint holds the model, the optimizer and scheduler, the sampler's position and generator, the
-torch RNG states, the history and the token counters. It is one file, written to a temporary name
+torch RNG states, the history and the token counters of the phase being trained (`phase`, its index
+among the method's training phases), and the run-level `header` the runner keeps with it (what the
+completed phases counted and left, the evaluations already measured). It is one file, written to a temporary name
 and renamed into place, so a reader (or a resumed run) sees the previous checkpoint or the new one,
 never a partial file. Only rank 0 writes; every rank reads.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,10 +35,18 @@ class Checkpointer:
     writer: bool = True  # rank 0 writes; other ranks only read
     run_key: str = ""  # identifies the run; a checkpoint of another run is refused
     last_saved_step: int | None = None
+    phase: int = 0  # the phase being trained; a checkpoint of another phase is not its to resume
+    header: dict = field(default_factory=dict)  # run-level progress, saved with every checkpoint
+    # also write after a phase's last step (more phases follow, so the run is not done)
+    at_phase_end: bool = False
+    _read: dict | None = None
+    _looked: bool = False
 
     def due(self, step: int, total: int) -> bool:
-        """After `step` completed steps: write now? (never after the last step: the run is done)"""
-        return self.every > 0 and step % self.every == 0 and step < total
+        """After `step` completed steps: write now? (after the last step only when more follows)"""
+        if self.every <= 0:
+            return False
+        return (step % self.every == 0 and step < total) or (step == total and self.at_phase_end)
 
     def describe_last(self) -> str:
         if self.last_saved_step is None:
@@ -45,7 +55,8 @@ class Checkpointer:
 
     def save(self, state: dict) -> None:
         if self.writer:
-            save_atomic(self.path, {"format": FORMAT, "run": self.run_key, **state})
+            saved = {"format": FORMAT, "run": self.run_key, "phase": self.phase, **self.header}
+            save_atomic(self.path, saved | state)
         self.last_saved_step = state["step"]
 
     def discard(self) -> None:
@@ -57,14 +68,25 @@ class Checkpointer:
         with contextlib.suppress(OSError):  # not empty: something else is kept there
             self.path.parent.rmdir()
 
+    def read(self) -> dict | None:
+        """The run's checkpoint as found when the run started, whatever its phase (None: none, or
+        not resuming). Read once."""
+        if not self._looked and self.resume and self.path.is_file():
+            state = load(self.path)
+            if state.get("run") != self.run_key:
+                raise CheckpointError(
+                    f"checkpoint {self.path} belongs to run {state.get('run')!r}, "
+                    f"not {self.run_key!r}"
+                )
+            self._read = state
+        self._looked = True
+        return self._read
+
     def load(self) -> dict | None:
-        if not self.resume or not self.path.is_file():
+        """The checkpoint to continue the current `phase` from, if it is that phase's."""
+        state = self.read()
+        if state is None or state.get("phase", 0) != self.phase:
             return None
-        state = load(self.path)
-        if state.get("run") != self.run_key:
-            raise CheckpointError(
-                f"checkpoint {self.path} belongs to run {state.get('run')!r}, not {self.run_key!r}"
-            )
         self.last_saved_step = state["step"]
         return state
 

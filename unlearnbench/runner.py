@@ -6,6 +6,7 @@ Every step is a plain function call on plain data (design section 1); the CLI is
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shutil
@@ -19,10 +20,11 @@ from unlearnbench import __version__
 from unlearnbench.checkpoint import Checkpointer
 from unlearnbench.config import SCRATCH, ConfigError, RunConfig, load_config_file, resolve
 from unlearnbench.data.benchmarks import load_benchmark
+from unlearnbench.data.packing import BlockGroup
 from unlearnbench.data.pipeline import test_blocks, training_groups
 from unlearnbench.distributed import barrier, init_from_env, is_main
 from unlearnbench.losses import split_losses
-from unlearnbench.methods import MethodSpec, RunContext
+from unlearnbench.methods import MethodSpec, Phase, RunContext, Stage, as_plan, labeled_view
 from unlearnbench.models.build import build_model, load_model, save_model
 from unlearnbench.models.card import write_model_card
 from unlearnbench.models.compat import check_base_model
@@ -36,7 +38,7 @@ from unlearnbench.results.matching import (
 )
 from unlearnbench.results.store import RunStore, run_locked
 from unlearnbench.run_presets import preset_path
-from unlearnbench.training import train
+from unlearnbench.training import Objective, select_trainable, train
 
 
 def resolve_run_config(
@@ -236,19 +238,26 @@ def execute(
     model.to(t.device)
     use_fused_kernels(model, t.fused_kernels)
 
-    def evaluate(m) -> dict:
-        return split_losses(m, evaluation, bench.eos_id, None, t.device, t.bf16)
+    def evaluate(m, mode=None) -> dict:
+        """Test losses per split; `mode(split)`: how the model runs on that split."""
+        if mode is None:
+            return split_losses(m, evaluation, bench.eos_id, None, t.device, t.bf16)
+        out = {}
+        for split, blocks in evaluation.items():
+            with mode(split):
+                out |= split_losses(m, {split: blocks}, bench.eos_id, None, t.device, t.bf16)
+        return out
 
     ctx = RunContext(
         config=cfg,
         benchmark=bench,
         model=model,
         base_model_path=base_ref,
-        evaluate=evaluate,
         base_record=recorded_base({"config": {}, "base": base_ref}, store.records()),
+        training_blocks=labeled_view(groups),
     )
     try:
-        objective = spec.setup(ctx, spec.options(**cfg.method_options))
+        plan = as_plan(spec.setup(ctx, spec.options(**cfg.method_options)))
     except ValueError as e:  # an option out of range for this model: the user's mistake
         raise ConfigError(f"{cfg.method}: {e}") from None
 
@@ -265,31 +274,27 @@ def execute(
         path = save_model(m, bench.tokenizer, _snapshot_dir(store.model_path(cfg.run_id), step))
         return {"step": step, "path": str(path), **_losses_record(evaluate(m))}
 
-    result = train(
-        objective,
-        groups,
-        t,
-        cfg.seed,
-        bench.eos_id,
-        evaluate=evaluate,
-        progress=progress,
-        description=f"{cfg.method} s{cfg.seed}",
-        checkpoint=checkpoint,
-        snapshot=snapshot if t.snapshot_every else None,
+    model, phases, metrics = run_plan(
+        plan, ctx.model, groups, cfg, bench.eos_id, checkpoint, evaluate, progress, snapshot
     )
     if not is_main():
-        barrier()  # rank 0 evaluates and writes the record
+        barrier()  # rank 0 evaluated and writes the record
         return store.load(cfg.run_id)
-    pre = evaluate(objective.model)
-    model = objective.finalize(objective.model)
-    post = evaluate(model)
 
-    snapshots = [h["snapshot"] for h in result.history if "snapshot" in h]
+    snapshots = [h["snapshot"] for p in phases for h in p["history"] if "snapshot" in h]
     model_path = None
     if t.save_model:
         steps = [s["step"] for s in snapshots]
         model_dir = store.model_path(cfg.run_id)
         model_path = str(_save_keeping_snapshots(model, bench.tokenizer, model_dir, steps))
+    history = phases[0]["history"] if len(phases) == 1 else _phase_history(phases)
+    tokens_by_split: dict[str, int] = {}
+    for p in phases:
+        for split, n in p["tokens_by_split"].items():
+            tokens_by_split[split] = tokens_by_split.get(split, 0) + n
+    # the phase a resumed run continued in (the completed ones before it were not retrained)
+    resumed_in = next((p["name"] for p in phases if p["trained"]), None)
+    resumed = any(not p["trained"] or p["resumed_from"] for p in phases)
     record = {
         "run_id": cfg.run_id,
         "config_hash": cfg.config_hash,
@@ -301,18 +306,21 @@ def execute(
         "config": cfg.to_dict(),
         "non_default": non_default_options(cfg, spec),  # what tables call the run's setting
         "metrics": {
-            **_losses_record(post),
-            "pre_finalize": _losses_record(pre),
-            **objective.extra_metrics,
+            **metrics.pop("final"),
+            **metrics,
+            **plan.metrics,
             **({"snapshots": snapshots} if snapshots else {}),
         },
-        "tokens_seen": result.tokens_seen,
-        "tokens_by_split": result.tokens_by_split,
+        # every phase counted: the run's tokens and training time are the phases' sums
+        "tokens_seen": sum(p["tokens_seen"] for p in phases),
+        "tokens_by_split": tokens_by_split,
+        "phases": [{k: v for k, v in p.items() if k not in ("history", "trained")} for p in phases],
         "label_counts": label_counts,
         "base": base_ref,
-        "history": result.history,
-        "train_seconds": result.seconds,
-        "resumed_from_step": result.resumed_from,
+        "history": history,
+        "train_seconds": sum(p["seconds"] for p in phases),
+        "resumed_from_step": max((p["resumed_from"] for p in phases), default=0),
+        **({"resumed_in_phase": resumed_in} if resumed else {}),
         "wall_seconds": time.perf_counter() - start,
         "device": device_name(t.device),
         "versions": versions(),
@@ -325,3 +333,128 @@ def execute(
     checkpoint.discard()  # the run is complete: its record replaces it
     barrier()
     return record
+
+
+def _phase_history(phases: list[dict]) -> list[dict]:
+    """The phases' histories one after the other, each entry naming its phase."""
+    return [{"phase": p["name"], **h} for p in phases for h in p["history"]]
+
+
+def _phase_groups(groups: list, blocks: dict | None) -> list:
+    """The run's groups restricted to `blocks` (label -> row indices into the label's blocks in
+    the runner's group order, as `RunContext.labeled_blocks` gives them); the true split of each
+    row is kept for the token accounting."""
+    if blocks is None:
+        return groups
+    out = []
+    for label, rows in blocks.items():
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        offset = 0
+        for g in (g for g in groups if g.label == label):
+            n = len(g.blocks)
+            local = rows[(rows >= offset) & (rows < offset + n)] - offset
+            if len(local):
+                out.append(BlockGroup(g.split, g.label, g.flagged_adjacent, g.blocks[local]))
+            offset += n
+    return out
+
+
+def run_plan(
+    plan, model, groups, cfg: RunConfig, eos_id: int, checkpoint, evaluate, progress, snapshot
+):
+    """Train every phase of `plan` with THE loop and apply its finalize stages, measuring the test
+    losses after the phases (`pre_finalize`), after the stages that ask (e.g. `post_ablation`) and
+    at the end (`final`). Returns (the final model, one summary per phase, the measurements).
+
+    Resume: the checkpoint names the phase it belongs to and carries what came before it (the
+    completed phases' counts and extra parameters, the measurements). Completed phases and the
+    stages before the checkpoint's phase are rebuilt or re-applied (for the model's structure) but
+    not retrained or measured again; the checkpoint's phase continues mid-phase."""
+    saved = checkpoint.read() if checkpoint is not None else None
+    position = int(saved.get("phase", 0)) if saved else 0
+    done: list[dict] = list(saved.get("done", [])) if saved else []
+    metrics: dict = dict(saved.get("metrics", {})) if saved else {}
+    n_phases = len(plan.phases) + sum(isinstance(s, Phase) for s in plan.finalize)
+    steps = [("phase", p) for p in plan.phases] + [("evaluate", "pre_finalize")]
+    for item in plan.finalize:
+        steps.append(("phase", item) if isinstance(item, Phase) else ("stage", item))
+        if isinstance(item, Stage) and item.evaluate:
+            steps.append(("evaluate", item.evaluate))
+    steps.append(("evaluate", "final"))
+    last_training = len(plan.phases) - 1
+    phases: list[dict] = []
+    index = 0  # of the next phase
+    for kind, item in steps:
+        if kind == "stage":
+            model = item.apply(model)
+            continue
+        if kind == "evaluate":
+            if item not in metrics and is_main():
+                mode = plan.pre_finalize_mode if item == "pre_finalize" else None
+                metrics[item] = _losses_record(evaluate(model, mode))
+            continue
+        objective = (
+            item.objective if isinstance(item.objective, Objective) else item.objective(model)
+        )
+        if index < position:  # completed before the checkpoint: its state, not its training
+            select_trainable(objective.model, objective)
+            with torch.no_grad():
+                for p, value in zip(objective.extra_parameters, done[index]["extra"], strict=True):
+                    p.copy_(value)
+            phases.append(done[index]["summary"])
+        else:
+            if index == position and saved:
+                plan.metrics.update(saved.get("method_metrics", {}))
+            phase_cfg = dataclasses.replace(cfg.train, **item.train)
+            select = None
+            if item.select_blocks is not None:
+                held = {"held-out": item.select_blocks}
+
+                def select(m, held=held, device=phase_cfg.device):
+                    return split_losses(m, held, eos_id, None, device)["held-out"]
+
+            if checkpoint is not None:
+                checkpoint.phase = index
+                checkpoint.at_phase_end = index < n_phases - 1
+                checkpoint.header = {
+                    "done": done,
+                    "metrics": metrics,
+                    "method_metrics": plan.metrics,
+                }
+            trained_phase = index <= last_training
+            name = f"{cfg.method} s{cfg.seed}"
+            result = train(
+                objective,
+                _phase_groups(groups, item.blocks),
+                phase_cfg,
+                cfg.seed,
+                eos_id,
+                evaluate=evaluate if trained_phase else None,
+                progress=progress,
+                description=name if n_phases == 1 else f"{name} {item.name}",
+                checkpoint=checkpoint,
+                snapshot=snapshot if index == last_training and cfg.train.snapshot_every else None,
+                select=select,
+            )
+            summary = {
+                "name": item.name,
+                "steps": result.steps,
+                "tokens_seen": result.tokens_seen,
+                "tokens_by_split": result.tokens_by_split,
+                "seconds": result.seconds,
+                "resumed_from": result.resumed_from,
+                "history": result.history,
+                "trained": True,
+            }
+            if result.selection is not None:
+                metrics[item.name] = result.selection
+            phases.append(summary)
+            done.append(
+                {
+                    "summary": summary | {"trained": False},
+                    "extra": [p.detach().clone() for p in objective.extra_parameters],
+                }
+            )
+        model = objective.model
+        index += 1
+    return model, phases, metrics

@@ -300,8 +300,34 @@ class TrainResult:
     tokens_seen: int
     tokens_by_split: dict[str, int]
     history: list[dict]
-    seconds: float
+    seconds: float  # training time of the phase, summed over the processes that resumed it
     resumed_from: int = 0  # the checkpoint step training continued from (0: a fresh start)
+    selection: dict | None = None  # with `select`: {"best_step", "selection_loss"}
+
+
+def select_trainable(model: nn.Module, objective: Objective) -> list[tuple[str, nn.Parameter]]:
+    """The (name, parameter) pairs `objective` trains. With `trainable` given, requires_grad is set to
+    match (and stays so after the phase: a later phase without `trainable` inherits it)."""
+    named = list(model.named_parameters())
+    if objective.trainable is None:
+        return named
+    keep = set(objective.trainable)
+    missing = keep - {n for n, _ in named}
+    assert not missing, f"trainable names not in the model: {sorted(missing)[:5]}"
+    for n, p in named:
+        p.requires_grad_(n in keep)
+    return [(n, p) for n, p in named if n in keep]
+
+
+@dataclass
+class _Counters:
+    """What a phase has counted so far; saved in its checkpoints."""
+
+    history: list[dict] = field(default_factory=list)
+    tokens_seen: int = 0
+    tokens_by_split: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    best: dict | None = None  # best-step selection: {"step", "loss", "model", "extra"}
 
 
 def train(
@@ -315,14 +341,149 @@ def train(
     description: str = "training",
     checkpoint: Checkpointer | None = None,
     snapshot: Callable[[nn.Module, int], dict] | None = None,
+    select: Callable[[nn.Module], float] | None = None,
 ) -> TrainResult:
     """Train `objective.model` for `cfg.steps` steps. `evaluate` runs every `cfg.eval_every` steps and
     `snapshot(model, step)` (e.g. save the model, measure losses) every `cfg.snapshot_every` steps;
-    their results go into the step's history entry, so they survive a resume."""
+    their results go into the step's history entry, so they survive a resume. `select(model)` (a
+    held-out loss) runs before the first step and after every step; the model ends at the step
+    where it was lowest."""
     rank, world_size = dist_world()
+    model = _prepare_model(objective, cfg)
+    torch.manual_seed(seed)
+    named = select_trainable(model, objective)
+    params = dict(named)  # the model's trainable parameters, by name
+    extra = [(f"extra.{i}", p) for i, p in enumerate(objective.extra_parameters)]
+    all_named = named + extra
+    all_params = [p for _, p in all_named]
+    optimizer = make_optimizer(all_named, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.steps))
+    sampler = BlockSampler(groups, objective, seed, cfg.batch_size, owner=description)
+    float_masks: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    blind = label_blind(objective)
+
+    def pass_label(gi: int) -> str:  # the label a group's blocks run under ("*": all as one)
+        return "*" if blind else sampler.groups[gi].label
+
+    # resume: everything the loop needs to continue as if it never stopped
+    resumed = checkpoint.load() if checkpoint is not None else None
+    if resumed is not None:
+        first_step, counts = _restore_checkpoint(resumed, objective, optimizer, scheduler, sampler)
+    else:
+        first_step, counts = 0, _Counters()
+        if select is not None:  # step 0, the input model, is a candidate
+            counts.best = _candidate(0, select(model), objective)
+            model.train()
+    start = time.perf_counter()
+
+    bar = _progress(progress and rank == 0, description, cfg.steps)
+    with bar as pbar:
+        task = (
+            pbar.add_task(description, total=cfg.steps, completed=first_step, loss=float("nan"))
+            if pbar
+            else None
+        )
+        for step in range(first_step, cfg.steps):
+            # the step's hooks; the lr is the scheduler's (warmup, cosine), stepped below
+            if objective.on_step:
+                objective.on_step(step, cfg.steps)
+            sampler.set_step(step, cfg.steps)
+
+            # the global batch (the same on every rank) and its counted target tokens
+            batch = sampler.next_batch(cfg.batch_size)  # group index -> (n, T + 1)
+            label_tokens = _count_tokens(batch, sampler.groups, eos_id, counts)
+            local = shard(batch, rank, world_size)  # this rank's rows (all of them in one process)
+
+            # forward/backward per label, each label's gradient masked on its own before it is
+            # added to the step's gradient; the labels are those of the global batch, so every
+            # rank agrees on what strict mode freezes
+            step_loss = torch.zeros((), dtype=torch.float64, device=cfg.device)
+            accumulated: dict[str, torch.Tensor] = {}
+            touched: dict[str, torch.Tensor | None | bool] = {}
+            total = sum(label_tokens.values())
+            for label in dict.fromkeys(pass_label(gi) for gi in batch):
+                gis = [gi for gi in local if pass_label(gi) == label]
+                if not gis and not objective.strict:
+                    continue  # this rank holds no blocks of the label: its gradient part is zero
+                if gis:
+                    blocks = torch.cat([local[gi] for gi in gis])  # (n, T + 1)
+                    denom = total if objective.reduction == "tokens" else label_tokens[label]
+                    for p in all_params:
+                        p.grad = None
+                    step_loss = _forward_backward(
+                        objective, model, blocks, label, denom, cfg, eos_id, step_loss
+                    )
+                    masks = objective.update_mask(label) or {}
+                    _mask_gradients(params, masks, label, float_masks)
+                    if objective.after_backward:
+                        objective.after_backward(model, label)
+                    _accumulate(accumulated, all_named)
+                else:
+                    masks = objective.update_mask(label) or {}
+                if objective.strict:
+                    _record_touched(touched, params, masks)
+            for n, p in all_named:
+                p.grad = accumulated.get(n)
+            step_loss = all_reduce_gradients(all_params, step_loss).item()  # one sync per step
+            if not math.isfinite(step_loss):
+                where = checkpoint.describe_last() if checkpoint else "no checkpoints were kept"
+                raise FloatingPointError(
+                    f"training diverged: loss {step_loss} at step {step + 1}; {where}"
+                )
+
+            # clip and step (strict: elements no label of the step could touch are restored)
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(all_params, cfg.grad_clip)
+            frozen = _snapshot_untouched(optimizer, params, touched) if objective.strict else []
+            optimizer.step()
+            scheduler.step()
+            _restore(frozen)
+
+            # log, evaluate, snapshot, select, checkpoint
+            counts.history.append(
+                {"step": step + 1, "loss": step_loss, "lr": scheduler.get_last_lr()[0]}
+            )
+            last = step + 1 == cfg.steps
+            if evaluate and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not last:
+                if rank == 0:  # only rank 0 reports; the models are identical on every rank
+                    counts.history[-1]["eval"] = evaluate(model)
+                model.train()
+            if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
+                if rank == 0:
+                    counts.history[-1]["snapshot"] = snapshot(model, step + 1)
+                model.train()
+            if select is not None:  # every rank: the same model, the same choice
+                loss = select(model)
+                counts.history[-1]["selection_loss"] = loss
+                if loss < counts.best["loss"]:
+                    counts.best = _candidate(step + 1, loss, objective)
+                model.train()
+            if checkpoint is not None and checkpoint.due(step + 1, cfg.steps):
+                elapsed = counts.seconds + time.perf_counter() - start
+                state = _checkpoint_state(step + 1, objective, optimizer, scheduler, sampler)
+                checkpoint.save(state | _counters_state(counts, elapsed))
+            if pbar:
+                pbar.update(task, advance=1, loss=step_loss)
+    for p in all_params:
+        p.grad = None
+    selection = None
+    if counts.best is not None:  # leave at the best step
+        _load_weights(objective, counts.best["model"], counts.best["extra"])
+        selection = {"best_step": counts.best["step"], "selection_loss": counts.best["loss"]}
+    return TrainResult(
+        steps=cfg.steps,
+        tokens_seen=counts.tokens_seen,
+        tokens_by_split=counts.tokens_by_split,
+        history=counts.history,
+        seconds=counts.seconds + time.perf_counter() - start,
+        resumed_from=first_step,
+        selection=selection,
+    )
+
+
+def _prepare_model(objective: Objective, cfg: TrainConfig) -> nn.Module:
     model = objective.model
-    device = cfg.device
-    model.to(device).train()
+    model.to(cfg.device).train()
     use_fused_kernels(model, cfg.fused_kernels)
     if cfg.compile:
         # Masking modes and hidden-state losses add and remove forward hooks between passes, and
@@ -334,181 +495,125 @@ def train(
                 "(e.g. no-filter, filter): torch.compile ignores the hooks this method adds per pass"
             )
         model.compile()  # in place: parameter names and state dicts are unchanged
-    torch.manual_seed(seed)
-    named = [(n, p) for n, p in model.named_parameters()]
-    if objective.trainable is not None:
-        keep = set(objective.trainable)
-        missing = keep - {n for n, _ in named}
-        assert not missing, f"trainable names not in the model: {sorted(missing)[:5]}"
-        for n, p in named:
-            p.requires_grad_(n in keep)
-        named = [(n, p) for n, p in named if n in keep]
-    params = dict(named)
-    extra = [(f"extra.{i}", p) for i, p in enumerate(objective.extra_parameters)]
-    optimizer = make_optimizer(named + extra, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.steps))
-    sampler = BlockSampler(groups, objective, seed, cfg.batch_size, owner=description)
-    all_params = [p for _, p in named + extra]
-    float_masks: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    return model
 
-    history: list[dict] = []
-    tokens_seen = 0
-    tokens_by_split: dict[str, int] = {}
-    first_step = 0
-    resumed = checkpoint.load() if checkpoint is not None else None
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        with torch.no_grad():
-            for p, value in zip(objective.extra_parameters, resumed["extra"], strict=True):
-                p.copy_(value)
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        sampler.load_state_dict(resumed["sampler"])
-        set_rng_state(resumed["rng"])
-        history = list(resumed["history"])
-        tokens_seen = int(resumed["tokens_seen"])
-        tokens_by_split = dict(resumed["tokens_by_split"])
-        first_step = int(resumed["step"])
-    start = time.perf_counter()
-    blind = label_blind(objective)
 
-    def pass_label(gi: int) -> str:  # the label a group's blocks run under ("*": all as one)
-        return "*" if blind else sampler.groups[gi].label
+def _count_tokens(batch, groups, eos_id: int, counts: _Counters) -> dict[str, int]:
+    """Counted target tokens per label of the batch; adds the batch to the phase's counters."""
+    label_tokens: dict[str, int] = {}
+    for gi, blocks in batch.items():
+        c = int((blocks[:, 1:] != eos_id).sum())
+        group = groups[gi]
+        label_tokens[group.label] = label_tokens.get(group.label, 0) + c
+        counts.tokens_by_split[group.split] = counts.tokens_by_split.get(group.split, 0) + c
+        counts.tokens_seen += int(blocks[:, 1:].numel())
+    return label_tokens
 
-    bar = _progress(progress and rank == 0, description, cfg.steps)
-    with bar as pbar:
-        task = (
-            pbar.add_task(description, total=cfg.steps, completed=first_step, loss=float("nan"))
-            if pbar
-            else None
-        )
-        for step in range(first_step, cfg.steps):
-            if objective.on_step:
-                objective.on_step(step, cfg.steps)
-            sampler.set_step(step, cfg.steps)
-            batch = sampler.next_batch(cfg.batch_size)  # the global batch, the same on every rank
-            counts = {
-                gi: int((blocks[:, 1:] != eos_id).sum()) for gi, blocks in batch.items()
-            }  # counted target tokens per group
-            total = sum(counts.values())
-            label_tokens: dict[str, int] = {}
-            for gi, c in counts.items():
-                group = sampler.groups[gi]
-                label_tokens[group.label] = label_tokens.get(group.label, 0) + c
-                tokens_by_split[group.split] = tokens_by_split.get(group.split, 0) + c
-                tokens_seen += int(batch[gi][:, 1:].numel())
-            local = shard(batch, rank, world_size)  # this rank's rows (all of them in one process)
-            accumulated: dict[str, torch.Tensor] | None = None
-            touched: dict[str, torch.Tensor | None | bool] = {}
-            step_loss = torch.zeros((), dtype=torch.float64, device=device)
-            # one backward pass per label, each masked on its own before accumulation; the labels
-            # are those of the global batch, so every rank agrees on what strict mode freezes
-            for label in dict.fromkeys(pass_label(gi) for gi in batch):
-                gis = [gi for gi in local if pass_label(gi) == label]
-                if not gis and not objective.strict:
-                    continue  # this rank holds no blocks of the label: its gradient part is zero
-                masks: dict[str, torch.Tensor] = {}
-                if gis:
-                    blocks = torch.cat([local[gi] for gi in gis])  # (n, T + 1)
-                    denom = total if objective.reduction == "tokens" else label_tokens[label]
-                    for p in all_params:
-                        p.grad = None
-                    with objective.mode(label):
-                        for i in range(0, len(blocks), cfg.micro_batch_size):
-                            inputs, targets = inputs_and_targets(
-                                blocks[i : i + cfg.micro_batch_size], eos_id
-                            )
-                            n_mb = int((targets != IGNORE).sum())  # on the host: no device sync
-                            if n_mb == 0:
-                                continue
-                            inputs = inputs.to(device, non_blocking=True)
-                            targets = targets.to(device, non_blocking=True)
-                            with autocast(device, cfg.bf16):
-                                loss = objective.loss(model, inputs, targets, label)
-                            (loss * (n_mb / denom)).backward()
-                            # float64 on the device, read once per step (no per-micro-batch sync)
-                            step_loss = step_loss + loss.detach().double() * n_mb / denom
-                    masks = objective.update_mask(label) or {}
-                    for name, mask in masks.items():
-                        p = params.get(name)
-                        if p is not None and p.grad is not None:
-                            p.grad.mul_(_as_float(float_masks, label, name, mask, p.grad))
-                    if objective.after_backward:
-                        objective.after_backward(model, label)
-                    if accumulated is None:
-                        accumulated = {n: p.grad for n, p in named + extra if p.grad is not None}
-                    else:
-                        for n, p in named + extra:
-                            if p.grad is None:
-                                continue
-                            if n in accumulated:
-                                accumulated[n] += p.grad  # in place: the label's own tensor
-                            else:
-                                accumulated[n] = p.grad
-                else:
-                    masks = objective.update_mask(label) or {}
-                if objective.strict:
-                    for name in params:
-                        prev = touched.get(name, False)
-                        if name not in masks:
-                            touched[name] = None  # free for this label
-                        elif prev is not None:
-                            touched[name] = masks[name] if prev is False else (prev | masks[name])
-            for n, p in named + extra:
-                p.grad = accumulated.get(n) if accumulated else None
-            step_loss = all_reduce_gradients(all_params, step_loss).item()  # one sync per step
-            if not math.isfinite(step_loss):
-                where = checkpoint.describe_last() if checkpoint else "no checkpoints were kept"
-                raise FloatingPointError(
-                    f"training diverged: loss {step_loss} at step {step + 1}; {where}"
-                )
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(all_params, cfg.grad_clip)
-            frozen = _snapshot_untouched(optimizer, params, touched) if objective.strict else []
-            optimizer.step()
-            scheduler.step()
-            _restore(frozen)
-            history.append({"step": step + 1, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
-            if (
-                evaluate
-                and cfg.eval_every
-                and (step + 1) % cfg.eval_every == 0
-                and step + 1 < cfg.steps
-            ):
-                if rank == 0:  # only rank 0 reports; the models are identical on every rank
-                    history[-1]["eval"] = evaluate(model)
-                model.train()
-            if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
-                if rank == 0:
-                    history[-1]["snapshot"] = snapshot(model, step + 1)
-                model.train()
-            if checkpoint is not None and checkpoint.due(step + 1, cfg.steps):
-                checkpoint.save(
-                    {
-                        "step": step + 1,
-                        "model": model.state_dict(),
-                        "extra": [p.detach() for p in objective.extra_parameters],
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "sampler": sampler.state_dict(),
-                        "rng": rng_state(),
-                        "history": history,
-                        "tokens_seen": tokens_seen,
-                        "tokens_by_split": tokens_by_split,
-                    }
-                )
-            if pbar:
-                pbar.update(task, advance=1, loss=step_loss)
-    for p in all_params:
-        p.grad = None
-    return TrainResult(
-        steps=cfg.steps,
-        tokens_seen=tokens_seen,
-        tokens_by_split=tokens_by_split,
-        history=history,
-        seconds=time.perf_counter() - start,
-        resumed_from=first_step,
+
+def _forward_backward(objective, model, blocks, label: str, denom: int, cfg, eos_id: int, total):
+    """Backward of one label's blocks in micro-batches, each weighted by its share of `denom`
+    counted tokens; returns the running step loss `total` (float64, on the device) plus theirs."""
+    device = cfg.device
+    part = total
+    with objective.mode(label):
+        for i in range(0, len(blocks), cfg.micro_batch_size):
+            inputs, targets = inputs_and_targets(blocks[i : i + cfg.micro_batch_size], eos_id)
+            n_mb = int((targets != IGNORE).sum())  # on the host: no device sync
+            if n_mb == 0:
+                continue
+            inputs = inputs.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with autocast(device, cfg.bf16):
+                loss = objective.loss(model, inputs, targets, label)
+            (loss * (n_mb / denom)).backward()
+            # float64 on the device, read once per step (no per-micro-batch sync)
+            part = part + loss.detach().double() * n_mb / denom
+    return part
+
+
+def _mask_gradients(params: dict, masks: dict, label: str, cache: dict) -> None:
+    for name, mask in masks.items():
+        p = params.get(name)
+        if p is not None and p.grad is not None:
+            p.grad.mul_(_as_float(cache, label, name, mask, p.grad))
+
+
+def _accumulate(accumulated: dict[str, torch.Tensor], named) -> None:
+    """Add the current label's gradients (in .grad) to the step's sum."""
+    for n, p in named:
+        if p.grad is None:
+            continue
+        if n in accumulated:
+            accumulated[n] += p.grad  # in place: the first label's own tensor
+        else:
+            accumulated[n] = p.grad
+
+
+def _record_touched(touched: dict, params: dict, masks: dict) -> None:
+    """Strict mode: the union over the step's labels of the elements they may touch."""
+    for name in params:
+        prev = touched.get(name, False)
+        if name not in masks:
+            touched[name] = None  # free for this label
+        elif prev is not None:
+            touched[name] = masks[name] if prev is False else (prev | masks[name])
+
+
+def _candidate(step: int, loss: float, objective: Objective) -> dict:
+    """A copy of the weights at `step` with its selection loss."""
+    return {
+        "step": step,
+        "loss": loss,
+        "model": {k: v.detach().clone() for k, v in objective.model.state_dict().items()},
+        "extra": [p.detach().clone() for p in objective.extra_parameters],
+    }
+
+
+@torch.no_grad()
+def _load_weights(objective: Objective, model_state: dict, extra: list) -> None:
+    objective.model.load_state_dict(model_state)
+    for p, value in zip(objective.extra_parameters, extra, strict=True):
+        p.copy_(value)
+
+
+def _checkpoint_state(step: int, objective, optimizer, scheduler, sampler) -> dict:
+    """What a checkpoint holds of the training state after `step` steps (with `_counters_state`)."""
+    return {
+        "step": step,
+        "model": objective.model.state_dict(),
+        "extra": [p.detach() for p in objective.extra_parameters],
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "sampler": sampler.state_dict(),
+        "rng": rng_state(),
+    }
+
+
+def _counters_state(counts: _Counters, seconds: float) -> dict:
+    return {
+        "history": counts.history,
+        "tokens_seen": counts.tokens_seen,
+        "tokens_by_split": counts.tokens_by_split,
+        "seconds": seconds,
+        **({"best": counts.best} if counts.best is not None else {}),
+    }
+
+
+def _restore_checkpoint(state: dict, objective, optimizer, scheduler, sampler):
+    """The inverse of `_checkpoint_state` and `_counters_state`: returns (step, counters)."""
+    _load_weights(objective, state["model"], state["extra"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    sampler.load_state_dict(state["sampler"])
+    set_rng_state(state["rng"])
+    counts = _Counters(
+        history=list(state["history"]),
+        tokens_seen=int(state["tokens_seen"]),
+        tokens_by_split=dict(state["tokens_by_split"]),
+        seconds=float(state.get("seconds", 0.0)),
+        best=state.get("best"),
     )
+    return int(state["step"]), counts
 
 
 def _as_float(cache: dict, label: str, name: str, mask: torch.Tensor, like: torch.Tensor):

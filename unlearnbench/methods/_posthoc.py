@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from unlearnbench.data.packing import BlockGroup
-from unlearnbench.data.pipeline import training_groups
-from unlearnbench.models.presets import MODEL_PRESETS
 
-
-def run_groups(ctx) -> list[BlockGroup]:
-    """The run's labeled training blocks, packed exactly as the runner packs them for the loop
-    (same labels, seed and context), for methods that need data before training (norms, lenses)."""
-    cfg = ctx.config
-    context = cfg.train.context or MODEL_PRESETS[cfg.model].context
-    groups, _ = training_groups(ctx.benchmark, cfg.labels, cfg.seed, context)
-    return groups
+def run_groups(ctx) -> list:
+    """The run's labeled training blocks as the runner built them (label and flag, never the
+    true split), for methods that need data before training (norms, lenses)."""
+    return ctx.labeled_groups()
 
 
 def all_parameter_names(model) -> list[str]:

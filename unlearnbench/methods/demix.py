@@ -5,8 +5,14 @@ document label, one expert per forward pass: forget-labeled documents use only t
 all other documents (retain, unlabeled) only the retain expert, so forget data never updates the
 retain expert and the reverse. With `route_tokens`, the choice is per position instead: positions
 whose target is routed use the forget expert, all others the retain expert.
-Outside training the forget expert is active: `pre_finalize` reports the model with the forget
-expert in every block. Finalize keeps the retain expert: a plain GPT-Neo of the original shape.
+Outside training the forget expert is active; `pre_finalize` measures forget loss with the forget
+expert and the other splits with the retain expert, as the reference evaluates (kxcloud/
+gradient-routing, projects/tinystories/tinystories_era.py lines 38-62: `eval_on_validation` sets
+the forget expert for the forget stories and the retain expert for the retain stories, called
+with DEMix's expert switch at lines 639-645). Finalize keeps the retain expert (`ablate`, measured
+as `post_ablation`): a plain GPT-Neo of the original shape; then the same coherence phase as ERA's
+(reference: lines 656-763 run it for DEMix too, with 40 steps, bulk_runs_for_paper.py line 61;
+see `_coherence.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from torch import nn
 from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoMLP
 
 from unlearnbench.losses import lm_loss
-from unlearnbench.methods import RunContext, register_method
+from unlearnbench.methods import Phase, Plan, RunContext, Stage, register_method
+from unlearnbench.methods._coherence import coherence_phase
 from unlearnbench.methods._trainers import ERA_TRAINER
 from unlearnbench.methods.routing import resolve_route_tokens, routed_positions
 from unlearnbench.training import Objective
@@ -31,6 +38,15 @@ class DEMixOptions:
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels
     route_tokens_file: str = ""  # ours: the same, one token per line
+    # the coherence phase, as ERA's (see _coherence.py for the reference's lines)
+    coherence_steps: int = 40  # reference: 40 steps for DEMix (bulk_runs_for_paper.py line 61)
+    coherence_lr: float = 5e-5  # reference: AdamW lr 5e-5 (tinystories_era.py line 694)
+    coherence_weight_decay: float = 0.1  # reference: weight_decay 0.1 (shared_settings.py line 87)
+    coherence_betas: tuple[float, float] = (0.9, 0.95)  # reference: shared_settings.py line 87
+    coherence_grad_clip: float = 0.0  # reference: no clipping (tinystories_era.py lines 724-732)
+    coherence_blocks: int = 16  # reference: 64 retain stories (~12k GPT-2 tokens, line 700)
+    # reference: 1000 retain stories (line 701); ours: 64 blocks (see era.py for the cost)
+    coherence_eval_blocks: int = 64
 
 
 class TwoExperts(nn.Module):
@@ -86,11 +102,22 @@ def routed(model, route):
             e.route = "forget"  # outside training: the forget expert is active (pre-ablation)
 
 
-# version 2: the reference trainer's defaults (no clipping, weight decay on every parameter)
+def expert_for_split(model):
+    """The evaluation mode of the expanded model: the forget expert on forget test blocks, the
+    retain expert on every other split (as the reference evaluates)."""
+
+    def mode(split: str):
+        return routed(model, "forget" if split == "forget" else "retain")
+
+    return mode
+
+
+# version 2: the reference trainer's defaults (no clipping, weight decay on every parameter),
+# a coherence phase, pre-finalize retain loss with the retain expert
 @register_method(
     "demix", kind="training", options=DEMixOptions, train_defaults=ERA_TRAINER, version=2
 )
-def setup(ctx: RunContext, options: DEMixOptions) -> Objective:
+def setup(ctx: RunContext, options: DEMixOptions) -> Plan:
     """DEMix: one MLP expert per label, hard routing by document label; keep the retain expert."""
     model = add_forget_experts(ctx.model, ctx.config.seed)
     token_ids = resolve_route_tokens(
@@ -105,5 +132,13 @@ def setup(ctx: RunContext, options: DEMixOptions) -> Objective:
         with routed(m, route):
             return lm_loss(m, inputs, targets)
 
+    coherence = coherence_phase(ctx, options)  # checked before any training
     # finalize always drops the forget expert: the record's model must be a plain GPT-Neo
-    return Objective(model=model, loss=loss, finalize=keep_retain_experts)
+    objective = Objective(model=model, loss=loss, finalize=keep_retain_experts)
+    return Plan(
+        phases=[Phase("demix", objective)],
+        finalize=[Stage("ablate", keep_retain_experts, evaluate="post_ablation")]
+        + ([coherence] if coherence else []),
+        metrics={} if coherence else {"coherence": {"best_step": 0}},
+        pre_finalize_mode=expert_for_split(model),
+    )

@@ -6,7 +6,7 @@
 - Route: on the post-activation MLP units of the target layers, per position, by the token being
   predicted (the target). Inside forget-labeled documents, target token t has weight
   w_t = 1 - sigmoid((r - 1/r) - 4), r = f_F(t) / f_R(t) from add-k smoothed unigram frequencies of
-  the labeled-forget and labeled-retain training documents (k = 1 forget, 20 retain), and the mask is
+  the labeled-forget and labeled-retain training blocks (k = 1 forget, 20 retain), and the mask is
   (1 - w_t) * m_target + w_t with m_target = 1 on the added units and -0.75 on the original ones
   (gradient ascent through them). Retain and unlabeled documents: all ones. The mask enters as the
   detach identity m * a + (1 - m) * a.detach(): the forward value is unchanged.
@@ -14,11 +14,19 @@
   document label (the virology experiment).
 - L1 penalty on the target layers' activations (paper: 1e-4).
 - Ablate: delete the added units; the model is a plain GPT-Neo of the original shape again.
-- Coherence: fine-tune on one fixed batch of labeled-retain training blocks with THE training loop,
-  measuring retain loss on other labeled-retain training blocks after every step, and keep the best
-  step, the un-fine-tuned model (step 0) included.
-Metrics: `pre_finalize` (expanded model), `post_ablation` (contracted, before coherence), the final
+- Coherence (`_coherence.py`): a training phase after contraction, on one fixed batch of
+  labeled-retain training blocks, keeping the step with the lowest loss on other labeled-retain
+  blocks, the un-fine-tuned model (step 0) included.
+Phases: `era` (expand and route), then the finalize stages `contract` (measured: `post_ablation`)
+and the `coherence` phase. Metrics: `pre_finalize` (expanded model), `post_ablation`, the final
 losses (after coherence), and `coherence` (best step and its selection loss).
+
+Token counts: the reference counts the unigrams of up to 25,000 true forget and 25,000 true retain
+training stories (projects/tinystories/tinystories_era.py lines 318-323, the stories of
+`split_and_label_stories_by_concept`, line 253, labeled or not). A method here never reads the
+truth, so ours counts the labeled-forget and labeled-retain blocks (all of them by default: with
+`retain_label_rate` 0.25, a quarter of the retain documents); `token_weight_blocks` = N counts N
+of each instead (a seeded sample), the reference's equal amounts of forget and retain text.
 
 Paper vs reference code: the paper expands only the target layers, the code every layer (only the
 target layers routed); we follow the paper and offer the code's choice as `expand_all_layers` (the
@@ -28,20 +36,20 @@ could not confirm either value, so the harness's (0.9, 0.95) apply; set `train.b
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
-from unlearnbench.data.packing import IGNORE, BlockGroup
-from unlearnbench.losses import lm_loss, split_losses
-from unlearnbench.methods import RunContext, register_method
+from unlearnbench.data.packing import IGNORE
+from unlearnbench.losses import lm_loss
+from unlearnbench.methods import Phase, Plan, RunContext, Stage, register_method
+from unlearnbench.methods._coherence import coherence_phase
+from unlearnbench.methods._token_weights import token_weights, unigram_counts
 from unlearnbench.methods._trainers import ERA_TRAINER
 from unlearnbench.methods.routing import labeled_blocks, resolve_route_tokens, routed_positions
 from unlearnbench.models.expand import contract_mlp, expand_mlp
-from unlearnbench.training import Objective, train
+from unlearnbench.training import Objective
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,21 @@ class ERAOptions:
     retain_smoothing: float = 20.0  # Cloud et al.: add-k on retain unigram counts
     weight_shift: float = 4.0  # Cloud et al.: w = 1 - sigmoid((r - 1/r) - 4)
     l1_coef: float = 1e-4  # Cloud et al.: L1 on the target layers' activations
-    coherence_steps: int = 40  # Cloud et al.: up to 40 steps, best kept
-    coherence_lr: float = 5e-5  # Cloud et al.: AdamW lr 5e-5
-    coherence_weight_decay: float = 0.0  # ours: the paper states no weight decay for this phase
-    # Cloud et al.: 64 retain stories (~12k GPT-2 tokens); ours: 16 blocks of the tiny preset's 256
+    # reference (kxcloud/gradient-routing, tinystories_era.py, 0 = every labeled block, ours):
+    # lines 318-323 count 25,000 forget and 25,000 retain stories; N: N labeled blocks of each
+    token_weight_blocks: int = 0
+    # the coherence phase, see _coherence.py for the reference's lines
+    coherence_steps: int = 40  # reference: up to 40 steps (bulk_runs_for_paper.py line 45)
+    coherence_lr: float = 5e-5  # reference: AdamW lr 5e-5 (tinystories_era.py line 694)
+    coherence_weight_decay: float = 0.1  # reference: weight_decay 0.1 (shared_settings.py line 87)
+    coherence_betas: tuple[float, float] = (0.9, 0.95)  # reference: shared_settings.py line 87
+    coherence_grad_clip: float = 0.0  # reference: no clipping (tinystories_era.py lines 724-732)
+    # reference: 64 retain stories (~12k GPT-2 tokens, line 700); ours: 16 blocks of 256 tokens
     coherence_blocks: int = 16
-    coherence_eval_blocks: int = 16  # ours: blocks of other retain documents to pick the best step
+    # reference: 1000 other retain stories (~200k tokens, line 701) to pick the best step; ours:
+    # 64 blocks (~16k tokens), as 41 evaluations of 1000 stories would cost more than the tiny
+    # preset's whole ERA run; set 800 for the reference's amount
+    coherence_eval_blocks: int = 64
     route_tokens: tuple[
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels
@@ -69,28 +86,6 @@ class ERAOptions:
 
 
 # --- routing weights and masks -------------------------------------------------------------------
-
-
-def unigram_counts(blocks: torch.Tensor, vocab_size: int, eos_id: int) -> torch.Tensor:
-    """(V,) counts of the target tokens of (N, T + 1) blocks (each token once; separators not)."""
-    targets = blocks[:, 1:].flatten()
-    targets = targets[targets != eos_id]
-    return torch.bincount(targets, minlength=vocab_size).double()
-
-
-def token_weights(
-    forget_counts: torch.Tensor,
-    retain_counts: torch.Tensor,
-    forget_smoothing: float = 1.0,
-    retain_smoothing: float = 20.0,
-    shift: float = 4.0,
-) -> torch.Tensor:
-    """(V,) w_t = 1 - sigmoid((r - 1/r) - shift), r = f_F / f_R of add-k smoothed frequencies.
-    w near 0: a forget-specific token, routed fully; w near 1: a common token, hardly routed."""
-    f_forget = (forget_counts + forget_smoothing) / (forget_counts + forget_smoothing).sum()
-    f_retain = (retain_counts + retain_smoothing) / (retain_counts + retain_smoothing).sum()
-    r = f_forget / f_retain
-    return (1.0 - torch.sigmoid((r - 1.0 / r) - shift)).float()
 
 
 def era_mask(w: torch.Tensor, m_target: torch.Tensor) -> torch.Tensor:
@@ -107,53 +102,12 @@ def target_layers(model, options: ERAOptions) -> tuple[int, ...]:
     return tuple(layers)
 
 
-# --- coherence -----------------------------------------------------------------------------------
-
-
-def coherence_finetune(model, fit_blocks, eval_blocks, train_cfg, seed, eos_id, options):
-    """Fine-tune on the fixed batch `fit_blocks` with THE loop; return the model at the step with the
-    lowest retain loss on `eval_blocks` (step 0, the input model, included) and that step's info."""
-
-    def retain_loss(m) -> float:
-        losses = split_losses(m, {"retain": eval_blocks}, eos_id, None, train_cfg.device)
-        return losses["retain"]
-
-    if options.coherence_steps <= 0:
-        return model, {"best_step": 0}
-    best = {"step": 0, "loss": retain_loss(model), "state": copy.deepcopy(model.state_dict())}
-    step = [0]
-
-    def evaluate(m) -> dict:
-        step[0] += 1
-        loss = retain_loss(m)
-        if loss < best["loss"]:
-            best.update(step=step[0], loss=loss, state=copy.deepcopy(m.state_dict()))
-        return {"retain": loss}
-
-    cfg = dataclasses.replace(
-        train_cfg,
-        steps=options.coherence_steps,
-        batch_size=len(fit_blocks),  # the full fixed batch every step
-        lr=options.coherence_lr,
-        weight_decay=options.coherence_weight_decay,
-        warmup_steps=0,
-        min_lr_ratio=1.0,  # constant learning rate
-        eval_every=1,
-    )
-    group = BlockGroup("retain", "retain", False, fit_blocks)
-    train(Objective(model=model), [group], cfg, seed, eos_id, evaluate=evaluate, progress=False)
-    evaluate(model)  # the loop does not evaluate after its last step
-    model.load_state_dict(best["state"])
-    return model, {"best_step": best["step"], "retain_selection_loss": best["loss"]}
-
-
 # --- the method ----------------------------------------------------------------------------------
 
 
-def era_objective(model, options, weights, token_ids, seed, coherence) -> Objective:
-    """ERA on `model` (expanded here), with per-token weights (V,) (or routed `token_ids`), and
-    `coherence(model) -> (model, info)` run after contraction. `post_ablation(model)` metrics are
-    recorded when `coherence` has an `evaluate` attribute (the run's evaluation)."""
+def era_objective(model, options, weights, token_ids, seed) -> Objective:
+    """ERA on `model` (expanded here), with per-token weights (V,) (or routed `token_ids`); its
+    `finalize` contracts the model to its original shape."""
     layers = target_layers(model, options)
     d_mlp = model.config.intermediate_size or 4 * model.config.hidden_size
     expanded = tuple(range(model.config.num_layers)) if options.expand_all_layers else layers
@@ -195,24 +149,23 @@ def era_objective(model, options, weights, token_ids, seed, coherence) -> Object
         l1 = sum((a.float().abs().sum(-1) * counted).sum() / n for a in acts)
         return ce + options.l1_coef * l1
 
-    def finalize(m):
-        m = contract_mlp(m)
-        evaluate = getattr(coherence, "evaluate", None)
-        if evaluate is not None:
-            post = evaluate(m)
-            objective.extra_metrics["post_ablation"] = {f"{s}_loss": v for s, v in post.items()}
-        m, info = coherence(m)
-        objective.extra_metrics["coherence"] = info
-        return m
-
     objective.loss = loss
-    objective.finalize = finalize
+    objective.finalize = contract_mlp
     return objective
 
 
-# version 2: the reference trainer's defaults (no clipping, weight decay on every parameter)
+def sample_rows(blocks: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """`n` of the rows of `blocks` (all when n <= 0 or fewer exist), in a seeded order."""
+    if n <= 0 or n >= len(blocks):
+        return blocks
+    order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed))
+    return blocks[order[:n]]
+
+
+# version 2: the reference trainer's defaults (no clipping, weight decay on every parameter),
+# the reference's coherence optimizer
 @register_method("era", kind="training", options=ERAOptions, train_defaults=ERA_TRAINER, version=2)
-def setup(ctx: RunContext, options: ERAOptions) -> Objective:
+def setup(ctx: RunContext, options: ERAOptions) -> Plan:
     """Expand-Route-Ablate: route forget tokens into added MLP units, delete them, fine-tune."""
     if options.expand_mlp_dim < 1:
         raise ValueError(f"expand_mlp_dim must be >= 1, got {options.expand_mlp_dim}")
@@ -221,28 +174,24 @@ def setup(ctx: RunContext, options: ERAOptions) -> Objective:
     token_ids = resolve_route_tokens(
         bench.tokenizer, options.route_tokens, options.route_tokens_file
     )
-    retain = labeled_blocks(ctx, "retain")
     weights = None
     if token_ids is None:
-        forget = labeled_blocks(ctx, "forget")
+        forget, retain = labeled_blocks(ctx, "forget"), labeled_blocks(ctx, "retain")
         if not len(forget) or not len(retain):
             raise ValueError("era needs labeled forget and labeled retain training documents")
+        n = options.token_weight_blocks
         weights = token_weights(
-            unigram_counts(forget, vocab, eos),
-            unigram_counts(retain, vocab, eos),
+            unigram_counts(sample_rows(forget, n, cfg.seed), vocab, eos),
+            unigram_counts(sample_rows(retain, n, cfg.seed), vocab, eos),
             options.forget_smoothing,
             options.retain_smoothing,
             options.weight_shift,
         )
-    # the coherence batch and its selection set: disjoint labeled-retain blocks, seeded order
-    order = torch.randperm(len(retain), generator=torch.Generator().manual_seed(cfg.seed))
-    fit = retain[order[: options.coherence_blocks]]
-    held = retain[order[options.coherence_blocks :][: options.coherence_eval_blocks]]
-    if options.coherence_steps > 0 and (not len(fit) or not len(held)):
-        raise ValueError("era's coherence phase needs labeled retain blocks (or coherence_steps=0)")
-
-    def coherence(m):
-        return coherence_finetune(m, fit, held, cfg.train, cfg.seed, eos, options)
-
-    coherence.evaluate = ctx.evaluate
-    return era_objective(model, options, weights, token_ids, cfg.seed, coherence)
+    coherence = coherence_phase(ctx, options)  # checked before any training
+    objective = era_objective(model, options, weights, token_ids, cfg.seed)
+    return Plan(
+        phases=[Phase("era", objective)],
+        finalize=[Stage("contract", contract_mlp, evaluate="post_ablation")]
+        + ([coherence] if coherence else []),
+        metrics={} if coherence else {"coherence": {"best_step": 0}},
+    )

@@ -132,16 +132,7 @@ def ablate_inputs(model, part: Partition):
 def labeled_blocks(ctx, label: str) -> torch.Tensor:
     """All training blocks (N, T + 1) whose documents carry `label`, as the training loop sees them.
     Reads labels only, never the true split."""
-    from unlearnbench.data.pipeline import training_groups
-    from unlearnbench.models.presets import MODEL_PRESETS
-
-    cfg = ctx.config
-    context = cfg.train.context or MODEL_PRESETS[cfg.model].context
-    groups, _ = training_groups(ctx.benchmark, cfg.labels, cfg.seed, context)
-    picked = [g.blocks for g in groups if g.label == label]
-    if not picked:
-        return torch.empty(0, context + 1, dtype=torch.long)
-    return torch.cat(picked)
+    return ctx.labeled_blocks(label)
 
 
 # --- the partition routing objective (gradient-routing, activation-masking) ----------------------

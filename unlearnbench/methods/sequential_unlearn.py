@@ -10,8 +10,8 @@ For each block l in turn, from the top down (`start_layer`, `start_layer - layer
 - retain-labeled blocks: through the UPDATED model (its own later blocks): mean over all hidden
   states and positions of ||h - h_base||_2 (the reference's default "l2" retain loss).
 Reference schedule within each phase, s = step / steps: c_r = retain_coef * s,
-c_f = remove_coef * (1 - s / 4). Every phase but the last runs inside setup; the runner's loop runs
-the last, so the record's history is the last block's phase.
+c_f = remove_coef * (1 - s / 4). Each block is one phase (`block-<l>`) of the run, trained by the
+runner's loop: checkpointed, resumable, and counted in the record's tokens and time.
 
 Deviation: the reference trains LoRA adapters on every block in every phase (the forget gradient
 reaches only blocks up to l, the retain gradient all of them). Here only block l's own parameters
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearnbench.methods import RunContext, register_method
-from unlearnbench.methods._posthoc import ramped_coefficients, run_groups
+from unlearnbench.methods import Phase, Plan, RunContext, register_method
+from unlearnbench.methods._posthoc import ramped_coefficients
 from unlearnbench.methods.circuit_breakers import hidden_stack, retain_l2_loss
 from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.methods.tuned_lens import forget_objective
 from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks, transformer_body
-from unlearnbench.training import Objective, train
+from unlearnbench.training import Objective
 
 
 @dataclass(frozen=True)
@@ -127,17 +127,18 @@ def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Ob
     },
     version=2,
 )
-def setup(ctx: RunContext, options: SequentialOptions) -> Objective:
+def setup(ctx: RunContext, options: SequentialOptions) -> Plan:
     """Sequential unlearning: top block first, each through the frozen base's later blocks."""
     if options.objective not in ("entropy", "ce"):
         raise ValueError(f"objective must be 'entropy' or 'ce', got {options.objective!r}")
-    model, cfg = ctx.model, ctx.config
+    model = ctx.model
     layers = layer_order(num_blocks(model), options)
     frozen = frozen_copy(model)
-    groups = run_groups(ctx)
-    for layer in layers[:-1]:
-        phase = apply_token_selection(ctx, layer_objective(model, frozen, layer, options), options)
-        train(phase, groups, cfg.train, cfg.seed, ctx.benchmark.eos_id, progress=False)
-    last = apply_token_selection(ctx, layer_objective(model, frozen, layers[-1], options), options)
-    last.extra_metrics["sequential_layers"] = layers
-    return last
+    objectives = [
+        apply_token_selection(ctx, layer_objective(model, frozen, layer, options), options)
+        for layer in layers
+    ]
+    return Plan(
+        phases=[Phase(f"block-{layer}", o) for layer, o in zip(layers, objectives, strict=True)],
+        metrics={"sequential_layers": layers, **objectives[-1].extra_metrics},
+    )

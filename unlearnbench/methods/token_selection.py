@@ -24,7 +24,7 @@ import torch
 
 from unlearnbench.config import ConfigError
 from unlearnbench.data.packing import IGNORE
-from unlearnbench.methods.era import token_weights, unigram_counts
+from unlearnbench.methods._token_weights import token_weights, unigram_counts
 from unlearnbench.methods.routing import labeled_blocks, resolve_route_tokens
 from unlearnbench.training import Objective
 
