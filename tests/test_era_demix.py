@@ -223,6 +223,7 @@ def test_coherence_phase_uses_the_reference_optimizer_and_disjoint_labeled_retai
         phase = coherence_phase(ctx, options)
         # kxcloud/gradient-routing: AdamW betas (0.9, 0.95), weight decay 0.1, lr 5e-5, no clip
         assert phase.train["weight_decay"] == 0.1
+        assert phase.train["weight_decay_groups"] == "all"  # every parameter, as the reference
         assert (phase.train["beta1"], phase.train["beta2"]) == (0.9, 0.95)
         assert phase.train["lr"] == 5e-5 and phase.train["grad_clip"] == 0.0
         assert phase.train["steps"] == 40

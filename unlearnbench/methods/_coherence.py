@@ -46,6 +46,8 @@ def coherence_phase(ctx, options) -> Phase | None:
             "batch_size": len(fit),  # the full fixed batch every step
             "lr": options.coherence_lr,
             "weight_decay": options.coherence_weight_decay,
+            # reference: one AdamW over every parameter (tinystories_era.py lines 692-696)
+            "weight_decay_groups": "all",
             "beta1": beta1,
             "beta2": beta2,
             "grad_clip": options.coherence_grad_clip,
