@@ -23,8 +23,12 @@ OUT_HELP = "Run store directory (records and models)."
 
 def fail(message: str, code: int = 2) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message's own brackets (`unlearnbench[lm-eval]`, a list) are text, not markup
+    Console(stderr=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 

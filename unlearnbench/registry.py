@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from unlearnbench.config import ConfigError
 
 T = TypeVar("T")
 
@@ -63,6 +66,27 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         self._discover()
         return name in self._entries
+
+
+# how to install a package an entry may declare in `requires` (by import name)
+INSTALL = {
+    "lm_eval": 'pip install "unlearnbench[lm-eval]"',
+    # a dependency of unlearnbench: missing only where it was installed before peft was one
+    "peft": 'pip install "peft>=0.13" (or reinstall unlearnbench)',
+}
+
+
+class MissingPackage(ConfigError):
+    """A package an entry needs is not installed (named up front, before anything is trained)."""
+
+
+def require(packages: tuple[str, ...], needed_by: str) -> None:
+    """Refuse, in one sentence, when one of `packages` (import names) cannot be imported. Looks
+    them up without importing them."""
+    for name in packages:
+        if importlib.util.find_spec(name) is None:
+            hint = INSTALL.get(name, f"pip install {name}")
+            raise MissingPackage(f"{needed_by} needs the package {name!r}, not installed: {hint}")
 
 
 methods: Registry = Registry("method", "unlearnbench.methods")

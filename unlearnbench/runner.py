@@ -30,7 +30,7 @@ from unlearnbench.models.card import write_model_card
 from unlearnbench.models.compat import check_base_model
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
-from unlearnbench.registry import UnknownName, benchmarks, methods
+from unlearnbench.registry import UnknownName, benchmarks, methods, require
 from unlearnbench.results.matching import (
     matching_no_filter,
     recorded_base,
@@ -52,6 +52,7 @@ def resolve_run_config(
     """Look up the method and benchmark, layer file and overrides, and validate. `model` None means
     the config file's `model:` (a preset names its model), else `tiny`."""
     spec: MethodSpec = methods.get(method)
+    require(spec.requires, f"method {method!r}")  # a missing package is named before training
     bspec = benchmarks.get(benchmark)
     file_values = load_config_file(preset_path(config_file)) if config_file is not None else {}
     model = model or str(file_values.pop("model", None) or "tiny")
