@@ -81,10 +81,14 @@ def run(
     """Train or unlearn, evaluate (losses; with --suite also attacks and probes), write the record."""
     with _user_errors():
         from unlearnbench.config import parse_assignments
+        from unlearnbench.early_checks import check_run_request
+
+        overrides = parse_assignments(set_)
+        check_run_request(method, benchmark, model, overrides, config)  # a typo: before torch
         from unlearnbench.results.store import RunStore
         from unlearnbench.runner import execute, resolve_run_config
 
-        cfg = resolve_run_config(method, benchmark, model, seed, parse_assignments(set_), config)
+        cfg = resolve_run_config(method, benchmark, model, seed, overrides, config)
         store = RunStore(out)
         if suite:
             from unlearnbench.evals import load_suite
@@ -219,16 +223,20 @@ def list_(
         table.add_column("method")
         table.add_column("kind")
         table.add_column("description")
-        for name in methods.names():
-            spec = methods.get(name)
-            table.add_row(name, spec.kind, spec.description)
+        for name in methods.names():  # read from the sources: nothing (no torch) is imported
+            entry = methods.static_entry(name) or methods.get(name)
+            kind = entry.keywords["kind"] if hasattr(entry, "keywords") else entry.kind
+            table.add_row(name, kind, entry.description)
     elif what == "benchmarks":
         from unlearnbench.registry import benchmarks
 
         table.add_column("benchmark")
         table.add_column("description")
         for name in benchmarks.names():
-            table.add_row(name, benchmarks.get(name).description.strip().splitlines()[0])
+            entry = benchmarks.static_entry(name)
+            text = entry.keywords.get("description") or entry.description if entry else ""
+            text = text or benchmarks.get(name).description
+            table.add_row(name, text.strip().splitlines()[0])
     elif what == "models":
         from unlearnbench.models.presets import MODEL_PRESETS
 
