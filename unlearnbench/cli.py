@@ -294,18 +294,26 @@ def leaderboard(
     benchmark: str | None = typer.Option(None, "--benchmark", "-b"),
     fmt: str = typer.Option("md", "--format", "-f", help="md | csv | html"),
     dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT]"),
+    retain_tolerance: float = typer.Option(
+        0.1,  # results/stats.py RETAIN_TOLERANCE (a test holds the two equal)
+        "--retain-tolerance",
+        help="Ranking: rows whose mean Δretain (nats) is at most this rank first.",
+    ),
 ) -> None:
-    """Print the leaderboard (mean ± std over seeds) and write it to DEST/leaderboard[-B].FORMAT."""
-    from unlearnbench.results.leaderboard import leaderboard_rows, render
+    """Print the headline table (95% intervals over seeds, ranked by selectivity) and write the
+    full table to DEST/leaderboard[-B].FORMAT."""
+    from unlearnbench.results.leaderboard import headline_markdown, leaderboard_rows, render
     from unlearnbench.results.store import write_text_atomic
 
     if fmt not in ("md", "csv", "html"):
         fail(f"unknown format {fmt!r}; choose md, csv or html")
+    if not retain_tolerance >= 0:
+        fail(f"--retain-tolerance must be a non-negative number of nats, got {retain_tolerance}")
     records = _records_for(out, benchmark)
-    text = render(leaderboard_rows(records, benchmark), fmt)
-    name = f"leaderboard{'-' + benchmark if benchmark else ''}.{fmt}"
-    write_text_atomic((dest or out) / name, text)
-    sys.stdout.write(text)
+    rows = leaderboard_rows(records, benchmark, retain_tolerance)
+    path = (dest or out) / f"leaderboard{'-' + benchmark if benchmark else ''}.{fmt}"
+    write_text_atomic(path, render(rows, fmt))
+    sys.stdout.write(headline_markdown(rows) + f"\nFull table: {path}\n")
 
 
 @app.command()
