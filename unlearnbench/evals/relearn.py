@@ -71,15 +71,22 @@ class RelearnOptions:
         validate(self)
 
 
-def validate(o: RelearnOptions) -> None:
+def validate_grid(o, name: str) -> None:
+    """The checks every fine-tuning attack's options share (budgets, grid, mode)."""
     if not o.budgets or any(b < 1 for b in o.budgets):
-        raise ConfigError("relearn budgets must be positive step counts")
+        raise ConfigError(f"{name} budgets must be positive step counts")
     if o.eval_every < 1 or any(b % o.eval_every for b in o.budgets):
-        raise ConfigError(f"every relearn budget must be a multiple of eval_every={o.eval_every}")
+        raise ConfigError(f"every {name} budget must be a multiple of eval_every={o.eval_every}")
     if o.mode not in ("full", "lora"):
-        raise ConfigError(f"relearn mode must be 'full' or 'lora', got {o.mode!r}")
+        raise ConfigError(f"{name} mode must be 'full' or 'lora', got {o.mode!r}")
     if not o.lrs or any(lr <= 0 for lr in o.lrs) or not o.seeds:
-        raise ConfigError("relearn needs positive learning rates and at least one seed")
+        raise ConfigError(f"{name} needs positive learning rates and at least one seed")
+    if o.batch_size < 0 or o.n_docs < 0 or o.eval_blocks < 1:
+        raise ConfigError(f"{name} batch_size and n_docs must be >= 0 and eval_blocks >= 1")
+
+
+def validate(o: RelearnOptions) -> None:
+    validate_grid(o, "relearn")
     if not 0.0 < o.forget_fraction <= 1.0:
         raise ConfigError(
             "forget_fraction must be in (0, 1] (fine-tuning on retain documents alone is the "
@@ -402,7 +409,7 @@ def attack_reference_summary(other: dict) -> dict:
     }
 
 
-def _steps(name: str):
+def steps_reader(name: str):
     """Steps to recover: absent without a no-filter reference; None = not within the budget."""
 
     def read(summary: dict):
@@ -420,9 +427,15 @@ RELEARN_METRICS = [
         lambda s: {e["budget"]: e.get("forget_loss") for e in s.get("worst_case", [])},
         "forget after {}-step attack",
     ),
-    Metric("steps_to_recover", HIGHER, _steps("steps_to_recover"), "steps to recover", "steps"),
     Metric(
-        "steps_to_close_gap", HIGHER, _steps("steps_to_close_gap"), "steps to close gap", "steps"
+        "steps_to_recover", HIGHER, steps_reader("steps_to_recover"), "steps to recover", "steps"
+    ),
+    Metric(
+        "steps_to_close_gap",
+        HIGHER,
+        steps_reader("steps_to_close_gap"),
+        "steps to close gap",
+        "steps",
     ),
 ]
 
