@@ -156,10 +156,11 @@ def test_suppression_on_intact_knowledge_is_caught(world, tmp_path, monkeypatch)
     # the forget loss closed more than half of its gap to the unsuppressed model's
     gap = s["before"]["forget_loss"] - s["reference_forget_loss"]
     assert gap > 0.3 and b50["forget_loss"] < s["before"]["forget_loss"] - gap / 2
-    # rows: relearn's loss rows, with the forget-fact accuracy on the forget rows
+    # rows: relearn's loss rows every 5 steps, the forget-fact accuracy on the forget rows of
+    # step 0 and the budgets
     forget_rows = [r for r in result.curves if r["split"] == "forget"]
     assert sorted(r["step"] for r in forget_rows) == list(range(0, 55, 5))
-    assert all("accuracy" in r for r in forget_rows)
+    assert sorted(r["step"] for r in forget_rows if "accuracy" in r) == [0, 25, 50]
     assert not any("accuracy" in r for r in result.curves if r["split"] != "forget")
     # the summary is reproducible from the stored rows
     facts = benign.summarize_facts(result.curves, OPTIONS.budgets, 1.0, OPTIONS.retain_tolerance)

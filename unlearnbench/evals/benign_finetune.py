@@ -5,15 +5,16 @@ sweeps fine-tune on benign data too).
 
 The finalized model is fine-tuned on retain-split TRAINING documents alone (no forget and no
 adjacent text) with the relearning attack's loop, grid and summaries (evals/relearn.py). Forget,
-adjacent and retain test losses and the forget-fact probe accuracy are measured every `eval_every`
-steps; the curve rows are relearn's, with an `accuracy` column on the forget rows. Nothing the
+adjacent and retain test losses are measured every `eval_every` steps and the forget-fact probe
+accuracy before the attack and at each budget; the curve rows are relearn's, with an `accuracy`
+column on the forget rows where it was measured. Nothing the
 attack shows is about the forget split, so what comes back was still in the weights: the removal
 was a small weight change on top of intact knowledge, and ordinary training washed it out.
 
 Per budget: the lowest forget loss and, separately, the highest forget-fact accuracy reached, over
 the grid and seeds, among settings whose retain loss stayed within `retain_tolerance` (relearn's
 rule); steps to reach the no-filter model's forget loss (and to close `recover_fraction` of the
-gap), and steps to reach its forget-fact accuracy. With `references`, the no-filter model and the
+gap), and steps to reach its forget-fact accuracy (measured at the budgets, so a budget). With `references`, the no-filter model and the
 perfect filter are fine-tuned the same way: a never-exposed model's forget loss moves under benign
 training too (shared words and grammar), which is the level that counts as nothing recovered.
 """
@@ -67,7 +68,8 @@ class BenignFinetuneOptions:
     eval_every: int = 5  # ours, as relearn: every budget must be a multiple
     eval_blocks: int = 16  # ours, as relearn: test blocks per split per evaluation
     n_docs: int = 1024  # ours, as relearn: retain training documents in the attack set; 0 = all
-    max_probes: int = 200  # ours: forget fact probes per evaluation (a fixed subset); 0 = all
+    # ours: forget fact probes per measurement (a fixed subset, as robust-lite's fact probes); 0 = all
+    max_probes: int = 300
     warmup_steps: int = 0  # ours, as relearn
     weight_decay: float = 0.0  # ours, as relearn: an attacker does not regularize
     retain_tolerance: float = 0.5  # ours, as relearn
@@ -153,12 +155,14 @@ def run(ctx: EvalContext, options: BenignFinetuneOptions) -> EvalResult:
         return EvalResult({"applicable": False, "reason": "no retain training documents"})
     probes = probes_by_split(bench, options.max_probes).get("forget", [])
 
-    # the curves: relearn's loss rows, plus the forget-fact accuracy on the forget rows
+    # the curves: relearn's loss rows every `eval_every` steps, plus the forget-fact accuracy on
+    # the forget rows at step 0 and at each budget (probes cost more than the losses)
     losses = loss_evaluator(ctx, options.eval_blocks)
+    probe_steps = {0, *options.budgets}
 
-    def evaluate(m):
+    def evaluate(m, step: int):
         out = losses(m)
-        if probes:
+        if probes and step in probe_steps:
             out["forget"]["accuracy"] = probe_accuracy(m, bench.tokenizer, probes)["accuracy"]
         return out
 
@@ -166,7 +170,9 @@ def run(ctx: EvalContext, options: BenignFinetuneOptions) -> EvalResult:
     if not rows:
         groups = groups_from_documents(bench, {"retain": docs}, ctx.context)
         bs = options.batch_size or len(groups[0].blocks)
-        rows = grid_rows(ctx, ctx.model, groups, None, bs, options, evaluate, "benign-finetune")
+        rows = grid_rows(
+            ctx, ctx.model, groups, None, bs, options, evaluate, "benign-finetune", True
+        )
 
     # the no-filter level the attack is measured against: its forget loss and fact accuracy
     ref_model = reference_model(ctx)

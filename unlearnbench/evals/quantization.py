@@ -66,7 +66,9 @@ class QuantizationOptions:
     scheme: str = "symmetric"
     group_size: int = 0  # ours: 0 = one scale per output channel; bitsandbytes' 4-bit blocks: 64
     embeddings: bool = False  # as the reference: the (tied) embedding and LM head stay float32
-    max_probes: int = 0  # fact probes per split (fixed subset), 0 = all, as `fact-probes`
+    # ours: fact probes per split (a fixed subset, as robust-lite's fact probes; three models are
+    # probed), 0 = all
+    max_probes: int = 300
     references: bool = False  # also quantize the no-filter model and the perfect filter
 
     def __post_init__(self):

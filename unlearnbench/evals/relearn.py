@@ -131,9 +131,12 @@ def fine_tune(
     bf16: bool = False,
     progress: bool = False,
     description: str = "attack",
+    evaluate_with_step: bool = False,
 ) -> list[tuple[int, float, dict]]:
     """Fine-tune a copy of `model` with THE loop; returns (step, lr, losses) at step 0, every
-    `eval_every` steps and the last step. `batch_size` 0 means every block in every step."""
+    `eval_every` steps and the last step. `batch_size` 0 means every block in every step. With
+    `evaluate_with_step`, `evaluate(model, step)` is told the steps taken (to measure more at
+    some steps than at others)."""
     model = copy_model(model)
     trainable = None
     if mode == "lora":
@@ -161,22 +164,30 @@ def fine_tune(
         bf16=bf16,
         save_model=False,
     )
-    objective = Objective(model=model, batch_plan=batch_plan, trainable=trainable)
-    points = [(0, 0.0, evaluate(model))]
+    taken = [0]  # steps completed when `evaluate` runs (the loop evaluates after a step)
+
+    def on_step(step: int, _total: int) -> None:
+        taken[0] = step + 1
+
+    def measure(m):
+        return evaluate(m, taken[0]) if evaluate_with_step else evaluate(m)
+
+    objective = Objective(model=model, batch_plan=batch_plan, trainable=trainable, on_step=on_step)
+    points = [(0, 0.0, measure(model))]
     result = train(
         objective,
         groups,
         tcfg,
         seed,
         eos_id,
-        evaluate=evaluate,
+        evaluate=measure,
         progress=progress,
         description=description,
     )
     for h in result.history:
         if "eval" in h:
             points.append((h["step"], h["lr"], h["eval"]))
-    points.append((steps, result.history[-1]["lr"], evaluate(model)))
+    points.append((steps, result.history[-1]["lr"], measure(model)))
     return points
 
 
@@ -194,7 +205,15 @@ def loss_evaluator(ctx: EvalContext, n_blocks: int):
 
 
 def grid_rows(
-    ctx: EvalContext, model, groups, plan, batch_size: int, o, evaluate, name: str
+    ctx: EvalContext,
+    model,
+    groups,
+    plan,
+    batch_size: int,
+    o,
+    evaluate,
+    name: str,
+    evaluate_with_step: bool = False,
 ) -> list[dict]:
     """Fine-tune `model` on `groups` once per (lr, attack seed) of `o` for `max(o.budgets)`
     steps; long-format rows, one per evaluated step and split, with the columns `evaluate` gives
@@ -224,6 +243,7 @@ def grid_rows(
                 bf16=bf16,
                 progress=ctx.progress,
                 description=f"{name} lr {lr:g} seed {seed}",
+                evaluate_with_step=evaluate_with_step,
             )
             for step, _lr_now, measured in points:
                 for split, columns in measured.items():
