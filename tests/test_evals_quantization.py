@@ -109,6 +109,9 @@ def test_the_evaluation_measures_each_width_on_a_copy():
     # one column per width; the toy benchmark has no fact probes: accuracy is not measured
     assert names == ["forget_loss@8", "forget_loss@4", "forget_loss@2", "forget_accuracy"]
     assert headline(spec.metrics, s)[-1]["value"] is None
+    # a group size the weights cannot be cut into is refused before anything is measured
+    with pytest.raises(ConfigError, match="group_size=5 does not divide"):
+        quant.run(ctx, quant.QuantizationOptions(group_size=5))
 
 
 def test_bad_options_are_refused():

@@ -181,6 +181,10 @@ QUANTIZATION_METRICS = [
 )
 def run(ctx: EvalContext, options: QuantizationOptions) -> EvalResult:
     """Round-to-nearest 8- and 4-bit weights of the finalized model; losses and probes again."""
+    g = options.group_size
+    for name, w in quantized_weights(ctx.model, options.embeddings).items():
+        if g and w.shape[1] % g:  # refused before anything is measured
+            raise ConfigError(f"quantization group_size={g} does not divide {name}'s {w.shape[1]}")
     probes = probes_by_split(ctx.benchmark, options.max_probes)
 
     def evaluate(m) -> dict:
