@@ -26,6 +26,11 @@ evals:
   - eval: calibrated-loss
     options: {steps: 3, batch_size: 2, n_docs: 10}
   - eval: direction-ablation
+  - eval: benign-finetune
+    options: {budgets: [2, 4], eval_every: 2, eval_blocks: 2, n_docs: 20, batch_size: 2,
+              max_probes: 8, references: true}
+  - eval: quantization
+    options: {max_probes: 8, references: true}
 """
 
 
@@ -45,6 +50,7 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     ev = after["evals"]
     # each result under SUITE/KEY, with what ran it and the headline metrics its evaluation declared
     names = ("relearn", "fact-probes", "disjoint-facts", "calibrated-loss", "direction-ablation")
+    names += ("benign-finetune", "quantization")
     assert set(ev) == {K + n for n in names}
     assert {(ev[K + n]["eval"], ev[K + n]["suite"]) for n in names} == {
         (n, "tiny-suite") for n in names
@@ -56,6 +62,19 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
         "steps_to_close_gap",
     ]
     assert ev[K + "direction-ablation"]["applicable"] is False  # sgtm records no steered layer
+    # benign fine-tuning and quantization: their declared columns, and the references measured
+    assert [e["name"] for e in ev[K + "benign-finetune"]["headline"]] == [
+        "forget_loss@2", "forget_loss@4", "forget_accuracy@2", "forget_accuracy@4",
+        "steps_to_recover",
+    ]  # fmt: skip
+    assert [e["name"] for e in ev[K + "quantization"]["headline"]] == [
+        "forget_loss@8", "forget_loss@4", "forget_accuracy@8", "forget_accuracy@4",
+    ]  # fmt: skip
+    for key in ("benign-finetune", "quantization"):
+        assert set(ev[K + key]["references"]) == {"no-filter", "perfect-filter"}, key
+    benign_rows = after["curves"][K + "benign-finetune"]
+    assert {r["split"] for r in benign_rows} >= {"forget", "retain"}
+    assert {r["step"] for r in benign_rows if "accuracy" in r} == {0, 2, 4}  # before, budgets
     rel = ev[K + "relearn"]
     assert [e["budget"] for e in rel["worst_case"]] == [2, 4]
     # the references were attacked too (trained first: no-filter and the perfect filter)
@@ -134,6 +153,8 @@ def test_shipped_suites_load_and_validate():
         "direction-ablation",
         "relearn",
         "disjoint-facts",
+        "benign-finetune",
+        "quantization",
     }
     assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200
     sgtm = load_suite("sgtm-paper")[0][0]
