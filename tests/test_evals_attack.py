@@ -134,7 +134,10 @@ def test_shipped_suites_load_and_validate():
         "direction-ablation",
         "relearn",
         "disjoint-facts",
+        "in-context",
+        "hidden-probes",
     }
+    assert robust["hidden-probes"].options == {"references": True}
     assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200
     sgtm = load_suite("sgtm-paper")[0][0]
     assert sgtm.key == "relearn-sgtm-paper" and sgtm.options["forget_fraction"] == 0.5

@@ -54,7 +54,8 @@ class HiddenProbeOptions:
     # ours: L2 penalty on the probe's weights over standardized features; the reference's linear
     # probe uses AdamW weight decay 0.01 (ProbeTrainConfig.weight_decay), we fit full batch
     l2: float = 1e-2
-    max_iter: int = 200  # ours: L-BFGS iterations per probe (full batch, converges well before)
+    max_iter: int = 100  # ours: L-BFGS iterations per probe (full batch; the loss is within 1% of
+    # its value at 200 iterations on tiny, at half the cost)
     max_per_split: int = 0  # 0 = every probe of the split
     batch_size: int = 256  # prompts per forward pass
     references: bool = False  # also probe the no-filter model and the perfect filter
@@ -93,7 +94,7 @@ def last_token_states(model, tokenizer, prompts: list[str], batch_size: int = 25
 def fit_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_iter: int):
     """Multinomial logistic regression on standardized features, full-batch L-BFGS from zeros
     (deterministic). x (N, d), y (N,) class ids; returns predict(x) -> class ids."""
-    x = x.double()
+    x = x.float()
     mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
     z = (x - mean) / std
     W = torch.zeros(z.shape[1], n_classes, dtype=z.dtype, requires_grad=True)
@@ -109,7 +110,7 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_i
     with torch.enable_grad():
         opt.step(closure)
     W, b = W.detach(), b.detach()
-    return lambda x_new: (((x_new.double() - mean) / std) @ W + b).argmax(-1)
+    return lambda x_new: (((x_new.float() - mean) / std) @ W + b).argmax(-1)
 
 
 def value_of(probe) -> str:

@@ -146,7 +146,8 @@ def build_contexts(
     bench, probe, split: str, all_probes: list, suffixes: dict, limit: int, seed: int
 ) -> ProbeContexts | None:
     """The three contexts of one probe around one story, cut to fit `limit` tokens with the probe
-    and its longest option; None when the split has no usable story or no control entity."""
+    and its longest option; None when the split has no usable story or no control entity, or the
+    stated sentence and the probe alone are longer than `limit`."""
     story, control = (
         pick_story(bench, probe, split, seed),
         pick_control(probe, split, all_probes, seed),
@@ -175,15 +176,16 @@ def build_contexts(
 
     # phase: drop whole story sentences, from the longer side of the stated sentence (the first
     # sentence before it, the last after it), until every variant fits with the probe
-    while True:
+    while True:  # ends: each pass returns or drops a sentence
         longest = max(n_tokens(t + " " + probe.prompt) for t in texts().values()) + longest_option
-        if longest <= limit or not (before or after):
-            break
+        if longest <= limit:
+            return ProbeContexts(story.id, texts(), cf)
+        if not (before or after):
+            return None  # the stated sentence and the probe alone do not fit the block
         if len(before) >= len(after):
             before = before[1:]
         else:
             after = after[:-1]
-    return ProbeContexts(story.id, texts(), cf)
 
 
 def predictions(model, tokenizer, prompts: list[str], probes: list, batch_size: int) -> list[int]:
@@ -254,15 +256,13 @@ def run(ctx: EvalContext, options: InContextOptions) -> EvalResult:
     suffixes = clause_suffixes(bench, [p for p, _ in bench.probes])
     summary: dict = {"clause_suffixes": {f"{f}/{lang}": s for (f, lang), s in suffixes.items()}}
     for split, probes in sorted(groups.items()):
-        # phase: one story and its three contexts per probe (probes without a story are skipped)
+        # phase: one story and its three contexts per probe (probes without one are skipped)
         built = [(p, build_contexts(bench, p, split, bench.probes, suffixes, limit, options.seed))
                  for p in probes]  # fmt: skip
         kept = [(p, c) for p, c in built if c is not None]
         if not kept:
-            summary[split] = {
-                "n": 0,
-                "reason": f"no {split} test story without the probes' entities",
-            }
+            reason = "no probe has a test story without its entity and room in the block"
+            summary[split] = {"n": 0, "n_skipped": len(built), "reason": reason}
             continue
         # phase: score every probe with no context and with each context
         summary[split] = split_summary(ctx, [p for p, _ in kept], [c for _, c in kept], options)
