@@ -26,6 +26,8 @@ evals:
   - eval: calibrated-loss
     options: {steps: 3, batch_size: 2, n_docs: 10}
   - eval: direction-ablation
+  - eval: hidden-probes
+    options: {max_per_split: 60, layers: [2], references: true}
 """
 
 
@@ -45,6 +47,7 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     ev = after["evals"]
     # each result under SUITE/KEY, with what ran it and the headline metrics its evaluation declared
     names = ("relearn", "fact-probes", "disjoint-facts", "calibrated-loss", "direction-ablation")
+    names += ("hidden-probes",)
     assert set(ev) == {K + n for n in names}
     assert {(ev[K + n]["eval"], ev[K + n]["suite"]) for n in names} == {
         (n, "tiny-suite") for n in names
@@ -70,6 +73,13 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
         rel["reference_forget_loss"] == nf["curves"][K + "relearn"][0]["loss"]
     )  # its step-0 forget loss
     assert {r["split"] for r in after["curves"][K + "relearn"]} == {"forget", "retain"}
+    # the linear probes ran on both references too, and the perfect filter is the floor
+    hp = ev[K + "hidden-probes"]
+    assert {n: r["run_id"] for n, r in hp["references"].items()} == {
+        n: r["run_id"] for n, r in rel["references"].items()
+    }
+    floor = hp["references"]["perfect-filter"]["forget"]["best_accuracy"]
+    assert hp["forget_over_perfect_filter"] == hp["forget"]["best_accuracy"] - floor
     assert (
         set(ev[K + "fact-probes"]) >= {"forget", "retain"}
         and ev[K + "fact-probes"]["forget"]["n"] == 8

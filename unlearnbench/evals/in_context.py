@@ -114,11 +114,9 @@ def mentions(text: str, entity: str) -> bool:
 
 def pick_story(bench, probe, split: str, seed: int):
     """A seeded test story of the probe's split and language that does not name its entity."""
-    docs = bench.test.get(split) or []
+    docs = bench.test.get(split) or []  # a document without a language is in every language
     same_language = [d for d in docs if d.meta.get("language", probe.language) == probe.language]
-    ranked = sorted(
-        same_language or docs, key=lambda d: stable_uniform("ic-story", seed, probe.id, d.id)
-    )
+    ranked = sorted(same_language, key=lambda d: stable_uniform("ic-story", seed, probe.id, d.id))
     return next((d for d in ranked if not mentions(d.text, probe.entity)), None)
 
 
