@@ -10,17 +10,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import nn
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from unlearnbench.config import ConfigError
 from unlearnbench.data.benchmarks import load_benchmark
 from unlearnbench.evals import EvalContext, headline
-from unlearnbench.evals.fact_probes import probes_by_split
+from unlearnbench.evals.fact_probes import option_logprobs, probes_by_split
 from unlearnbench.evals.in_context import (
     InContextOptions,
     build_contexts,
     clause_suffixes,
     mentions,
     sentences,
+    shared_prefix_logprobs,
     stating_sentence,
 )
 from unlearnbench.registry import evals
@@ -41,7 +43,10 @@ class Copier(nn.Module):
         self.unused = nn.Parameter(torch.zeros(1))  # a device to read
         self.config = SimpleNamespace(max_position_embeddings=n_positions)
 
-    def forward(self, input_ids, **_):
+    def forward(self, input_ids, cache=None, **_):
+        n_new = input_ids.shape[1]
+        if cache is not None:  # continue after the cached tokens
+            input_ids = torch.cat([cache.ids, input_ids], dim=1)
         B, T = input_ids.shape
         same = input_ids[:, :, None] == input_ids[:, None, :]  # (B, T, T): token t == token s
         match = torch.zeros(B, T, T)  # length of the common suffix ending at t and at s
@@ -56,7 +61,17 @@ class Copier(nn.Module):
         nxt = input_ids.gather(1, (best + 1).clamp(max=T - 1))  # the token after the match
         logits = torch.zeros(B, T, self.vocab)
         logits.scatter_(2, nxt[..., None], 10.0 * found[..., None].float())
-        return SimpleNamespace(logits=logits)
+        return SimpleNamespace(logits=logits[:, T - n_new :], cache=TokenCache(input_ids))
+
+
+class TokenCache:
+    """The Copier's cache: the tokens seen so far."""
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def batch_repeat_interleave(self, k: int):
+        self.ids = self.ids.repeat_interleave(k, dim=0)
 
 
 def test_contexts_state_the_fact_a_control_or_a_wrong_value_in_one_held_out_story(bench):
@@ -92,6 +107,25 @@ def test_contexts_state_the_fact_a_control_or_a_wrong_value_in_one_held_out_stor
                 assert n + max(len(bench.tokenizer(o)["input_ids"]) for o in p.options) <= limit
 
 
+def test_shared_prefix_scoring_equals_scoring_each_option_on_its_own(bench):
+    """One pass over a long prefix, its cache copied per option: fact-probes' numbers."""
+    cfg = GPTNeoConfig(
+        vocab_size=len(bench.tokenizer), max_position_embeddings=256, hidden_size=32, num_layers=2,
+        attention_types=[[["global", "local"], 1]], num_heads=4, intermediate_size=64,
+        window_size=8,  # shorter than the prefixes: the local layer's window slides over the cache
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = GPTNeoForCausalLM(cfg)
+    probes = [p for p, _ in bench.probes if p.fact in ("friend", "home")][:6]  # multi-token options
+    assert any(len(bench.tokenizer(o)["input_ids"]) > 1 for p in probes for o in p.options)
+    stories = bench.test["retain"][: len(probes)]
+    prefixes = [d.text[:160] + " " + p.prompt for d, p in zip(stories, probes, strict=True)]
+    options = [list(p.options) for p in probes]
+    shared = shared_prefix_logprobs(model, bench.tokenizer, prefixes, options)
+    each = option_logprobs(model, bench.tokenizer, prefixes, options)
+    torch.testing.assert_close(torch.tensor(shared), torch.tensor(each), atol=1e-4, rtol=1e-5)
+
+
 def test_a_stating_sentence_is_the_clause_the_stories_use(bench):
     suffixes = clause_suffixes(bench, [p for p, _ in bench.probes])
     texts = [d.text for d, _ in bench.train]
@@ -111,6 +145,8 @@ def test_a_probe_whose_stated_sentence_does_not_fit_the_block_is_skipped(bench):
     p, split = bench.probes[0]
     assert build_contexts(bench, p, split, bench.probes, suffixes, 12, seed=0) is None
     summary, head = run_eval(bench, Copier(len(bench.tokenizer)), context=12, max_per_split=3)
+    assert summary["forget"] == {"n": 0, "n_skipped": 3, "reason": summary["forget"]["reason"]}
+    summary, _ = run_eval(bench, Copier(len(bench.tokenizer)), max_tokens=12, max_per_split=3)
     assert summary["forget"] == {"n": 0, "n_skipped": 3, "reason": summary["forget"]["reason"]}
     assert head["forget_in_context"]["value"] is None
 
@@ -146,6 +182,6 @@ def test_a_model_that_reads_its_context_uses_the_stated_fact(bench):
 def test_no_fact_probes_is_not_applicable_and_bad_options_are_refused(bench):
     summary, head = run_eval(replace(bench, probes=[]), Copier(len(bench.tokenizer)))
     assert summary["applicable"] is False and all(e["value"] is None for e in head.values())
-    for bad in ({"max_per_split": -1}, {"batch_size": 0}):
+    for bad in ({"max_per_split": -1}, {"batch_size": 0}, {"max_tokens": 0}):
         with pytest.raises(ConfigError):
             InContextOptions(**bad)

@@ -24,16 +24,20 @@ fixed) and the counterfactual rates. Lower forget numbers mean the model makes l
 facts even when told them; that is a reading skill data filtering is not expected to remove (Deep
 Ignorance), so read it with the retain numbers: a model that cannot read any context is broken, not
 safe. Each context is cut (whole story sentences, from the longer side of the stated sentence) to
-fit the model's block length with the probe and its longest option.
+fit `max_tokens` (at most the model's block length) with the probe and its longest option.
 
 Only benchmarks with fact probes; others are skipped (`applicable: false`), as in `fact-probes`.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections import Counter
 from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
 
 from unlearnbench.config import ConfigError
 from unlearnbench.data.splits import stable_uniform
@@ -48,13 +52,18 @@ class InContextOptions:
     # ours: a fixed seeded subset per split (the one `fact-probes` scores with the same number):
     # three contexts x four options of a story each; 400 probes give a 95% interval of about +-5%
     max_per_split: int = 400
+    # ours: a few story sentences around the stated one (about half a story); the cost grows with
+    # it, and the model's block length caps it
+    max_tokens: int = 128
     counterfactual: bool = True  # also state a wrong value (does the model follow the context?)
     seed: int = 0  # which story, insertion point, control entity and distractor, per probe
-    batch_size: int = 32  # ours: sequences per forward pass (a story each, up to a block long)
+    batch_size: int = 256  # bare probes per forward pass (as in fact-probes)
 
     def __post_init__(self):
-        if self.max_per_split < 0 or self.batch_size < 1:
-            raise ConfigError("in-context needs max_per_split >= 0 and batch_size >= 1")
+        if self.max_per_split < 0 or self.batch_size < 1 or self.max_tokens < 1:
+            raise ConfigError(
+                "in-context needs max_per_split >= 0, max_tokens >= 1 and batch_size >= 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -186,11 +195,48 @@ def build_contexts(
             after = after[:-1]
 
 
-def predictions(model, tokenizer, prompts: list[str], probes: list, batch_size: int) -> list[int]:
-    """The highest-scoring option per probe (fact-probes' scoring)."""
-    scores = option_logprobs(
-        model, tokenizer, prompts, [list(p.options) for p in probes], batch_size
-    )
+@torch.no_grad()
+def shared_prefix_logprobs(
+    model, tokenizer, prefixes: list[str], options: list[list[str]]
+) -> list[list[float]]:
+    """`option_logprobs`' numbers (each option's total log-likelihood after its prefix, the two
+    tokenized separately), with each prefix run once: its key/value cache serves every option, so a
+    story-long prefix costs one pass, not one per option."""
+    params = inspect.signature(model.forward).parameters
+    cache_key = "cache" if "cache" in params else "past_key_values"  # transformers 5 renamed it
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for prefix, opts in zip(prefixes, options, strict=True):
+        p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        o_ids = [tokenizer(o, add_special_tokens=False)["input_ids"] for o in opts]
+        assert p_ids and all(o_ids), f"empty prefix or option: {prefix!r}, {opts!r}"
+        # phase: the prefix once; its last position scores every option's first token
+        run = model(input_ids=torch.tensor([p_ids], device=device), use_cache=True, **last_only)
+        first = F.log_softmax(run.logits[0, -1].float(), dim=-1)  # (V,)
+        scores = [float(first[o[0]]) for o in o_ids]
+        # phase: the options' later tokens, all options at once on copies of the prefix's cache
+        longer = [i for i, o in enumerate(o_ids) if len(o) > 1]
+        if longer:
+            cache = getattr(run, "cache", None)
+            cache = run.past_key_values if cache is None else cache
+            cache.batch_repeat_interleave(len(longer))
+            x = torch.zeros(len(longer), max(len(o_ids[i]) for i in longer) - 1, dtype=torch.long)
+            for r, i in enumerate(longer):  # each option but its last token, right-padded
+                x[r, : len(o_ids[i]) - 1] = torch.tensor(o_ids[i][:-1])
+            logits = model(input_ids=x.to(device), use_cache=True, **{cache_key: cache}).logits
+            logp = F.log_softmax(logits.float(), dim=-1)  # (n_longer, T, V)
+            for r, i in enumerate(longer):
+                later = torch.tensor(o_ids[i][1:], device=device)
+                scores[i] += float(logp[r, torch.arange(len(later), device=device), later].sum())
+        out.append(scores)
+    model.train(was_training)
+    return out
+
+
+def argmax(scores: list[list[float]]) -> list[int]:
     return [max(range(len(s)), key=s.__getitem__) for s in scores]
 
 
@@ -202,11 +248,15 @@ def split_summary(ctx: EvalContext, probes: list, contexts: list, options) -> di
     def accuracy(preds: list[int]) -> float:
         return sum(p == a for p, a in zip(preds, answers, strict=True)) / n
 
+    options_of = [list(p.options) for p in probes]
+
     def with_context(variant: str) -> list[int]:
         prompts = [c.texts[variant] + " " + p.prompt for c, p in zip(contexts, probes, strict=True)]
-        return predictions(ctx.model, tok, prompts, probes, bs)
+        return argmax(shared_prefix_logprobs(ctx.model, tok, prompts, options_of))
 
-    none = accuracy(predictions(ctx.model, tok, [p.prompt for p in probes], probes, bs))
+    # the bare probes, batched, exactly as fact-probes scores them
+    bare = option_logprobs(ctx.model, tok, [p.prompt for p in probes], options_of, bs)
+    none = accuracy(argmax(bare))
     fact, control = accuracy(with_context("fact")), accuracy(with_context("control"))
     out = {
         "n": n,
@@ -250,7 +300,7 @@ def run(ctx: EvalContext, options: InContextOptions) -> EvalResult:
     if not groups:
         return EvalResult({"applicable": False, "reason": "the benchmark has no fact probes"})
     n_positions = getattr(ctx.model.config, "max_position_embeddings", ctx.context)
-    limit = min(ctx.context, n_positions)  # positions the model was trained on
+    limit = min(options.max_tokens, ctx.context, n_positions)  # within the trained positions
     suffixes = clause_suffixes(bench, [p for p, _ in bench.probes])
     summary: dict = {"clause_suffixes": {f"{f}/{lang}": s for (f, lang), s in suffixes.items()}}
     for split, probes in sorted(groups.items()):
