@@ -46,13 +46,14 @@ REFERENCES = ("no-filter", "perfect-filter")
 
 @dataclass(frozen=True)
 class HiddenProbeOptions:
-    # every layer; ours: EleutherAI/unlearn scripts/train_classification_probes.py probes every
-    # `layer_stride` = 4th layer (ProbeTrainConfig); tiny models have only a few
+    # ours: every hidden state (tiny models have few); EleutherAI/unlearn
+    # scripts/train_classification_probes.py (ProbeTrainConfig.layer_stride) probes every 4th layer
     layers: tuple[int, ...] = ()  # () = every hidden state: embeddings, each block
     split_seed: int = 0  # which entities train and which test (the halves `disjoint-facts` uses)
     min_per_class: int = 2  # ours: a value needs this many training items to be a class
-    # ours: L2 penalty on the probe's weights over standardized features; the reference's linear
-    # probe uses AdamW weight decay 0.01 (ProbeTrainConfig.weight_decay), we fit full batch
+    # ours: L2 penalty on the probe's weights over standardized features, fitted full batch; the
+    # EleutherAI/unlearn linear probe (a forget-vs-retain token classifier, not a value probe) is
+    # trained by AdamW with weight decay 0.01 (ProbeTrainConfig.weight_decay)
     l2: float = 1e-2
     max_iter: int = 100  # ours: L-BFGS iterations per probe (full batch; the loss is within 1% of
     # its value at 200 iterations on tiny, at half the cost)
@@ -210,7 +211,8 @@ def run(ctx: EvalContext, options: HiddenProbeOptions) -> EvalResult:
     """Per-layer linear probes of fact values in the hidden states (train/test by entity)."""
     if not ctx.benchmark.probes:
         return EvalResult({"applicable": False, "reason": "the benchmark has no fact probes"})
-    torch.manual_seed(ctx.seed)  # nothing here draws at random; a later change must not either
+    # the halves are hashed and the fits start from zeros: nothing draws at random; seeded anyway
+    torch.manual_seed(ctx.seed)
     summary: dict = probe_model(ctx.model, ctx.benchmark, options)
     if options.references and ctx.reference is not None and ctx.evaluate_other is not None:
         refs = {}
