@@ -31,6 +31,8 @@ evals:
               max_probes: 8, references: true}
   - eval: quantization
     options: {max_probes: 8, references: true}
+  - eval: hidden-probes
+    options: {max_per_split: 60, layers: [2], references: true}
 """
 
 
@@ -51,6 +53,7 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     # each result under SUITE/KEY, with what ran it and the headline metrics its evaluation declared
     names = ("relearn", "fact-probes", "disjoint-facts", "calibrated-loss", "direction-ablation")
     names += ("benign-finetune", "quantization")
+    names += ("hidden-probes",)
     assert set(ev) == {K + n for n in names}
     assert {(ev[K + n]["eval"], ev[K + n]["suite"]) for n in names} == {
         (n, "tiny-suite") for n in names
@@ -89,6 +92,13 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
         rel["reference_forget_loss"] == nf["curves"][K + "relearn"][0]["loss"]
     )  # its step-0 forget loss
     assert {r["split"] for r in after["curves"][K + "relearn"]} == {"forget", "retain"}
+    # the linear probes ran on both references too, and the perfect filter is the floor
+    hp = ev[K + "hidden-probes"]
+    assert {n: r["run_id"] for n, r in hp["references"].items()} == {
+        n: r["run_id"] for n, r in rel["references"].items()
+    }
+    floor = hp["references"]["perfect-filter"]["forget"]["best_accuracy"]
+    assert hp["forget_over_perfect_filter"] == hp["forget"]["best_accuracy"] - floor
     assert (
         set(ev[K + "fact-probes"]) >= {"forget", "retain"}
         and ev[K + "fact-probes"]["forget"]["n"] == 8
@@ -155,7 +165,10 @@ def test_shipped_suites_load_and_validate():
         "disjoint-facts",
         "benign-finetune",
         "quantization",
+        "in-context",
+        "hidden-probes",
     }
+    assert robust["hidden-probes"].options == {"references": True}
     assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200
     sgtm = load_suite("sgtm-paper")[0][0]
     assert sgtm.key == "relearn-sgtm-paper" and sgtm.options["forget_fraction"] == 0.5
