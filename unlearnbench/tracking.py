@@ -94,7 +94,8 @@ class Tracker:
         """One training step's history entry: loss, lr, and the test losses when measured."""
         ns = f"train/{phase}" if phase else "train"
         values = {k: entry[k] for k in ("loss", "lr", "selection_loss") if _number(entry.get(k))}
-        values |= {f"eval/{k}": v for k, v in (entry.get("eval") or {}).items() if _number(v)}
+        measured = (entry.get("eval") or {}).items()  # split -> test loss
+        values |= {f"eval/{_loss_name(k)}": v for k, v in measured if _number(v)}
         self.scalars(ns, int(entry["step"]), values)
 
     def log_metrics(self, record: dict, step: int = 0) -> None:
@@ -166,6 +167,10 @@ def open_tracker(
     """A Tracker for the chosen trackers, or None when none is chosen."""
     names = parse_trackers(names)
     return Tracker(names, root, run_id, job, config) if names else None
+
+
+def _loss_name(split: str) -> str:
+    return split if split.endswith("_loss") else f"{split}_loss"
 
 
 def _number(v) -> bool:
