@@ -374,7 +374,7 @@ def sweep(
     from rich.console import Console
 
     with _user_errors():
-        from unlearnbench.launch import check_launcher, submitit_parameters
+        from unlearnbench.launch import check_launcher, check_submitit, submitit_parameters
         from unlearnbench.results.store import RunStore
         from unlearnbench.sweep import (
             launch_sweep,
@@ -395,6 +395,7 @@ def sweep(
         runs = plan(loaded, store)
         suite = spec_suite(loaded)
         params = submitit_parameters(loaded.get("slurm"), slurm, jobs)
+        check_submitit(launcher, params)
     console = Console(stderr=True)
     print_plan(runs, console)
     if dry_run:

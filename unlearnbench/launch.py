@@ -179,12 +179,26 @@ def make_executor(launcher: str, folder: Path, params: dict):
     """A submitit executor for `launcher` with `params`; a ConfigError naming a bad parameter."""
     import submitit
 
-    executor = submitit.AutoExecutor(folder=folder, cluster=SUBMITIT_CLUSTER[launcher])
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=SUBMITIT_CLUSTER[launcher])
+    except RuntimeError as e:  # slurm: no srun here (not a cluster's login node)
+        raise ConfigError(f"--launcher {launcher}: {str(e).splitlines()[0]}") from None
     try:
         executor.update_parameters(**params)
     except (NameError, AssertionError, ValueError, TypeError) as e:
         raise ConfigError(f"submitit parameters {params}: {str(e).splitlines()[0]}") from None
     return executor
+
+
+def check_submitit(launcher: str, params: dict) -> None:
+    """Refuse bad submitit parameters (or a SLURM launcher off a cluster) before anything runs:
+    an executor is built in a scratch folder and dropped."""
+    if launcher not in SUBMITIT_CLUSTER:
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        make_executor(launcher, Path(scratch), params)
 
 
 def launch(
@@ -251,8 +265,7 @@ def _submitit_wave(batch: list[Job], jobs: int, executor):
     """The wave's jobs submitted at once (a SLURM job array), their outcomes as they finish."""
     from submitit.helpers import as_completed
 
-    with executor.batch():
-        submitted = [executor.submit(run_job, job) for job in batch]
+    submitted = submit(executor, batch)
     by_id = {j.job_id: job for j, job in zip(submitted, batch, strict=True)}
     poll = 1.0 if executor.cluster == "local" else 15.0
     for j in as_completed(submitted, poll_frequency=poll):
@@ -264,6 +277,13 @@ def _submitit_wave(batch: list[Job], jobs: int, executor):
                 by_id[j.job_id],
                 f"job {j.job_id} {type(e).__name__}: {first} (log: {j.paths.stderr})",
             )
+
+
+def submit(executor, batch: list[Job]) -> list:
+    """Submit the jobs at once (on SLURM: one job array); returns submitit's job handles."""
+    with executor.batch():  # submitted when the block ends
+        jobs = [executor.submit(run_job, job) for job in batch]
+    return jobs
 
 
 def _job_failed(job: Job, error: str):
