@@ -203,3 +203,40 @@ def test_a_spec_names_a_suite_run_after_each_run(tmp_path, monkeypatch):
     assert len(summary.done) == 2
     with pytest.raises(ConfigError, match="unknown suite"):
         plan({**spec, "suite": "quik"}, store)
+
+
+def test_the_local_executor_runs_at_most_jobs_at_once():
+    """submitit's local executor would start every job of a wave at once; we keep `jobs` running."""
+
+    class Handle:
+        def __init__(self, job, log):
+            self.job, self.log, self.polls, self.job_id = job, log, 0, job.labels[0]
+
+        def done(self):
+            self.polls += 1
+            return self.polls > 1
+
+        def result(self):
+            self.log.append(("end", self.job_id))
+            return [{"run_id": self.job_id, "label": self.job_id, "status": "done"}]
+
+    class Executor:
+        cluster = "local"
+
+        def __init__(self):
+            self.log = []
+
+        def submit(self, fn, job):
+            assert fn is launch.run_job
+            self.log.append(("start", job.labels[0]))
+            return Handle(job, self.log)
+
+    ex = Executor()
+    batch = [launch.Job((), (f"r{i}",), "s") for i in range(5)]
+    outcomes = list(launch._submitit_wave(batch, 2, ex))
+    assert sorted(o["run_id"] for o in outcomes) == [f"r{i}" for i in range(5)]
+    running, most = 0, 0
+    for event, _ in ex.log:
+        running += 1 if event == "start" else -1
+        most = max(most, running)
+    assert most == 2

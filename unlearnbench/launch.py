@@ -8,7 +8,7 @@
   `mem_gb`, `slurm_partition`, ...) from the spec's `slurm:` mapping and `--slurm KEY=VALUE`;
   `--jobs N` caps how many run at once (`slurm_array_parallelism`).
 - `submitit-local`: the same submitit path with submitit's local executor (each job a process on
-  this machine): the cluster path, checked without a cluster.
+  this machine, `--jobs N` at a time): the cluster path, checked without a cluster.
 
 Runs go in waves: the `no-filter` runs first (post-hoc methods start from their models and attacks
 compare with them), then everything else, so no two jobs train the same base. Every job runs its
@@ -223,9 +223,9 @@ def launch(
         executor = make_executor(launcher, Path(root) / "submitit", submitit_params or {})
     for wave in waves(runs):
         groups = shards(wave, runs_per_job)
-        at_once = min(jobs, len(groups)) if launcher == "pool" else len(groups)
         # a pool's or a local executor's jobs share this machine's cores; a SLURM job has its own
-        threads = None if launcher == "slurm" else max(1, available_cores() // max(1, at_once))
+        at_once = min(jobs, len(groups))
+        threads = None if launcher == "slurm" else max(1, available_cores() // at_once)
         batch = [
             Job(
                 configs=tuple(r.config.to_dict() for r in g),
@@ -262,21 +262,36 @@ def _pool_wave(batch: list[Job], jobs: int, executor=None):
 
 
 def _submitit_wave(batch: list[Job], jobs: int, executor):
-    """The wave's jobs submitted at once (a SLURM job array), their outcomes as they finish."""
-    from submitit.helpers import as_completed
+    """The wave's jobs through submitit, their outcomes as they finish. On SLURM all at once (one
+    job array; `slurm_array_parallelism` caps how many run); with the local executor, which would
+    start every job at once on this machine, at most `jobs` at a time."""
+    if executor.cluster != "local":
+        from submitit.helpers import as_completed
 
-    submitted = submit(executor, batch)
-    by_id = {j.job_id: job for j, job in zip(submitted, batch, strict=True)}
-    poll = 1.0 if executor.cluster == "local" else 15.0
-    for j in as_completed(submitted, poll_frequency=poll):
-        try:
-            yield from j.result()
-        except Exception as e:  # timed out, cancelled, killed: every run of the job failed
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            yield from _job_failed(
-                by_id[j.job_id],
-                f"job {j.job_id} {type(e).__name__}: {first} (log: {j.paths.stderr})",
-            )
+        submitted = dict(zip(submit(executor, batch), batch, strict=True))
+        for j in as_completed(list(submitted), poll_frequency=15.0):
+            yield from _job_outcomes(j, submitted[j])
+        return
+    pending, running = list(batch), {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            job = pending.pop(0)
+            running[executor.submit(run_job, job)] = job
+        finished = [j for j in running if j.done()]
+        if not finished:
+            time.sleep(0.5)
+        for j in finished:
+            yield from _job_outcomes(j, running.pop(j))
+
+
+def _job_outcomes(handle, job: Job):
+    """A finished submitit job's outcomes; every run of it failed when the job itself did."""
+    try:
+        yield from handle.result()
+    except Exception as e:  # timed out, cancelled, killed
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        error = f"job {handle.job_id} {type(e).__name__}: {first} (log: {handle.paths.stderr})"
+        yield from _job_failed(job, error)
 
 
 def submit(executor, batch: list[Job]) -> list:
