@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
+from unlearnbench.results.store import RunStore
 
 runner = CliRunner()
 K = "tiny-suite/"  # results go under SUITE/KEY (the suite file below is tiny-suite.yaml)
@@ -46,7 +47,7 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     run_id = before["run_id"]
     res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
     assert res.exit_code == 0, res.stderr
-    after = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
+    after = RunStore(out).load(run_id)  # as read back: the model path found in the store
     for key, value in before.items():
         assert after[key] == value, f"{key} changed"
     ev = after["evals"]
