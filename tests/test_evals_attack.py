@@ -155,6 +155,7 @@ def test_shipped_suites_load_and_validate():
         "disjoint-facts",
         "benign-finetune",
         "quantization",
+        "generations",
     }
     assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200
     sgtm = load_suite("sgtm-paper")[0][0]
