@@ -126,7 +126,10 @@ def chance_of(record: dict, key: str, name: str) -> float | None:
     for e in headline(get(record, "evals", key)):
         if e["name"] == name and _num(e.get("chance")) is not None:
             return _num(e["chance"])
-    return _num((_probe_part(record, key, name) or {}).get("chance"))
+    part = _num((_probe_part(record, key, name) or {}).get("chance"))
+    if part is None and name.split("@", 1)[0].endswith("_accuracy"):  # one level per result
+        return _num((get(record, "evals", key) or {}).get("chance"))  # (benign-finetune)
+    return part
 
 
 def unread_results(records: list[dict]) -> list[str]:
