@@ -380,3 +380,64 @@ def test_report_says_which_suite_ran_each_result():
     assert "robust/relearn" in evaluations and "robust/fact-probes" in evaluations
     assert "<td>relearn</td><td>robust</td>" in evaluations
     assert "robust/relearn: forget after 10-step attack" in page  # the leaderboard's column
+
+
+def _generations(continuations: dict[str, str]) -> dict:
+    """A stored generations result: one sample per split, the same fixed documents for all."""
+    samples = [
+        {
+            "split": split,
+            "document_id": f"t-{split}",
+            "prompt": f"Once upon a time ({split})",
+            "continuation": text,
+            "document_continuation": f"what the {split} story says",
+        }
+        for split, text in continuations.items()
+    ]
+    return result("generations", {"decoding": "greedy", "samples": samples})
+
+
+def test_report_shows_each_methods_generations_from_the_records():
+    recs = _damage_records()
+    for r in recs:
+        text = {"forget": f"{r['method']} s{r['seed']} forget <b>", "retain": "fluent retain"}
+        r["evals"] = {"quick/generations": _generations(text)}
+    page = report_html(recs, BENCH)
+    section = page.split('id="generations"', 1)[1].split("<h2", 1)[0]
+    forget, retain = section.split("<h3>")[1:]
+    assert forget.startswith("forget prompt") and retain.startswith("retain prompt")
+    assert "Once upon a time (forget)" in forget and "what the forget story says" in forget
+    assert "sgtm s0 forget &lt;b&gt;" in forget  # escaped, and the lowest seed's run
+    assert "sgtm s1 forget" not in forget
+    # one row per method and setting, in the leaderboard's order, each in its method's colour
+    rows = leaderboard_rows(recs, BENCH)
+    order = [forget.index(f"{r['method']} s0 forget") for r in rows if r["method"] != "sgtm"]
+    assert order == sorted(order)
+    assert forget.count("<tr>") == 3 + len(rows)  # head, prompt, the document, one per row
+    assert f"background:{method_color('filter')}" in forget
+    # without the evaluation: a note saying how to add it
+    plain = report_html(_damage_records(), BENCH)
+    assert "No generations in these records" in plain
+
+
+def test_benign_fine_tune_accuracy_shows_its_chance_level():
+    summary = result(
+        "benign-finetune",
+        {"worst_case": [{"budget": 10, "forget_loss": 2.0, "forget_accuracy": 0.4}],
+         "budget": 10, "chance": 0.25},
+    )  # fmt: skip
+    recs = [record("sgtm", 0, 3.0, 1.6, evals={"robust/benign-finetune": summary})]
+    rows = leaderboard_rows(recs, BENCH)
+    cell = rows[0]["cells"]["robust/benign-finetune:forget_accuracy@10"]
+    assert cell.mean == pytest.approx(0.4) and cell.chance == pytest.approx(0.25)
+    assert "chance 0.250" in report_html(recs, BENCH)
+
+
+def test_cli_tolerance_defaults_are_the_rules():
+    import inspect
+
+    from unlearnbench.cli import plot, report
+
+    for command in (plot, report):
+        default = inspect.signature(command).parameters["retain_tolerance"].default.default
+        assert default == stats.RETAIN_TOLERANCE
