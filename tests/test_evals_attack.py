@@ -168,6 +168,7 @@ def test_shipped_suites_load_and_validate():
         "quantization",
         "in-context",
         "hidden-probes",
+        "generations",
     }
     assert robust["hidden-probes"].options == {"references": True}
     assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200

@@ -334,19 +334,26 @@ def plot(
     out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
     benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Default: every one."),
     dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT/figures]"),
+    retain_tolerance: float = typer.Option(
+        0.1,  # results/stats.py RETAIN_TOLERANCE (a test holds the two equal)
+        "--retain-tolerance",
+        help="The trade-off's band and frontier (as `leaderboard`).",
+    ),
 ) -> None:
     """Draw figures (PNG and SVG) from the run records: DEST/<benchmark>-<kind>.{png,svg}."""
     from unlearnbench.results.plots import PLOTS
 
     if kind not in (*PLOTS, "all"):
         fail(f"unknown plot {kind!r}; choose {', '.join(PLOTS)} or all")
+    if not retain_tolerance >= 0:
+        fail(f"--retain-tolerance must be a non-negative number of nats, got {retain_tolerance}")
     records = _records_for(out, benchmark)
     from unlearnbench.results.plots import write_plots
 
     dest = dest or out / "figures"
     kinds = PLOTS if kind == "all" else (kind,)
     for bench in _benchmarks(records, benchmark):
-        written = write_plots(records, bench, dest, kinds)
+        written = write_plots(records, bench, dest, kinds, retain_tolerance)
         for k in kinds:
             if k in written:
                 sys.stdout.write(f"{bench} {k}: {' '.join(str(p) for p in written[k])}\n")
@@ -359,12 +366,19 @@ def report(
     out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
     benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Default: every one."),
     dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT/report]"),
+    retain_tolerance: float = typer.Option(
+        0.1,  # results/stats.py RETAIN_TOLERANCE (a test holds the two equal)
+        "--retain-tolerance",
+        help="Ranking, trade-off band and frontier (as `leaderboard`).",
+    ),
 ) -> None:
     """Write one self-contained HTML page per benchmark: DEST/report-<benchmark>.html."""
+    if not retain_tolerance >= 0:
+        fail(f"--retain-tolerance must be a non-negative number of nats, got {retain_tolerance}")
     records = _records_for(out, benchmark)
     from unlearnbench.results.report import write_reports
 
-    for path in write_reports(records, dest or out / "report", benchmark):
+    for path in write_reports(records, dest or out / "report", benchmark, retain_tolerance):
         sys.stdout.write(f"{path}\n")
 
 

@@ -126,7 +126,10 @@ def chance_of(record: dict, key: str, name: str) -> float | None:
     for e in headline(get(record, "evals", key)):
         if e["name"] == name and _num(e.get("chance")) is not None:
             return _num(e["chance"])
-    return _num((_probe_part(record, key, name) or {}).get("chance"))
+    part = _num((_probe_part(record, key, name) or {}).get("chance"))
+    if part is None and name.split("@", 1)[0].endswith("_accuracy"):  # one level per result
+        return _num((get(record, "evals", key) or {}).get("chance"))  # (benign-finetune)
+    return part
 
 
 def unread_results(records: list[dict]) -> list[str]:
@@ -154,6 +157,8 @@ def summary_text(summary: dict) -> str:
     entries = headline(summary)
     if not entries and not (isinstance(summary, dict) and "headline" in summary):
         return "recorded without headline metrics (attack again with its suite to add them)"
+    if summary.get("headline") == []:  # an evaluation that declares none (generations: text)
+        return "recorded (no headline numbers; the report shows it)"
     measured = [e for e in entries if _num(e.get("value")) is not None or "limit" in e]
     if not measured:
         return "no headline metric measured"

@@ -1,8 +1,11 @@
 """The HTML report: one self-contained page per benchmark (no network, figures as inline data URIs).
 
-Sections: the leaderboard, the three figures, the evaluations the records hold (which suite ran
-each, with which options), each method's settings, the versions and hardware the runs used, and the
-list of runs. A pure function of the run records (no torch, no method or evaluation registry).
+Sections: the leaderboard, the three figures (each method in its colour, the same as in the
+figures' files), sample generations (greedy continuations of a fixed forget and a fixed retain
+prompt, recorded by the `generations` evaluation when the run was made), the evaluations the
+records hold (which suite ran each, with which options), each method's settings, the versions and
+hardware the runs used, and the list of runs. A pure function of the run records (no torch, no
+method or evaluation registry).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from unlearnbench.results import stats
 from unlearnbench.results.leaderboard import (
     get,
     headline,
@@ -37,17 +41,45 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .85em; }
 code { font-size: .9em; }
+.swatch { display: inline-block; width: .8em; height: .8em; margin-right: .3em;
+          border: 1px solid #333; vertical-align: baseline; }
+td.text { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .95em; max-width: 60em;
+          white-space: pre-wrap; }
 """
 
-CAPTIONS = {
-    "tradeoff": "Forget loss (higher = more removed) against retain and adjacent loss (lower = less "
-    "damage). Error bars: std over seeds. Grey step line: Pareto frontier. Dashed: no-filter; "
-    "dotted: the perfect filter (filter at recall 1).",
-    "relearn": "Relearning attacks, one panel per attack result (SUITE/KEY) and mode: forget loss "
-    "during fine-tuning on held-out forget documents, the lowest over the attack's learning-rate "
-    "grid at each step, mean over seeds (band: range).",
-    "undiscovered": "Forget loss against the fraction of forget documents left unlabeled "
-    "(1 - recall). Dashed: no-filter.",
+
+def captions(retain_tolerance: float = stats.RETAIN_TOLERANCE) -> dict[str, str]:
+    """What each figure shows, said under it (with the ranking rule the trade-off is drawn by)."""
+    return {
+        "tradeoff": "Removal against damage: Δforget (forget loss minus the matching no-filter "
+        "run's, paired by seed; higher = more removed) against Δretain and Δadjacent (lower = less "
+        "damage). Points: mean over seeds; bars: 95% Student-t interval of the mean (n per entry "
+        "in the legend; n=1: one seed, no interval). Shaded: mean Δretain within the ranking's "
+        f"retain tolerance ({retain_tolerance:g} nats); filled points are within it, hollow ones "
+        "beyond it. Grey step line: the Pareto frontier of the rows within the tolerance only. "
+        "Dotted: the perfect filter's Δforget (filter at recall 1), the ceiling of selectivity. "
+        "Numbers: each row's rank in the leaderboard; points that coincide share one label. "
+        f"Order: {stats.ranking_rule(retain_tolerance)}.",
+        "relearn": "Relearning attacks, one panel per attack result (SUITE/KEY) and mode: the "
+        "worst case at each step, computed as the tables compute it: the lowest forget loss "
+        "reached by that step over the attack's learning rates and attack seeds, among the "
+        "settings whose retain loss stayed within the attack's retain tolerance; then the mean "
+        "over seeds (band: 95% Student-t interval; n per entry). Hollow point: some seeds had "
+        "no valid attack there (excluded), the mean is of the others; × on the top edge: every "
+        "seed excluded (measured, no valid attack). Runs without the attack result are not "
+        "measured: named under the panel, not drawn. Dashed: the no-filter forget loss the steps "
+        "to recover aim at.",
+        "undiscovered": "Forget loss against the fraction of forget documents left unlabeled "
+        "(1 - recall). Points: mean over seeds; bars: 95% Student-t interval (n per entry). "
+        "Dashed: no-filter.",
+    }
+
+
+CAPTIONS = captions()
+# why a figure can be empty when the records hold runs
+EMPTY = {
+    "tradeoff": " (it draws Δ against the matching no-filter run; no run here has one)",
+    "relearn": " (no attack curves)",
 }
 
 
@@ -161,14 +193,106 @@ def _runs_table(records: list[dict]) -> str:
     return "\n".join(out)
 
 
-def report_html(records: list[dict], benchmark: str, title: str | None = None) -> str:
-    """The whole page for one benchmark as a string."""
+def _swatch(method: str) -> str:
+    from unlearnbench.results.plots import method_color
+
+    return f'<span class="swatch" style="background:{method_color(method)}"></span>'
+
+
+def _colour_key(records: list[dict]) -> str:
+    """Each method of the page in the colour every figure gives it."""
+    methods = sorted({str(r.get("method")) for r in records})
+    items = [f"{_swatch(m)}{html.escape(m)}" for m in methods]
+    return '<p class="muted">Colours (the same in every figure): ' + " &nbsp; ".join(items) + "</p>"
+
+
+def generation_samples(records: list[dict]) -> list[dict]:
+    """One entry per recorded generations result: the run's method, setting, seed and model and
+    its samples ({"split", "document_id", "prompt", "continuation", ...})."""
+    out = []
+    for r in records:
+        for key, ev in sorted((r.get("evals") or {}).items()):
+            if isinstance(ev, dict) and ev.get("eval") == "generations" and ev.get("samples"):
+                samples = [s for s in ev["samples"] if isinstance(s, dict)]
+                out.append({"record": r, "key": key, "samples": samples})
+    return out
+
+
+def _generations_section(records: list[dict], rows: list[dict]) -> str:
+    """Per prompt: the prompt, what the test document really says next, and each method's
+    greedy continuation (the first seed of each method and setting, in the leaderboard's order)."""
+    esc = html.escape
+    found = generation_samples(records)
+    if not found:
+        return (
+            '<p class="muted">No generations in these records (the <code>generations</code> '
+            "evaluation of the quick and robust suites records them; "
+            "<code>unlearnbench attack RUN --suite quick</code> adds them to a saved run).</p>"
+        )
+    order = {(r["model"], r["method"], r["setting"]): i for i, r in enumerate(rows)}
+    first: dict[tuple, dict] = {}  # (model, method, setting) -> the lowest seed's result
+    for f in sorted(found, key=lambda f: (str(f["record"].get("seed")), f["key"])):
+        r = f["record"]
+        first.setdefault((r.get("model"), r.get("method"), setting_of(r)), f)
+    entries = sorted(first.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+    prompts: dict[tuple, list] = defaultdict(list)  # (split, document, prompt) -> entries
+    for ident, f in entries:
+        for sample in f["samples"]:
+            doc = (sample.get("split"), sample.get("document_id"), sample.get("prompt"))
+            prompts[doc].append((ident, f, sample))
+    many_models = len({ident[0] for ident, _ in entries}) > 1
+    out = [
+        '<p class="muted">Greedy continuations (no sampling) of the opening of one fixed test '
+        "document per split, the same document for every run; one run per method and setting "
+        "(its lowest seed), in the leaderboard's order. A method that removed the forget "
+        "capability should lose the forget document's thread and keep the retain one's.</p>"
+    ]
+    for (split, doc_id, prompt), items in sorted(
+        prompts.items(), key=lambda kv: _split_order(kv[0])
+    ):
+        truth = items[0][2].get("document_continuation", "")
+        out.append(
+            f"<h3>{esc(str(split))} prompt <small>(test document {esc(str(doc_id))})</small></h3>"
+        )
+        out.append("<table><thead><tr><th>run</th><th>continuation</th></tr></thead><tbody>")
+        out.append(f'<tr><td>prompt</td><td class="text"><b>{esc(str(prompt))}</b></td></tr>')
+        if truth:
+            out.append(
+                f'<tr><td>the document itself</td><td class="text">{esc(str(truth))}</td></tr>'
+            )
+        for (model, method, setting), f, sample in items:
+            seed = f["record"].get("seed")
+            name = method + (f" ({setting})" if setting else "")
+            name += f" [{model}]" if many_models else ""
+            out.append(
+                f"<tr><td>{_swatch(str(method))}{esc(name)} <small>seed {esc(str(seed))}; "
+                f"{esc(f['key'])}</small></td>"
+                f'<td class="text">{esc(str(sample.get("continuation", "")))}</td></tr>'
+            )
+        out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _split_order(doc: tuple) -> tuple:
+    split = doc[0]
+    rank = {"forget": 0, "adjacent": 1, "retain": 2}.get(split, 3)
+    return rank, str(split), str(doc[1]), str(doc[2])
+
+
+def report_html(
+    records: list[dict],
+    benchmark: str,
+    title: str | None = None,
+    retain_tolerance: float = stats.RETAIN_TOLERANCE,
+) -> str:
+    """The whole page for one benchmark as a string (ranked, and its trade-off figure drawn, by
+    `stats.ranking_rule(retain_tolerance)`)."""
     from unlearnbench.results.plots import PLOTS, figure, svg_text
 
     esc = html.escape
     recs = [r for r in with_settings(records) if r.get("benchmark") == benchmark]
     title = title or f"unlearnbench report: {benchmark}"
-    rows = leaderboard_rows(recs, benchmark)
+    rows = leaderboard_rows(recs, benchmark, retain_tolerance)
     models = sorted({str(r.get("model")) for r in recs})
     seeds = sorted({r.get("seed") for r in recs}, key=str)
     hidden = ("benchmark", "model") if len(models) == 1 else ("benchmark",)  # said in the header
@@ -186,18 +310,23 @@ def report_html(records: list[dict], benchmark: str, title: str | None = None) -
         '<h3 id="full-table">Full table</h3>',
         f'<div class="scroll">{to_html(rows, hide=hidden)}</div>',
         '<h2 id="figures">Figures</h2>',
+        _colour_key(recs),
     ]
+    texts = captions(retain_tolerance)
     for kind in PLOTS:
-        fig = figure(kind, recs, benchmark)
+        fig = figure(kind, recs, benchmark, retain_tolerance)
         if fig is None:
-            parts.append(f'<p class="muted">{esc(kind)}: no data in these records.</p>')
+            why = EMPTY.get(kind, "")
+            parts.append(f'<p class="muted">{esc(kind)}: no data in these records{why}.</p>')
             continue
         uri = _svg_data_uri(svg_text(fig))
         parts.append(
             f'<figure id="fig-{kind}"><img src="{uri}" alt="{esc(benchmark)} {kind} plot">'
-            f"<figcaption>{esc(CAPTIONS[kind])}</figcaption></figure>"
+            f"<figcaption>{esc(texts[kind])}</figcaption></figure>"
         )
     parts += [
+        '<h2 id="generations">Sample generations</h2>',
+        _generations_section(recs, rows),
         '<h2 id="evaluations">Evaluations</h2>',
         '<p class="muted">The leaderboard names each evaluation\'s columns by its result key here '
         "(SUITE/KEY).</p>",
@@ -216,7 +345,10 @@ def report_html(records: list[dict], benchmark: str, title: str | None = None) -
 
 
 def write_reports(
-    records: list[dict], out_dir: str | Path, benchmark: str | None = None
+    records: list[dict],
+    out_dir: str | Path,
+    benchmark: str | None = None,
+    retain_tolerance: float = stats.RETAIN_TOLERANCE,
 ) -> list[Path]:
     """`report-<benchmark>.html` for the given benchmark, or for every benchmark in the records."""
     from unlearnbench.results.store import write_text_atomic
@@ -230,6 +362,6 @@ def write_reports(
         if not by_bench.get(name):
             raise FileNotFoundError(f"no run records for benchmark {name!r}")
         p = Path(out_dir) / f"report-{name}.html"
-        write_text_atomic(p, report_html(records, name))
+        write_text_atomic(p, report_html(records, name, retain_tolerance=retain_tolerance))
         paths.append(p)
     return paths
