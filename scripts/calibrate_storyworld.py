@@ -84,31 +84,33 @@ def run_point(benchmark, world: dict, method, args, store) -> dict:
     return scored
 
 
+def _accuracies(scored: dict) -> str:
+    return " / ".join(
+        f"{scored[s]:.2f}" if s in scored else "-" for s in ("forget", "adjacent", "retain")
+    )
+
+
+def _losses(run: dict) -> str:
+    m = run["losses"]
+    return f"{m['forget']:.3f} / {m['retain']:.3f}"
+
+
 def table(results: list[dict]) -> str:
+    """One row per benchmark, world and scored step; losses on the final step's row."""
     lines = [
-        "| benchmark | world | step | no-filter forget / adjacent / retain acc | "
-        "filter forget / adjacent / retain acc | no-filter forget / retain loss | "
-        "filter forget / retain loss |",
+        "| benchmark | world | step | no-filter facts: forget / adjacent / retain | "
+        "filter facts: forget / adjacent / retain | no-filter loss: forget / retain | "
+        "filter loss: forget / retain |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         nf, fl = r["no-filter"], r["filter"]
+        final = max(nf["steps"], key=int)
         for step in nf["steps"]:
-            a, b = nf["steps"][step], fl["steps"].get(step, {})
-
-            def accs(d):
-                return " / ".join(f"{d[s]:.2f}" if s in d else "-" for s in ("forget", "adjacent",
-                                                                                "retain"))  # fmt: skip
-
-            last = step == max(nf["steps"], key=int)
-
-            def loss(d):
-                m = d["losses"]
-                return f"{m['forget']:.3f} / {m['retain']:.3f}" if last else ""
-
+            losses = f"{_losses(nf)} | {_losses(fl)}" if step == final else " | "
             lines.append(
-                f"| {r['benchmark']} | {r['world']} | {step} | {accs(a)} | {accs(b)} | "
-                f"{loss(nf)} | {loss(fl)} |"
+                f"| {r['benchmark']} | {r['world']} | {step} | {_accuracies(nf['steps'][step])} | "
+                f"{_accuracies(fl['steps'].get(step, {}))} | {losses} |"
             )
     return "\n".join(lines)
 

@@ -626,13 +626,23 @@ class StoryOptions:
     # a topic's facts are stated mostly in its own stories (so filtering them removes the facts)
     # while its characters still visit others (so topics still share entities)
     visitor_facts: float = 1.0
+    # share of documents that are an entity's profile instead of a story: all its facts, one
+    # sentence each, in a random order (an encyclopedia entry; the entity lives in the document's
+    # topic). Facts need many statements to form in a small model; profiles state them densely.
+    profiles: float = 0.0
 
     def __post_init__(self):
         for name in ("main_facts", "other_facts"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= len(FACTS):
                 raise ValueError(f"{name} must satisfy 0 <= min <= max <= {len(FACTS)}")
-        for name in ("main_from_adjacent", "adjacent_visitors", "other_visitors", "visitor_facts"):
+        for name in (
+            "main_from_adjacent",
+            "adjacent_visitors",
+            "other_visitors",
+            "visitor_facts",
+            "profiles",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.adjacent_visitors + self.other_visitors > 1.0:
@@ -724,6 +734,8 @@ def _make_plan(
             0.0,
         )
 
+    if opts.profiles and r.random() < opts.profiles:
+        return _profile_plan(world, r, topic, pid)
     main = world.entities_of(adj_topic if r.random() < opts.main_from_adjacent else topic)
     main = main[rv(len(main))]
     names = [main.name]
@@ -781,6 +793,16 @@ def _make_plan(
         ev.append(("feel", V(), 0, FEELINGS[rv(len(FEELINGS))]))
     ev.append(("home", V(), 0) if r.random() < 0.6 else ("end", V(), 0, 1))
     return StoryPlan(pid, topic, tuple(names), tuple(ev), tuple(facts))
+
+
+def _profile_plan(world: World, r: random.Random, topic: str, pid: int) -> StoryPlan:
+    """A profile of one entity of `topic`: each of its facts in one sentence, in a random order."""
+    pool = world.entities_of(topic)
+    entity = pool[r.randrange(len(pool))]
+    fs = list(FACTS)
+    r.shuffle(fs)
+    events = tuple(("fact", r.randrange(1 << 16), 0, f) for f in fs)
+    return StoryPlan(pid, topic, (entity.name,), events, tuple((entity.name, f) for f in fs))
 
 
 def iter_plans(

@@ -33,6 +33,7 @@ class StoryworldLangOptions:
     adjacent_visitors: float = sw.DEFAULT_STORIES.adjacent_visitors
     other_visitors: float = sw.DEFAULT_STORIES.other_visitors
     visitor_facts: float = sw.DEFAULT_STORIES.visitor_facts
+    profiles: float = sw.DEFAULT_STORIES.profiles
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class StoryworldTopicOptions:
     adjacent_visitors: float = sw.DEFAULT_STORIES.adjacent_visitors
     other_visitors: float = sw.DEFAULT_STORIES.other_visitors
     visitor_facts: float = sw.DEFAULT_STORIES.visitor_facts
+    profiles: float = sw.DEFAULT_STORIES.profiles
 
 
 def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
@@ -70,6 +72,7 @@ def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
         adjacent_visitors=float(get("adjacent_visitors", d.adjacent_visitors)),
         other_visitors=float(get("other_visitors", d.other_visitors)),
         visitor_facts=float(get("visitor_facts", d.visitor_facts)),
+        profiles=float(get("profiles", d.profiles)),
     )
     for name in ("main_facts", "other_facts"):
         if len(getattr(stories, name)) != 2:
