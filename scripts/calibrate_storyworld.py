@@ -25,11 +25,13 @@ from pathlib import Path
 # grid points: name -> benchmark options (the rest at the benchmark's defaults)
 WORLDS = {
     "original": dict(entities_per_topic=26),
-    "e8": dict(entities_per_topic=8),
-    "e6": dict(entities_per_topic=6),
     "e4": dict(entities_per_topic=4),
-    "e6-dense": dict(entities_per_topic=6, main_facts=(3, 5), other_facts=(2, 4)),
     "e4-dense": dict(entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4)),
+    "e4-dense-p50": dict(entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=0.5),
+    "e4-dense-p80": dict(entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=0.8),
+    "e4-dense-p100": dict(
+        entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=1.0
+    ),
 }
 
 
@@ -104,13 +106,15 @@ def table(results: list[dict]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        nf, fl = r["no-filter"], r["filter"]
+        nf, fl = r.get("no-filter"), r.get("filter")
+        if nf is None:  # a filter-only invocation: its runs are in the store for the next table
+            continue
         final = max(nf["steps"], key=int)
         for step in nf["steps"]:
-            losses = f"{_losses(nf)} | {_losses(fl)}" if step == final else " | "
+            losses = f"{_losses(nf)} | {_losses(fl) if fl else '-'}" if step == final else " | "
             lines.append(
                 f"| {r['benchmark']} | {r['world']} | {step} | {_accuracies(nf['steps'][step])} | "
-                f"{_accuracies(fl['steps'].get(step, {}))} | {losses} |"
+                f"{_accuracies(fl['steps'].get(step, {}) if fl else {})} | {losses} |"
             )
     return "\n".join(lines)
 
@@ -126,7 +130,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--every", type=int, default=100, help="steps between scored snapshots")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", nargs="*", default=[], help="extra KEY=VALUE run settings")
+    ap.add_argument(
+        "--set", nargs="*", default=[], help="extra KEY=VALUE run settings (after the defaults)"
+    )
     args = ap.parse_args()
 
     from unlearnbench.results.store import RunStore
@@ -139,7 +145,7 @@ def main() -> None:
             for method in args.methods:
                 row[method] = run_point(benchmark, WORLDS[name], method, args, store)
             results.append(row)
-    text = table(results) if set(args.methods) >= {"no-filter", "filter"} else ""
+    text = table(results)
     print(text or json.dumps(results, indent=1))
     if args.table:
         Path(args.table).write_text(text + "\n")
