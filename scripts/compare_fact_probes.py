@@ -50,8 +50,9 @@ def main() -> None:
 
     from unlearnbench.config import ConfigError
     from unlearnbench.data.benchmarks import load_benchmark
-    from unlearnbench.evals.fact_probes import mcnemar_p, probe_correct, probes_by_split
+    from unlearnbench.evals.fact_probes import probe_correct, probes_by_split
     from unlearnbench.models.build import load_model
+    from unlearnbench.results.stats import mcnemar_p
     from unlearnbench.results.store import RunStore
 
     store = RunStore(args.runs)

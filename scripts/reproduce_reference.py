@@ -9,8 +9,12 @@ leaderboard, figures and one HTML report per benchmark, all written to `results/
     python scripts/reproduce_reference.py                # everything (hours on a CPU)
     python scripts/reproduce_reference.py --quick        # smoke test: seed 0, 5 steps, quick suite
     python scripts/reproduce_reference.py --only-results --runs runs   # tables/figures from a store
+    python scripts/reproduce_reference.py --jobs 4       # 4 local processes
+    python scripts/reproduce_reference.py --launcher slurm --slurm slurm_partition=gpu \
+        --slurm gpus_per_node=1 --slurm timeout_min=120 --set train.device=cuda   # SLURM
 
-Runs already recorded are skipped, so an interrupted reproduction continues where it stopped.
+Runs already recorded (with the suite's results) are skipped, so an interrupted reproduction
+continues where it stopped. With a launcher each job trains its run and then attacks it.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ RECALLS = (1.0, 0.9)
 SEEDS = (0, 1, 2)
 
 
-def specs(seeds, quick: bool) -> list[dict]:
+def specs(seeds, quick: bool, fixed: dict | None = None) -> list[dict]:
     from unlearnbench.registry import methods
 
-    fixed = {"train.steps": 5, "train.warmup_steps": 1} if quick else {}
+    fixed = {**({"train.steps": 5, "train.warmup_steps": 1} if quick else {}), **(fixed or {})}
     return [
         {
             "benchmark": b,
@@ -42,13 +46,17 @@ def specs(seeds, quick: bool) -> list[dict]:
     ]
 
 
-def run_everything(store, seeds, suite: str, quick: bool, dry_run: bool, console) -> list[str]:
-    from unlearnbench.suites import run_suite
-    from unlearnbench.sweep import plan, print_plan, print_summary, run_sweep
+def run_everything(
+    store, seeds, suite: str, quick: bool, dry_run: bool, console, **how
+) -> list[str]:
+    """Plan both benchmarks' grids and run them: each run trained, then attacked with `suite`.
+    `how`: launcher, jobs, runs_per_job, submitit_params, log, fixed (overrides of every run)."""
+    from unlearnbench.sweep import launch_sweep, plan, print_plan, print_summary, run_sweep
 
+    launcher = how.get("launcher", "serial")
     planned = []
-    for spec in specs(seeds, quick):
-        runs = plan(spec, store)
+    for spec in specs(seeds, quick, how.get("fixed")):
+        runs = plan({**spec, "suite": suite}, store)
         console.print(f"[bold]{spec['benchmark']}[/]")
         print_plan(runs, console)
         planned.append(runs)
@@ -56,19 +64,22 @@ def run_everything(store, seeds, suite: str, quick: bool, dry_run: bool, console
         return []
     run_ids = []
     for runs in planned:
-        summary = run_sweep(runs, store, console)
+        if launcher == "serial":
+            summary = run_sweep(runs, store, console, suite=suite, log=how.get("log", ()))
+        else:
+            summary = launch_sweep(
+                runs,
+                store,
+                console,
+                launcher,
+                how.get("jobs", 1),
+                how.get("runs_per_job", 1),
+                suite=suite,
+                log=how.get("log", ()),
+                submitit_params=how.get("submitit_params"),
+            )
         print_summary(summary, console)
         run_ids += summary.done + summary.skipped
-    failed = []
-    for i, run_id in enumerate(run_ids, 1):
-        console.print(f"[bold]suite {suite}[/] {i}/{len(run_ids)} {run_id}")
-        try:
-            run_suite(run_id, suite, store, progress=False)
-        except Exception as e:  # report and go on, as the sweep does
-            failed.append(run_id)
-            console.print(f"[red]suite failed[/] {run_id}: {type(e).__name__}: {e}")
-    if failed:
-        console.print(f"[red]{len(failed)} suite runs failed[/]: {', '.join(failed)}")
     return run_ids
 
 
@@ -137,28 +148,54 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="seed 0, 5 steps, the quick suite")
     ap.add_argument("--only-results", action="store_true", help="no runs: results from the store")
     ap.add_argument("--note", default="", help="a sentence for results/README.md on what this is")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (a process pool when > 1)")
+    ap.add_argument(
+        "--launcher", default=None, help="serial | pool | slurm | submitit-local (launch.py)"
+    )
+    ap.add_argument("--runs-per-job", type=int, default=1, help="runs per pool or SLURM job")
+    ap.add_argument("--slurm", action="append", default=[], help="submitit parameter KEY=VALUE")
+    ap.add_argument("--set", action="append", default=[], help="override of every run KEY=VALUE")
+    ap.add_argument("--log", action="append", default=[], help="tracker: tensorboard | wandb")
     args = ap.parse_args()
 
     import torch
     from rich.console import Console
+    from rich.markup import escape
 
-    from unlearnbench.config import ConfigError
+    from unlearnbench.config import ConfigError, parse_assignments
+    from unlearnbench.launch import check_launcher, check_submitit, submitit_parameters
     from unlearnbench.results.store import RunStore
+    from unlearnbench.tracking import parse_trackers
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    launcher = args.launcher or ("pool" if args.jobs > 1 else "serial")
+    if launcher == "serial":  # pool and SLURM jobs set their own thread counts
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     console = Console(stderr=True)
     store = RunStore(args.runs)
     if args.quick:
         args.seeds, args.suite = [0], "quick"
     start = time.perf_counter()
     try:
+        check_launcher(launcher, args.jobs, args.runs_per_job)
+        params = submitit_parameters(None, args.slurm, args.jobs)
+        check_submitit(launcher, params)
+        how = {
+            "launcher": launcher,
+            "jobs": args.jobs,
+            "runs_per_job": args.runs_per_job,
+            "submitit_params": params,
+            "log": parse_trackers(args.log),
+            "fixed": parse_assignments(args.set),
+        }
         run_ids = (
             []
             if args.only_results
-            else run_everything(store, args.seeds, args.suite, args.quick, args.dry_run, console)
+            else run_everything(
+                store, args.seeds, args.suite, args.quick, args.dry_run, console, **how
+            )
         )
     except ConfigError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        console.print(f"[bold red]error:[/] {escape(str(e))}")
         sys.exit(2)
     if args.dry_run:
         return

@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
+from unlearnbench.results.store import RunStore
 
 runner = CliRunner()
 K = "tiny-suite/"  # results go under SUITE/KEY (the suite file below is tiny-suite.yaml)
@@ -26,6 +27,13 @@ evals:
   - eval: calibrated-loss
     options: {steps: 3, batch_size: 2, n_docs: 10}
   - eval: direction-ablation
+  - eval: benign-finetune
+    options: {budgets: [2, 4], eval_every: 2, eval_blocks: 2, n_docs: 20, batch_size: 2,
+              max_probes: 8, references: true}
+  - eval: quantization
+    options: {max_probes: 8, references: true}
+  - eval: hidden-probes
+    options: {max_per_split: 60, layers: [2], references: true}
 """
 
 
@@ -39,12 +47,14 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     run_id = before["run_id"]
     res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
     assert res.exit_code == 0, res.stderr
-    after = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
+    after = RunStore(out).load(run_id)  # as read back: the model path found in the store
     for key, value in before.items():
         assert after[key] == value, f"{key} changed"
     ev = after["evals"]
     # each result under SUITE/KEY, with what ran it and the headline metrics its evaluation declared
     names = ("relearn", "fact-probes", "disjoint-facts", "calibrated-loss", "direction-ablation")
+    names += ("benign-finetune", "quantization")
+    names += ("hidden-probes",)
     assert set(ev) == {K + n for n in names}
     assert {(ev[K + n]["eval"], ev[K + n]["suite"]) for n in names} == {
         (n, "tiny-suite") for n in names
@@ -56,6 +66,19 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
         "steps_to_close_gap",
     ]
     assert ev[K + "direction-ablation"]["applicable"] is False  # sgtm records no steered layer
+    # benign fine-tuning and quantization: their declared columns, and the references measured
+    assert [e["name"] for e in ev[K + "benign-finetune"]["headline"]] == [
+        "forget_loss@2", "forget_loss@4", "forget_accuracy@2", "forget_accuracy@4",
+        "steps_to_recover",
+    ]  # fmt: skip
+    assert [e["name"] for e in ev[K + "quantization"]["headline"]] == [
+        "forget_loss@8", "forget_loss@4", "forget_accuracy@8", "forget_accuracy@4",
+    ]  # fmt: skip
+    for key in ("benign-finetune", "quantization"):
+        assert set(ev[K + key]["references"]) == {"no-filter", "perfect-filter"}, key
+    benign_rows = after["curves"][K + "benign-finetune"]
+    assert {r["split"] for r in benign_rows} >= {"forget", "retain"}
+    assert {r["step"] for r in benign_rows if "accuracy" in r} == {0, 2, 4}  # before, budgets
     rel = ev[K + "relearn"]
     assert [e["budget"] for e in rel["worst_case"]] == [2, 4]
     # the references were attacked too (trained first: no-filter and the perfect filter)
@@ -70,6 +93,13 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
         rel["reference_forget_loss"] == nf["curves"][K + "relearn"][0]["loss"]
     )  # its step-0 forget loss
     assert {r["split"] for r in after["curves"][K + "relearn"]} == {"forget", "retain"}
+    # the linear probes ran on both references too, and the perfect filter is the floor
+    hp = ev[K + "hidden-probes"]
+    assert {n: r["run_id"] for n, r in hp["references"].items()} == {
+        n: r["run_id"] for n, r in rel["references"].items()
+    }
+    floor = hp["references"]["perfect-filter"]["forget"]["best_accuracy"]
+    assert hp["forget_over_perfect_filter"] == hp["forget"]["best_accuracy"] - floor
     assert (
         set(ev[K + "fact-probes"]) >= {"forget", "retain"}
         and ev[K + "fact-probes"]["forget"]["n"] == 8
@@ -134,7 +164,12 @@ def test_shipped_suites_load_and_validate():
         "direction-ablation",
         "relearn",
         "disjoint-facts",
+        "benign-finetune",
+        "quantization",
+        "in-context",
+        "hidden-probes",
     }
+    assert robust["hidden-probes"].options == {"references": True}
     assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200
     sgtm = load_suite("sgtm-paper")[0][0]
     assert sgtm.key == "relearn-sgtm-paper" and sgtm.options["forget_fraction"] == 0.5

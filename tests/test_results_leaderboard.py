@@ -104,11 +104,12 @@ def test_arrows_order_and_rule():
     assert headers["forget"] == "forget loss ↑"
     assert headers["retain"] == "retain loss ↓"
     assert headers["d_forget"].endswith("↑") and headers["d_retain"].endswith("↓")
-    forgets = [r["cells"]["forget"].mean for r in rows]
-    assert forgets == sorted(forgets, reverse=True)
-    assert [r["method"] for r in rows][0] == "filter" and rows[-1]["method"] == "no-filter"
+    # ranked by selectivity, not forget loss: runs without a matching no-filter (sgtm at recall
+    # 0.9 and 0.5 have none among these records) come after the ones that have a Δ
+    assert [r["method"] for r in rows][:2] == ["filter", "no-filter"]
+    assert [r["rank_group"] for r in rows] == [0, 0, 2, 2, 2]
     md = to_markdown(rows)
-    assert "highest first" in md.splitlines()[-1]
+    assert "ranked by selectivity" in md.splitlines()[-1]
 
 
 def test_settings_distinguish_recall_and_non_default_options():
@@ -174,7 +175,9 @@ def test_csv_and_html_hold_the_same_numbers():
     assert len(p.rows) == len(rows) + 1  # header + one per row
     head = p.rows[0]
     filt = next(r for r in p.rows[1:] if r[2] == "filter")
-    assert filt[head.index("forget loss ↑")] == "4.500 ± 0.707"
+    t1 = math.tan(math.pi * 0.475)  # t(0.975, df=1): two seeds
+    half = t1 * math.sqrt(0.5) / math.sqrt(2)
+    assert filt[head.index("forget loss ↑")] == f"4.500 ± {half:.3f}"
 
 
 def test_cli_leaderboard_formats_and_errors(tmp_path):
@@ -306,12 +309,16 @@ import json, sys
 from unlearnbench.results.leaderboard import leaderboard_rows, to_markdown, to_csv, summary_text
 from unlearnbench.results.plots import write_plots
 from unlearnbench.results.report import report_html
+from unlearnbench.results.leaderboard import runs_frame, headline_markdown
+from unlearnbench.results.attack import worst_case_curve
 recs = json.load(open({str(tmp_path / "records.json")!r}))
 assert "robust/relearn: forget after 10-step attack" in to_markdown(leaderboard_rows(recs))
 to_csv(leaderboard_rows(recs))
 summary_text(recs[0]["evals"]["robust/relearn"])
 write_plots(recs, "storyworld-topic", {str(tmp_path / "figs")!r})
 report_html(recs, "storyworld-topic")
+assert len(runs_frame(recs)) == len(recs) and "Order:" in headline_markdown(leaderboard_rows(recs))
+worst_case_curve(recs[0]["curves"]["robust/relearn"])
 bad = [m for m in ("torch", "unlearnbench.methods", "unlearnbench.evals") if m in sys.modules]
 assert not bad, bad
 print("pure")

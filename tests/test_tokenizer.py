@@ -60,3 +60,21 @@ def test_cache_dir_from_env(tmp_path, monkeypatch, docs):
     monkeypatch.setenv("UNLEARNBENCH_CACHE", str(tmp_path))
     cached_bpe(lambda: (d.text for d in docs[:200]), 300, "envkey")
     assert (tmp_path / "tokenizers" / "envkey-300" / "tokenizer.json").exists()
+
+
+def test_a_saved_tokenizer_names_a_portable_class_and_the_models_context(tmp_path, tok, docs):
+    import json
+
+    from unlearnbench.models.build import build_model, save_model
+
+    model = build_model("tiny", len(tok), tok.eos_token_id, seed=0)
+    path = save_model(model, tok, tmp_path / "model")
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    # "TokenizersBackend" (transformers 5's own name) does not load under transformers 4
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert config["model_max_length"] == model.config.max_position_embeddings == 256
+    loaded = AutoTokenizer.from_pretrained(str(path))
+    assert loaded.model_max_length == 256 and loaded.pad_token_id == loaded.eos_token_id == 0
+    text = docs[1].text
+    assert encode_batch(loaded, [text]) == encode_batch(tok, [text])
+    assert tok.model_max_length > 10**6  # the benchmark's tokenizer itself is left as it was

@@ -19,12 +19,17 @@ app = typer.Typer(
 )
 
 OUT_HELP = "Run store directory (records and models)."
+LOG_HELP = "Track curves and metrics: tensorboard | wandb (repeatable; see tracking.py)."
 
 
 def fail(message: str, code: int = 2) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message's own brackets (`unlearnbench[lm-eval]`, a list) are text, not markup
+    Console(stderr=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 
@@ -73,14 +78,22 @@ def run(
     suite: str | None = typer.Option(
         None, "--suite", help="Evaluation suite to run afterwards (a name or a YAML path)."
     ),
+    log: list[str] = typer.Option([], "--log", help=LOG_HELP),
 ) -> None:
     """Train or unlearn, evaluate (losses; with --suite also attacks and probes), write the record."""
     with _user_errors():
         from unlearnbench.config import parse_assignments
+        from unlearnbench.early_checks import check_run_request
+
+        overrides = parse_assignments(set_)
+        check_run_request(method, benchmark, model, overrides, config)  # a typo: before torch
         from unlearnbench.results.store import RunStore
         from unlearnbench.runner import execute, resolve_run_config
+        from unlearnbench.tracking import parse_trackers
 
-        cfg = resolve_run_config(method, benchmark, model, seed, parse_assignments(set_), config)
+        trackers = parse_trackers(log)  # a missing package fails before training
+
+        cfg = resolve_run_config(method, benchmark, model, seed, overrides, config)
         store = RunStore(out)
         if suite:
             from unlearnbench.evals import load_suite
@@ -89,7 +102,9 @@ def run(
         existed = store.exists(cfg.run_id) and not force
         if resume and not existed and not store.checkpoint_path(cfg.run_id).is_file():
             _say(f"--resume: no checkpoint of {cfg.run_id} in {store.root}; starting from step 0")
-        record = execute(cfg, store, force=force, progress=not (quiet or as_json), resume=resume)
+        record = execute(
+            cfg, store, force=force, progress=not (quiet or as_json), resume=resume, log=trackers
+        )
         from unlearnbench.distributed import is_main
 
         if not is_main():
@@ -97,7 +112,9 @@ def run(
         if suite:
             from unlearnbench.suites import run_suite
 
-            record = run_suite(record["run_id"], suite, store, progress=not (quiet or as_json))
+            record = run_suite(
+                record["run_id"], suite, store, progress=not (quiet or as_json), log=trackers
+            )
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
         return
@@ -113,17 +130,20 @@ def attack(
     out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    log: list[str] = typer.Option([], "--log", help=LOG_HELP),
 ) -> None:
     """Run an evaluation suite on an existing run's saved model; add the results to its record."""
     with _user_errors():
         from unlearnbench.evals import load_suite
         from unlearnbench.results.store import RunStore
         from unlearnbench.suites import run_suite
+        from unlearnbench.tracking import parse_trackers
 
+        trackers = parse_trackers(log)
         load_suite(suite)
         store = RunStore(out)
         store.load(run_id)  # a missing run is a one-line error
-        record = run_suite(run_id, suite, store, progress=not quiet, force=force)
+        record = run_suite(run_id, suite, store, progress=not quiet, force=force, log=trackers)
     _print_evals(record)
 
 
@@ -215,16 +235,20 @@ def list_(
         table.add_column("method")
         table.add_column("kind")
         table.add_column("description")
-        for name in methods.names():
-            spec = methods.get(name)
-            table.add_row(name, spec.kind, spec.description)
+        for name in methods.names():  # read from the sources: nothing (no torch) is imported
+            entry = methods.static_entry(name) or methods.get(name)
+            kind = entry.keywords["kind"] if hasattr(entry, "keywords") else entry.kind
+            table.add_row(name, kind, entry.description)
     elif what == "benchmarks":
         from unlearnbench.registry import benchmarks
 
         table.add_column("benchmark")
         table.add_column("description")
         for name in benchmarks.names():
-            table.add_row(name, benchmarks.get(name).description.strip().splitlines()[0])
+            entry = benchmarks.static_entry(name)
+            text = entry.keywords.get("description") or entry.description if entry else ""
+            text = text or benchmarks.get(name).description
+            table.add_row(name, text.strip().splitlines()[0])
     elif what == "models":
         from unlearnbench.models.presets import MODEL_PRESETS
 
@@ -282,18 +306,26 @@ def leaderboard(
     benchmark: str | None = typer.Option(None, "--benchmark", "-b"),
     fmt: str = typer.Option("md", "--format", "-f", help="md | csv | html"),
     dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT]"),
+    retain_tolerance: float = typer.Option(
+        0.1,  # results/stats.py RETAIN_TOLERANCE (a test holds the two equal)
+        "--retain-tolerance",
+        help="Ranking: rows whose mean Δretain (nats) is at most this rank first.",
+    ),
 ) -> None:
-    """Print the leaderboard (mean ± std over seeds) and write it to DEST/leaderboard[-B].FORMAT."""
-    from unlearnbench.results.leaderboard import leaderboard_rows, render
+    """Print the headline table (95% intervals over seeds, ranked by selectivity) and write the
+    full table to DEST/leaderboard[-B].FORMAT."""
+    from unlearnbench.results.leaderboard import headline_markdown, leaderboard_rows, render
     from unlearnbench.results.store import write_text_atomic
 
     if fmt not in ("md", "csv", "html"):
         fail(f"unknown format {fmt!r}; choose md, csv or html")
+    if not retain_tolerance >= 0:
+        fail(f"--retain-tolerance must be a non-negative number of nats, got {retain_tolerance}")
     records = _records_for(out, benchmark)
-    text = render(leaderboard_rows(records, benchmark), fmt)
-    name = f"leaderboard{'-' + benchmark if benchmark else ''}.{fmt}"
-    write_text_atomic((dest or out) / name, text)
-    sys.stdout.write(text)
+    rows = leaderboard_rows(records, benchmark, retain_tolerance)
+    path = (dest or out) / f"leaderboard{'-' + benchmark if benchmark else ''}.{fmt}"
+    write_text_atomic(path, render(rows, fmt))
+    sys.stdout.write(headline_markdown(rows) + f"\nFull table: {path}\n")
 
 
 @app.command()
@@ -342,21 +374,64 @@ def sweep(
     out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; run nothing."),
     force: bool = typer.Option(False, "--force", help="Run again even where a record exists."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (a process pool by default)."),
+    launcher: str | None = typer.Option(
+        None,
+        "--launcher",
+        help="serial | pool | slurm | submitit-local (default: serial, or pool with --jobs > 1).",
+    ),
+    runs_per_job: int = typer.Option(1, "--runs-per-job", help="Runs per pool or SLURM job."),
+    slurm: list[str] = typer.Option(
+        [], "--slurm", help="Submitit parameter KEY=VALUE (e.g. slurm_partition=gpu; repeatable)."
+    ),
+    log: list[str] = typer.Option([], "--log", help=LOG_HELP),
 ) -> None:
     """Run the grid methods x seeds x settings, skipping recorded runs; a failure does not stop it."""
     from rich.console import Console
 
     with _user_errors():
+        from unlearnbench.launch import check_launcher, check_submitit, submitit_parameters
         from unlearnbench.results.store import RunStore
-        from unlearnbench.sweep import load_spec, plan, print_plan, print_summary, run_sweep
+        from unlearnbench.sweep import (
+            launch_sweep,
+            load_spec,
+            plan,
+            print_plan,
+            print_summary,
+            run_sweep,
+            spec_suite,
+        )
+        from unlearnbench.tracking import parse_trackers
 
+        launcher = launcher or ("pool" if jobs > 1 else "serial")
+        check_launcher(launcher, jobs, runs_per_job)
+        trackers = parse_trackers(log)
         store = RunStore(out)
-        runs = plan(load_spec(spec), store)
+        loaded = load_spec(spec)
+        runs = plan(loaded, store)
+        suite = spec_suite(loaded)
+        params = submitit_parameters(loaded.get("slurm"), slurm, jobs)
+        check_submitit(launcher, params)
     console = Console(stderr=True)
     print_plan(runs, console)
     if dry_run:
         return
-    summary = run_sweep(runs, store, console, force=force)
+    with _user_errors():
+        if launcher == "serial":
+            summary = run_sweep(runs, store, console, force=force, suite=suite, log=trackers)
+        else:
+            summary = launch_sweep(
+                runs,
+                store,
+                console,
+                launcher,
+                jobs,
+                runs_per_job,
+                force=force,
+                suite=suite,
+                log=trackers,
+                submitit_params=params,
+            )
     print_summary(summary, console)
     if summary.failed:
         raise typer.Exit(1)

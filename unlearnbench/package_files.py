@@ -13,6 +13,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 PRESETS_DIR = PACKAGE_DIR / "presets"
 SUITES_DIR = PACKAGE_DIR / "suites"
+LM_EVAL_TASKS_DIR = PACKAGE_DIR / "lm_eval_tasks"  # lm-evaluation-harness task YAMLs and their data
 YAML = (".yaml", ".yml")
 
 

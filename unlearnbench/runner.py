@@ -30,7 +30,7 @@ from unlearnbench.models.card import write_model_card
 from unlearnbench.models.compat import check_base_model
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
-from unlearnbench.registry import UnknownName, benchmarks, methods
+from unlearnbench.registry import UnknownName, benchmarks, methods, require
 from unlearnbench.results.matching import (
     matching_no_filter,
     recorded_base,
@@ -38,6 +38,7 @@ from unlearnbench.results.matching import (
 )
 from unlearnbench.results.store import RunStore, run_locked
 from unlearnbench.run_presets import preset_path
+from unlearnbench.tracking import open_tracker
 from unlearnbench.training import Objective, select_trainable, train
 
 
@@ -52,6 +53,7 @@ def resolve_run_config(
     """Look up the method and benchmark, layer file and overrides, and validate. `model` None means
     the config file's `model:` (a preset names its model), else `tiny`."""
     spec: MethodSpec = methods.get(method)
+    require(spec.requires, f"method {method!r}")  # a missing package is named before training
     bspec = benchmarks.get(benchmark)
     file_values = load_config_file(preset_path(config_file)) if config_file is not None else {}
     model = model or str(file_values.pop("model", None) or "tiny")
@@ -213,10 +215,12 @@ def execute(
     force: bool = False,
     progress: bool = True,
     resume: bool = False,
+    log: tuple[str, ...] = (),
 ) -> dict:
     """Run `cfg` unless its record exists (or `force`), write the record atomically, return it.
 
-    With `resume`, training continues from the run's checkpoint when one exists. Under `torchrun`
+    With `resume`, training continues from the run's checkpoint when one exists. `log` names
+    trackers (tracking.py) that get the training curves and the final metrics. Under `torchrun`
     every rank trains its shard; only rank 0 evaluates, saves and writes, the others wait for its
     record and return it."""
     init_from_env(cfg.train.device)
@@ -274,9 +278,18 @@ def execute(
         path = save_model(m, bench.tokenizer, _snapshot_dir(store.model_path(cfg.run_id), step))
         return {"step": step, "path": str(path), **_losses_record(evaluate(m))}
 
-    model, phases, metrics = run_plan(
-        plan, ctx.model, groups, cfg, bench.eos_id, checkpoint, evaluate, progress, snapshot
+    tracker = (
+        open_tracker(log, store.root, cfg.run_id, "train", cfg.to_dict()) if is_main() else None
     )
+    try:
+        model, phases, metrics = run_plan(
+            plan, ctx.model, groups, cfg, bench.eos_id, checkpoint, evaluate, progress, snapshot,
+            on_log=tracker.log_step if tracker else None,
+        )  # fmt: skip
+    except BaseException:
+        if tracker:  # the curves up to a failure (a diverged loss) are kept
+            tracker.close()
+        raise
     if not is_main():
         barrier()  # rank 0 evaluated and writes the record
         return store.load(cfg.run_id)
@@ -330,9 +343,19 @@ def execute(
     if model_path:
         write_model_card(model_path, record)  # README.md: method, config, metrics
     store.write(record)
+    if tracker:
+        tracker.log_metrics(record, step=sum(p["steps"] for p in phases))
+        tracker.close()
     checkpoint.discard()  # the run is complete: its record replaces it
     barrier()
     return record
+
+
+def _phase_logger(on_log, phase: str | None):
+    """`on_log` for one phase's steps, or None."""
+    if on_log is None:
+        return None
+    return lambda entry: on_log(entry, phase)
 
 
 def _phase_history(phases: list[dict]) -> list[dict]:
@@ -360,7 +383,16 @@ def _phase_groups(groups: list, blocks: dict | None) -> list:
 
 
 def run_plan(
-    plan, model, groups, cfg: RunConfig, eos_id: int, checkpoint, evaluate, progress, snapshot
+    plan,
+    model,
+    groups,
+    cfg: RunConfig,
+    eos_id: int,
+    checkpoint,
+    evaluate,
+    progress,
+    snapshot,
+    on_log=None,
 ):
     """Train every phase of `plan` with THE loop and apply its finalize stages, measuring the test
     losses after the phases (`pre_finalize`), after the stages that ask (e.g. `post_ablation`) and
@@ -369,7 +401,8 @@ def run_plan(
     Resume: the checkpoint names the phase it belongs to and carries what came before it (the
     completed phases' counts and extra parameters, the measurements). Completed phases and the
     stages before the checkpoint's phase are rebuilt or re-applied (for the model's structure) but
-    not retrained or measured again; the checkpoint's phase continues mid-phase."""
+    not retrained or measured again; the checkpoint's phase continues mid-phase. `on_log(entry,
+    phase)` gets every training step's history entry (phase: its name when there are several)."""
     saved = checkpoint.read() if checkpoint is not None else None
     position = int(saved.get("phase", 0)) if saved else 0
     done: list[dict] = list(saved.get("done", [])) if saved else []
@@ -435,6 +468,7 @@ def run_plan(
                 checkpoint=checkpoint,
                 snapshot=snapshot if index == last_training and cfg.train.snapshot_every else None,
                 select=select,
+                on_log=_phase_logger(on_log, item.name if n_phases > 1 else None),
             )
             summary = {
                 "name": item.name,

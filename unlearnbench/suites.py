@@ -156,19 +156,41 @@ def _adopt_unsuited(store: RunStore, run_id: str, entry, spec, opts: dict) -> No
 
 
 def run_suite(
-    run_id: str, suite: str, store: RunStore, progress: bool = True, force: bool = False
+    run_id: str,
+    suite: str,
+    store: RunStore,
+    progress: bool = True,
+    force: bool = False,
+    log: tuple[str, ...] = (),
 ) -> dict:
-    """Run every entry of `suite` on the saved run `run_id`; returns the updated record."""
+    """Run every entry of `suite` on the saved run `run_id`; returns the updated record. With
+    `progress`, one line per entry as it starts and ends; `log` names trackers (tracking.py) that
+    get the results this call measured (headline metrics and curves)."""
     from unlearnbench.evals import load_suite
+    from unlearnbench.progress import say
+    from unlearnbench.tracking import open_tracker
 
     entries, _ = load_suite(suite)
     record = store.load(run_id)
+    before = record.get("evals") or {}
     model = None
-    for entry in entries:
+    for i, entry in enumerate(entries, 1):
         if model is None and record.get("model_path") and Path(record["model_path"]).is_dir():
             model = load_model(record["model_path"])
+        start = time.perf_counter()
+        if progress:
+            say(f"{run_id}: {entry.record_key} ({i}/{len(entries)}) ...")
         evaluate_entry(record, entry, store, progress=progress, force=force, model=model)
-    return store.load(run_id)
+        if progress:
+            say(f"{run_id}: {entry.record_key} done in {time.perf_counter() - start:.0f}s")
+    record = store.load(run_id)
+    tracker = open_tracker(log, store.root, run_id, Path(suite).stem, record.get("config"))
+    if tracker:
+        with tracker:
+            for key, summary in (record.get("evals") or {}).items():
+                if before.get(key) != summary:  # measured (or re-read) by this call
+                    tracker.log_eval(key, summary, (record.get("curves") or {}).get(key))
+    return record
 
 
 def json_safe(x):

@@ -13,24 +13,39 @@ A spec (YAML or a dict):
       recall: [1.0, 0.9]
     set:                     # fixed overrides for every run
       train.steps: 100
+    suite: robust            # optional: an evaluation suite run on every run after it trains
+    slurm:                   # optional: submitit parameters for `--launcher slurm`
+      timeout_min: 120
+      slurm_partition: gpu
 
-Every run is resolved (and so validated) before the first one starts. Runs already recorded are
-skipped; a failed run is reported (traceback under `<store>/failures/`) and the sweep goes on.
-Within each seed `no-filter` runs first, then training-time methods, then post-hoc methods (which
-start from the `no-filter` model).
+Every run is resolved (and so validated) before the first one starts. Runs already recorded (with
+the suite's results, when the spec names one) are skipped; a failed run is reported (traceback
+under `<store>/failures/`) and the sweep goes on. Within each seed `no-filter` runs first, then
+training-time methods, then post-hoc methods (which start from the `no-filter` model). Runs go
+one after another here, or to a process pool or SLURM (launch.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearnbench.config import ConfigError
 
-SPEC_KEYS = {"benchmark", "model", "seeds", "methods", "grid", "set", "description", "notes"}
+SPEC_KEYS = {
+    "benchmark",
+    "model",
+    "seeds",
+    "methods",
+    "grid",
+    "set",
+    "suite",
+    "slurm",
+    "description",
+    "notes",
+}
 
 
 @dataclass
@@ -135,6 +150,7 @@ def plan(spec: dict, store) -> list[PlannedRun]:
     fixed = spec.get("set") or {}
     if not isinstance(fixed, dict):
         raise ConfigError("sweep spec: set must be a mapping of key: value")
+    suite = spec_suite(spec)
 
     def order(name: str) -> int:  # bases first: post-hoc methods start from no-filter
         if name == "no-filter":
@@ -154,16 +170,47 @@ def plan(spec: dict, store) -> list[PlannedRun]:
                     continue  # the same run listed twice
                 seen.add(cfg.run_id)
                 shown = {**point, **per_method}
-                runs.append(PlannedRun(name, seed, shown, cfg, store.exists(cfg.run_id)))
+                runs.append(PlannedRun(name, seed, shown, cfg, _recorded(store, cfg, suite)))
     return runs
 
 
-def run_sweep(runs: list[PlannedRun], store, console=None, force: bool = False) -> SweepSummary:
-    """Execute the planned runs with one overall progress bar; never stops on a failed run."""
+def spec_suite(spec: dict) -> str | None:
+    """The suite a spec names (validated: a bad suite fails before anything runs), or None."""
+    suite = spec.get("suite")
+    if suite is None:
+        return None
+    if not isinstance(suite, str) or not suite:
+        raise ConfigError("sweep spec: suite must be the name (or path) of an evaluation suite")
+    from unlearnbench.evals import load_suite
+
+    load_suite(suite)
+    return suite
+
+
+def _recorded(store, cfg, suite: str | None) -> bool:
+    if not store.exists(cfg.run_id):
+        return False
+    if suite is None:
+        return True
+    from unlearnbench.launch import suite_recorded
+
+    return suite_recorded(store.load(cfg.run_id), suite)
+
+
+def run_sweep(
+    runs: list[PlannedRun],
+    store,
+    console=None,
+    force: bool = False,
+    suite: str | None = None,
+    log: tuple[str, ...] = (),
+) -> SweepSummary:
+    """Execute the planned runs here, one after another, with one overall progress bar (and the
+    suite on each); never stops on a failed run."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from unlearnbench.runner import execute
+    from unlearnbench.launch import run_one
 
     console = console or Console(stderr=True)
     summary = SweepSummary()
@@ -178,27 +225,78 @@ def run_sweep(runs: list[PlannedRun], store, console=None, force: bool = False) 
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("", total=len(runs))
         for run in runs:
-            if store.exists(run.run_id) and not force:
-                summary.skipped.append(run.run_id)
-                bar.update(task, advance=1, description=f"skipped {run.label} (recorded)")
-                continue
             bar.update(task, description=f"running {run.label}")
-            t0 = time.perf_counter()
-            try:
-                execute(run.config, store, force=force, progress=False)
-            except Exception as e:  # one failed run must not end the sweep
-                line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                summary.failed.append((run.run_id, line))
-                log = store.root / "failures" / f"{run.run_id}.txt"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                log.write_text(traceback.format_exc())
-                bar.console.print(f"[red]failed[/] {run.label}: {line} (traceback: {log})")
-            else:
-                summary.done.append(run.run_id)
-                bar.console.print(f"[green]done[/] {run.label} in {time.perf_counter() - t0:.0f}s")
-            bar.update(task, advance=1)
+            outcome = run_one(run.config, run.label, store, suite, force, log, progress=False)
+            _add(summary, outcome, bar.console)
+            bar.update(task, advance=1, description=_said(outcome))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def launch_sweep(
+    runs: list[PlannedRun],
+    store,
+    console=None,
+    launcher: str = "pool",
+    jobs: int = 1,
+    runs_per_job: int = 1,
+    force: bool = False,
+    suite: str | None = None,
+    log: tuple[str, ...] = (),
+    submitit_params: dict | None = None,
+) -> SweepSummary:
+    """Execute the planned runs with a process pool or submitit (launch.py), one line per run as
+    it finishes; runs already recorded are not sent anywhere."""
+    from rich.console import Console
+
+    from unlearnbench.launch import launch
+
+    console = console or Console(stderr=True)
+    summary = SweepSummary()
+    start = time.perf_counter()
+    todo = [r for r in runs if force or not r.recorded]
+    summary.skipped = [r.run_id for r in runs if r not in todo]
+
+    def report(outcome: dict, finished: int, total: int) -> None:
+        _add(summary, outcome, console, prefix=f"({finished}/{total}) ")
+
+    launch(
+        todo,
+        store,
+        launcher,
+        jobs,
+        runs_per_job,
+        suite=suite,
+        force=force,
+        log=log,
+        submitit_params=submitit_params,
+        report=report,
+    )
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _add(summary: SweepSummary, outcome: dict, console, prefix: str = "") -> None:
+    """Count a run's outcome and say it."""
+    status, label = outcome["status"], outcome["label"]
+    if status == "skipped":
+        summary.skipped.append(outcome["run_id"])
+        console.print(f"{prefix}skipped {label} (recorded)", highlight=False)
+    elif status == "failed":
+        summary.failed.append((outcome["run_id"], outcome["error"]))
+        where = f" (traceback: {outcome['traceback']})" if outcome.get("traceback") else ""
+        console.print(f"{prefix}[red]failed[/] {label}: {outcome['error']}{where}", highlight=False)
+    else:
+        summary.done.append(outcome["run_id"])
+        console.print(
+            f"{prefix}[green]done[/] {label} in {outcome['seconds']:.0f}s", highlight=False
+        )
+
+
+def _said(outcome: dict) -> str:
+    return f"{outcome['status']} {outcome['label']}" + (
+        " (recorded)" if outcome["status"] == "skipped" else ""
+    )
 
 
 def print_plan(runs: list[PlannedRun], console) -> None:

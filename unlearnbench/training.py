@@ -29,6 +29,7 @@ from unlearnbench.distributed import all_reduce_gradients, shard
 from unlearnbench.distributed import world as dist_world
 from unlearnbench.losses import autocast, lm_loss
 from unlearnbench.models.kernels import use_fused_kernels
+from unlearnbench.progress import StepProgress
 
 
 def _plain_mode(label: str):
@@ -342,12 +343,13 @@ def train(
     checkpoint: Checkpointer | None = None,
     snapshot: Callable[[nn.Module, int], dict] | None = None,
     select: Callable[[nn.Module], float] | None = None,
+    on_log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train `objective.model` for `cfg.steps` steps. `evaluate` runs every `cfg.eval_every` steps and
     `snapshot(model, step)` (e.g. save the model, measure losses) every `cfg.snapshot_every` steps;
     their results go into the step's history entry, so they survive a resume. `select(model)` (a
     held-out loss) runs before the first step and after every step; the model ends at the step
-    where it was lowest."""
+    where it was lowest. `on_log(entry)` gets each step's history entry as it is made (tracking)."""
     rank, world_size = dist_world()
     model = _prepare_model(objective, cfg)
     torch.manual_seed(seed)
@@ -376,13 +378,9 @@ def train(
             model.train()
     start = time.perf_counter()
 
-    bar = _progress(progress and rank == 0, description, cfg.steps)
-    with bar as pbar:
-        task = (
-            pbar.add_task(description, total=cfg.steps, completed=first_step, loss=float("nan"))
-            if pbar
-            else None
-        )
+    tokens_at_start = counts.tokens_seen
+    bar = StepProgress(description, cfg.steps, first_step, enabled=progress and rank == 0)
+    with bar:
         for step in range(first_step, cfg.steps):
             # the step's hooks; the lr is the scheduler's (warmup, cosine), stepped below
             if objective.on_step:
@@ -462,8 +460,9 @@ def train(
                 elapsed = counts.seconds + time.perf_counter() - start
                 state = _checkpoint_state(step + 1, objective, optimizer, scheduler, sampler)
                 checkpoint.save(state | _counters_state(counts, elapsed))
-            if pbar:
-                pbar.update(task, advance=1, loss=step_loss)
+            if on_log is not None and rank == 0:  # experiment tracking: the step's entry
+                on_log(counts.history[-1])
+            bar.update(step + 1, step_loss, counts.tokens_seen - tokens_at_start)
     for p in all_params:
         p.grad = None
     selection = None
@@ -654,28 +653,3 @@ def _restore(saved: list) -> None:
                 state[k].copy_(torch.where(frozen, moments[k], state[k]))
             elif k in state:  # first step: the moments did not exist before it
                 state[k].masked_fill_(frozen, 0.0)
-
-
-def _progress(enabled: bool, description: str, total: int):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),  # stdout stays clean for --json
-        transient=False,
-    )

@@ -1,12 +1,13 @@
 """A small byte-level BPE tokenizer trained on a corpus (HF `tokenizers`), cached on disk.
 
-The result is a `transformers.PreTrainedTokenizerFast`, so it can be saved with `save_pretrained`
-and loaded elsewhere with `AutoTokenizer.from_pretrained(dir)`. `EOS` (id 0) separates documents
-and doubles as the pad token; no special tokens are added when encoding.
+The result is a `transformers.PreTrainedTokenizerFast`, saved by `save_tokenizer` so that
+`AutoTokenizer.from_pretrained(dir)` loads it under every transformers the package admits. `EOS`
+(id 0) separates documents and doubles as the pad token; no special tokens are added when encoding.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -26,6 +27,26 @@ def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
         pad_token=EOS,
         clean_up_tokenization_spaces=False,
     )
+
+
+# transformers 5 saves a tokenizer built from a `tokenizers` object under its own class name,
+# "TokenizersBackend", which transformers 4 cannot resolve; both read "PreTrainedTokenizerFast"
+# (an alias in 5) from the same tokenizer.json
+PORTABLE_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+
+
+def save_tokenizer(tokenizer, path: str | Path, model_max_length: int | None = None) -> None:
+    """`tokenizer.save_pretrained(path)`, loadable by every admitted transformers (4.46 on), with
+    `model_max_length` set to the model's context when given (otherwise transformers writes 1e30,
+    so nothing would warn about, or truncate at, the positions the model has)."""
+    tokenizer.save_pretrained(str(path))
+    config_path = Path(path) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    cls = config.get("tokenizer_class")
+    config["tokenizer_class"] = PORTABLE_CLASSES.get(cls, cls)
+    if model_max_length is not None:
+        config["model_max_length"] = int(model_max_length)
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -69,7 +90,7 @@ def cached_bpe(
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-{vocab_size}-", dir=parent))
     try:
-        tokenizer.save_pretrained(str(tmp))
+        save_tokenizer(tokenizer, tmp)
         try:
             os.replace(tmp, path)
         except OSError:  # someone else created it meanwhile

@@ -35,7 +35,7 @@ import torch
 from unlearnbench.config import ConfigError, parse_value
 from unlearnbench.data.packing import BlockGroup, pack
 from unlearnbench.package_files import SUITES_DIR, find_shipped
-from unlearnbench.registry import evals
+from unlearnbench.registry import evals, require
 
 HIGHER, LOWER = "higher", "lower"  # which way a metric is better
 UNITS = ("nats", "accuracy", "steps")  # how a value is shown (losses and accuracies: 3 decimals)
@@ -101,14 +101,21 @@ class EvalSpec:
     # has them on serves a request with them off, and one with them off lends its curves
     additive: tuple[str, ...] = ()
     metrics: tuple[Metric, ...] = ()  # its headline numbers (tables, CLI, report)
+    requires: tuple[str, ...] = ()  # optional packages (import names), checked when a suite loads
 
 
 def register_eval(
-    name: str, options: type, additive: tuple[str, ...] = (), metrics: list[Metric] | None = None
+    name: str,
+    options: type,
+    additive: tuple[str, ...] = (),
+    metrics: list[Metric] | None = None,
+    requires: tuple[str, ...] = (),
 ):
     def decorator(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
-        spec = EvalSpec(name, options, fn, doc[0] if doc else "", additive, tuple(metrics or ()))
+        spec = EvalSpec(
+            name, options, fn, doc[0] if doc else "", additive, tuple(metrics or ()), requires
+        )
         evals.register(name)(spec)
         return fn
 
@@ -208,6 +215,7 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
         if not isinstance(item, dict) or "eval" not in item:
             raise ConfigError(f"suite {path}: every entry needs `eval: NAME`, got {item!r}")
         spec: EvalSpec = evals.get(item["eval"])
+        require(spec.requires, f"evaluation {spec.name!r} (suite {path.stem})")
         options = parse_options(spec.name, spec.options, item.get("options"))
         key = str(item.get("key") or spec.name)
         if "/" in key:

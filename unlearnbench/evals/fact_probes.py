@@ -1,5 +1,9 @@
 """`fact-probes`: multiple-choice accuracy per split, scored by log-likelihood of each option.
 
+Each split's summary holds the accuracy, the chance level, the number of probes and, compactly,
+each probe's right/wrong outcome (`outcomes`: one bit per probe in probe-id order and a digest of
+the ids), which the tables pair with the matching no-filter run's in an exact McNemar test.
+
 Each probe is a prompt ("Pip the fox lives in the") and options (" cave", " barn", ...; Spanish
 options carry their article: " la cueva"). An option's score is the total log-likelihood of its
 tokens given the prompt; the prediction is the highest-scoring option. Prompt and option are
@@ -9,7 +13,6 @@ continuation), so every option is scored on the same prompt tokens.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 
 from unlearnbench.data.splits import stable_uniform
 from unlearnbench.evals import HIGHER, LOWER, EvalContext, EvalResult, Metric, register_eval
+from unlearnbench.results.stats import encode_outcomes, mcnemar_p  # noqa: F401 (mcnemar_p: API)
 
 
 @dataclass(frozen=True)
@@ -73,22 +77,20 @@ def probe_correct(model, tokenizer, probes: list, batch_size: int = 256) -> list
     ]
 
 
-def mcnemar_p(lost: int, gained: int) -> float:
-    """Exact two-sided McNemar p-value for paired right/wrong outcomes: under "no change", the
-    probes that flipped (`lost` right -> wrong, `gained` wrong -> right) split 50/50."""
-    n, k = lost + gained, min(lost, gained)
-    if n == 0:
-        return 1.0
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
-
-
-def probe_accuracy(model, tokenizer, probes: list, batch_size: int = 256) -> dict:
-    """{"accuracy", "chance", "n"} over a list of FactProbes."""
+def probe_accuracy(
+    model, tokenizer, probes: list, batch_size: int = 256, outcomes: bool = False
+) -> dict:
+    """{"accuracy", "chance", "n"} over a list of FactProbes; with `outcomes`, also each probe's
+    right/wrong (`results.stats.encode_outcomes`: one bit per probe in probe-id order and the
+    digest of the ids), so the tables can pair the probes of two runs in a McNemar test."""
     if not probes:
         return {"accuracy": None, "chance": None, "n": 0}
     correct = probe_correct(model, tokenizer, probes, batch_size)
     chance = sum(1 / len(p.options) for p in probes) / len(probes)
-    return {"accuracy": sum(correct) / len(probes), "chance": chance, "n": len(probes)}
+    out = {"accuracy": sum(correct) / len(probes), "chance": chance, "n": len(probes)}
+    if outcomes:
+        out["outcomes"] = encode_outcomes([p.id for p in probes], correct)
+    return out
 
 
 def probes_by_split(bench, max_per_split: int = 0, seed: int = 0) -> dict[str, list]:
@@ -116,12 +118,16 @@ PROBE_METRICS = [
 
 @register_eval("fact-probes", options=FactProbeOptions, metrics=PROBE_METRICS)
 def run(ctx: EvalContext, options: FactProbeOptions) -> EvalResult:
-    """Multiple-choice fact accuracy per split (forget, adjacent, retain) with chance level."""
+    """Multiple-choice fact accuracy per split (forget, adjacent, retain) with chance level.
+
+    Each split also records every probe's outcome, so the tables can pair two runs' probes."""
     groups = probes_by_split(ctx.benchmark, options.max_per_split)
     if not groups:
         return EvalResult({"applicable": False, "reason": "the benchmark has no fact probes"})
     summary = {
-        split: probe_accuracy(ctx.model, ctx.benchmark.tokenizer, ps, options.batch_size)
+        split: probe_accuracy(
+            ctx.model, ctx.benchmark.tokenizer, ps, options.batch_size, outcomes=True
+        )
         for split, ps in sorted(groups.items())
     }
     return EvalResult(summary)

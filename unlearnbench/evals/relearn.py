@@ -71,31 +71,42 @@ class RelearnOptions:
         validate(self)
 
 
-def validate(o: RelearnOptions) -> None:
+def validate_grid(o, name: str) -> None:
+    """The checks every fine-tuning attack's options share (budgets, grid, mode)."""
     if not o.budgets or any(b < 1 for b in o.budgets):
-        raise ConfigError("relearn budgets must be positive step counts")
+        raise ConfigError(f"{name} budgets must be positive step counts")
     if o.eval_every < 1 or any(b % o.eval_every for b in o.budgets):
-        raise ConfigError(f"every relearn budget must be a multiple of eval_every={o.eval_every}")
+        raise ConfigError(f"every {name} budget must be a multiple of eval_every={o.eval_every}")
     if o.mode not in ("full", "lora"):
-        raise ConfigError(f"relearn mode must be 'full' or 'lora', got {o.mode!r}")
+        raise ConfigError(f"{name} mode must be 'full' or 'lora', got {o.mode!r}")
     if not o.lrs or any(lr <= 0 for lr in o.lrs) or not o.seeds:
-        raise ConfigError("relearn needs positive learning rates and at least one seed")
+        raise ConfigError(f"{name} needs positive learning rates and at least one seed")
+    if o.batch_size < 0 or o.n_docs < 0 or o.eval_blocks < 1:
+        raise ConfigError(f"{name} batch_size and n_docs must be >= 0 and eval_blocks >= 1")
+
+
+def validate(o: RelearnOptions) -> None:
+    validate_grid(o, "relearn")
     if not 0.0 < o.forget_fraction <= 1.0:
-        raise ConfigError("forget_fraction must be in (0, 1]")
+        raise ConfigError(
+            "forget_fraction must be in (0, 1] (fine-tuning on retain documents alone is the "
+            "`benign-finetune` evaluation)"
+        )
+
+
+def hashed_subset(docs: list, n_docs: int) -> list:
+    """A fixed subset of `n_docs` documents (0 = all) by document-id hash: the same for every
+    method, seed and setting."""
+    docs = sorted(docs, key=lambda d: stable_uniform("relearn-docs", d.id))
+    return docs[:n_docs] if n_docs else docs
 
 
 def attack_documents(bench, n_docs: int, forget_fraction: float) -> dict[str, list]:
-    """Forget (and, when mixing, retain+adjacent) training documents for the attack: a fixed
-    subset by document-id hash, the same for every method, seed and setting."""
-
-    def subset(docs):
-        docs = sorted(docs, key=lambda d: stable_uniform("relearn-docs", d.id))
-        return docs[:n_docs] if n_docs else docs
-
-    out = {"forget": subset(documents_of_split(bench, "forget"))}
+    """Forget (and, when mixing, retain+adjacent) training documents for the attack."""
+    out = {"forget": hashed_subset(documents_of_split(bench, "forget"), n_docs)}
     if forget_fraction < 1.0:
         other = documents_of_split(bench, "retain") + documents_of_split(bench, "adjacent")
-        out["retain"] = subset(other)
+        out["retain"] = hashed_subset(other, n_docs)
     return out
 
 
@@ -120,9 +131,12 @@ def fine_tune(
     bf16: bool = False,
     progress: bool = False,
     description: str = "attack",
+    evaluate_with_step: bool = False,
 ) -> list[tuple[int, float, dict]]:
     """Fine-tune a copy of `model` with THE loop; returns (step, lr, losses) at step 0, every
-    `eval_every` steps and the last step. `batch_size` 0 means every block in every step."""
+    `eval_every` steps and the last step. `batch_size` 0 means every block in every step. With
+    `evaluate_with_step`, `evaluate(model, step)` is told the steps taken (to measure more at
+    some steps than at others)."""
     model = copy_model(model)
     trainable = None
     if mode == "lora":
@@ -150,23 +164,101 @@ def fine_tune(
         bf16=bf16,
         save_model=False,
     )
-    objective = Objective(model=model, batch_plan=batch_plan, trainable=trainable)
-    points = [(0, 0.0, evaluate(model))]
+    taken = [0]  # steps completed when `evaluate` runs (the loop evaluates after a step)
+
+    def on_step(step: int, _total: int) -> None:
+        taken[0] = step + 1
+
+    def measure(m):
+        return evaluate(m, taken[0]) if evaluate_with_step else evaluate(m)
+
+    objective = Objective(model=model, batch_plan=batch_plan, trainable=trainable, on_step=on_step)
+    points = [(0, 0.0, measure(model))]
     result = train(
         objective,
         groups,
         tcfg,
         seed,
         eos_id,
-        evaluate=evaluate,
+        evaluate=measure,
         progress=progress,
         description=description,
     )
     for h in result.history:
         if "eval" in h:
             points.append((h["step"], h["lr"], h["eval"]))
-    points.append((steps, result.history[-1]["lr"], evaluate(model)))
+    points.append((steps, result.history[-1]["lr"], measure(model)))
     return points
+
+
+def loss_evaluator(ctx: EvalContext, n_blocks: int):
+    """`evaluate(model) -> {split: {"loss": test loss}}` on the first `n_blocks` test blocks of
+    every split: the columns of the attack's curve rows."""
+    blocks = {s: b[:n_blocks] for s, b in ctx.eval_blocks.items()}
+    bf16 = bool(ctx.record["config"]["train"].get("bf16", False))
+
+    def evaluate(m):
+        losses = split_losses(m, blocks, ctx.eos_id, None, ctx.device, bf16)
+        return {split: {"loss": loss} for split, loss in losses.items()}
+
+    return evaluate
+
+
+def grid_rows(
+    ctx: EvalContext,
+    model,
+    groups,
+    plan,
+    batch_size: int,
+    o,
+    evaluate,
+    name: str,
+    evaluate_with_step: bool = False,
+) -> list[dict]:
+    """Fine-tune `model` on `groups` once per (lr, attack seed) of `o` for `max(o.budgets)`
+    steps; long-format rows, one per evaluated step and split, with the columns `evaluate` gives
+    (`o`: the attack's options, `RelearnOptions` or one with the same fine-tuning fields)."""
+    bf16 = bool(ctx.record["config"]["train"].get("bf16", False))
+    budget = max(o.budgets)
+    rows = []
+    for lr in o.lrs:
+        for seed in o.seeds:
+            points = fine_tune(
+                model,
+                groups,
+                steps=budget,
+                lr=lr,
+                seed=seed,
+                eos_id=ctx.eos_id,
+                batch_plan=plan,
+                batch_size=batch_size,
+                evaluate=evaluate,
+                eval_every=o.eval_every,
+                warmup_steps=o.warmup_steps,
+                weight_decay=o.weight_decay,
+                mode=o.mode,
+                lora_r=o.lora_r,
+                lora_alpha=o.lora_alpha,
+                device=ctx.device,
+                bf16=bf16,
+                progress=ctx.progress,
+                description=f"{name} lr {lr:g} seed {seed}",
+                evaluate_with_step=evaluate_with_step,
+            )
+            for step, _lr_now, measured in points:
+                for split, columns in measured.items():
+                    rows.append(
+                        {
+                            "step": step,
+                            "split": split,
+                            **columns,
+                            "lr": lr,
+                            "attack_seed": seed,
+                            "mode": o.mode,
+                            "budget": budget,
+                        }
+                    )
+    return rows
 
 
 def attack_rows(ctx: EvalContext, model, o: RelearnOptions) -> list[dict]:
@@ -181,51 +273,8 @@ def attack_rows(ctx: EvalContext, model, o: RelearnOptions) -> list[dict]:
             raise ConfigError("relearn forget_fraction < 1 needs batch_size >= 2 (forget + retain)")
         n_forget = min(bs - 1, max(1, round(bs * o.forget_fraction)))  # whole blocks of each
         plan = {"forget": n_forget / bs, "retain": (bs - n_forget) / bs}
-    blocks = {s: b[: o.eval_blocks] for s, b in ctx.eval_blocks.items()}
-    bf16 = bool(ctx.record["config"]["train"].get("bf16", False))
-
-    def evaluate(m):
-        return split_losses(m, blocks, ctx.eos_id, None, ctx.device, bf16)
-
-    budget = max(o.budgets)
-    rows = []
-    for lr in o.lrs:
-        for seed in o.seeds:
-            points = fine_tune(
-                model,
-                groups,
-                steps=budget,
-                lr=lr,
-                seed=seed,
-                eos_id=ctx.eos_id,
-                batch_plan=plan,
-                batch_size=bs,
-                evaluate=evaluate,
-                eval_every=o.eval_every,
-                warmup_steps=o.warmup_steps,
-                weight_decay=o.weight_decay,
-                mode=o.mode,
-                lora_r=o.lora_r,
-                lora_alpha=o.lora_alpha,
-                device=ctx.device,
-                bf16=bf16,
-                progress=ctx.progress,
-                description=f"relearn lr {lr:g} seed {seed}",
-            )
-            for step, _lr_now, losses in points:
-                for split, loss in losses.items():
-                    rows.append(
-                        {
-                            "step": step,
-                            "split": split,
-                            "loss": loss,
-                            "lr": lr,
-                            "attack_seed": seed,
-                            "mode": o.mode,
-                            "budget": budget,
-                        }
-                    )
-    return rows
+    evaluate = loss_evaluator(ctx, o.eval_blocks)
+    return grid_rows(ctx, model, groups, plan, bs, o, evaluate, "relearn")
 
 
 def first_step(
@@ -240,6 +289,30 @@ def first_step(
     return None
 
 
+def setting_curves(rows: list[dict], column: str = "loss") -> dict[tuple, dict[str, dict]]:
+    """{(lr, attack seed): {split: {step: value of `column`}}} from long-format rows (rows that
+    lack the column are skipped)."""
+    curves: dict[tuple, dict[str, dict[int, float]]] = {}
+    for r in rows:
+        if r.get(column) is not None:
+            curves.setdefault((r["lr"], r["attack_seed"]), {}).setdefault(r["split"], {})[
+                r["step"]
+            ] = r[column]
+    return curves
+
+
+def retain_broke_at(loss_curves: dict, retain_tolerance: float) -> dict[tuple, int | None]:
+    """Per setting, the first evaluated step at which its retain loss rose more than
+    `retain_tolerance` above its pre-attack value (None: it never did)."""
+    broke: dict[tuple, int | None] = {}
+    for key, per_split in loss_curves.items():
+        retain = per_split.get("retain", {})
+        base = retain.get(0)
+        bad = [st for st, v in retain.items() if base is not None and v > base + retain_tolerance]
+        broke[key] = min(bad) if bad else None
+    return broke
+
+
 def summarize(
     rows: list[dict],
     budgets: tuple[int, ...],
@@ -248,24 +321,14 @@ def summarize(
     recover_fraction: float,
 ) -> dict:
     """Worst case per budget and steps to recover, computed from the stored curve rows alone."""
-    curves: dict[tuple, dict[str, dict[int, float]]] = {}
-    for r in rows:
-        curves.setdefault((r["lr"], r["attack_seed"]), {}).setdefault(r["split"], {})[r["step"]] = (
-            r["loss"]
-        )
+    curves = setting_curves(rows)
     assert curves, "no attack rows"
     settings = sorted(curves)
     before = {
         s: curves[settings[0]][s][0] for s in curves[settings[0]] if 0 in curves[settings[0]][s]
     }
     assert "forget" in before, "the curves lack the pre-attack (step 0) forget loss"
-    # first evaluated step at which a setting's retain loss broke the tolerance
-    broke: dict[tuple, int | None] = {}
-    for key in settings:
-        retain = curves[key].get("retain", {})
-        base = retain.get(0)
-        bad = [st for st, v in retain.items() if base is not None and v > base + retain_tolerance]
-        broke[key] = min(bad) if bad else None
+    broke = retain_broke_at(curves, retain_tolerance)
 
     per_budget = []
     for b in sorted(budgets):
@@ -311,26 +374,62 @@ def summarize(
     return out
 
 
-def reference_forget_loss(ctx: EvalContext, o: RelearnOptions) -> float | None:
-    """The no-filter model's forget loss on the attack's test blocks."""
+def reference_model(ctx: EvalContext, name: str = "no-filter"):
+    """The model of the run's matching reference run (this run's own model when it is its own
+    reference); None without references or a saved model."""
     if ctx.reference is None:
         return None
     from unlearnbench.models.build import load_model
     from unlearnbench.models.compat import check_compatible
 
-    rec = ctx.reference("no-filter")
+    rec = ctx.reference(name)
     if rec["run_id"] == ctx.record["run_id"]:
-        model = ctx.model
-    else:
-        if not rec.get("model_path"):
-            return None
-        model = load_model(rec["model_path"]).to(ctx.device)
-        check_compatible(model, rec["model_path"], ctx.benchmark, "reference model", ctx.context)
+        return ctx.model
+    if not rec.get("model_path"):
+        return None
+    model = load_model(rec["model_path"]).to(ctx.device)
+    return check_compatible(model, rec["model_path"], ctx.benchmark, "reference model", ctx.context)
+
+
+def reference_forget_loss(ctx: EvalContext, o: RelearnOptions, model=None) -> float | None:
+    """The no-filter model's forget loss on the attack's test blocks."""
+    model = model if model is not None else reference_model(ctx)
+    if model is None:
+        return None
     blocks = {"forget": ctx.eval_blocks["forget"][: o.eval_blocks]}
     return split_losses(model, blocks, ctx.eos_id, None, ctx.device)["forget"]
 
 
-def _steps(name: str):
+def reference_results(ctx: EvalContext, keep) -> dict:
+    """The same evaluation entry run on the no-filter model and on the perfect filter (each result
+    also lands in that run's own record): {reference: {"run_id", **keep(its summary)}}. A run
+    that is its own reference is skipped."""
+    refs = {}
+    if ctx.reference is None or ctx.evaluate_other is None:
+        return refs
+    for name in ("no-filter", "perfect-filter"):
+        rec = ctx.reference(name)
+        if rec["run_id"] == ctx.record["run_id"]:
+            continue
+        refs[name] = {"run_id": rec["run_id"], **keep(ctx.evaluate_other(rec))}
+    return refs
+
+
+def attack_reference_summary(other: dict) -> dict:
+    """What an attack's summary keeps of a reference's: losses before, worst case, steps."""
+    return {
+        "before": other.get("before"),
+        "worst_case": [
+            {k: e.get(k) for k in ("budget", "forget_loss", "retain_loss")}
+            | ({"forget_accuracy": e["forget_accuracy"]} if "forget_accuracy" in e else {})
+            for e in other.get("worst_case", [])
+        ],
+        "steps_to_recover": other.get("steps_to_recover"),
+        "steps_to_close_gap": other.get("steps_to_close_gap"),
+    }
+
+
+def steps_reader(name: str):
     """Steps to recover: absent without a no-filter reference; None = not within the budget."""
 
     def read(summary: dict):
@@ -348,9 +447,15 @@ RELEARN_METRICS = [
         lambda s: {e["budget"]: e.get("forget_loss") for e in s.get("worst_case", [])},
         "forget after {}-step attack",
     ),
-    Metric("steps_to_recover", HIGHER, _steps("steps_to_recover"), "steps to recover", "steps"),
     Metric(
-        "steps_to_close_gap", HIGHER, _steps("steps_to_close_gap"), "steps to close gap", "steps"
+        "steps_to_recover", HIGHER, steps_reader("steps_to_recover"), "steps to recover", "steps"
+    ),
+    Metric(
+        "steps_to_close_gap",
+        HIGHER,
+        steps_reader("steps_to_close_gap"),
+        "steps to close gap",
+        "steps",
     ),
 ]
 
@@ -365,23 +470,7 @@ def run(ctx: EvalContext, options: RelearnOptions) -> EvalResult:
         rows, options.budgets, ref, options.retain_tolerance, options.recover_fraction
     )
     if options.references and ctx.reference is not None and ctx.evaluate_other is not None:
-        refs = {}
-        for name in ("no-filter", "perfect-filter"):
-            rec = ctx.reference(name)
-            if rec["run_id"] == ctx.record["run_id"]:
-                continue
-            other = ctx.evaluate_other(rec)
-            refs[name] = {
-                "run_id": rec["run_id"],
-                "before": other.get("before"),
-                "worst_case": [
-                    {k: e.get(k) for k in ("budget", "forget_loss", "retain_loss")}
-                    for e in other.get("worst_case", [])
-                ],
-                "steps_to_recover": other.get("steps_to_recover"),
-                "steps_to_close_gap": other.get("steps_to_close_gap"),
-            }
-        summary["references"] = refs
+        summary["references"] = reference_results(ctx, attack_reference_summary)
     summary["n_attack_docs"] = {
         k: len(v)
         for k, v in attack_documents(ctx.benchmark, options.n_docs, options.forget_fraction).items()

@@ -34,10 +34,16 @@ class MethodSpec:
     train_defaults: dict = field(default_factory=dict)  # TrainConfig overrides, with sources
     description: str = ""
     version: int = 1  # bumped by every change that alters the method's numbers (module docstring)
+    requires: tuple[str, ...] = ()  # packages (import names) it imports, checked before training
 
 
 def register_method(
-    name: str, kind: str, options: type, train_defaults: dict | None = None, version: int = 1
+    name: str,
+    kind: str,
+    options: type,
+    train_defaults: dict | None = None,
+    version: int = 1,
+    requires: tuple[str, ...] = (),
 ):
     assert kind in ("training", "posthoc"), kind
     assert isinstance(version, int) and version >= 1, version
@@ -45,7 +51,14 @@ def register_method(
     def decorator(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
         spec = MethodSpec(
-            name, kind, options, fn, dict(train_defaults or {}), doc[0] if doc else "", version
+            name,
+            kind,
+            options,
+            fn,
+            dict(train_defaults or {}),
+            doc[0] if doc else "",
+            version,
+            tuple(requires),
         )
         methods.register(name)(spec)
         return fn

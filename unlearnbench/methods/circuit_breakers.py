@@ -148,6 +148,7 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
 @register_method(
     "circuit-breakers",
     kind="posthoc",
+    requires=("peft",),  # LoRA adapters (models/lora.py)
     options=CircuitBreakerOptions,
     train_defaults={
         "steps": 150,  # reference: --max_steps 150 (lorra_circuit_breaker_llama3_8b.sh:30)

@@ -144,6 +144,7 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
 @register_method(
     "orthogonal-circuit-breakers",
     kind="posthoc",
+    requires=("peft",),  # LoRA adapters (models/lora.py)
     options=OrthCircuitBreakerOptions,
     train_defaults={
         # reference: one epoch of 1024 examples at global batch 32 = 32 steps (:408, :485), lr 1e-3

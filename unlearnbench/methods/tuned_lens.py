@@ -214,6 +214,7 @@ def lens_phase(model, options) -> tuple[Phase, Lenses]:
 @register_method(
     "tuned-lens",
     kind="posthoc",
+    requires=("peft",),  # LoRA adapters (models/lora.py)
     options=TunedLensOptions,
     train_defaults={
         # reference: 1024 examples at global batch 32 (32 steps), lr 1e-3, AdamW wd 0.01; ours: more

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
+from unlearnbench.data.tokenizer import save_tokenizer
 from unlearnbench.models.presets import MODEL_PRESETS, ModelPreset
 from unlearnbench.results.store import StoreWriteError, umask
 
@@ -71,8 +72,8 @@ def save_model(model, tokenizer, path: Path) -> Path:
     hf_logging.disable_progress_bar()  # our own progress is enough
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+        if tokenizer is not None:  # its longest input is the model's context
+            save_tokenizer(tokenizer, tmp, getattr(model.config, "max_position_embeddings", None))
         _umask_permissions(tmp)
         if path.exists():
             shutil.rmtree(path)

@@ -1,9 +1,19 @@
-"""The leaderboard: one row per (benchmark, model, method, setting), mean and std over seeds.
+"""The leaderboard: one row per (benchmark, model, method, setting), statistics over seeds.
 
-A pure function of the run records (no torch, no method or evaluation registry). Loss deltas are
-against the `no-filter` run of the same benchmark, model and seed. Missing metrics are blank, never
-zero: a cell averages only the seeds that have the metric and says how many when that is fewer than
-the row's seeds.
+A pure function of the run records (no torch, no method or evaluation registry). The records are
+first flattened into one table row per run (`runs_frame`, a pandas DataFrame; `load_records` in
+`unlearnbench.results` gives the same frame for a notebook), and every cell is computed from it:
+the mean over seeds with its 95% Student-t interval (results/stats.py; one seed: the value, n=1).
+Loss deltas are paired by seed: each run minus the `no-filter` run of the same benchmark, model and
+seed (results/matching.py), then the interval of those differences, marked * when it excludes
+zero. Probe accuracies carry their chance level and an exact McNemar test of the per-probe
+outcomes against the same no-filter runs (pairs of every seed pooled). Missing metrics are blank,
+never zero; an attack budget at which every attack setting broke the retain tolerance reads
+"excluded", not blank.
+
+Rows are ranked by a stated selectivity rule that counts damage (`stats.ranking_rule`), not by
+forget loss alone. `headline_*` render at most eight columns a reader can take in at once; the
+full table (`to_markdown`, `to_csv`, `to_html`) keeps every column.
 
 Evaluation columns are generic: each result `record["evals"][KEY]` carries the headline metrics its
 evaluation declared (`headline`: name, title, direction, unit, value), one column per KEY and
@@ -22,19 +32,30 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from unlearnbench.results.matching import matching_no_filter, recorded_base
+from unlearnbench.results import stats
+from unlearnbench.results.attack import EXCLUDED, budget_outcome
+from unlearnbench.results.matching import (
+    matching_no_filter,
+    matching_perfect_filter,
+    recorded_base,
+)
 
 UP, DOWN = "↑", "↓"  # higher is better, lower is better
-SORT_RULE = (
-    "rows sorted by benchmark and model, then by mean forget loss after finalize, "
-    "highest first (ties: lower retain loss first)"
-)
+SORT_RULE = stats.ranking_rule()  # the default tolerance; rows state the one they were ranked by
 LEGEND = (
     "Losses are mean token cross-entropy in nats on held-out test documents; "
-    "mean ± std over seeds (n = seeds with the metric, shown when fewer than the row's seeds); "
-    "Δ = change against `no-filter` of the same benchmark, model and seed; "
+    "cells: mean over seeds ± half-width of its 95% Student-t interval (n = seeds with the metric, "
+    "shown when fewer than the row's seeds; n=1: the single value, no interval); "
+    "Δ = change against `no-filter` of the same benchmark, model and seed, paired by seed "
+    "(* = its 95% interval excludes 0); "
+    "selectivity = min(Δforget, perfect filter's Δforget) - max(0, Δretain), per seed; "
+    "probe accuracies give their chance level and the exact McNemar p-value of the per-probe "
+    "outcomes against no-filter, pooled over seeds (* = p < 0.05; no correction for the number of "
+    "comparisons; no p: a run or its no-filter run recorded no per-probe outcomes, which "
+    "`unlearnbench attack RUN --suite SUITE --force` adds); "
     "an evaluation's columns are named SUITE/KEY: metric, the suite that ran it and its key there; "
-    f"{UP} higher is better, {DOWN} lower is better; blank = not measured."
+    f"{UP} higher is better, {DOWN} lower is better; blank = not measured; "
+    "excluded = measured, but every attack setting broke the retain tolerance within that budget."
 )
 
 
@@ -74,14 +95,38 @@ def headline(summary) -> list[dict]:
     return [e for e in entries if isinstance(e, dict) and "name" in e] if entries else []
 
 
-def metric_value(record: dict, key: str, name: str) -> float | NotReached | None:
-    """The value of metric `name` of the result `record["evals"][key]`; None when not measured."""
-    for e in headline(get(record, "evals", key)):
+def metric_value(record: dict, key: str, name: str):
+    """The value of metric `name` of the result `record["evals"][key]`: a number, NotReached,
+    EXCLUDED (an attack budget at which no attack setting stayed within the retain tolerance) or
+    None when not measured."""
+    summary = get(record, "evals", key)
+    for e in headline(summary):
         if e["name"] == name:
-            if "limit" in e and _num(e.get("value")) is None:
+            value = _num(e.get("value"))
+            if "limit" in e and value is None:
                 return NotReached(e["limit"])
-            return _num(e.get("value"))
+            if value is None and "@" in name and isinstance(summary.get("worst_case"), list):
+                return budget_outcome(summary, name.split("@", 1)[1])
+            return value
     return None
+
+
+def _probe_part(record: dict, key: str, name: str) -> dict | None:
+    """The per-split part of an accuracy metric `SPLIT_accuracy` (fact probes: {"accuracy",
+    "chance", "n", "outcomes"}), or None."""
+    summary = get(record, "evals", key)
+    if not isinstance(summary, dict) or not name.endswith("_accuracy"):
+        return None
+    part = summary.get(name[: -len("_accuracy")])
+    return part if isinstance(part, dict) else None
+
+
+def chance_of(record: dict, key: str, name: str) -> float | None:
+    """The chance level of an accuracy metric: the headline entry's, else its split part's."""
+    for e in headline(get(record, "evals", key)):
+        if e["name"] == name and _num(e.get("chance")) is not None:
+            return _num(e["chance"])
+    return _num((_probe_part(record, key, name) or {}).get("chance"))
 
 
 def unread_results(records: list[dict]) -> list[str]:
@@ -126,6 +171,9 @@ class Column:
     value: Callable[[dict], float | NotReached | None]
     kind: str = "loss"  # loss | acc | int | seconds
     core: bool = False  # always shown; other columns are dropped when blank in every row
+    paired: bool = False  # a paired difference against no-filter: marked when it excludes 0
+    # an accuracy of a result KEY and metric NAME: chance level and McNemar against no-filter
+    probe: tuple[str, str] | None = None
 
     @property
     def header(self) -> str:
@@ -179,9 +227,9 @@ def metric_columns(records: list[dict]) -> list[Column]:
             arrow = {"higher": UP, "lower": DOWN}.get(e.get("direction"), "")
             title = f"{key}: {e.get('title') or e['name']}"
             value = lambda r, key=key, name=e["name"]: metric_value(r, key, name)  # noqa: E731
-            cols.append(
-                Column(f"{key}:{e['name']}", title, arrow, value, KINDS.get(e.get("unit"), "loss"))
-            )
+            kind = KINDS.get(e.get("unit"), "loss")
+            probe = (key, e["name"]) if kind == "acc" else None
+            cols.append(Column(f"{key}:{e['name']}", title, arrow, value, kind, probe=probe))
     return cols
 
 
@@ -190,9 +238,10 @@ def columns_for(records: list[dict]) -> list[Column]:
         Column("forget", "forget loss", UP, _loss("forget"), core=True),
         Column("adjacent", "adjacent loss", DOWN, _loss("adjacent"), core=True),
         Column("retain", "retain loss", DOWN, _loss("retain"), core=True),
-        Column("d_forget", "Δforget", UP, _delta("forget"), core=True),
-        Column("d_adjacent", "Δadjacent", DOWN, _delta("adjacent"), core=True),
-        Column("d_retain", "Δretain", DOWN, _delta("retain"), core=True),
+        Column("d_forget", "Δforget", UP, _delta("forget"), core=True, paired=True),
+        Column("d_adjacent", "Δadjacent", DOWN, _delta("adjacent"), core=True, paired=True),
+        Column("d_retain", "Δretain", DOWN, _delta("retain"), core=True, paired=True),
+        Column("selectivity", "selectivity", UP, _delta("selectivity"), core=True),
     ]
     cols += metric_columns(records)
     cols += [
@@ -312,7 +361,7 @@ def with_settings(records: list[dict]) -> list[dict]:
     ]
 
 
-# ---- deltas against no-filter ----
+# ---- deltas against no-filter, the ceiling of the perfect filter ----
 
 
 def no_filter_reference(record: dict, candidates: list[dict]) -> dict | None:
@@ -326,7 +375,10 @@ def no_filter_reference(record: dict, candidates: list[dict]) -> dict | None:
 
 
 def with_deltas(records: list[dict]) -> list[dict]:
+    """Copies of the records with `_delta` (each split's loss minus its no-filter's, the perfect
+    filter's Δforget as `ceiling`, the selectivity) and `_reference` (that no-filter record)."""
     refs = [r for r in records if r.get("method") == "no-filter"]
+    filters = [r for r in records if r.get("method") == "filter"]
     out = []
     for r in records:
         ref = no_filter_reference(r, refs)
@@ -334,8 +386,94 @@ def with_deltas(records: list[dict]) -> list[dict]:
         for s in ("forget", "adjacent", "retain"):
             a, b = _loss(s)(r), _loss(s)(ref) if ref else None
             delta[s] = a - b if a is not None and b is not None else None
-        out.append({**r, "_delta": delta})
+        perfect = matching_perfect_filter(r, filters)
+        pf, nf = (
+            _loss("forget")(perfect) if perfect else None,
+            _loss("forget")(ref) if ref else None,
+        )
+        delta["ceiling"] = pf - nf if pf is not None and nf is not None else None
+        if delta["forget"] is not None and delta["retain"] is not None:
+            delta["selectivity"] = stats.selectivity(
+                delta["forget"], delta["retain"], delta["ceiling"]
+            )
+        out.append({**r, "_delta": delta, "_reference": ref})
     return out
+
+
+# ---- one row per run: the frame every cell is computed from ----
+
+
+def _prepared(records: list[dict], benchmark: str | None) -> tuple[list[dict], list[Column]]:
+    recs = with_deltas(with_settings(records))
+    recs = [r for r in recs if benchmark in (None, r.get("benchmark"))]
+    return recs, columns_for(recs)
+
+
+def _flat(prefix: str, x, out: dict) -> None:
+    """Nested dicts as dotted columns; lists and other values as they are."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if k not in ("headline", "outcomes"):  # the metric columns; per-probe bit strings
+                _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = x
+
+
+def _frame(recs: list[dict], cols: list[Column]):
+    import pandas as pd
+
+    nan = float("nan")
+    rows = []
+    for r in recs:
+        ref = r.get("_reference")
+        row = {
+            "run_id": r.get("run_id"),
+            "benchmark": r.get("benchmark"),
+            "model": r.get("model"),
+            "method": r.get("method"),
+            "setting": setting_of(r),
+            "family": setting_of(r, with_recall=False),
+            "seed": r.get("seed"),
+            "recall": recall_of(r) if r.get("method") != "no-filter" else None,
+            "kind": r.get("kind"),
+            "no_filter_run": ref.get("run_id") if ref else None,
+            "ceiling": _num(get(r, "_delta", "ceiling")),
+        }
+        for c in cols:
+            v = c.value(r)
+            row[c.key] = v if isinstance(v, float) else nan
+            if isinstance(v, NotReached):
+                row[f"{c.key} status"] = "not reached"
+                row[f"{c.key} limit"] = v.limit
+            elif v is EXCLUDED:
+                row[f"{c.key} status"] = "excluded"
+            if c.probe is not None:
+                key, name = c.probe
+                row[f"{c.key} chance"] = chance_of(r, key, name)
+                mine = (_probe_part(r, key, name) or {}).get("outcomes")
+                theirs = (_probe_part(ref, key, name) or {}).get("outcomes") if ref else None
+                itself = ref is not None and ref.get("run_id") == r.get("run_id")
+                pair = None if itself else stats.flips(mine, theirs)
+                if pair is not None:
+                    row[f"{c.key} lost"], row[f"{c.key} gained"] = pair
+        _flat("config", r.get("config") or {}, row)
+        _flat("evals", r.get("evals") or {}, row)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for c in cols:  # every column, even one no run measured, so cells can always read it
+        if c.key not in frame:
+            frame[c.key] = nan
+    return frame
+
+
+def runs_frame(records: list[dict], benchmark: str | None = None):
+    """One row per run (of `benchmark` when given): its identity (run id, method, setting, seed,
+    the no-filter run it is compared with), one column per leaderboard column (NaN where not
+    measured; `KEY status` says "not reached" or "excluded", `KEY chance`, `KEY lost` and
+    `KEY gained` the probes' chance level and flips against no-filter), its config and its
+    evaluation summaries flattened (`config.train.steps`, `evals.SUITE/KEY.budget`). The
+    leaderboard's cells are computed from this frame."""
+    return _frame(*_prepared(records, benchmark))
 
 
 # ---- aggregation ----
@@ -347,64 +485,88 @@ class Cell:
     std: float | None
     n: int  # seeds with the metric
     note: str = ""  # e.g. "> 200" for steps to recover that never recovered
+    low: float | None = None  # the 95% Student-t interval of the mean over seeds
+    high: float | None = None
+    significant: bool = False  # paired: the interval excludes 0; probes: McNemar p < 0.05
+    chance: float | None = None  # probe accuracies: the chance level
+    p: float | None = None  # probe accuracies: McNemar p-value against no-filter, seeds pooled
+    pairs: int = 0  # probe accuracies: runs paired with their no-filter run
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None, None, 0
-    m = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return m, None, 1
-    var = sum((v - m) ** 2 for v in vals) / (len(vals) - 1)  # sample std over seeds
-    return m, math.sqrt(var), len(vals)
+    iv = stats.t_interval(values)
+    return iv.mean, iv.std, iv.n
 
 
-def _per_seed(rs: list[dict], fn: Callable[[dict], float | None]) -> list[float | None]:
-    """One value per seed: several records of one seed (e.g. no-filter under two label configs,
-    which it ignores) are averaged first, so the std is over seeds."""
-    by_seed: dict = defaultdict(list)
-    for r in rs:
-        by_seed[r.get("seed")].append(fn(r))
-    return [mean_std(v)[0] for _, v in sorted(by_seed.items(), key=lambda kv: str(kv[0]))]
+def _column_values(g, key: str) -> list[float]:
+    """One value per seed: several runs of one seed (e.g. no-filter under two label configs,
+    which it ignores) are averaged first, so the interval is over seeds."""
+    per_seed = g.groupby(g["seed"].astype(str), sort=True)[key].mean()  # NaN skipped
+    return [float(v) for v in per_seed if not math.isnan(v)]
 
 
-def column_cell(rs: list[dict], col: Column) -> Cell:
-    """Mean and std over seeds of the records that measured a value; seeds that measured it as not
-    reached (steps to recover beyond the budget) are counted in the note, never averaged."""
-    values = [col.value(r) for r in rs]
-    m, s, n = mean_std(_per_seed(rs, lambda r: _num(col.value(r))))
-    beyond = [v for v in values if isinstance(v, NotReached)]
-    if not beyond:
-        return Cell(m, s, n)
-    limit = max((v.limit or 0 for v in beyond), default=0)
-    note = f"> {limit}" if limit else "not reached"
-    if n:  # some seeds reached it: the mean is over those, the note counts the others
-        note = f"{len(beyond)}/{len(beyond) + n} seeds {note}"
-    return Cell(m, s, n, note)
+def _sum(g, key: str) -> int:
+    return int(g[key].fillna(0).sum()) if key in g else 0
 
 
-def leaderboard_rows(records: list[dict], benchmark: str | None = None) -> list[dict]:
-    """Rows: {benchmark, model, method, setting, seeds, cells: {column key: Cell}}; the columns
-    used are in `rows_columns(rows)`. A row is one configuration as its run id names it (the seed
-    aside): settings outside the run id never split a row."""
-    recs = with_deltas(with_settings(records))
-    recs = [r for r in recs if benchmark in (None, r.get("benchmark"))]
-    cols = columns_for(recs)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in recs:
-        groups[(r.get("benchmark"), r.get("model"), r.get("method"), setting_of(r))].append(r)
+def frame_cell(g, col: Column) -> Cell:
+    """A column's cell from the frame rows of one leaderboard row: mean and interval over the
+    seeds that measured a value; runs measured as not reached or excluded are counted in the
+    note, never averaged."""
+    iv = stats.t_interval(_column_values(g, col.key))
+    status = g[f"{col.key} status"] if f"{col.key} status" in g else None
+    beyond = int((status == "not reached").sum()) if status is not None else 0
+    excluded = int((status == "excluded").sum()) if status is not None else 0
+    notes = []
+    if beyond:
+        limits = g.loc[status == "not reached", f"{col.key} limit"].dropna()
+        limit = int(limits.max()) if len(limits) else 0
+        text = f"> {limit}" if limit else "not reached"
+        notes.append(f"{beyond}/{beyond + iv.n + excluded} seeds {text}" if iv.n else text)
+    if excluded:
+        notes.append(
+            f"{excluded}/{excluded + iv.n + beyond} seeds excluded" if iv.n else "excluded"
+        )
+    extra = {}
+    if col.probe is not None:
+        chance = g[f"{col.key} chance"].dropna() if f"{col.key} chance" in g else []
+        extra["chance"] = float(chance.mean()) if len(chance) else None
+        if f"{col.key} lost" in g:
+            paired = g[f"{col.key} lost"].notna()
+            lost, gained = _sum(g, f"{col.key} lost"), _sum(g, f"{col.key} gained")
+            if paired.any():
+                extra["p"] = stats.mcnemar_p(lost, gained)
+                extra["pairs"] = int(paired.sum())
+                extra["significant"] = extra["p"] < stats.ALPHA
+    elif col.paired:
+        extra["significant"] = iv.excludes_zero
+    return Cell(iv.mean, iv.std, iv.n, "; ".join(notes), iv.low, iv.high, **extra)
+
+
+def leaderboard_rows(
+    records: list[dict],
+    benchmark: str | None = None,
+    retain_tolerance: float = stats.RETAIN_TOLERANCE,
+) -> list[dict]:
+    """Rows: {benchmark, model, method, setting, seeds, cells: {column key: Cell}, rank_group,
+    rule}, ranked by `stats.ranking_rule(retain_tolerance)`; the columns used are in
+    `rows_columns(rows)`. A row is one configuration as its run id names it (the seed aside):
+    settings outside the run id never split a row."""
+    recs, cols = _prepared(records, benchmark)
+    frame = _frame(recs, cols)
     rows = []
     unread = unread_results(recs)
-    for (bench, model, method, setting), rs in groups.items():
-        row = {"benchmark": bench, "model": model, "method": method, "setting": setting}
-        row["seeds"] = len({r.get("seed") for r in rs})
-        row["recall"] = recall_of(rs[0]) if method != "no-filter" else None
-        row["family"] = setting_of(rs[0], with_recall=False)  # the setting less the recall
-        row["run_ids"] = sorted(r.get("run_id", "") for r in rs)
-        row["cells"] = {c.key: column_cell(rs, c) for c in cols}
-        row["unread"] = unread
-        rows.append(row)
+    if len(frame):
+        ids = ["benchmark", "model", "method", "setting"]
+        for (bench, model, method, setting), g in frame.groupby(ids, sort=False, dropna=False):
+            row = {"benchmark": bench, "model": model, "method": method, "setting": setting}
+            row["seeds"] = g["seed"].astype(str).nunique()
+            row["recall"] = _num(g["recall"].iloc[0]) if method != "no-filter" else None
+            row["family"] = g["family"].iloc[0]  # the setting less the recall
+            row["run_ids"] = sorted(str(x) for x in g["run_id"])
+            row["cells"] = {c.key: frame_cell(g, c) for c in cols}
+            row["unread"] = unread
+            rows.append(row)
     shown = [
         c
         for c in cols
@@ -412,17 +574,17 @@ def leaderboard_rows(records: list[dict], benchmark: str | None = None) -> list[
     ]
     for r in rows:
         r["columns"] = shown
+        cells = r["cells"]
+        key = stats.rank_key(
+            cells["d_forget"].mean, cells["d_retain"].mean, cells["selectivity"].mean,
+            retain_tolerance,
+        )  # fmt: skip
+        r["rank_group"] = key[0]  # 0 within the retain tolerance, 1 beyond, 2 no no-filter
+        r["_rank"] = key
+        r["rule"] = stats.ranking_rule(retain_tolerance)
 
     def order(r):
-        f, ret = r["cells"]["forget"].mean, r["cells"]["retain"].mean
-        return (
-            str(r["benchmark"]),
-            str(r["model"]),
-            -(f if f is not None else -math.inf),
-            ret if ret is not None else math.inf,
-            r["method"],
-            r["setting"],
-        )
+        return (str(r["benchmark"]), str(r["model"]), r["_rank"], r["method"], r["setting"])
 
     rows.sort(key=order)
     return rows
@@ -435,19 +597,42 @@ def rows_columns(rows: list[dict]) -> list[Column]:
 # ---- rendering ----
 
 
+def _number(x: float, col: Column, signed: bool = False) -> str:
+    if col.kind == "int":
+        return f"{x:,.0f}"
+    if col.kind == "seconds":
+        return f"{x:.0f}"
+    return f"{x:+.3f}" if signed else f"{x:.3f}"  # losses and accuracies: 3 decimals
+
+
 def format_cell(cell: Cell, col: Column, seeds: int) -> str:
+    """mean ± half-width of the 95% interval (* when significant), n when fewer than the row's
+    seeds (always for n=1), chance level and McNemar p of probe accuracies, notes."""
     if cell.mean is None:
         return cell.note
-    if col.kind == "int":
-        text = f"{cell.mean:,.0f}" + (f" ± {cell.std:,.0f}" if cell.std is not None else "")
-    elif col.kind == "seconds":
-        text = f"{cell.mean:.0f}" + (f" ± {cell.std:.0f}" if cell.std is not None else "")
-    else:  # losses and accuracies: 3 decimals
-        text = f"{cell.mean:.3f}" + (f" ± {cell.std:.3f}" if cell.std is not None else "")
-    if 0 < cell.n < seeds:
+    text = _number(cell.mean, col, signed=col.paired or col.key == "selectivity")
+    if cell.high is not None:
+        text += f" ± {_number(cell.high - cell.mean, col)}"
+    if col.paired and cell.significant:
+        text += "*"
+    if cell.n == 1 or 0 < cell.n < seeds:
         text += f" (n={cell.n})"
+    probe = []
+    if cell.chance is not None:
+        probe.append(f"chance {cell.chance:.3f}")
+    if cell.p is not None:
+        probe.append(f"p={cell.p:.2g}" + ("*" if cell.significant else ""))
+    if probe:
+        text += f" ({'; '.join(probe)})"
     if cell.note:
         text += f"; {cell.note}"
+    return text
+
+
+def _cell_text(row: dict, col: Column) -> str:
+    text = format_cell(row["cells"][col.key], col, row["seeds"])
+    if col.key == "d_retain" and row.get("rank_group") == 1 and text:
+        text += " !"  # beyond the ranking's retain tolerance
     return text
 
 
@@ -461,13 +646,14 @@ def _table(rows: list[dict], hide: tuple[str, ...] = ()) -> tuple[list[str], lis
     body = []
     for r in rows:
         cells = [str(r[c]) for c in ids]
-        cells += [format_cell(r["cells"][c.key], c, r["seeds"]) for c in cols]
+        cells += [_cell_text(r, c) for c in cols]
         body.append(cells)
     return head, body
 
 
 def footer(rows: list[dict] | None = None) -> str:
-    text = f"{LEGEND} Order: {SORT_RULE}."
+    rule = rows[0]["rule"] if rows else SORT_RULE
+    text = f"{LEGEND} Order: {rule}."
     unread = rows[0].get("unread") if rows else None
     if unread:
         text += (
@@ -478,40 +664,162 @@ def footer(rows: list[dict] | None = None) -> str:
     return text
 
 
-def to_markdown(rows: list[dict]) -> str:
-    head, body = _table(rows)
+def _markdown_table(head: list[str], body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for cells in body:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", footer(rows)]
+    return lines
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """The full table: every column."""
+    head, body = _table(rows)
+    return "\n".join([*_markdown_table(head, body), "", footer(rows)]) + "\n"
+
+
+# ---- the headline table: at most eight columns ----
+
+
+def _attack_key(rows: list[dict]) -> tuple[str | None, str | None]:
+    """(largest-budget worst-case column, steps-to-recover column) of the relearning attack the
+    most rows measured at its largest budget (ties: the larger budget, then the key's name)."""
+    best = None
+    for c in rows_columns(rows):
+        result, _, name = c.key.partition(":")
+        if not name.startswith("forget_loss@") or not name[len("forget_loss@") :].isdigit():
+            continue
+        budget = int(name[len("forget_loss@") :])
+        measured = sum(bool(r["cells"][c.key].n or r["cells"][c.key].note) for r in rows)
+        cand = (measured, budget, result)
+        if best is None or cand[:2] > best[:2] or (cand[:2] == best[:2] and result < best[2]):
+            best = cand
+    if best is None:
+        return None, None
+    recover = f"{best[2]}:steps_to_recover"
+    known = {c.key for c in rows_columns(rows)}
+    return f"{best[2]}:forget_loss@{best[1]}", recover if recover in known else None
+
+
+def _probe_key(rows: list[dict]) -> str | None:
+    """The forget-fact accuracy column most rows measured."""
+    cands = [c.key for c in rows_columns(rows) if c.key.endswith(":forget_accuracy") and c.probe]
+    return max(cands, key=lambda k: (sum(r["cells"][k].n for r in rows), k), default=None)
+
+
+def headline_columns(rows: list[dict]) -> list[Column]:
+    """Δforget, Δretain, selectivity, forget-fact accuracy, worst-case forget loss after the
+    largest attack budget, steps to recover, tokens (compute): those the rows have."""
+    by_key = {c.key: c for c in rows_columns(rows)}
+    attack, recover = _attack_key(rows)
+    keys = ["d_forget", "d_retain", "selectivity", _probe_key(rows), attack, recover, "tokens"]
+    return [by_key[k] for k in keys if k is not None and k in by_key]
+
+
+def _short_header(col: Column) -> str:
+    """An evaluation column's header without its SUITE/KEY (the headline names it below)."""
+    title = col.title.split(": ", 1)[1] if ": " in col.title else col.title
+    return f"{title} {col.arrow}".strip()
+
+
+def headline_sources(rows: list[dict]) -> str:
+    """Which result each headline evaluation column comes from."""
+    keys = [c.key.split(":", 1) for c in headline_columns(rows) if ":" in c.key]
+    parts = [f"{_short_header_of(rows, k + ':' + n)}: {k}" for k, n in keys]
+    return ("Headline columns from: " + "; ".join(parts) + ".") if parts else ""
+
+
+def _short_header_of(rows: list[dict], key: str) -> str:
+    return next(_short_header(c).rstrip(" ↑↓") for c in rows_columns(rows) if c.key == key)
+
+
+def _headline_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    cols = headline_columns(rows)
+    head = ["method (setting; seeds)"] + [_short_header(c) for c in cols]
+    body = []
+    for r in rows:
+        seeds = f"{r['seeds']} seed{'s' if r['seeds'] != 1 else ''}"
+        inner = f"{r['setting']}; {seeds}" if r["setting"] else seeds
+        body.append([f"{r['method']} ({inner})"] + [_cell_text(r, c) for c in cols])
+    return head, body
+
+
+def _by_benchmark_model(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[f"{r['benchmark']}, model {r['model']}"].append(r)
+    return list(groups.items())
+
+
+def headline_markdown(rows: list[dict]) -> str:
+    """One headline table per benchmark and model, the ranking rule and the legend."""
+    lines = []
+    for title, rs in _by_benchmark_model(rows):
+        lines += [f"### {title}", "", *_markdown_table(*_headline_table(rs)), ""]
+        if headline_sources(rs):
+            lines += [headline_sources(rs), ""]
+    lines.append(footer(rows))
     return "\n".join(lines) + "\n"
 
 
+def headline_html(rows: list[dict]) -> str:
+    esc = html.escape
+    out = []
+    for title, rs in _by_benchmark_model(rows):
+        head, body = _headline_table(rs)
+        out.append(f'<table class="leaderboard headline"><caption>{esc(title)}</caption>')
+        out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead>")
+        out.append("<tbody>")
+        for cells in body:
+            tds = [f"<td>{esc(cells[0])}</td>"]
+            tds += [f'<td class="num">{esc(c)}</td>' for c in cells[1:]]
+            out.append("<tr>" + "".join(tds) + "</tr>")
+        out.append("</tbody></table>")
+        if headline_sources(rs):
+            out.append(f'<p class="note">{esc(headline_sources(rs))}</p>')
+    rule = rows[0]["rule"] if rows else SORT_RULE
+    out.append(f'<p class="note">Order: {esc(rule)}. The legend is under the full table.</p>')
+    return "\n".join(out)
+
+
 def to_csv(rows: list[dict]) -> str:
-    """Machine-readable: mean, std and n in separate columns; blank where missing."""
+    """Machine-readable, every column: mean, std, n and the 95% interval in separate columns
+    (blank where missing); `_significant` for paired deltas, `_chance`, `_p`, `_lost`, `_gained`
+    for probe accuracies, `_note` for runs not reached or excluded; `rank_group` and the rule's
+    order are the row order."""
     cols = rows_columns(rows)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+
+    def num(x):
+        return "" if x is None else repr(x)
+
     head = list(_ID_COLS)
     for c in cols:
-        head += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_n"]
-    w.writerow(head + ["run_ids"])
+        head += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_n", f"{c.key}_ci_low"]
+        head += [f"{c.key}_ci_high", f"{c.key}_note"]
+        if c.paired:
+            head.append(f"{c.key}_significant")
+        if c.probe:
+            head += [f"{c.key}_chance", f"{c.key}_p", f"{c.key}_paired_runs"]
+    w.writerow(head + ["rank_group", "run_ids"])
     for r in rows:
         line = [r["benchmark"], r["model"], r["method"], r["setting"], r["seeds"]]
         for c in cols:
             cell = r["cells"][c.key]
-            line += [
-                "" if cell.mean is None else repr(cell.mean),
-                "" if cell.std is None else repr(cell.std),
-                cell.n,
-            ]
-        w.writerow(line + [" ".join(r["run_ids"])])
+            line += [num(cell.mean), num(cell.std), cell.n, num(cell.low), num(cell.high)]
+            line.append(cell.note)
+            if c.paired:
+                line.append(int(cell.significant) if cell.low is not None else "")
+            if c.probe:
+                line += [num(cell.chance), num(cell.p), cell.pairs]
+        w.writerow(line + [r.get("rank_group", ""), " ".join(r["run_ids"])])
     return buf.getvalue()
 
 
 def to_html(rows: list[dict], caption: str = "", hide: tuple[str, ...] = ()) -> str:
-    """An HTML <table> fragment (the report embeds it; `--format html` writes it as a page);
-    `hide`: identifying columns to leave out (e.g. the benchmark on a per-benchmark page)."""
+    """An HTML <table> fragment of the full table (the report embeds it; `--format html` writes
+    it as a page); `hide`: identifying columns to leave out (e.g. the benchmark on a
+    per-benchmark page)."""
     head, body = _table(rows, hide)
     n_ids = len(_ID_COLS) - len(hide)
     esc = html.escape
@@ -532,16 +840,20 @@ def to_html(rows: list[dict], caption: str = "", hide: tuple[str, ...] = ()) -> 
 def html_page(rows: list[dict], title: str = "unlearnbench leaderboard") -> str:
     from unlearnbench.results.report import STYLE
 
+    esc = html.escape
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n"
-        f"{to_html(rows)}\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}'
+        f"</title><style>{STYLE}</style></head><body><h1>{esc(title)}</h1>\n"
+        f"<h2>Headline</h2>\n{headline_html(rows)}\n<h2>Full table</h2>\n"
+        f'<div class="scroll">{to_html(rows)}</div>\n</body></html>\n'
     )
 
 
 def render(rows: list[dict], fmt: str) -> str:
+    """The file a format writes: markdown = the headline tables, then the full table; CSV and
+    HTML: the full table (HTML with the headline above it)."""
     if fmt == "md":
-        return to_markdown(rows)
+        return headline_markdown(rows) + "\n## Full table\n\n" + to_markdown(rows)
     if fmt == "csv":
         return to_csv(rows)
     if fmt == "html":

@@ -16,6 +16,7 @@ from pathlib import Path
 from unlearnbench.results.leaderboard import (
     get,
     headline,
+    headline_html,
     leaderboard_rows,
     setting_of,
     show_value,
@@ -181,6 +182,8 @@ def report_html(records: list[dict], benchmark: str, title: str | None = None) -
         f"{esc(', '.join(map(str, seeds)))}; generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         " from the run records (nothing was retrained to draw this page).</p>",
         '<h2 id="leaderboard">Leaderboard</h2>',
+        f'<div class="scroll">{headline_html(rows)}</div>',
+        '<h3 id="full-table">Full table</h3>',
         f'<div class="scroll">{to_html(rows, hide=hidden)}</div>',
         '<h2 id="figures">Figures</h2>',
     ]

@@ -2,6 +2,8 @@
 
 Layout under the store root (default `runs/`): `records/<run_id>.json`, `models/<run_id>/`,
 `checkpoints/<run_id>/` while a run trains, `.locks/<run_id>.lock` while a run is held.
+A record names its model (and the model's snapshots) relative to the store root, so a store can be
+moved or shared; records read from the store name them as paths under the store's root as given.
 A record is written to a temporary file in the same directory and renamed into place, so a reader
 sees a whole record or none, and concurrent writers never interleave. Files get the permissions
 the umask gives (a shared store stays readable by its group), not the temporary file's 0600.
@@ -60,12 +62,12 @@ class RunStore:
                 f"record {path} is unreadable ({problem}); move it aside "
                 f"(mv {path} {path}.bad) and run that run again (`unlearnbench run`) to recreate it"
             )
-        return upgrade_record(record)
+        return self._located(upgrade_record(record))
 
     def write(self, record: dict) -> Path:
         path = self.record_path(record["run_id"])
         try:
-            write_json_atomic(path, record)
+            write_json_atomic(path, self._relative(record))
         except StoreWriteError as e:
             kept = record.get("model_path")
             if kept and Path(kept).is_dir():  # the trained model was saved before its record
@@ -84,7 +86,7 @@ class RunStore:
             if problem:
                 self.unreadable.append(f"{p.name} ({problem})")
             else:
-                out.append(upgrade_record(record))
+                out.append(self._located(upgrade_record(record)))
         message = (
             f"warning: skipped {len(self.unreadable)} unreadable record(s) in {self.records_dir}: "
             f"{'; '.join(self.unreadable)}; move them aside and rerun those runs to recreate them"
@@ -93,6 +95,43 @@ class RunStore:
             self._warned.add(message)
             print(message, file=sys.stderr)
         return out
+
+    def _relative(self, record: dict) -> dict:
+        """The record as it is written: paths inside the store relative to its root (a copy)."""
+        root = self.root.resolve()
+
+        def rel(path):
+            if not path:
+                return path
+            p = Path(path).resolve()
+            return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(path)
+
+        return _with_paths(record, rel)
+
+    def _located(self, record: dict) -> dict:
+        """The record as it is read: its paths usable from here. Today's records are relative to
+        the store root; older ones were relative to the directory their run started in (or
+        absolute): found in this store by their `models/<run_id>/...` part (wherever the store
+        moved), else read as given."""
+        run_id = str(record.get("run_id"))
+
+        def locate(path):
+            if not path:
+                return path
+            p = Path(path)
+            if not p.is_absolute() and (self.root / p).exists():
+                return str(self.root / p)
+            parts = p.parts
+            for i in range(len(parts) - 1):  # an older record: its part from models/<run_id> on
+                if parts[i : i + 2] == ("models", run_id):
+                    here = self.models_dir.joinpath(run_id, *parts[i + 2 :])
+                    if here.exists():
+                        return str(here)
+            if p.exists():  # a model outside the store
+                return str(p)
+            return str(p if p.is_absolute() else self.root / p)  # missing: where it would be
+
+        return _with_paths(record, locate)
 
     def find(self, **fields) -> list[dict]:
         """Records whose top-level fields equal the given values (e.g. method, benchmark, seed)."""
@@ -214,6 +253,21 @@ def _make_dirs(path: Path) -> list[Path]:
         p = p.parent
     path.mkdir(parents=True, exist_ok=True)
     return list(reversed(missing))
+
+
+def _with_paths(record: dict, convert) -> dict:
+    """A copy of `record` with `convert` applied to its model path and its snapshots' paths."""
+    out = dict(record)
+    if "model_path" in out:
+        out["model_path"] = convert(out["model_path"])
+    metrics = out.get("metrics")
+    if isinstance(metrics, dict) and isinstance(metrics.get("snapshots"), list):
+        snaps = [
+            {**s, "path": convert(s["path"])} if isinstance(s, dict) and "path" in s else s
+            for s in metrics["snapshots"]
+        ]
+        out["metrics"] = {**metrics, "snapshots": snaps}
+    return out
 
 
 def _read_record(path: Path) -> tuple[dict | None, str]:

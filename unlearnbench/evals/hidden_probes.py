@@ -1,0 +1,234 @@
+"""`hidden-probes`: can a linear probe read a fact's value out of the frozen model's hidden states?
+
+For every layer, a multinomial logistic-regression probe is trained on the hidden state at the last
+token of each fact-probe prompt ("Pip the fox lives in the") to predict the fact's value (" cave"),
+one probe per split, fact type and layer. Entities are split in two halves by a seeded hash of
+their names (`entity_halves`, as `disjoint-facts` splits them): the probe is trained on the first
+half's facts and tested on the second half's. Knowledge a linear probe reads out was not removed,
+only hidden: an output-layer change that stops the model from saying a value leaves it readable.
+
+Design. Classes are the values of one fact type (every value with at least `min_per_class`
+training items; test items of other values are dropped), so the probe must read the value in a code
+shared across entities: the code a model that predicts the value next must hold at the last layers
+(the unembedding row of " cave" is one direction for every entity). It cannot memorize entities:
+test entities are never seen in training.
+
+Numbers, per split and layer (0 = the embeddings, i = the output of block i, the last = after the
+final layer norm, as HF `hidden_states`): `accuracy` over the test items of every fact type,
+`chance` = the mean over test items of 1/(classes of its fact type), `majority` = the accuracy of
+always predicting the most common training value of each fact type. The headline is the best layer.
+With `references`, the same probes on the matching `no-filter` model and perfect filter
+(`filter`, recall 1): the perfect filter never saw a forget fact, so its accuracy is the floor of
+what the prompt alone gives away.
+
+Limits. A probe at chance does not prove removal: the value may sit in a non-linear or entity-
+specific code a linear probe trained on other entities cannot read. Above-chance accuracy can come
+from the prompt without the fact (storyworld's home values depend on the topic, which the entity's
+kind reveals), hence the majority baseline and the perfect-filter reference. Picking the best layer
+on the test half is optimistic; the references are read with the same rule. A split with few
+entities gives a noisy estimate (`n_test` is reported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unlearnbench.config import ConfigError
+from unlearnbench.evals import HIGHER, LOWER, EvalContext, EvalResult, Metric, register_eval
+from unlearnbench.evals.disjoint_facts import entity_halves
+from unlearnbench.evals.fact_probes import probes_by_split
+
+REFERENCES = ("no-filter", "perfect-filter")
+
+
+@dataclass(frozen=True)
+class HiddenProbeOptions:
+    # ours: every hidden state (tiny models have few); EleutherAI/unlearn
+    # scripts/train_classification_probes.py (ProbeTrainConfig.layer_stride) probes every 4th layer
+    layers: tuple[int, ...] = ()  # () = every hidden state: embeddings, each block
+    split_seed: int = 0  # which entities train and which test (the halves `disjoint-facts` uses)
+    min_per_class: int = 2  # ours: a value needs this many training items to be a class
+    # ours: L2 penalty on the probe's weights over standardized features, fitted full batch; the
+    # EleutherAI/unlearn linear probe (a forget-vs-retain token classifier, not a value probe) is
+    # trained by AdamW with weight decay 0.01 (ProbeTrainConfig.weight_decay)
+    l2: float = 1e-2
+    max_iter: int = 100  # ours: L-BFGS iterations per probe (full batch; the loss is within 1% of
+    # its value at 200 iterations on tiny, at half the cost)
+    max_per_split: int = 0  # 0 = every probe of the split
+    batch_size: int = 256  # prompts per forward pass
+    references: bool = False  # also probe the no-filter model and the perfect filter
+
+    def __post_init__(self):
+        if self.min_per_class < 1 or self.l2 < 0 or self.max_iter < 1 or self.batch_size < 1:
+            raise ConfigError(
+                "hidden-probes needs min_per_class >= 1, l2 >= 0, max_iter >= 1, batch_size >= 1"
+            )
+        if any(layer < 0 for layer in self.layers):
+            raise ConfigError(f"hidden-probes layers must be >= 0, got {list(self.layers)}")
+
+
+@torch.no_grad()
+def last_token_states(model, tokenizer, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """Hidden state at each prompt's last token, every layer: (n_layers + 1, N, d), float32."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    out = []
+    for i in range(0, len(ids), batch_size):
+        chunk = ids[i : i + batch_size]
+        T = max(len(s) for s in chunk)
+        x = torch.zeros(len(chunk), T, dtype=torch.long)  # right-padded: causal, pads come after
+        for j, s in enumerate(chunk):
+            x[j, : len(s)] = torch.tensor(s)
+        hidden = model(input_ids=x.to(device), output_hidden_states=True).hidden_states
+        h = torch.stack(hidden).float()  # (L + 1, B, T, d)
+        last = torch.tensor([len(s) - 1 for s in chunk], device=h.device)
+        out.append(h[:, torch.arange(len(chunk), device=h.device), last].cpu())  # (L + 1, B, d)
+    model.train(was_training)
+    return torch.cat(out, dim=1)
+
+
+def fit_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_iter: int):
+    """Multinomial logistic regression on standardized features, full-batch L-BFGS from zeros
+    (deterministic). x (N, d), y (N,) class ids; returns predict(x) -> class ids."""
+    x = x.float()
+    mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
+    z = (x - mean) / std
+    W = torch.zeros(z.shape[1], n_classes, dtype=z.dtype, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=z.dtype, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(z @ W + b, y) + l2 * (W**2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    W, b = W.detach(), b.detach()
+    return lambda x_new: (((x_new.float() - mean) / std) @ W + b).argmax(-1)
+
+
+def value_of(probe) -> str:
+    return probe.options[probe.answer].strip()
+
+
+def probe_split(model, tokenizer, probes: list, options: HiddenProbeOptions) -> dict:
+    """Per-layer accuracy of value probes trained on one half of the split's entities, tested on
+    the other half (module docstring)."""
+    first, second = entity_halves(probes, options.split_seed)
+    states = last_token_states(model, tokenizer, [p.prompt for p in probes], options.batch_size)
+    n_states = states.shape[0]
+    layers = list(options.layers) or list(range(n_states))
+    if max(layers) >= n_states:
+        raise ConfigError(f"hidden-probes layer {max(layers)} > the model's {n_states - 1}")
+    correct = torch.zeros(len(layers))
+    n_test, chance, majority = 0, 0.0, 0.0
+    per_fact = {}
+    for fact in sorted({p.fact for p in probes}):
+        # phase: the fact's classes (values with enough training items) and its two halves
+        rows = [i for i, p in enumerate(probes) if p.fact == fact]
+        train = [i for i in rows if probes[i].entity in first]
+        counts: dict[str, int] = {}
+        for i in train:
+            counts[value_of(probes[i])] = counts.get(value_of(probes[i]), 0) + 1
+        classes = sorted(v for v, c in counts.items() if c >= options.min_per_class)
+        index = {v: k for k, v in enumerate(classes)}
+        train = [i for i in train if value_of(probes[i]) in index]
+        test = [i for i in rows if probes[i].entity in second and value_of(probes[i]) in index]
+        if len(classes) < 2 or not test:
+            per_fact[fact] = {"classes": len(classes), "n_test": 0, "skipped": True}
+            continue
+        y_train = torch.tensor([index[value_of(probes[i])] for i in train])
+        y_test = torch.tensor([index[value_of(probes[i])] for i in test])
+        # phase: one probe per layer
+        acc = []
+        for k, layer in enumerate(layers):
+            predict = fit_probe(
+                states[layer, train], y_train, len(classes), options.l2, options.max_iter
+            )
+            hits = int((predict(states[layer, test]) == y_test).sum())
+            correct[k] += hits
+            acc.append(hits / len(test))
+        most_common = max(range(len(classes)), key=lambda c: int((y_train == c).sum()))
+        n_test += len(test)
+        chance += len(test) / len(classes)
+        majority += float((y_test == most_common).sum())
+        per_fact[fact] = {
+            "classes": len(classes),
+            "n_train": len(train),
+            "n_test": len(test),
+            "accuracy": {str(layer): a for layer, a in zip(layers, acc, strict=True)},
+        }
+    if not n_test:
+        return {"n_test": 0, "reason": "no fact type has two values with enough training items"}
+    accuracy = (correct / n_test).tolist()
+    best = max(range(len(layers)), key=lambda k: accuracy[k])
+    return {
+        "accuracy": {str(layer): a for layer, a in zip(layers, accuracy, strict=True)},
+        "best_layer": layers[best],
+        "best_accuracy": accuracy[best],
+        "chance": chance / n_test,
+        "majority": majority / n_test,
+        "n_test": n_test,
+        "n_entities": {"train": len(first), "test": len(second)},
+        "per_fact": per_fact,
+    }
+
+
+def probe_model(model, bench, options: HiddenProbeOptions) -> dict:
+    """{split: probe_split(...)} over the benchmark's fact probes."""
+    groups = probes_by_split(bench, options.max_per_split)
+    return {s: probe_split(model, bench.tokenizer, ps, options) for s, ps in sorted(groups.items())}
+
+
+def _best(split: str):
+    return lambda summary: (summary.get(split) or {}).get("best_accuracy")
+
+
+HIDDEN_PROBE_METRICS = [
+    Metric("forget_probe_accuracy", LOWER, _best("forget"), "forget facts linear probe acc",
+           "accuracy"),
+    Metric("forget_over_perfect_filter", LOWER, lambda s: s.get("forget_over_perfect_filter"),
+           "forget probe acc over perfect filter", "accuracy"),
+    Metric("retain_probe_accuracy", HIGHER, _best("retain"), "retain facts linear probe acc",
+           "accuracy"),
+]  # fmt: skip
+
+
+@register_eval(
+    "hidden-probes",
+    options=HiddenProbeOptions,
+    additive=("references",),
+    metrics=HIDDEN_PROBE_METRICS,
+)
+def run(ctx: EvalContext, options: HiddenProbeOptions) -> EvalResult:
+    """Per-layer linear probes of fact values in the hidden states (train/test by entity)."""
+    if not ctx.benchmark.probes:
+        return EvalResult({"applicable": False, "reason": "the benchmark has no fact probes"})
+    # the halves are hashed and the fits start from zeros: nothing draws at random; seeded anyway
+    torch.manual_seed(ctx.seed)
+    summary: dict = probe_model(ctx.model, ctx.benchmark, options)
+    if options.references and ctx.reference is not None and ctx.evaluate_other is not None:
+        refs = {}
+        for name in REFERENCES:
+            rec = ctx.reference(name)
+            # this run is its own reference (a no-filter or perfect-filter run): its own numbers
+            same = rec["run_id"] == ctx.record["run_id"]
+            other = summary if same else ctx.evaluate_other(rec)
+            refs[name] = {"run_id": rec["run_id"]} | {
+                s: {k: v.get(k) for k in ("accuracy", "best_layer", "best_accuracy")}
+                for s, v in other.items()
+                if s in ("forget", "adjacent", "retain") and isinstance(v, dict)
+            }
+        summary["references"] = refs
+        floor = (refs.get("perfect-filter") or {}).get("forget", {}).get("best_accuracy")
+        mine = (summary.get("forget") or {}).get("best_accuracy")
+        if floor is not None and mine is not None:
+            summary["forget_over_perfect_filter"] = mine - floor
+    return EvalResult(summary)
