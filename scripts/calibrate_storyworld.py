@@ -69,17 +69,19 @@ def run_point(benchmark, world: dict, method, args, store) -> dict:
     overrides |= dict(kv.split("=", 1) for kv in args.set)
     cfg = resolve_run_config(method, benchmark, args.model, args.seed, overrides)
     t0 = time.perf_counter()
-    record = execute(cfg, store, progress=False)
+    execute(cfg, store, progress=False)
+    record = store.load(cfg.run_id)  # paths located in the store
     bench = load_benchmark(cfg.benchmark, cfg.benchmark_options)
     cache = Path(store.root) / "calibration" / f"{cfg.run_id}.json"
     if cache.exists():
         scored = json.loads(cache.read_text())
     else:
-        points = [(s["step"], s["path"]) for s in record.get("snapshots", [])]
+        points = [(s["step"], s["path"]) for s in record["metrics"].get("snapshots", [])]
         points = [p for p in points if p[0] < args.steps] + [(args.steps, record["model_path"])]
         scored = {"steps": {str(step): score(path, bench) for step, path in points}}
-        scored["losses"] = record["metrics"]["final"]
-        scored["train_seconds"] = record.get("train_seconds") or record.get("seconds")
+        m = record["metrics"]
+        scored["losses"] = {s: m.get(f"{s}_loss") for s in ("forget", "adjacent", "retain")}
+        scored["train_seconds"] = record.get("train_seconds")
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(scored, indent=1))
     print(f"{benchmark} {method} {world} done in {time.perf_counter() - t0:.0f} s", flush=True)
