@@ -28,7 +28,7 @@ from unlearnbench.data.documents import Document
 
 LANGUAGES = ("en", "es")
 FACTS = ("home", "food", "colour", "friend", "toy")
-ENTITIES_PER_TOPIC = 26
+ENTITIES_PER_TOPIC = 26  # the world's original size; `build_world(entities_per_topic=)` sets it
 
 # ----------------------------------------------------------------------------------------------
 # Lexicon. Noun spec: "en[/en_plural]=es[/es_plural]:gender". Person roles with two forms:
@@ -545,8 +545,23 @@ def _name_pool() -> list[str]:
 
 
 @lru_cache(maxsize=8)
-def build_world(seed: int = 0) -> World:
-    """The fixed world of entities and facts for `seed` (cached; treat as immutable)."""
+def build_world(
+    seed: int = 0,
+    entities_per_topic: int = ENTITIES_PER_TOPIC,
+    topic_sizes: tuple[tuple[str, int], ...] = (),
+) -> World:
+    """The fixed world of entities and facts for `seed` (cached; treat as immutable). Fewer entities
+    per topic means each fact is stated more often in the same number of stories. `topic_sizes`
+    ((topic, entities), ...) gives some topics another number of entities; stories are then drawn
+    in proportion to each topic's entities (`_plan_topic`), so every entity is stated as often."""
+    sizes = {t: entities_per_topic for t in TOPICS}
+    for topic, n in topic_sizes:
+        if topic not in sizes:
+            raise ValueError(f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
+        sizes[topic] = int(n)
+    for topic, n in sizes.items():
+        if not 3 <= n <= 100:  # a friend probe needs 3 distractors in two topics
+            raise ValueError(f"entities per topic must be in [3, 100], got {n} for {topic}")
     rng = random.Random(seed)
     names = _name_pool()
     rng.shuffle(names)
@@ -556,7 +571,7 @@ def build_world(seed: int = 0) -> World:
         v = TOPIC_VOCAB[topic]
         order = list(range(len(v.characters)))
         rng.shuffle(order)
-        for j in range(ENTITIES_PER_TOPIC):
+        for j in range(sizes[topic]):
             ci = order[j % len(order)]
             species, kind = v.characters[ci], v.kinds[ci]
             if species + "|f" in NOUNS and rng.random() < 0.5:
@@ -598,6 +613,46 @@ def build_world(seed: int = 0) -> World:
 
 
 @dataclass(frozen=True)
+class StoryOptions:
+    """How stories are planned: how many facts they state and how often characters visit from
+    other topics. The defaults are the original generator's."""
+
+    main_facts: tuple[int, int] = (2, 4)  # facts stated about the main character (min, max)
+    other_facts: tuple[int, int] = (1, 3)  # about the second character; the third's min is 0
+    main_from_adjacent: float = 0.25  # the main character lives in the adjacent topic
+    adjacent_visitors: float = 0.35  # a supporting character comes from the adjacent topic
+    other_visitors: float = 0.10  # ... from any topic
+    # chance that a fact sentence about a character whose home is another topic is kept; below 1,
+    # a topic's facts are stated mostly in its own stories (so filtering them removes the facts)
+    # while its characters still visit others (so topics still share entities)
+    visitor_facts: float = 1.0
+    # share of documents that are an entity's profile instead of a story: all its facts, one
+    # sentence each, in a random order (an encyclopedia entry; the entity lives in the document's
+    # topic). Facts need many statements to form in a small model; profiles state them densely.
+    profiles: float = 0.0
+
+    def __post_init__(self):
+        for name in ("main_facts", "other_facts"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= len(FACTS):
+                raise ValueError(f"{name} must satisfy 0 <= min <= max <= {len(FACTS)}")
+        for name in (
+            "main_from_adjacent",
+            "adjacent_visitors",
+            "other_visitors",
+            "visitor_facts",
+            "profiles",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.adjacent_visitors + self.other_visitors > 1.0:
+            raise ValueError("adjacent_visitors + other_visitors must be at most 1")
+
+
+DEFAULT_STORIES = StoryOptions()
+
+
+@dataclass(frozen=True)
 class StoryPlan:
     """Language-neutral story. Events are tuples ``(type, variant, *args)`` where entity args are
     indices into `entities` and vocabulary args are keys of NOUNS / ADJS / activities."""
@@ -617,16 +672,28 @@ def _mix(*xs: int) -> int:
     return h
 
 
-def _plan_topic(world_seed: int, seed: int, i: int) -> tuple[random.Random, str]:
-    r = random.Random(_mix(world_seed, seed, i, 1))
-    return r, TOPICS[r.randrange(len(TOPICS))]
+def _plan_topic(world: World, seed: int, i: int) -> tuple[random.Random, str]:
+    """Plan `i`'s random stream and topic: uniform over topics when they have equal numbers of
+    entities (the original stream), else in proportion to their entities."""
+    r = random.Random(_mix(world.seed, seed, i, 1))
+    sizes = [len(world.entities_of(t)) for t in TOPICS]
+    if len(set(sizes)) == 1:
+        return r, TOPICS[r.randrange(len(TOPICS))]
+    u, acc = r.random() * sum(sizes), 0
+    for topic, n in zip(TOPICS, sizes, strict=True):
+        acc += n
+        if u < acc:
+            return r, topic
+    return r, TOPICS[-1]
 
 
-def _pick_entity(r: random.Random, world: World, topic: str, exclude: list[str]) -> Entity:
+def _pick_entity(
+    r: random.Random, world: World, topic: str, exclude: list[str], opts: StoryOptions
+) -> Entity:
     u = r.random()
-    if u < 0.55:
+    if u < 1.0 - opts.adjacent_visitors - opts.other_visitors:
         src = topic
-    elif u < 0.9:
+    elif u < 1.0 - opts.other_visitors:
         src = ADJACENT_TOPIC[topic]
     else:
         src = TOPICS[r.randrange(len(TOPICS))]
@@ -637,7 +704,9 @@ def _pick_entity(r: random.Random, world: World, topic: str, exclude: list[str])
             return e
 
 
-def _make_plan(world: World, r: random.Random, topic: str, pid: int) -> StoryPlan:
+def _make_plan(
+    world: World, r: random.Random, topic: str, pid: int, opts: StoryOptions = DEFAULT_STORIES
+) -> StoryPlan:
     adj_topic = ADJACENT_TOPIC[topic]
     v, va = TOPIC_VOCAB[topic], TOPIC_VOCAB[adj_topic]
     rv = r.randrange
@@ -665,15 +734,17 @@ def _make_plan(world: World, r: random.Random, topic: str, pid: int) -> StoryPla
             0.0,
         )
 
-    main = world.entities_of(topic if r.random() < 0.75 else adj_topic)
+    if opts.profiles and r.random() < opts.profiles:
+        return _profile_plan(world, r, topic, pid)
+    main = world.entities_of(adj_topic if r.random() < opts.main_from_adjacent else topic)
     main = main[rv(len(main))]
     names = [main.name]
     if r.random() < 0.3:  # the main character's friend joins the story
         names.append(main.facts["friend"])
     else:
-        names.append(_pick_entity(r, world, topic, names).name)
+        names.append(_pick_entity(r, world, topic, names, opts).name)
     if r.random() < 0.3:
-        names.append(_pick_entity(r, world, topic, names).name)
+        names.append(_pick_entity(r, world, topic, names, opts).name)
 
     facts: list[tuple[str, str]] = []
     ev: list[tuple] = []
@@ -681,13 +752,16 @@ def _make_plan(world: World, r: random.Random, topic: str, pid: int) -> StoryPla
     def state_facts(ei: int, lo: int, hi: int):
         fs = list(FACTS)
         r.shuffle(fs)
+        visitor = world.entity(names[ei]).home_topic != topic
         for f in fs[: lo + rv(hi - lo + 1)]:
+            if visitor and r.random() >= opts.visitor_facts:
+                continue
             facts.append((names[ei], f))
             ev.append(("fact", rv(1 << 16), ei, f))
 
     V = lambda: rv(1 << 16)  # noqa: E731
     ev.append(("intro", V(), 0, place(), TIMES[rv(len(TIMES))], TIME_ADJS[rv(4)]))
-    state_facts(0, 2, 4)
+    state_facts(0, *opts.main_facts)
     if r.random() < 0.5:
         ev.append(("describe", V(), place(), adjective(), obj()))
     # body: the other characters are met before they act
@@ -711,7 +785,8 @@ def _make_plan(world: World, r: random.Random, topic: str, pid: int) -> StoryPla
     # insert meets first, then facts about the newcomer, then the arcs
     for ei in range(1, len(names)):
         ev.extend(body[ei - 1])
-        state_facts(ei, 0 if ei > 1 else 1, 3)
+        lo, hi = opts.other_facts
+        state_facts(ei, 0 if ei > 1 else lo, hi)
     for a in chosen:
         ev.extend(a)
     if r.random() < 0.5:
@@ -720,8 +795,22 @@ def _make_plan(world: World, r: random.Random, topic: str, pid: int) -> StoryPla
     return StoryPlan(pid, topic, tuple(names), tuple(ev), tuple(facts))
 
 
+def _profile_plan(world: World, r: random.Random, topic: str, pid: int) -> StoryPlan:
+    """A profile of one entity of `topic`: each of its facts in one sentence, in a random order."""
+    pool = world.entities_of(topic)
+    entity = pool[r.randrange(len(pool))]
+    fs = list(FACTS)
+    r.shuffle(fs)
+    events = tuple(("fact", r.randrange(1 << 16), 0, f) for f in fs)
+    return StoryPlan(pid, topic, (entity.name,), events, tuple((entity.name, f) for f in fs))
+
+
 def iter_plans(
-    world: World, seed: int, topics: Iterable[str] | None = None, start: int = 0
+    world: World,
+    seed: int,
+    topics: Iterable[str] | None = None,
+    start: int = 0,
+    stories: StoryOptions = DEFAULT_STORIES,
 ) -> Iterator[StoryPlan]:
     """Infinite stream of plans. Plan `i` depends only on (world.seed, seed, i), so restricting
     `topics` yields a subsequence of the unrestricted stream (ids stay stable)."""
@@ -730,16 +819,20 @@ def iter_plans(
         raise ValueError(f"unknown topics: {sorted(allowed - set(TOPICS))}")
     i = start
     while True:
-        r, topic = _plan_topic(world.seed, seed, i)
+        r, topic = _plan_topic(world, seed, i)
         if allowed is None or topic in allowed:
-            yield _make_plan(world, r, topic, i)
+            yield _make_plan(world, r, topic, i, stories)
         i += 1
 
 
 def plan_stories(
-    world: World, n: int, seed: int, topics: Iterable[str] | None = None
+    world: World,
+    n: int,
+    seed: int,
+    topics: Iterable[str] | None = None,
+    stories: StoryOptions = DEFAULT_STORIES,
 ) -> list[StoryPlan]:
-    it = iter_plans(world, seed, topics)
+    it = iter_plans(world, seed, topics, stories=stories)
     return [next(it) for _ in range(n)]
 
 
@@ -1192,10 +1285,13 @@ def iter_documents(
     spanish_fraction: float = 0.0,
     topics=None,
     world_seed: int = 0,
+    entities_per_topic: int = ENTITIES_PER_TOPIC,
+    stories: StoryOptions = DEFAULT_STORIES,
+    world: World | None = None,
 ) -> Iterator[Document]:
     """Infinite stream of documents (see generate_documents)."""
-    world = build_world(world_seed)
-    for plan in iter_plans(world, seed, topics):
+    world = world or build_world(world_seed, entities_per_topic)
+    for plan in iter_plans(world, seed, topics, stories=stories):
         lang = _choose_language(seed, plan.id, languages, spanish_fraction)
         yield Document(
             id=f"sw-{seed}-{plan.id}-{lang}",
@@ -1216,10 +1312,15 @@ def generate_documents(
     spanish_fraction: float = 0.0,
     topics=None,
     world_seed: int = 0,
+    entities_per_topic: int = ENTITIES_PER_TOPIC,
+    stories: StoryOptions = DEFAULT_STORIES,
+    world: World | None = None,
 ) -> list[Document]:
-    """`n_stories` stories of the world `build_world(world_seed)`, one language each (Spanish with
-    probability `spanish_fraction` when both languages are allowed)."""
-    it = iter_documents(seed, languages, spanish_fraction, topics, world_seed)
+    """`n_stories` stories of `world` (default `build_world(world_seed, entities_per_topic)`), one
+    language each (Spanish with probability `spanish_fraction` when both languages are allowed)."""
+    it = iter_documents(
+        seed, languages, spanish_fraction, topics, world_seed, entities_per_topic, stories, world
+    )
     return [next(it) for _ in range(n_stories)]
 
 

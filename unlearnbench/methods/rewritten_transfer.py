@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnbench.data import storyworld as sw
+from unlearnbench.data.benchmarks.storyworld import world_and_stories
 from unlearnbench.data.labels import label_document
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.data.pipeline import token_ids
@@ -65,13 +66,13 @@ def rewritten_pairs(ctx) -> dict[tuple[int, ...], list[int]]:
     if not bench.name.startswith("storyworld"):
         raise ValueError("rewritten-transfer needs a storyworld benchmark (stories with plans)")
     world_seed = int(cfg.benchmark_options.get("world_seed", 0))
-    world = sw.build_world(world_seed)
+    world, stories = world_and_stories(cfg.benchmark_options)
     ids = token_ids(bench)
     out = {}
     for doc, split in bench.train:
         if label_document(doc.id, split, cfg.labels, cfg.seed).label != "forget":
             continue
-        plan = next(sw.iter_plans(world, world_seed, start=int(doc.meta["plan"])))
+        plan = next(sw.iter_plans(world, world_seed, start=int(doc.meta["plan"]), stories=stories))
         new_plan, _ = sw.rewrite_with_changed_facts(plan, world, cfg.seed)
         text = sw.render(new_plan, world, doc.meta["language"])
         rew = bench.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -25,6 +25,15 @@ class StoryworldLangOptions:
     test_fraction: float = 0.1
     split_seed: int = 0
     vocab_size: int = 2048  # ours: a small byte-level BPE keeps the CPU head cheap
+    # the world's size and how densely stories state facts (`storyworld.StoryOptions`); ours,
+    # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md)
+    entities_per_topic: int = sw.ENTITIES_PER_TOPIC
+    main_facts: tuple[int, ...] = sw.DEFAULT_STORIES.main_facts
+    other_facts: tuple[int, ...] = sw.DEFAULT_STORIES.other_facts
+    adjacent_visitors: float = sw.DEFAULT_STORIES.adjacent_visitors
+    other_visitors: float = sw.DEFAULT_STORIES.other_visitors
+    visitor_facts: float = sw.DEFAULT_STORIES.visitor_facts
+    profiles: float = sw.DEFAULT_STORIES.profiles
 
 
 @dataclass(frozen=True)
@@ -33,9 +42,54 @@ class StoryworldTopicOptions:
     world_seed: int = 0
     forget_topic: str = sw.DEFAULT_FORGET_TOPIC
     adjacent_topic: str = sw.DEFAULT_ADJACENT_TOPIC
+    # entities of the forget and adjacent topics (0 = entities_per_topic); stories are drawn in
+    # proportion to entities, so more of them means more forget facts at the same exposure each
+    forget_entities: int = 0
+    adjacent_entities: int = 0
     test_fraction: float = 0.1
     split_seed: int = 0
     vocab_size: int = 2048
+    # the world's size and how densely stories state facts (`storyworld.StoryOptions`); ours,
+    # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md)
+    entities_per_topic: int = sw.ENTITIES_PER_TOPIC
+    main_facts: tuple[int, ...] = sw.DEFAULT_STORIES.main_facts
+    other_facts: tuple[int, ...] = sw.DEFAULT_STORIES.other_facts
+    adjacent_visitors: float = sw.DEFAULT_STORIES.adjacent_visitors
+    other_visitors: float = sw.DEFAULT_STORIES.other_visitors
+    visitor_facts: float = sw.DEFAULT_STORIES.visitor_facts
+    profiles: float = sw.DEFAULT_STORIES.profiles
+
+
+def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
+    """The world and story options a storyworld benchmark's `options` describe (an options object
+    or the dict a run config stores)."""
+    get = options.get if isinstance(options, dict) else lambda k, d: getattr(options, k, d)
+    d = sw.DEFAULT_STORIES
+    stories = sw.StoryOptions(
+        main_facts=tuple(get("main_facts", d.main_facts)),
+        other_facts=tuple(get("other_facts", d.other_facts)),
+        main_from_adjacent=d.main_from_adjacent,
+        adjacent_visitors=float(get("adjacent_visitors", d.adjacent_visitors)),
+        other_visitors=float(get("other_visitors", d.other_visitors)),
+        visitor_facts=float(get("visitor_facts", d.visitor_facts)),
+        profiles=float(get("profiles", d.profiles)),
+    )
+    for name in ("main_facts", "other_facts"):
+        if len(getattr(stories, name)) != 2:
+            raise ValueError(f"{name} must be two numbers MIN,MAX")
+    sizes = []
+    for topic_key, size_key in (
+        ("forget_topic", "forget_entities"),
+        ("adjacent_topic", "adjacent_entities"),
+    ):
+        if int(get(size_key, 0)):
+            sizes.append((get(topic_key, None), int(get(size_key, 0))))
+    world = sw.build_world(
+        int(get("world_seed", 0)),
+        int(get("entities_per_topic", sw.ENTITIES_PER_TOPIC)),
+        tuple(sizes),
+    )
+    return world, stories
 
 
 def _tokenizer(name: str, options, docs):
@@ -72,14 +126,16 @@ def storyworld_lang(options: StoryworldLangOptions) -> Benchmark:
     """storyworld in two languages: forget Spanish, retain English."""
     _check_fraction("spanish_fraction", options.spanish_fraction)
     _check_fraction("test_fraction", options.test_fraction)
+    world, stories = world_and_stories(options)
     docs = sw.generate_documents(
         options.n_stories,
         seed=options.world_seed,
         world_seed=options.world_seed,
         languages=("en", "es"),
         spanish_fraction=options.spanish_fraction,
+        stories=stories,
+        world=world,
     )
-    world = sw.build_world(options.world_seed)
     probes = [(p, "retain") for p in sw.fact_probes(world, "en")]
     probes += [(p, "forget") for p in sw.fact_probes(world, "es")]
     return _assemble(
@@ -96,14 +152,19 @@ def storyworld_lang(options: StoryworldLangOptions) -> Benchmark:
 def storyworld_topic(options: StoryworldTopicOptions) -> Benchmark:
     """storyworld in English: forget one topic, adjacent a related topic, retain the rest."""
     _check_fraction("test_fraction", options.test_fraction)
-    world = sw.build_world(options.world_seed)
     for t in (options.forget_topic, options.adjacent_topic):
-        if t not in world.topics:
-            raise ValueError(f"unknown topic {t!r}; topics: {', '.join(world.topics)}")
+        if t not in sw.TOPICS:
+            raise ValueError(f"unknown topic {t!r}; topics: {', '.join(sw.TOPICS)}")
     if options.forget_topic == options.adjacent_topic:
         raise ValueError("forget_topic and adjacent_topic must differ")
+    world, stories = world_and_stories(options)
     docs = sw.generate_documents(
-        options.n_stories, seed=options.world_seed, world_seed=options.world_seed, languages=("en",)
+        options.n_stories,
+        seed=options.world_seed,
+        world_seed=options.world_seed,
+        languages=("en",),
+        stories=stories,
+        world=world,
     )
 
     def split_of_topic(topic: str) -> str:
