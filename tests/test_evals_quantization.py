@@ -123,3 +123,18 @@ def test_bad_options_are_refused():
     ):
         with pytest.raises(ConfigError, match=match):
             quant.QuantizationOptions(**bad)
+
+
+def test_the_forget_chance_level_is_recorded_and_shown_beside_the_accuracy():
+    from types import SimpleNamespace
+
+    from unlearnbench.results.leaderboard import chance_of
+
+    probes = [SimpleNamespace(options=("a", "b", "c", "d"))] * 3 + [
+        SimpleNamespace(options=("a", "b"))
+    ]
+    assert quant._chance(probes) == pytest.approx((3 * 0.25 + 0.5) / 4)
+    assert quant._chance([]) is None  # no probes: no chance level, not zero
+    summary = {"chance": 0.25, "headline": [{"name": "forget_accuracy", "value": 0.3}]}
+    record = {"evals": {"robust/quantization": summary}}
+    assert chance_of(record, "robust/quantization", "forget_accuracy") == 0.25

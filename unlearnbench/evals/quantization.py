@@ -173,6 +173,10 @@ QUANTIZATION_METRICS = [
 ]
 
 
+def _chance(probes: list) -> float | None:
+    return sum(1 / len(p.options) for p in probes) / len(probes) if probes else None
+
+
 @register_eval(
     "quantization",
     options=QuantizationOptions,
@@ -217,6 +221,8 @@ def run(ctx: EvalContext, options: QuantizationOptions) -> EvalResult:
         "before": before,
         "quantized": quantized,
         "n_probes": {s: len(ps) for s, ps in sorted(probes.items())},
+        # the forget facts' chance level, shown beside the headline accuracy
+        "chance": _chance(probes.get("forget", [])),
     }
     if options.references:
         summary["references"] = reference_results(
