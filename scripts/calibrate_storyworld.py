@@ -68,6 +68,8 @@ def run_point(benchmark, world: dict, method, args, store) -> dict:
     }
     overrides |= dict(kv.split("=", 1) for kv in args.set)
     cfg = resolve_run_config(method, benchmark, args.model, args.seed, overrides)
+    if args.no_train and not store.exists(cfg.run_id):
+        return None  # shown as "-" in the table
     t0 = time.perf_counter()
     execute(cfg, store, progress=False)
     record = store.load(cfg.run_id)  # paths located in the store
@@ -133,6 +135,9 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=100, help="steps between scored snapshots")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--no-train", action="store_true", help="score what the store holds; train nothing"
+    )
+    ap.add_argument(
         "--set", nargs="*", default=[], help="extra KEY=VALUE run settings (after the defaults)"
     )
     args = ap.parse_args()
@@ -145,7 +150,9 @@ def main() -> None:
         for name in args.worlds:
             row = {"benchmark": benchmark, "world": name}
             for method in args.methods:
-                row[method] = run_point(benchmark, WORLDS[name], method, args, store)
+                scored = run_point(benchmark, WORLDS[name], method, args, store)
+                if scored is not None:
+                    row[method] = scored
             results.append(row)
     text = table(results)
     print(text or json.dumps(results, indent=1))
