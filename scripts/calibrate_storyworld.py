@@ -32,6 +32,15 @@ WORLDS = {
     "e4-dense-p100": dict(
         entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=1.0
     ),
+    # storyworld-topic only: 16 forget and 16 adjacent entities (80 probes each), the rest 4
+    "e4-dense-p100-f16": dict(
+        entities_per_topic=4,
+        forget_entities=16,
+        adjacent_entities=16,
+        main_facts=(3, 5),
+        other_facts=(2, 4),
+        profiles=1.0,
+    ),
 }
 
 
