@@ -470,7 +470,11 @@ def demo(
     from rich.console import Console
 
     with _user_errors():
-        from unlearnbench.results.leaderboard import leaderboard_rows, to_markdown
+        from unlearnbench.results.leaderboard import (
+            headline_markdown,
+            leaderboard_rows,
+            to_markdown,
+        )
         from unlearnbench.results.store import RunStore, write_text_atomic
         from unlearnbench.runner import execute, resolve_run_config
 
@@ -488,9 +492,9 @@ def demo(
             console.print(f"[bold]quick suite[/] {run_id}")
             run_suite(run_id, "quick", store, progress=True)
         records = [store.load(r) for r in run_ids]
-        text = to_markdown(leaderboard_rows(records))
-        write_text_atomic(out / "demo.md", text)
-    sys.stdout.write(text)
+        rows = leaderboard_rows(records)
+        write_text_atomic(out / "demo.md", to_markdown(rows))  # the full table
+    sys.stdout.write(headline_markdown(rows) + f"\nFull table: {out / 'demo.md'}\n")
     _relearn_table(records, [o for _, o in DEMO_RUNS])
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s; records in {out}/records")
 
