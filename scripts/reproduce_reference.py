@@ -51,7 +51,7 @@ def run_everything(
 ) -> list[str]:
     """Plan both benchmarks' grids and run them: each run trained, then attacked with `suite`.
     `how`: launcher, jobs, runs_per_job, submitit_params, log, fixed (overrides of every run)."""
-    from unlearnbench.sweep import launch_sweep, plan, print_plan, print_summary, run_sweep
+    from unlearnbench.sweep import launch_sweep, plan, print_plan, print_summary
 
     launcher = how.get("launcher", "serial")
     planned = []
@@ -64,20 +64,17 @@ def run_everything(
         return []
     run_ids = []
     for runs in planned:
-        if launcher == "serial":
-            summary = run_sweep(runs, store, console, suite=suite, log=how.get("log", ()))
-        else:
-            summary = launch_sweep(
-                runs,
-                store,
-                console,
-                launcher,
-                how.get("jobs", 1),
-                how.get("runs_per_job", 1),
-                suite=suite,
-                log=how.get("log", ()),
-                submitit_params=how.get("submitit_params"),
-            )
+        summary = launch_sweep(
+            runs,
+            store,
+            console,
+            launcher,
+            how.get("jobs", 1),
+            how.get("runs_per_job", 1),
+            suite=suite,
+            log=how.get("log", ()),
+            submitit_params=how.get("submitit_params"),
+        )
         print_summary(summary, console)
         run_ids += summary.done + summary.skipped
     return run_ids

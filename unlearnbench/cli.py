@@ -412,7 +412,6 @@ def sweep(
             plan,
             print_plan,
             print_summary,
-            run_sweep,
             spec_suite,
         )
         from unlearnbench.tracking import parse_trackers
@@ -431,21 +430,18 @@ def sweep(
     if dry_run:
         return
     with _user_errors():
-        if launcher == "serial":
-            summary = run_sweep(runs, store, console, force=force, suite=suite, log=trackers)
-        else:
-            summary = launch_sweep(
-                runs,
-                store,
-                console,
-                launcher,
-                jobs,
-                runs_per_job,
-                force=force,
-                suite=suite,
-                log=trackers,
-                submitit_params=params,
-            )
+        summary = launch_sweep(
+            runs,
+            store,
+            console,
+            launcher,
+            jobs,
+            runs_per_job,
+            force=force,
+            suite=suite,
+            log=trackers,
+            submitit_params=params,
+        )
     print_summary(summary, console)
     if summary.failed:
         raise typer.Exit(1)

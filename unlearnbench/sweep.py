@@ -246,11 +246,14 @@ def launch_sweep(
     submitit_params: dict | None = None,
 ) -> SweepSummary:
     """Execute the planned runs with a process pool or submitit (launch.py), one line per run as
-    it finishes; runs already recorded are not sent anywhere."""
+    it finishes; runs already recorded are not sent anywhere. The `serial` launcher runs them here
+    (`run_sweep`)."""
     from rich.console import Console
 
     from unlearnbench.launch import launch
 
+    if launcher == "serial":
+        return run_sweep(runs, store, console, force=force, suite=suite, log=log)
     console = console or Console(stderr=True)
     summary = SweepSummary()
     start = time.perf_counter()
