@@ -37,6 +37,7 @@ from unlearnbench.evals import (
 from unlearnbench.evals.fact_probes import probe_accuracy, probes_by_split
 from unlearnbench.evals.relearn import (
     attack_reference_summary,
+    budget_reader,
     first_step,
     grid_rows,
     hashed_subset,
@@ -121,13 +122,13 @@ BENIGN_METRICS = [
     Metric(
         "forget_loss",
         HIGHER,
-        lambda s: {e["budget"]: e.get("forget_loss") for e in s.get("worst_case", [])},
+        budget_reader("forget_loss"),
         "forget after {}-step benign fine-tune",
     ),
     Metric(
         "forget_accuracy",
         LOWER,
-        lambda s: {e["budget"]: e.get("forget_accuracy") for e in s.get("worst_case", [])},
+        budget_reader("forget_accuracy"),
         "forget facts acc after {}-step benign fine-tune",
         "accuracy",
     ),

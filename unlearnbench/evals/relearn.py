@@ -429,6 +429,11 @@ def attack_reference_summary(other: dict) -> dict:
     }
 
 
+def budget_reader(name: str):
+    """A metric reader: {budget: the worst case's `name` at that budget}."""
+    return lambda s: {e["budget"]: e.get(name) for e in s.get("worst_case", [])}
+
+
 def steps_reader(name: str):
     """Steps to recover: absent without a no-filter reference; None = not within the budget."""
 
@@ -444,7 +449,7 @@ RELEARN_METRICS = [
     Metric(
         "forget_loss",
         HIGHER,
-        lambda s: {e["budget"]: e.get("forget_loss") for e in s.get("worst_case", [])},
+        budget_reader("forget_loss"),
         "forget after {}-step attack",
     ),
     Metric(
