@@ -83,6 +83,8 @@ def test_benchmark_options_reach_the_world_and_probes():
     assert {p.entity for p, _ in bench.probes} == names
     with pytest.raises(ConfigError, match="main_facts"):
         load_benchmark("storyworld-lang", dict(n_stories=100, main_facts=(4, 2)))
+    with pytest.raises(ConfigError, match="two numbers MIN,MAX"):
+        load_benchmark("storyworld-lang", dict(n_stories=100, main_facts=(1, 2, 3)))
     with pytest.raises(ConfigError, match="entities"):
         load_benchmark("storyworld-lang", dict(n_stories=100, entities_per_topic=1))
 

@@ -65,6 +65,9 @@ def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
     or the dict a run config stores)."""
     get = options.get if isinstance(options, dict) else lambda k, d: getattr(options, k, d)
     d = sw.DEFAULT_STORIES
+    for name in ("main_facts", "other_facts"):  # before StoryOptions unpacks them
+        if len(tuple(get(name, getattr(d, name)))) != 2:
+            raise ValueError(f"{name} must be two numbers MIN,MAX")
     stories = sw.StoryOptions(
         main_facts=tuple(get("main_facts", d.main_facts)),
         other_facts=tuple(get("other_facts", d.other_facts)),
@@ -74,9 +77,6 @@ def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
         visitor_facts=float(get("visitor_facts", d.visitor_facts)),
         profiles=float(get("profiles", d.profiles)),
     )
-    for name in ("main_facts", "other_facts"):
-        if len(getattr(stories, name)) != 2:
-            raise ValueError(f"{name} must be two numbers MIN,MAX")
     sizes = []
     for topic_key, size_key in (
         ("forget_topic", "forget_entities"),
