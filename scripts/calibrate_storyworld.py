@@ -32,14 +32,65 @@ WORLDS = {
     "e4-dense-p100": dict(
         entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=1.0
     ),
+    # 1 document in 20 is a story: stories carry the topics' shared vocabulary and visitors
+    "e4-dense-p95": dict(
+        entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=0.95
+    ),
     # storyworld-topic only: 16 forget and 16 adjacent entities (80 probes each), the rest 4
     "e4-dense-p100-f16": dict(
         entities_per_topic=4,
         forget_entities=16,
         adjacent_entities=16,
+        adjacent_in_forget=0.0,
         main_facts=(3, 5),
         other_facts=(2, 4),
         profiles=1.0,
+    ),
+    "e4-dense-p100-f32": dict(
+        entities_per_topic=4,
+        forget_entities=32,
+        adjacent_entities=16,
+        adjacent_in_forget=0.0,
+        main_facts=(3, 5),
+        other_facts=(2, 4),
+        profiles=1.0,
+    ),
+    # half of the adjacent entities' profiles are forget-topic documents
+    "e4-dense-p100-f32-m50": dict(
+        entities_per_topic=4,
+        forget_entities=32,
+        adjacent_entities=16,
+        adjacent_in_forget=0.5,
+        main_facts=(3, 5),
+        other_facts=(2, 4),
+        profiles=1.0,
+    ),
+    "e4-dense-p100-f24-m50": dict(
+        entities_per_topic=4,
+        forget_entities=24,
+        adjacent_entities=16,
+        adjacent_in_forget=0.5,
+        main_facts=(3, 5),
+        other_facts=(2, 4),
+        profiles=1.0,
+    ),
+    "e4-dense-p95-f16": dict(
+        entities_per_topic=4,
+        forget_entities=16,
+        adjacent_entities=16,
+        adjacent_in_forget=0.0,
+        main_facts=(3, 5),
+        other_facts=(2, 4),
+        profiles=0.95,
+    ),
+    "e4-dense-p95-f32": dict(
+        entities_per_topic=4,
+        forget_entities=32,
+        adjacent_entities=16,
+        adjacent_in_forget=0.0,
+        main_facts=(3, 5),
+        other_facts=(2, 4),
+        profiles=0.95,
     ),
 }
 
@@ -107,15 +158,17 @@ def _accuracies(scored: dict) -> str:
 
 def _losses(run: dict) -> str:
     m = run["losses"]
-    return f"{m['forget']:.3f} / {m['retain']:.3f}"
+    return " / ".join(
+        f"{m[s]:.3f}" for s in ("forget", "adjacent", "retain") if m.get(s) is not None
+    )
 
 
 def table(results: list[dict]) -> str:
     """One row per benchmark, world and scored step; losses on the final step's row."""
     lines = [
         "| benchmark | world | step | no-filter facts: forget / adjacent / retain | "
-        "filter facts: forget / adjacent / retain | no-filter loss: forget / retain | "
-        "filter loss: forget / retain |",
+        "filter facts: forget / adjacent / retain | no-filter loss: forget / (adjacent /) retain | "
+        "filter loss: forget / (adjacent /) retain |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:

@@ -7,7 +7,12 @@ import pytest
 from unlearnbench.config import ConfigError
 from unlearnbench.data import storyworld as sw
 from unlearnbench.data.benchmarks import load_benchmark
-from unlearnbench.data.benchmarks.storyworld import world_and_stories
+from unlearnbench.data.benchmarks.storyworld import (
+    ADJACENT_ENTITIES,
+    StoryworldLangOptions,
+    StoryworldTopicOptions,
+    world_and_stories,
+)
 
 
 def test_entities_per_topic_and_topic_sizes():
@@ -74,11 +79,15 @@ def test_profiles_state_every_fact_of_one_home_entity():
 def test_benchmark_options_reach_the_world_and_probes():
     opts = dict(n_stories=600, entities_per_topic=4, forget_entities=10, profiles=0.3)
     bench = load_benchmark("storyworld-topic", opts)
-    world, stories = world_and_stories(opts | {"forget_topic": "forest"})
+    world, stories = world_and_stories(
+        opts
+        | {"forget_topic": "forest", "adjacent_topic": "garden"}
+        | {"adjacent_entities": ADJACENT_ENTITIES}
+    )
     assert stories.profiles == 0.3 and len(world.entities_of("forest")) == 10
     by_split = Counter(s for _, s in bench.probes)
     assert by_split["forget"] == 10 * len(sw.FACTS)
-    assert by_split["adjacent"] == 4 * len(sw.FACTS)
+    assert by_split["adjacent"] == ADJACENT_ENTITIES * len(sw.FACTS)  # the default
     names = {e.name for e in world.entities}
     assert {p.entity for p, _ in bench.probes} == names
     with pytest.raises(ConfigError, match="main_facts"):
@@ -94,7 +103,54 @@ def test_rewritten_stories_follow_the_benchmark_world():
     stories the replanned text must be the document's own text."""
     opts = dict(n_stories=200, entities_per_topic=5, main_facts=(4, 5), profiles=0.2)
     bench = load_benchmark("storyworld-lang", opts)
-    world, stories = world_and_stories(opts)
+    world, stories = world_and_stories(StoryworldLangOptions(**opts))
     for doc, _ in bench.train[:40]:
         plan = next(sw.iter_plans(world, 0, start=int(doc.meta["plan"]), stories=stories))
         assert sw.render(plan, world, doc.meta["language"]) == doc.text
+
+
+def test_moved_profiles_state_adjacent_facts_in_forget_documents():
+    """A moved profile keeps its entity (and so its probes' split) but is a forget-topic document;
+    every other plan is the one the stream makes without the option."""
+    world = sw.build_world(0, 4, (("forest", 8), ("garden", 8)))
+    plain = sw.StoryOptions(profiles=1.0)
+    moved = sw.StoryOptions(profiles=1.0, moved_profiles=(("garden", "forest", 0.5),))
+    a, b = (
+        sw.plan_stories(world, 2000, 0, stories=plain),
+        sw.plan_stories(world, 2000, 0, stories=moved),
+    )
+    garden = [(p, q) for p, q in zip(a, b, strict=True) if p.topic == "garden"]
+    for p, q in zip(a, b, strict=True):
+        assert p.entities == q.entities and p.events == q.events  # the same profile
+        if p.topic != "garden":
+            assert q.topic == p.topic  # others are untouched
+    share = sum(q.topic == "forest" for _, q in garden) / len(garden)
+    assert 0.4 < share < 0.6, share
+    # a topic-restricted stream follows the document's topic, not the entity's
+    forest = sw.plan_stories(world, 300, 0, topics=["forest"], stories=moved)
+    homes = Counter(world.entity(p.entities[0]).home_topic for p in forest)
+    assert set(homes) == {"forest", "garden"} and all(p.topic == "forest" for p in forest)
+    assert all(
+        p.topic == "garden" for p in sw.plan_stories(world, 100, 0, ["garden"], stories=moved)
+    )
+    with pytest.raises(ValueError, match="distinct topics"):
+        sw.StoryOptions(moved_profiles=(("garden", "garden", 0.5),))
+    with pytest.raises(ValueError, match="chance"):
+        sw.StoryOptions(moved_profiles=(("garden", "forest", 1.5),))
+
+
+def test_adjacent_in_forget_moves_adjacent_profiles_into_the_forget_split():
+    opts = dict(n_stories=1500, forget_entities=8, adjacent_entities=8)
+    keep = load_benchmark("storyworld-topic", opts | {"adjacent_in_forget": 0.0})
+    move = load_benchmark("storyworld-topic", opts | {"adjacent_in_forget": 0.5})
+    world, _ = world_and_stories(StoryworldTopicOptions(**opts))
+
+    def homes(bench, split):
+        docs = [d for d, s in bench.train if s == split]
+        return Counter(world.entity(d.meta["entities"][0]).home_topic for d in docs)
+
+    assert set(homes(keep, "forget")) == {"forest"}
+    moved, stayed = homes(move, "forget")["garden"], homes(move, "adjacent")["garden"]
+    assert 0.35 < moved / (moved + stayed) < 0.65, (moved, stayed)
+    assert homes(keep, "adjacent")["garden"] == moved + stayed  # the same documents, relabeled
+    assert move.probes == keep.probes  # probes and their splits follow the entities' homes

@@ -630,6 +630,11 @@ class StoryOptions:
     # sentence each, in a random order (an encyclopedia entry; the entity lives in the document's
     # topic). Facts need many statements to form in a small model; profiles state them densely.
     profiles: float = 0.0
+    # ((from_topic, to_topic, chance), ...): a profile of an entity of from_topic is a document of
+    # to_topic with this chance. One topic's knowledge stated in another's documents: filtering
+    # to_topic then removes part of from_topic's facts (an adjacent topic entangled with the forget
+    # topic). The entity keeps its home topic, so its probes stay in from_topic's split.
+    moved_profiles: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self):
         for name in ("main_facts", "other_facts"):
@@ -647,9 +652,22 @@ class StoryOptions:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.adjacent_visitors + self.other_visitors > 1.0:
             raise ValueError("adjacent_visitors + other_visitors must be at most 1")
+        for src, dst, chance in self.moved_profiles:
+            if src not in TOPICS or dst not in TOPICS or src == dst:
+                raise ValueError(f"moved_profiles: ({src!r}, {dst!r}) must be two distinct topics")
+            if not 0.0 <= chance <= 1.0:
+                raise ValueError(f"moved_profiles chance must be in [0, 1], got {chance}")
 
 
 DEFAULT_STORIES = StoryOptions()
+
+# The built-in benchmarks' world. Ours, chosen by scripts/calibrate_storyworld.py
+# (docs/storyworld-calibration.md): in the original world (26 entities per topic, stories only) a
+# 3-minute `tiny` run answers fact probes at chance; with 4 entities per topic and a corpus of
+# profiles, no-filter answers most of them and the perfect filter stays at chance on forget facts.
+# The denser story settings apply to the stories a run asks for with `profiles` below 1.
+CALIBRATED_ENTITIES_PER_TOPIC = 4
+CALIBRATED_STORIES = StoryOptions(main_facts=(3, 5), other_facts=(2, 4), profiles=1.0)
 
 
 @dataclass(frozen=True)
@@ -735,7 +753,11 @@ def _make_plan(
         )
 
     if opts.profiles and r.random() < opts.profiles:
-        return _profile_plan(world, r, topic, pid)
+        plan = _profile_plan(world, r, topic, pid)
+        for src, dst, chance in opts.moved_profiles:
+            if src == topic and r.random() < chance:
+                return replace(plan, topic=dst)
+        return plan
     main = world.entities_of(adj_topic if r.random() < opts.main_from_adjacent else topic)
     main = main[rv(len(main))]
     names = [main.name]
@@ -817,11 +839,17 @@ def iter_plans(
     allowed = None if topics is None else frozenset(topics)
     if allowed is not None and not allowed <= set(TOPICS):
         raise ValueError(f"unknown topics: {sorted(allowed - set(TOPICS))}")
+    # a moved profile's document topic is known only once it is planned
+    movers = {src for src, _, _ in stories.moved_profiles}
     i = start
     while True:
         r, topic = _plan_topic(world, seed, i)
-        if allowed is None or topic in allowed:
+        if allowed is None:
             yield _make_plan(world, r, topic, i, stories)
+        elif topic in allowed or topic in movers:
+            plan = _make_plan(world, r, topic, i, stories)
+            if plan.topic in allowed:
+                yield plan
         i += 1
 
 

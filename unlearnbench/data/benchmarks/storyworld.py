@@ -16,6 +16,12 @@ from unlearnbench.data.benchmarks import Benchmark, register_benchmark
 from unlearnbench.data.splits import is_test
 from unlearnbench.data.tokenizer import cached_bpe
 
+# storyworld-topic's forget and adjacent topics: more entities than the others' 4 give each half of
+# the disjoint-facts attack 80 forget facts; ours (docs/storyworld-calibration.md)
+FORGET_ENTITIES = 32
+ADJACENT_ENTITIES = 16
+ADJACENT_IN_FORGET = 0.5
+
 
 @dataclass(frozen=True)
 class StoryworldLangOptions:
@@ -25,15 +31,16 @@ class StoryworldLangOptions:
     test_fraction: float = 0.1
     split_seed: int = 0
     vocab_size: int = 2048  # ours: a small byte-level BPE keeps the CPU head cheap
-    # the world's size and how densely stories state facts (`storyworld.StoryOptions`); ours,
-    # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md)
-    entities_per_topic: int = sw.ENTITIES_PER_TOPIC
-    main_facts: tuple[int, ...] = sw.DEFAULT_STORIES.main_facts
-    other_facts: tuple[int, ...] = sw.DEFAULT_STORIES.other_facts
-    adjacent_visitors: float = sw.DEFAULT_STORIES.adjacent_visitors
-    other_visitors: float = sw.DEFAULT_STORIES.other_visitors
-    visitor_facts: float = sw.DEFAULT_STORIES.visitor_facts
-    profiles: float = sw.DEFAULT_STORIES.profiles
+    # the world's size and how densely documents state facts (`storyworld.StoryOptions`); ours,
+    # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md). The original
+    # generator's values: entities_per_topic=26, main_facts=2,4, other_facts=1,3, profiles=0
+    entities_per_topic: int = sw.CALIBRATED_ENTITIES_PER_TOPIC
+    main_facts: tuple[int, ...] = sw.CALIBRATED_STORIES.main_facts
+    other_facts: tuple[int, ...] = sw.CALIBRATED_STORIES.other_facts
+    adjacent_visitors: float = sw.CALIBRATED_STORIES.adjacent_visitors
+    other_visitors: float = sw.CALIBRATED_STORIES.other_visitors
+    visitor_facts: float = sw.CALIBRATED_STORIES.visitor_facts
+    profiles: float = sw.CALIBRATED_STORIES.profiles
 
 
 @dataclass(frozen=True)
@@ -44,20 +51,25 @@ class StoryworldTopicOptions:
     adjacent_topic: str = sw.DEFAULT_ADJACENT_TOPIC
     # entities of the forget and adjacent topics (0 = entities_per_topic); stories are drawn in
     # proportion to entities, so more of them means more forget facts at the same exposure each
-    forget_entities: int = 0
-    adjacent_entities: int = 0
+    forget_entities: int = FORGET_ENTITIES
+    adjacent_entities: int = ADJACENT_ENTITIES
+    # chance that a profile of an adjacent entity is a forget-topic document: the adjacent topic's
+    # knowledge is partly stated in forget documents, as general biology is in hazardous papers, so
+    # that removing the forget documents costs adjacent facts (ours: docs/storyworld-calibration.md)
+    adjacent_in_forget: float = ADJACENT_IN_FORGET
     test_fraction: float = 0.1
     split_seed: int = 0
     vocab_size: int = 2048
-    # the world's size and how densely stories state facts (`storyworld.StoryOptions`); ours,
-    # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md)
-    entities_per_topic: int = sw.ENTITIES_PER_TOPIC
-    main_facts: tuple[int, ...] = sw.DEFAULT_STORIES.main_facts
-    other_facts: tuple[int, ...] = sw.DEFAULT_STORIES.other_facts
-    adjacent_visitors: float = sw.DEFAULT_STORIES.adjacent_visitors
-    other_visitors: float = sw.DEFAULT_STORIES.other_visitors
-    visitor_facts: float = sw.DEFAULT_STORIES.visitor_facts
-    profiles: float = sw.DEFAULT_STORIES.profiles
+    # the world's size and how densely documents state facts (`storyworld.StoryOptions`); ours,
+    # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md). The original
+    # generator's values: entities_per_topic=26, main_facts=2,4, other_facts=1,3, profiles=0
+    entities_per_topic: int = sw.CALIBRATED_ENTITIES_PER_TOPIC
+    main_facts: tuple[int, ...] = sw.CALIBRATED_STORIES.main_facts
+    other_facts: tuple[int, ...] = sw.CALIBRATED_STORIES.other_facts
+    adjacent_visitors: float = sw.CALIBRATED_STORIES.adjacent_visitors
+    other_visitors: float = sw.CALIBRATED_STORIES.other_visitors
+    visitor_facts: float = sw.CALIBRATED_STORIES.visitor_facts
+    profiles: float = sw.CALIBRATED_STORIES.profiles
 
 
 def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
@@ -65,6 +77,15 @@ def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
     or the dict a run config stores)."""
     get = options.get if isinstance(options, dict) else lambda k, d: getattr(options, k, d)
     d = sw.DEFAULT_STORIES
+    moved = ()
+    if float(get("adjacent_in_forget", 0.0)):
+        moved = (
+            (
+                get("adjacent_topic", None),
+                get("forget_topic", None),
+                float(get("adjacent_in_forget", 0.0)),
+            ),
+        )
     for name in ("main_facts", "other_facts"):  # before StoryOptions unpacks them
         if len(tuple(get(name, getattr(d, name)))) != 2:
             raise ValueError(f"{name} must be two numbers MIN,MAX")
@@ -76,6 +97,7 @@ def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
         other_visitors=float(get("other_visitors", d.other_visitors)),
         visitor_facts=float(get("visitor_facts", d.visitor_facts)),
         profiles=float(get("profiles", d.profiles)),
+        moved_profiles=moved,
     )
     sizes = []
     for topic_key, size_key in (
