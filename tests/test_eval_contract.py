@@ -87,7 +87,6 @@ def test_the_record_states_its_non_default_options(store):
     nd = record["non_default"]
     assert nd["train"] == {
         "steps": 3,
-        "batch_size": 4,
         "eval_blocks": 2,
         "warmup_steps": 1,
         "context": 32,

@@ -33,7 +33,7 @@ evals:
   - eval: quantization
     options: {max_probes: 8, references: true}
   - eval: hidden-probes
-    options: {max_per_split: 60, layers: [2], references: true}
+    options: {layers: [2], references: true}
 """
 
 

@@ -57,10 +57,10 @@ below; A: a folder of test files; OUT: the store; ID: the run id; known names cu
 | base-relative-missing | `run rmu --set base=./no/model SMALL` | cannot load base model './no/model': ./no/model does not exist |
 | base-is-a-file | `run rmu --set base=A/a-file SMALL` | cannot load base model 'A/a-file': A/a-file is a file, not a saved model directory |
 | base-empty-dir | `run rmu --set base=A/empty-dir SMALL` | cannot load base model 'A/empty-dir': A/empty-dir is not a saved model (no config.json in it) |
-| base-other-benchmark | `run rmu --set base=A/lang -b storyworld-topic SMALL` | base model A/lang was trained with another tokenizer: its vocabulary (2048 ids) agrees with storyworld-topic's (2048 ids) on 267 ids; use a model trained on this benchmark with the same benchmark options |
-| base-other-vocab-size | `run grad-ascent --set base=A/small-vocab SMALL` | base model A/small-vocab has 61 token embeddings but storyworld-lang's tokenizer has 2048 ids (and no tokenizer is saved with it) |
+| base-other-benchmark | `run rmu --set base=A/lang -b storyworld-topic SMALL` | base model A/lang was trained with another tokenizer: its vocabulary (1219 ids) agrees with storyworld-topic's (992 ids) on 263 ids; use a model trained on this benchmark with the same benchmark options |
+| base-other-vocab-size | `run grad-ascent --set base=A/small-vocab SMALL` | base model A/small-vocab has 61 token embeddings but storyworld-lang's tokenizer has 1219 ids (and no tokenizer is saved with it) |
 | base-short-positions | `run rmu --set base=A/short -b storyworld-topic SMALL` | context=32 is longer than base model A/short's 16 positions |
-| checkpoint-other-benchmark | `run checkpoint-transfer --set base=A/topic --set checkpoint=A/lang -b storyworld-topic SMALL` | checkpoint-transfer: checkpoint A/lang was trained with another tokenizer: its vocabulary (2048 ids) agrees with storyworld-topic's (2048 ids) on 267 ids; use a model trained on this benchmark with the same benchmark options |
+| checkpoint-other-benchmark | `run checkpoint-transfer --set base=A/topic --set checkpoint=A/lang -b storyworld-topic SMALL` | checkpoint-transfer: checkpoint A/lang was trained with another tokenizer: its vocabulary (1219 ids) agrees with storyworld-topic's (992 ids) on 263 ids; use a model trained on this benchmark with the same benchmark options |
 | checkpoint-missing | `run checkpoint-transfer --set base=A/topic --set checkpoint=A/nope -b storyworld-topic SMALL` | checkpoint-transfer: cannot load checkpoint 'A/nope': A/nope does not exist |
 | out-is-a-file | `run no-filter SMALL` | cannot write the run store OUT: OUT is not a directory |
 | out-under-a-file | `run no-filter SMALL --out OUT/sub` | cannot write the run store OUT/sub: OUT is not a directory |
@@ -312,7 +312,7 @@ BAD_INPUTS = [
     _case(
         "base-other-vocab-size",
         ["run", "grad-ascent", "--set", "base={A}/small-vocab", *SMALL],
-        "has 61 token embeddings but storyworld-lang's tokenizer has 2048 ids",
+        "has 61 token embeddings but storyworld-lang's tokenizer has 1219 ids",
     ),
     _case(
         "base-short-positions",

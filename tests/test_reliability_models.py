@@ -52,7 +52,8 @@ def test_a_direction_ablation_base_with_another_tokenizer_is_refused(benches, la
         record={"run_id": "rmu-run", "base": lang_model},
         store=RunStore(tmp_path),
     )
-    with pytest.raises(ConfigError, match="agrees with storyworld-topic's \\(2048 ids\\) on"):
+    n_topic = len(benches["storyworld-topic"].tokenizer)
+    with pytest.raises(ConfigError, match=f"agrees with storyworld-topic's \\({n_topic} ids\\) on"):
         _load_base(ctx)
 
 
@@ -61,7 +62,7 @@ def test_a_model_of_the_same_benchmark_passes_even_with_a_larger_output_layer(
 ):
     lang = benches["storyworld-lang"]
     assert check_compatible(load_model(lang_model), lang_model, lang, "base model", 256)
-    # a GPT-2-vocabulary preset on the built-in world: 50,257 rows, the world's 2048-id tokenizer
+    # a GPT-2-vocabulary preset on the built-in world: 50,257 rows, the world's own (smaller) tokenizer
     wide = build_model("8M", len(lang.tokenizer), lang.eos_id, 0)
     save_model(wide, lang.tokenizer, tmp_path / "wide")
     assert check_compatible(load_model(tmp_path / "wide"), tmp_path / "wide", lang, "base", 512)

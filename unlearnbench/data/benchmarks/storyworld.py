@@ -16,21 +16,26 @@ from unlearnbench.data.benchmarks import Benchmark, register_benchmark
 from unlearnbench.data.splits import is_test
 from unlearnbench.data.tokenizer import cached_bpe
 
-# storyworld-topic's forget and adjacent topics: more entities than the others' 4 give each half of
-# the disjoint-facts attack 80 forget facts; ours (docs/storyworld-calibration.md)
-FORGET_ENTITIES = 32
+# storyworld-topic's forget and adjacent topics have more entities than the others' 4: 120 forget
+# and 80 adjacent probes, 60 forget facts on each half of the disjoint-facts attack; ours, chosen
+# by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md)
+FORGET_ENTITIES = 24
 ADJACENT_ENTITIES = 16
 ADJACENT_IN_FORGET = 0.5
 
 
 @dataclass(frozen=True)
 class StoryworldLangOptions:
-    n_stories: int = 12000  # ours: ~2M tokens, more than a tiny CPU run sees in one epoch
+    # ours: documents; as profiles, ~0.62M training tokens, so a default run (1.23M tokens) sees
+    # each about twice
+    n_stories: int = 12000
     world_seed: int = 0
     spanish_fraction: float = 0.3  # ours: the forget language is the minority, as in SGTM
     test_fraction: float = 0.1
     split_seed: int = 0
-    vocab_size: int = 2048  # ours: a small byte-level BPE keeps the CPU head cheap
+    # ours: a small byte-level BPE keeps the CPU head cheap. An upper bound: the calibrated
+    # world's text has fewer merges to learn (1,266 tokens here, 993 on storyworld-topic)
+    vocab_size: int = 2048
     # the world's size and how densely documents state facts (`storyworld.StoryOptions`); ours,
     # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md). The original
     # generator's values: entities_per_topic=26, main_facts=2,4, other_facts=1,3, profiles=0
@@ -59,7 +64,7 @@ class StoryworldTopicOptions:
     adjacent_in_forget: float = ADJACENT_IN_FORGET
     test_fraction: float = 0.1
     split_seed: int = 0
-    vocab_size: int = 2048
+    vocab_size: int = 2048  # ours: as storyworld-lang's (an upper bound)
     # the world's size and how densely documents state facts (`storyworld.StoryOptions`); ours,
     # chosen by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md). The original
     # generator's values: entities_per_topic=26, main_facts=2,4, other_facts=1,3, profiles=0
