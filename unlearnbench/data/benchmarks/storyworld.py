@@ -21,7 +21,10 @@ from unlearnbench.data.tokenizer import cached_bpe
 # by scripts/calibrate_storyworld.py (docs/storyworld-calibration.md)
 FORGET_ENTITIES = 24
 ADJACENT_ENTITIES = 16
-ADJACENT_IN_FORGET = 0.5
+# three quarters of the adjacent topic's profiles are forget-topic documents: at a half the perfect
+# filter kept every adjacent fact (0.94, as no-filter); at 0.75 it loses 0.16 of them and 0.14
+# nats of adjacent loss, at 0.9 0.35 and 0.40 (seed 0; docs/storyworld-calibration.md)
+ADJACENT_IN_FORGET = 0.75
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class StoryworldTopicOptions:
     adjacent_entities: int = ADJACENT_ENTITIES
     # chance that a profile of an adjacent entity is a forget-topic document: the adjacent topic's
     # knowledge is partly stated in forget documents, as general biology is in hazardous papers, so
-    # that removing the forget documents costs adjacent facts (ours: docs/storyworld-calibration.md)
+    # that removing the forget documents costs adjacent facts (ours: ADJACENT_IN_FORGET above)
     adjacent_in_forget: float = ADJACENT_IN_FORGET
     test_fraction: float = 0.1
     split_seed: int = 0
