@@ -124,9 +124,11 @@ def tables(records: list[dict], benchmark: str) -> str:
     reference = by_method["no-filter"]
     out = [f"## {benchmark}", ""]
     for title, cols in TABLES.items():
-        out += [f"### {title}", ""]
         measured = [r for seeds in by_method.values() for r in seeds.values()]
         cols = [c for c in cols if any(c[1](r) is not None for r in measured)]  # e.g. adjacent
+        if not cols:
+            continue
+        out += [f"### {title}", ""]
         heads = []
         for name, _, delta in cols:
             heads += [name] + ([f"Δ {name}"] if delta else [])
