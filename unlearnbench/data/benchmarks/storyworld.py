@@ -22,8 +22,8 @@ from unlearnbench.data.tokenizer import cached_bpe
 FORGET_ENTITIES = 24
 ADJACENT_ENTITIES = 16
 # three quarters of the adjacent topic's profiles are forget-topic documents: at a half the perfect
-# filter kept every adjacent fact (0.94, as no-filter); at 0.75 it loses 0.16 of them and 0.14
-# nats of adjacent loss, at 0.9 0.35 and 0.40 (seed 0; docs/storyworld-calibration.md)
+# filter kept every adjacent fact (0.94, as no-filter); at 0.75 it loses 0.16 of them and 0.12
+# nats of adjacent loss, at 0.9 0.35 and ~0.40 (seed 0; docs/storyworld-calibration.md)
 ADJACENT_IN_FORGET = 0.75
 
 
