@@ -85,6 +85,7 @@ TABLES = {
         ),
         ("4-bit: forget facts", headline(E + "quantization", "forget_accuracy@4"), False),
         ("4-bit: forget loss", headline(E + "quantization", "forget_loss@4"), False),
+        ("hidden probe: chance", summary(E + "hidden-probes", "forget", "chance"), False),
         (
             "hidden probe: forget facts (best layer)",
             headline(E + "hidden-probes", "forget_probe_accuracy"),
@@ -102,6 +103,21 @@ TABLES = {
         ),
     ],  # fmt: skip
 }
+
+
+PREFACE = """# Evidence: methods over seeds at the calibrated defaults
+
+Written by `python scripts/evidence_tables.py STORE` from the records in
+`results/evidence/records/` (the runs of `results/evidence/lang.yaml` and `topic.yaml`, each
+evaluated with `results/evidence/suite.yaml`). Model `tiny`, the default run (1,200 steps of 4
+blocks), every method at its defaults and recall 1.0, seeds 0-2. Each cell is the mean over seeds
+± the half-width of its 95% Student-t interval, and n; with n=2 or 3 the interval is wide (t =
+12.7 or 4.3). Δ is the method minus the no-filter run of the same seed, then the interval of
+those differences; * marks a Δ whose interval excludes zero. Accuracies are over every fact probe
+of the split (storyworld-lang: 240 per split; storyworld-topic: 120 forget, 80 adjacent, 200
+retain; chance 0.25 for the probes, lower for the hidden-state probes, whose classes are a fact's
+values). `rmu` and `circuit-breakers` start from the no-filter model of their seed.
+"""
 
 
 def fmt(iv) -> str:
@@ -165,6 +181,7 @@ def main() -> None:
     from unlearnbench.results.store import RunStore
 
     records = RunStore(args.store).records()
+    print(PREFACE)
     print("\n".join(tables(records, b) for b in args.benchmarks))
 
 
