@@ -22,94 +22,36 @@ import json
 import time
 from pathlib import Path
 
-# grid points: name -> benchmark options (the rest at the benchmark's defaults)
+# the original generator's world; a grid point changes some of these (the benchmarks' defaults
+# are now the calibrated world, so every point states them all)
+ORIGINAL = dict(entities_per_topic=26, main_facts=(2, 4), other_facts=(1, 3), profiles=0.0)
+ORIGINAL_TOPIC = dict(forget_entities=0, adjacent_entities=0, adjacent_in_forget=0.0)  # topic only
+DENSE = dict(entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4))
+
+
+def topic_world(profiles: float, forget: int, moved: float = 0.0) -> dict:
+    """storyworld-topic only: `forget` forget entities, 16 adjacent, `moved` of the adjacent
+    profiles in forget documents."""
+    return DENSE | dict(profiles=profiles, forget_entities=forget, adjacent_entities=16,
+                        adjacent_in_forget=moved)  # fmt: skip
+
+
+# grid points: name -> benchmark options
 WORLDS = {
-    "original": dict(entities_per_topic=26),
+    "original": {},
     "e4": dict(entities_per_topic=4),
-    "e4-dense": dict(entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4)),
-    "e4-dense-p50": dict(entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=0.5),
-    "e4-dense-p80": dict(entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=0.8),
-    "e4-dense-p100": dict(
-        entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=1.0
-    ),
-    # 1 document in 20 is a story: stories carry the topics' shared vocabulary and visitors
-    "e4-dense-p95": dict(
-        entities_per_topic=4, main_facts=(3, 5), other_facts=(2, 4), profiles=0.95
-    ),
-    # storyworld-topic only: 16 forget and 16 adjacent entities (80 probes each), the rest 4
-    "e4-dense-p100-f16": dict(
-        entities_per_topic=4,
-        forget_entities=16,
-        adjacent_entities=16,
-        adjacent_in_forget=0.0,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=1.0,
-    ),
-    "e4-dense-p100-f32": dict(
-        entities_per_topic=4,
-        forget_entities=32,
-        adjacent_entities=16,
-        adjacent_in_forget=0.0,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=1.0,
-    ),
-    # half of the adjacent entities' profiles are forget-topic documents
-    "e4-dense-p100-f32-m50": dict(
-        entities_per_topic=4,
-        forget_entities=32,
-        adjacent_entities=16,
-        adjacent_in_forget=0.5,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=1.0,
-    ),
-    "e4-dense-p100-f24-m50": dict(
-        entities_per_topic=4,
-        forget_entities=24,
-        adjacent_entities=16,
-        adjacent_in_forget=0.5,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=1.0,
-    ),
-    "e4-dense-p100-f24-m75": dict(
-        entities_per_topic=4,
-        forget_entities=24,
-        adjacent_entities=16,
-        adjacent_in_forget=0.75,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=1.0,
-    ),
-    "e4-dense-p100-f24-m90": dict(
-        entities_per_topic=4,
-        forget_entities=24,
-        adjacent_entities=16,
-        adjacent_in_forget=0.9,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=1.0,
-    ),
-    "e4-dense-p95-f16": dict(
-        entities_per_topic=4,
-        forget_entities=16,
-        adjacent_entities=16,
-        adjacent_in_forget=0.0,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=0.95,
-    ),
-    "e4-dense-p95-f32": dict(
-        entities_per_topic=4,
-        forget_entities=32,
-        adjacent_entities=16,
-        adjacent_in_forget=0.0,
-        main_facts=(3, 5),
-        other_facts=(2, 4),
-        profiles=0.95,
-    ),
+    "e4-dense": DENSE,
+    "e4-dense-p50": DENSE | dict(profiles=0.5),
+    "e4-dense-p80": DENSE | dict(profiles=0.8),
+    "e4-dense-p95": DENSE | dict(profiles=0.95),  # 1 document in 20 a story
+    "e4-dense-p100": DENSE | dict(profiles=1.0),  # storyworld-lang's defaults
+    "e4-dense-p100-f16": topic_world(1.0, 16),
+    "e4-dense-p100-f32": topic_world(1.0, 32),
+    "e4-dense-p95-f16": topic_world(0.95, 16),
+    "e4-dense-p95-f32": topic_world(0.95, 32),
+    "e4-dense-p100-f24-m50": topic_world(1.0, 24, 0.5),
+    "e4-dense-p100-f24-m75": topic_world(1.0, 24, 0.75),  # storyworld-topic's defaults
+    "e4-dense-p100-f24-m90": topic_world(1.0, 24, 0.9),
 }
 
 
@@ -136,6 +78,7 @@ def run_point(benchmark, world: dict, method, args, store) -> dict:
     from unlearnbench.data.benchmarks import load_benchmark
     from unlearnbench.runner import execute, resolve_run_config
 
+    world = ORIGINAL | (ORIGINAL_TOPIC if benchmark == "storyworld-topic" else {}) | world
     overrides = {f"benchmark.{k}": ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
                  for k, v in world.items()}  # fmt: skip
     overrides |= {
