@@ -188,3 +188,27 @@ def test_no_fact_probes_is_not_applicable_and_bad_options_are_refused(setup):
     for bad in ({"min_per_class": 0}, {"l2": -1.0}, {"layers": (-1,)}):
         with pytest.raises(ConfigError):
             HiddenProbeOptions(**bad)
+
+
+def test_a_reference_run_is_its_own_reference_only_when_asked():
+    """reference_results: the other reference is evaluated; the run itself is skipped, or stands
+    with its own summary (hidden-probes passes it, so the perfect filter's floor is always there)."""
+    from types import SimpleNamespace
+
+    from unlearnbench.evals.relearn import reference_results
+
+    runs = {"no-filter": {"run_id": "nf"}, "perfect-filter": {"run_id": "pf"}}
+    evaluated = []
+    ctx = SimpleNamespace(
+        reference=lambda name: runs[name],
+        evaluate_other=lambda rec: evaluated.append(rec["run_id"]) or {"acc": rec["run_id"]},
+        record={"run_id": "pf"},
+    )
+    keep = lambda s: {"kept": s["acc"]}  # noqa: E731
+    assert reference_results(ctx, keep) == {"no-filter": {"run_id": "nf", "kept": "nf"}}
+    mine = reference_results(ctx, keep, own={"acc": "mine"})
+    assert mine == {
+        "no-filter": {"run_id": "nf", "kept": "nf"},
+        "perfect-filter": {"run_id": "pf", "kept": "mine"},
+    }
+    assert evaluated == ["nf", "nf"]  # the run itself is never evaluated as another

@@ -40,8 +40,7 @@ from unlearnbench.config import ConfigError
 from unlearnbench.evals import HIGHER, LOWER, EvalContext, EvalResult, Metric, register_eval
 from unlearnbench.evals.disjoint_facts import entity_halves
 from unlearnbench.evals.fact_probes import probes_by_split
-
-REFERENCES = ("no-filter", "perfect-filter")
+from unlearnbench.evals.relearn import reference_results
 
 
 @dataclass(frozen=True)
@@ -215,17 +214,16 @@ def run(ctx: EvalContext, options: HiddenProbeOptions) -> EvalResult:
     torch.manual_seed(ctx.seed)
     summary: dict = probe_model(ctx.model, ctx.benchmark, options)
     if options.references and ctx.reference is not None and ctx.evaluate_other is not None:
-        refs = {}
-        for name in REFERENCES:
-            rec = ctx.reference(name)
-            # this run is its own reference (a no-filter or perfect-filter run): its own numbers
-            same = rec["run_id"] == ctx.record["run_id"]
-            other = summary if same else ctx.evaluate_other(rec)
-            refs[name] = {"run_id": rec["run_id"]} | {
+
+        def keep(other: dict) -> dict:
+            return {
                 s: {k: v.get(k) for k in ("accuracy", "best_layer", "best_accuracy")}
                 for s, v in other.items()
                 if s in ("forget", "adjacent", "retain") and isinstance(v, dict)
             }
+
+        # a no-filter or perfect-filter run is its own reference: its own numbers
+        refs = reference_results(ctx, keep, own=summary)
         summary["references"] = refs
         floor = (refs.get("perfect-filter") or {}).get("forget", {}).get("best_accuracy")
         mine = (summary.get("forget") or {}).get("best_accuracy")

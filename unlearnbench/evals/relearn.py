@@ -400,16 +400,19 @@ def reference_forget_loss(ctx: EvalContext, o: RelearnOptions, model=None) -> fl
     return split_losses(model, blocks, ctx.eos_id, None, ctx.device)["forget"]
 
 
-def reference_results(ctx: EvalContext, keep) -> dict:
+def reference_results(ctx: EvalContext, keep, own: dict | None = None) -> dict:
     """The same evaluation entry run on the no-filter model and on the perfect filter (each result
     also lands in that run's own record): {reference: {"run_id", **keep(its summary)}}. A run
-    that is its own reference is skipped."""
+    that is its own reference is skipped, or given `own` (its own summary) when that is passed."""
     refs = {}
     if ctx.reference is None or ctx.evaluate_other is None:
         return refs
     for name in ("no-filter", "perfect-filter"):
         rec = ctx.reference(name)
         if rec["run_id"] == ctx.record["run_id"]:
+            if own is None:
+                continue
+            refs[name] = {"run_id": rec["run_id"], **keep(own)}
             continue
         refs[name] = {"run_id": rec["run_id"], **keep(ctx.evaluate_other(rec))}
     return refs
