@@ -20,42 +20,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from unlearnbench.results.leaderboard import get, metric_value  # noqa: E402
+
 METHODS = ("no-filter", "filter", "sgtm", "rmu", "circuit-breakers")
-
 E = "suite/"  # the evidence suite's key prefix (results/evidence/suite.yaml)
-
-# (title, reader) per column; a reader takes a record and returns a number or None
 SPLITS = ("forget", "adjacent", "retain")
 
 
 def metric(name):
-    return lambda r: (r.get("metrics") or {}).get(name)
+    return lambda r: get(r, "metrics", name)
 
 
 def headline(key: str, name: str):
-    """The value of headline metric `name` of evaluation `key` (SUITE/KEY)."""
+    """The value of headline metric `name` of evaluation `key` (SUITE/KEY), when a number."""
 
     def read(r):
-        for h in ((r.get("evals") or {}).get(key) or {}).get("headline") or []:
-            if h.get("name") == name:
-                return h.get("value")
-        return None
+        value = metric_value(r, key, name)
+        return value if isinstance(value, float) else None  # not NotReached nor "excluded"
 
     return read
 
 
 def summary(key: str, *path):
     """A number inside evaluation `key`'s summary."""
-
-    def read(r):
-        x = (r.get("evals") or {}).get(key)
-        for p in path:
-            x = x.get(p) if isinstance(x, dict) else None
-        return x
-
-    return read
+    return lambda r: get(r, "evals", key, *path)
 
 
+# each table: (column title, reader, with a Δ column); a reader takes a record, gives a number or None
 TABLES = {
     "Losses (nats) and fact probes (accuracy, chance 0.25)": [
         *((f"{s} loss", metric(f"{s}_loss"), True) for s in SPLITS),
