@@ -85,15 +85,8 @@ def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
     or the dict a run config stores)."""
     get = options.get if isinstance(options, dict) else lambda k, d: getattr(options, k, d)
     d = sw.DEFAULT_STORIES
-    moved = ()
-    if float(get("adjacent_in_forget", 0.0)):
-        moved = (
-            (
-                get("adjacent_topic", None),
-                get("forget_topic", None),
-                float(get("adjacent_in_forget", 0.0)),
-            ),
-        )
+    share = float(get("adjacent_in_forget", 0.0))  # storyworld-topic only
+    moved = ((get("adjacent_topic", None), get("forget_topic", None), share),) if share else ()
     for name in ("main_facts", "other_facts"):  # before StoryOptions unpacks them
         if len(tuple(get(name, getattr(d, name)))) != 2:
             raise ValueError(f"{name} must be two numbers MIN,MAX")
