@@ -151,3 +151,37 @@ def test_attack_trains_only_on_forget_training_documents(monkeypatch, mode):
     assert again["worst_case"] == result.summary["worst_case"]
     losses = {r["step"]: r["loss"] for r in result.curves if r["split"] == "forget"}
     assert losses[4] < losses[0]  # the attack learns the forget documents
+
+
+def test_a_setting_that_breaks_retain_stops_there_and_the_summary_is_unchanged(monkeypatch):
+    bench = _bench()
+    steps_trained = []
+    real_train = relearn.train
+
+    def counting(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        steps_trained.append(result.steps)
+        return result
+
+    monkeypatch.setattr(relearn, "train", counting)
+    record = {"seed": 0, "run_id": "x", "config": {"train": {"bf16": False}}}
+    results = {}
+    for stop_broken in (False, True):
+        model = _model(len(bench.tokenizer))
+        ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
+        # lr 0.3 wrecks the model within a few steps, 1e-3 does not; a tight tolerance
+        opts = relearn.RelearnOptions(
+            budgets=(2, 8, 16), lrs=(1e-3, 0.3), seeds=(0,), eval_every=2, eval_blocks=2,
+            n_docs=10, batch_size=2, retain_tolerance=0.05, stop_broken=stop_broken,
+        )  # fmt: skip
+        results[stop_broken] = relearn.run(ctx, opts)
+    full, stopped = results[False], results[True]
+    assert steps_trained[:2] == [16, 16]  # run to the end: both settings
+    broke = [e["retain_broke_at"] for b in full.summary["worst_case"] for e in b["excluded"]]
+    assert broke and min(broke) < 16, "lr 0.3 should break the 0.05-nat tolerance"
+    assert steps_trained[2] == 16 and steps_trained[3] == min(broke)  # stopped where it broke
+    for key in ("worst_case", "before", "budget"):
+        assert stopped.summary[key] == full.summary[key]
+    # the stopped setting's rows end at the step that broke it; the other's are all there
+    kept = [r for r in full.curves if r["lr"] == 1e-3 or r["step"] <= min(broke)]
+    assert stopped.curves == kept

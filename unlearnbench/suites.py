@@ -14,6 +14,7 @@ from unlearnbench.config import ConfigError, RunConfig
 from unlearnbench.data.benchmarks import load_benchmark
 from unlearnbench.data.pipeline import test_blocks
 from unlearnbench.models.build import load_model
+from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.results.matching import matching_reference, reference_overrides
 from unlearnbench.results.store import RunStore
@@ -98,7 +99,7 @@ def evaluate_entry(
     ctx = EvalContext(
         record=record,
         benchmark=bench,
-        model=copy.deepcopy(model).to(t.device),
+        model=use_fused_kernels(copy.deepcopy(model).to(t.device), t.fused_kernels),
         context=context,
         eval_blocks=test_blocks(bench, context, t.eval_blocks),
         store=store,

@@ -344,13 +344,18 @@ def train(
     snapshot: Callable[[nn.Module, int], dict] | None = None,
     select: Callable[[nn.Module], float] | None = None,
     on_log: Callable[[dict], None] | None = None,
+    stop: Callable[[dict], bool] | None = None,
 ) -> TrainResult:
     """Train `objective.model` for `cfg.steps` steps. `evaluate` runs every `cfg.eval_every` steps and
     `snapshot(model, step)` (e.g. save the model, measure losses) every `cfg.snapshot_every` steps;
     their results go into the step's history entry, so they survive a resume. `select(model)` (a
     held-out loss) runs before the first step and after every step; the model ends at the step
-    where it was lowest. `on_log(entry)` gets each step's history entry as it is made (tracking)."""
+    where it was lowest. `on_log(entry)` gets each step's history entry as it is made (tracking).
+    `stop(measured)` sees each result of `evaluate`; True ends training after that step (an attack
+    setting that broke the retain tolerance: nothing after it is read). The result's `steps` are
+    the steps taken."""
     rank, world_size = dist_world()
+    assert stop is None or world_size == 1, "stop= reads rank 0's evaluation: one process only"
     model = _prepare_model(objective, cfg)
     torch.manual_seed(seed)
     named = select_trainable(model, objective)
@@ -379,6 +384,7 @@ def train(
     start = time.perf_counter()
 
     tokens_at_start = counts.tokens_seen
+    steps_taken = cfg.steps
     bar = StepProgress(description, cfg.steps, first_step, enabled=progress and rank == 0)
     with bar:
         for step in range(first_step, cfg.steps):
@@ -463,6 +469,9 @@ def train(
             if on_log is not None and rank == 0:  # experiment tracking: the step's entry
                 on_log(counts.history[-1])
             bar.update(step + 1, step_loss, counts.tokens_seen - tokens_at_start)
+            if stop is not None and "eval" in counts.history[-1] and stop(counts.history[-1]["eval"]):
+                steps_taken = step + 1
+                break
     for p in all_params:
         p.grad = None
     selection = None
@@ -470,7 +479,7 @@ def train(
         _load_weights(objective, counts.best["model"], counts.best["extra"])
         selection = {"best_step": counts.best["step"], "selection_loss": counts.best["loss"]}
     return TrainResult(
-        steps=cfg.steps,
+        steps=steps_taken,
         tokens_seen=counts.tokens_seen,
         tokens_by_split=counts.tokens_by_split,
         history=counts.history,

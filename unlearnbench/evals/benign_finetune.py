@@ -74,6 +74,7 @@ class BenignFinetuneOptions:
     warmup_steps: int = 0  # ours, as relearn
     weight_decay: float = 0.0  # ours, as relearn: an attacker does not regularize
     retain_tolerance: float = 0.5  # ours, as relearn
+    stop_broken: bool = True  # ours, as relearn: a setting stops where its retain loss broke
     recover_fraction: float = 0.9  # as relearn: steps to close 90% of the gap to no-filter
     references: bool = False  # also fine-tune the no-filter model and the perfect filter
 

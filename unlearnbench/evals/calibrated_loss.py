@@ -30,6 +30,7 @@ from unlearnbench.evals import (
     register_eval,
 )
 from unlearnbench.losses import split_losses
+from unlearnbench.models.kernels import fused_kernels_on
 from unlearnbench.training import Objective, train
 
 
@@ -90,6 +91,7 @@ def calibrate(model, groups, options: CalibrationOptions, eos_id: int, device: s
         weight_decay=0.0,
         grad_clip=0.0,  # ours: Adam is invariant to the loss scale that alpha introduces
         device=device,
+        fused_kernels=fused_kernels_on(model),  # the run's kernels, as the model has them
         save_model=False,
     )
     train(objective, groups, cfg, options.seed, eos_id, progress=False)

@@ -38,6 +38,7 @@ from unlearnbench.evals import (
     register_eval,
 )
 from unlearnbench.losses import split_losses
+from unlearnbench.models.kernels import fused_kernels_on
 from unlearnbench.training import Objective, train
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")  # every GPT-Neo linear
@@ -64,6 +65,10 @@ class RelearnOptions:
     warmup_steps: int = 0  # ours: none at tiny budgets; SGTM preset: 200
     weight_decay: float = 0.0  # ours: an attacker does not regularize
     retain_tolerance: float = 0.5  # ours: nats of retain-loss rise that still count as an attack
+    # ours: a setting stops at the evaluation where its retain loss broke the tolerance; it is
+    # excluded from that budget on, so the rest of its curve is never read (the summaries are
+    # the same; False: every setting runs to the largest budget, for its whole curve)
+    stop_broken: bool = True
     recover_fraction: float = 0.9  # issue: steps to close 90% of the gap to no-filter
     references: bool = False  # also attack the no-filter model and the perfect filter
 
@@ -132,12 +137,15 @@ def fine_tune(
     progress: bool = False,
     description: str = "attack",
     evaluate_with_step: bool = False,
+    retain_tolerance: float | None = None,
 ) -> list[tuple[int, float, dict]]:
     """Fine-tune a copy of `model` with THE loop; returns (step, lr, losses) at step 0, every
     `eval_every` steps and the last step. `batch_size` 0 means every block in every step. With
     `evaluate_with_step`, `evaluate(model, step)` is told the steps taken (to measure more at
-    some steps than at others)."""
+    some steps than at others). With `retain_tolerance`, training stops at the first evaluation
+    whose retain loss is more than that above step 0's: the points end there."""
     model = copy_model(model)
+    fused = fused_kernels_on(model)  # the kernels the evaluated model runs (the run's setting)
     trainable = None
     if mode == "lora":
         from peft import LoraConfig, get_peft_model
@@ -162,6 +170,7 @@ def fine_tune(
         eval_every=eval_every,
         device=device,
         bf16=bf16,
+        fused_kernels=fused,
         save_model=False,
     )
     taken = [0]  # steps completed when `evaluate` runs (the loop evaluates after a step)
@@ -174,6 +183,13 @@ def fine_tune(
 
     objective = Objective(model=model, batch_plan=batch_plan, trainable=trainable, on_step=on_step)
     points = [(0, 0.0, measure(model))]
+    stop = None
+    if retain_tolerance is not None and "retain" in points[0][2]:
+        limit = points[0][2]["retain"]["loss"] + retain_tolerance  # retain_broke_at's rule
+
+        def stop(measured: dict) -> bool:
+            return measured["retain"]["loss"] > limit
+
     result = train(
         objective,
         groups,
@@ -183,11 +199,13 @@ def fine_tune(
         evaluate=measure,
         progress=progress,
         description=description,
+        stop=stop,
     )
     for h in result.history:
         if "eval" in h:
             points.append((h["step"], h["lr"], h["eval"]))
-    points.append((steps, result.history[-1]["lr"], measure(model)))
+    if result.steps == steps:  # not stopped: the last step is measured here (train skips it)
+        points.append((steps, result.history[-1]["lr"], measure(model)))
     return points
 
 
@@ -244,6 +262,7 @@ def grid_rows(
                 progress=ctx.progress,
                 description=f"{name} lr {lr:g} seed {seed}",
                 evaluate_with_step=evaluate_with_step,
+                retain_tolerance=o.retain_tolerance if o.stop_broken else None,
             )
             for step, _lr_now, measured in points:
                 for split, columns in measured.items():

@@ -8,8 +8,8 @@
 - `gelu_new` through torch's tanh-approximate GELU: the same formula in one kernel instead of
   eight elementwise ones (gelu(0) = 0 still, which the partition's ablation relies on).
 
-Opt-in per model (`TrainConfig.fused_kernels`): the attention method is replaced once by a
-dispatcher that reads a plain attribute of each attention module, and each MLP's activation module
+Switched per model (`TrainConfig.fused_kernels`, on by default; evaluations use the run's
+setting): the attention method is replaced once by a dispatcher that reads a plain attribute of each attention module, and each MLP's activation module
 is swapped; models never switched keep HF's eager path, deep copies keep their setting, and state
 dicts and saved configs are unchanged (a saved model loads in plain HF and computes the same).
 """
@@ -66,3 +66,12 @@ def use_fused_kernels(model: torch.nn.Module, on: bool = True) -> torch.nn.Modul
             elif not on and isinstance(module.act, TanhGELU):
                 module.act = NewGELUActivation()
     return model
+
+
+def fused_kernels_on(model: torch.nn.Module) -> bool:
+    """Whether `model`'s attention runs the fused kernel (a copy fine-tuned by an attack keeps it)."""
+    return any(
+        getattr(m, "unlearnbench_attention", "eager") == "sdpa"
+        for m in model.modules()
+        if isinstance(m, modeling_gpt_neo.GPTNeoSelfAttention)
+    )
