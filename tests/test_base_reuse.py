@@ -160,3 +160,50 @@ def test_a_record_with_the_old_layout_still_loads(tmp_path):
         "rmu__old__path": saved,
         "rmu__old__default": "",
     }
+
+
+def test_a_base_recorded_without_its_model_is_trained_again_to_the_same_weights(tmp_path, trained):
+    """A committed record carries no weights: a post-hoc run on it retrains the base from the
+    record's own config (same seed and settings: the same weights) and keeps its evaluations."""
+    import shutil
+
+    import torch
+
+    from unlearnbench.models.build import load_model
+
+    store = RunStore(tmp_path)
+    nf = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
+    base = runner.execute(nf, store, progress=False)
+    weights = {n: t.clone() for n, t in load_model(base["model_path"]).state_dict().items()}
+    # as a committed record arrives: no model, an evaluation recorded
+    shutil.rmtree(base["model_path"])
+    base = dict(base, model_path=None, evals={"robust/x": {"seconds": 1.0}})
+    store.write(base)
+
+    cfg = runner.resolve_run_config("grad-ascent", "storyworld-lang", "tiny", 0, TINY)
+    record = runner.execute(cfg, store, progress=False)
+    assert [c.split()[0] for c in trained] == ["no-filter", "no-filter", "grad-ascent"]
+    assert record["base"] == nf.run_id
+    again = store.load(nf.run_id)
+    assert again["evals"] == {"robust/x": {"seconds": 1.0}}  # its results kept: the same model
+    assert again["metrics"] == base["metrics"]
+    retrained = load_model(again["model_path"]).state_dict()
+    assert retrained.keys() == weights.keys()
+    assert all(torch.equal(retrained[n], weights[n]) for n in weights)
+
+
+def test_a_reference_recorded_without_its_model_is_trained_again(tmp_path, trained):
+    from unlearnbench.suites import reference_record
+
+    store = RunStore(tmp_path)
+    nf = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
+    base = runner.execute(nf, store, progress=False)
+    import shutil
+
+    shutil.rmtree(base["model_path"])
+    store.write(dict(base, model_path=None))
+    cfg = runner.resolve_run_config("filter", "storyworld-lang", "tiny", 0, TINY)
+    run = runner.execute(cfg, store, progress=False)
+    ref = reference_record(run, "no-filter", store, progress=False)
+    assert ref["run_id"] == nf.run_id and ref["model_path"]
+    assert [c.split()[0] for c in trained] == ["no-filter", "filter", "no-filter"]

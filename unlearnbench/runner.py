@@ -30,6 +30,7 @@ from unlearnbench.models.card import write_model_card
 from unlearnbench.models.compat import check_base_model
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
+from unlearnbench.progress import say
 from unlearnbench.registry import UnknownName, benchmarks, methods, require
 from unlearnbench.results.matching import (
     matching_no_filter,
@@ -137,13 +138,59 @@ def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[obj
     # the run those settings name, or one that differs only in where it ran or what it kept
     record = matching_no_filter(nf.to_dict(), saved_records(store))
     if record is None:
-        record = execute(nf, store, force=False, progress=progress)
+        recorded = matching_no_filter(nf.to_dict(), store.records())
+        record = (
+            execute(nf, store, force=False, progress=progress) if recorded is None else recorded
+        )
+    record = with_model(record, store, progress)
     return load_model(record["model_path"]), record["run_id"]
 
 
 def saved_records(store: RunStore) -> list[dict]:
     """Records of the store whose model was saved (a reference or a base is loaded from it)."""
-    return [r for r in store.records() if r.get("model_path")]
+    return [r for r in store.records() if r.get("model_path") and Path(r["model_path"]).is_dir()]
+
+
+# final losses of a retrained run that differ by more than this from its record: not the same run
+RETRAIN_TOLERANCE = 1e-4
+
+
+def with_model(record: dict, store: RunStore, progress: bool = True) -> dict:
+    """`record` with its saved model. A run recorded without it (a committed record: the weights
+    are not committed; or a store whose models were deleted) is trained again from its own config:
+    same seed and settings, so the same weights on the same machine and software (tested). Its
+    evaluations are kept when the retrained run's final losses match the record's; otherwise they
+    describe another model, and a warning line says they are dropped."""
+    if record.get("model_path") and Path(record["model_path"]).is_dir():
+        return record
+    cfg = RunConfig.from_dict(record["config"])
+    if not cfg.train.save_model:
+        raise ConfigError(
+            f"run {record['run_id']} was trained with save_model=false: its model is needed here; "
+            "train it with save_model=true"
+        )
+    assert cfg.run_id == record["run_id"], f"{record['run_id']}: its config names {cfg.run_id}"
+    if progress:
+        say(f"{cfg.run_id}: recorded without its model; training it again")
+    fresh = execute(cfg, store, force=True, progress=progress)
+    final = ("forget_loss", "adjacent_loss", "retain_loss")
+    old, new = record.get("metrics") or {}, fresh["metrics"]
+    gaps = [
+        abs(old[k] - new[k]) for k in final if old.get(k) is not None and new.get(k) is not None
+    ]
+    if gaps and max(gaps) <= RETRAIN_TOLERANCE:
+        with store.lock(cfg.run_id, wait_message=False):
+            merged = store.load(cfg.run_id)
+            for key in ("evals", "curves"):
+                if record.get(key):
+                    merged[key] = {**record[key], **(merged.get(key) or {})}
+            store.write(merged)
+        return store.load(cfg.run_id)
+    say(
+        f"warning: {cfg.run_id} trained again ends {max(gaps, default=float('nan')):.2g} nats "
+        "from its record; its recorded evaluations are dropped (they measured another model)"
+    )
+    return fresh
 
 
 def _snapshot_dir(model_dir: Path, step: int) -> Path:

@@ -18,21 +18,25 @@ from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.results.matching import matching_reference, reference_overrides
 from unlearnbench.results.store import RunStore
-from unlearnbench.runner import execute, resolve_run_config, saved_records
+from unlearnbench.runner import execute, resolve_run_config, saved_records, with_model
 
 
 def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
     """The matching `no-filter` or perfect-filter run of `record` (results/matching.py): from the
-    store when it holds one with a saved model, else trained with the settings the rule names."""
+    store when it holds one with a saved model; one recorded without its model (a committed
+    record) is trained again (`runner.with_model`); else trained with the settings the rule names."""
     saved = saved_records(store)
     found = matching_reference(record, saved, name)
     if found is not None:
         return found
+    recorded = matching_reference(record, store.records(), name)  # e.g. committed, no model
+    if recorded is not None:
+        return with_model(recorded, store, progress)
     method, overrides = reference_overrides(record, saved, name)
     ref = resolve_run_config(
         method, record["benchmark"], record["model"], record["seed"], overrides
     )
-    return execute(ref, store, force=False, progress=progress)
+    return with_model(execute(ref, store, force=False, progress=progress), store, progress)
 
 
 def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: list | None) -> dict:

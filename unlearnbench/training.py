@@ -469,7 +469,11 @@ def train(
             if on_log is not None and rank == 0:  # experiment tracking: the step's entry
                 on_log(counts.history[-1])
             bar.update(step + 1, step_loss, counts.tokens_seen - tokens_at_start)
-            if stop is not None and "eval" in counts.history[-1] and stop(counts.history[-1]["eval"]):
+            if (
+                stop is not None
+                and "eval" in counts.history[-1]
+                and stop(counts.history[-1]["eval"])
+            ):
                 steps_taken = step + 1
                 break
     for p in all_params:
