@@ -185,3 +185,37 @@ def test_a_setting_that_breaks_retain_stops_there_and_the_summary_is_unchanged(m
     # the stopped setting's rows end at the step that broke it; the other's are all there
     kept = [r for r in full.curves if r["lr"] == 1e-3 or r["step"] <= min(broke)]
     assert stopped.curves == kept
+
+
+def test_an_evaluation_schedule_measures_at_its_steps_only():
+    bench = _bench()
+    record = {"seed": 0, "run_id": "x", "config": {"train": {"bf16": False}}}
+    runs = {}
+    for steps in ((), (1, 2, 4, 8, 12)):
+        model = _model(len(bench.tokenizer))
+        ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
+        opts = relearn.RelearnOptions(
+            budgets=(4, 12), lrs=(1e-3,), seeds=(0,), eval_every=2, eval_steps=steps,
+            eval_blocks=2, n_docs=10, batch_size=2,
+        )  # fmt: skip
+        runs[steps] = relearn.run(ctx, opts)
+    every, scheduled = runs[()], runs[(1, 2, 4, 8, 12)]
+    assert sorted({r["step"] for r in every.curves}) == [0, 2, 4, 6, 8, 10, 12]
+    assert sorted({r["step"] for r in scheduled.curves}) == [0, 1, 2, 4, 8, 12]
+    # the same fine-tuning: the steps both measured have the same losses
+    at = {(r["step"], r["split"]): r["loss"] for r in every.curves}
+    for r in scheduled.curves:
+        if (r["step"], r["split"]) in at:
+            assert r["loss"] == pytest.approx(at[r["step"], r["split"]], abs=1e-6)
+    assert scheduled.summary["worst_case"] == every.summary["worst_case"]
+
+
+@pytest.mark.parametrize(
+    "steps, message",
+    [((5, 3, 10), "increasing"), ((5, 10, 30), "increasing"), ((5, 20), "missing \\[10\\]")],
+)
+def test_a_bad_evaluation_schedule_is_refused(steps, message):
+    from unlearnbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        relearn.RelearnOptions(budgets=(10, 20), eval_steps=steps)

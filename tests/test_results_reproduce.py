@@ -19,13 +19,70 @@ def _script():
     return mod
 
 
-def test_grid_is_every_method_on_both_benchmarks():
+def test_grid_is_every_method_at_recall_1_and_the_label_using_training_methods_below():
     mod = _script()
     specs = mod.specs([0, 1, 2], quick=False)
-    assert [s["benchmark"] for s in specs] == ["storyworld-lang", "storyworld-topic"]
+    parts = [(s["benchmark"], s["grid"]["recall"][0], s["suite"]) for s in specs]
+    assert parts == [
+        (b, recall, suite)
+        for recall, suite in ((1.0, "robust"), (0.9, "robust"), (0.5, "probes"))
+        for b in ("storyworld-lang", "storyworld-topic")
+    ]
     for s in specs:
-        assert s["methods"] == methods.names() and s["seeds"] == [0, 1, 2]
-        assert s["grid"] == {"recall": [1.0, 0.9]} and s["model"] == "tiny" and s["set"] == {}
+        assert s["seeds"] == [0, 1, 2] and s["model"] == "tiny" and s["set"] == {}
+        if s["grid"]["recall"] == [1.0]:
+            assert s["methods"] == methods.names()
+        else:
+            assert s["methods"] == list(mod.LABELED_TRAINING)
+    for name in mod.LABELED_TRAINING:  # training-time methods that read the labels
+        assert methods.get(name).kind == "training"
+    from unlearnbench.evals import load_suite
+
+    for suite in {s["suite"] for s in specs}:
+        load_suite(suite)  # every part's suite exists
+
+
+def test_records_go_to_the_committed_directory_without_paths_and_come_back(tmp_path):
+    from unlearnbench.results.committed import committed_records, export_records, import_records
+    from unlearnbench.results.store import RunStore
+
+    mod = _script()
+    store = RunStore(tmp_path / "store")
+    recs = sample_records()
+    for r in recs:
+        store.write(r)
+    (store.model_path(recs[0]["run_id"])).mkdir(parents=True)  # one run's model is here
+    store.write(dict(recs[0], model_path=str(store.model_path(recs[0]["run_id"]))))
+    committed = tmp_path / "results" / "records"
+    assert export_records(store, committed, mod.in_grid) == len(recs)
+    assert export_records(store, committed, mod.in_grid) == 0  # unchanged: nothing rewritten
+    back = {r["run_id"]: r for r in committed_records(committed)}
+    assert set(back) == {r["run_id"] for r in recs}
+    assert all(r["model_path"] is None for r in back.values())  # weights are not committed
+    assert "tmp" not in (committed / f"{recs[0]['run_id']}.json").read_text()  # no machine path
+
+    # a fresh store gets every committed record; the run whose model it has points at it
+    fresh = RunStore(tmp_path / "fresh")
+    fresh.model_path(recs[0]["run_id"]).mkdir(parents=True)
+    assert import_records(committed, fresh) == len(recs)
+    assert import_records(committed, fresh) == 0  # a record the store has stays as it is
+    loaded = {r["run_id"]: r for r in fresh.records()}
+    assert loaded[recs[0]["run_id"]]["model_path"] == str(fresh.model_path(recs[0]["run_id"]))
+    assert all(loaded[r["run_id"]]["model_path"] is None for r in recs[1:])
+    assert loaded[recs[1]["run_id"]]["metrics"] == recs[1]["metrics"]
+
+
+def test_progress_counts_the_grid_cells_the_store_holds(tmp_path):
+    from unlearnbench.results.store import RunStore
+
+    mod = _script()
+    cells = mod.grid_progress(RunStore(tmp_path), [0, 1, 2])
+    n = len(methods.names()) * 2 * 3 + len(mod.LABELED_TRAINING) * 2 * 2 * 3
+    assert sum(c[4] for c in cells) == n and sum(c[3] for c in cells) == 0
+    lines = mod.progress_lines(cells)
+    assert f"0 of {n} runs" in lines[2]
+    assert any(line.startswith("| storyworld-topic | sgtm | 0/3 | 0/3 | 0/3 |") for line in lines)
+    assert any(line.startswith("| storyworld-lang | rmu | 0/3 |  |  |") for line in lines)
 
 
 def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):

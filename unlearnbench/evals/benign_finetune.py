@@ -67,6 +67,7 @@ class BenignFinetuneOptions:
     lora_alpha: int = 32  # ours: alpha = 2r, as relearn
     batch_size: int = 8  # ours, as relearn: blocks per step; 0 = full batch
     eval_every: int = 5  # ours, as relearn: every budget must be a multiple
+    eval_steps: tuple[int, ...] = ()  # ours, as relearn: the steps to evaluate at instead
     eval_blocks: int = 16  # ours, as relearn: test blocks per split per evaluation
     n_docs: int = 1024  # ours, as relearn: retain training documents in the attack set; 0 = all
     # ours: forget fact probes per measurement (a fixed subset, as robust-lite's fact probes); 0 = all

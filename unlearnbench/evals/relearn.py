@@ -57,6 +57,9 @@ class RelearnOptions:
     lora_alpha: int = 32  # ours: alpha = 2r, the common peft choice
     batch_size: int = 8  # ours: blocks per attack step; 0 = full batch (every attack block)
     eval_every: int = 5  # ours: steps between evaluations; every budget must be a multiple
+    # ours: the steps to evaluate at instead of every `eval_every` (every budget among them), e.g.
+    # dense early and sparse late; the robust suite's schedule halves the evaluations (suites/)
+    eval_steps: tuple[int, ...] = ()
     eval_blocks: int = 16  # ours: test blocks per split per evaluation (speed)
     n_docs: int = 1024  # ours: forget training documents in the attack set; 0 = all of them
     forget_fraction: float = (
@@ -80,7 +83,17 @@ def validate_grid(o, name: str) -> None:
     """The checks every fine-tuning attack's options share (budgets, grid, mode)."""
     if not o.budgets or any(b < 1 for b in o.budgets):
         raise ConfigError(f"{name} budgets must be positive step counts")
-    if o.eval_every < 1 or any(b % o.eval_every for b in o.budgets):
+    if o.eval_steps:
+        steps = list(o.eval_steps)
+        if steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] > max(o.budgets):
+            raise ConfigError(
+                f"{name} eval_steps must be increasing step counts from 1 to the largest budget "
+                f"({max(o.budgets)}), got {steps}"
+            )
+        if not set(o.budgets) <= set(steps):
+            missing = sorted(set(o.budgets) - set(steps))
+            raise ConfigError(f"{name} eval_steps must include every budget (missing {missing})")
+    elif o.eval_every < 1 or any(b % o.eval_every for b in o.budgets):
         raise ConfigError(f"every {name} budget must be a multiple of eval_every={o.eval_every}")
     if o.mode not in ("full", "lora"):
         raise ConfigError(f"{name} mode must be 'full' or 'lora', got {o.mode!r}")
@@ -127,6 +140,7 @@ def fine_tune(
     batch_size: int,
     evaluate,
     eval_every: int,
+    eval_steps: tuple[int, ...] = (),
     warmup_steps: int = 0,
     weight_decay: float = 0.0,
     mode: str = "full",
@@ -138,12 +152,14 @@ def fine_tune(
     description: str = "attack",
     evaluate_with_step: bool = False,
     retain_tolerance: float | None = None,
+    initial: dict | None = None,
 ) -> list[tuple[int, float, dict]]:
     """Fine-tune a copy of `model` with THE loop; returns (step, lr, losses) at step 0, every
-    `eval_every` steps and the last step. `batch_size` 0 means every block in every step. With
+    `eval_every` steps (or at each of `eval_steps`) and the last step. `batch_size` 0 means every block in every step. With
     `evaluate_with_step`, `evaluate(model, step)` is told the steps taken (to measure more at
     some steps than at others). With `retain_tolerance`, training stops at the first evaluation
-    whose retain loss is more than that above step 0's: the points end there."""
+    whose retain loss is more than that above step 0's: the points end there. `initial`: step 0's
+    measurement when it is known (the same model measured for an earlier setting)."""
     model = copy_model(model)
     fused = fused_kernels_on(model)  # the kernels the evaluated model runs (the run's setting)
     trainable = None
@@ -161,13 +177,17 @@ def fine_tune(
     tcfg = TrainConfig(
         steps=steps,
         batch_size=bs,
-        micro_batch_size=min(bs, 16),
+        # the same update at any micro-batch, up to rounding; on a CPU the training default's size
+        # (TrainConfig.micro_batch_size: 4 blocks ran ~1.5x the tokens/s of 16 on 2 cores)
+        micro_batch_size=min(bs, TrainConfig.micro_batch_size if device == "cpu" else 16),
         lr=lr,
         warmup_steps=warmup_steps,
         min_lr_ratio=1.0,  # constant after warmup: the curve serves every budget
         weight_decay=weight_decay,
         grad_clip=1.0,  # ours: the attack clips at norm 1 (as it did before methods set their own)
-        eval_every=eval_every,
+        eval_every=1
+        if eval_steps
+        else eval_every,  # a schedule: asked every step, measured at its steps
         device=device,
         bf16=bf16,
         fused_kernels=fused,
@@ -181,14 +201,17 @@ def fine_tune(
     def measure(m):
         return evaluate(m, taken[0]) if evaluate_with_step else evaluate(m)
 
+    def scheduled(m):  # None: not a step of the schedule (nothing measured)
+        return measure(m) if not eval_steps or taken[0] in eval_steps else None
+
     objective = Objective(model=model, batch_plan=batch_plan, trainable=trainable, on_step=on_step)
-    points = [(0, 0.0, measure(model))]
+    points = [(0, 0.0, initial if initial is not None else measure(model))]
     stop = None
     if retain_tolerance is not None and "retain" in points[0][2]:
         limit = points[0][2]["retain"]["loss"] + retain_tolerance  # retain_broke_at's rule
 
-        def stop(measured: dict) -> bool:
-            return measured["retain"]["loss"] > limit
+        def stop(measured: dict | None) -> bool:
+            return measured is not None and measured["retain"]["loss"] > limit
 
     result = train(
         objective,
@@ -196,13 +219,13 @@ def fine_tune(
         tcfg,
         seed,
         eos_id,
-        evaluate=measure,
+        evaluate=scheduled,
         progress=progress,
         description=description,
         stop=stop,
     )
     for h in result.history:
-        if "eval" in h:
+        if h.get("eval") is not None:
             points.append((h["step"], h["lr"], h["eval"]))
     if result.steps == steps:  # not stopped: the last step is measured here (train skips it)
         points.append((steps, result.history[-1]["lr"], measure(model)))
@@ -239,6 +262,7 @@ def grid_rows(
     bf16 = bool(ctx.record["config"]["train"].get("bf16", False))
     budget = max(o.budgets)
     rows = []
+    initial = None  # step 0 is the same model for every setting: measured once
     for lr in o.lrs:
         for seed in o.seeds:
             points = fine_tune(
@@ -252,6 +276,7 @@ def grid_rows(
                 batch_size=batch_size,
                 evaluate=evaluate,
                 eval_every=o.eval_every,
+                eval_steps=tuple(o.eval_steps),
                 warmup_steps=o.warmup_steps,
                 weight_decay=o.weight_decay,
                 mode=o.mode,
@@ -263,7 +288,9 @@ def grid_rows(
                 description=f"{name} lr {lr:g} seed {seed}",
                 evaluate_with_step=evaluate_with_step,
                 retain_tolerance=o.retain_tolerance if o.stop_broken else None,
+                initial=initial,
             )
+            initial = points[0][2]
             for step, _lr_now, measured in points:
                 for split, columns in measured.items():
                     rows.append(
