@@ -44,8 +44,9 @@ PARTS = (
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def specs(seeds, quick: bool, fixed: dict | None = None) -> list[dict]:
-    """One sweep spec per (part, benchmark), each naming its suite (`quick` for a smoke test)."""
+def specs(seeds, quick: bool, fixed: dict | None = None, only=None) -> list[dict]:
+    """One sweep spec per (part, benchmark), each naming its suite (`quick` for a smoke test);
+    `only`: the methods to keep (a chunk of the grid), None = all."""
     from unlearnbench.registry import methods
 
     fixed = {**({"train.steps": 5, "train.warmup_steps": 1} if quick else {}), **(fixed or {})}
@@ -54,13 +55,14 @@ def specs(seeds, quick: bool, fixed: dict | None = None) -> list[dict]:
             "benchmark": b,
             "model": "tiny",
             "seeds": list(seeds),
-            "methods": list(names or methods.names()),
+            "methods": [m for m in (names or methods.names()) if only is None or m in only],
             "grid": {"recall": [recall]},
             "set": fixed,
             "suite": "quick" if quick else suite,
         }
         for names, recall, suite in PARTS
         for b in BENCHMARKS
+        if only is None or set(names or methods.names()) & set(only)
     ]
 
 
@@ -80,7 +82,7 @@ def run_everything(
 
     launcher = how.get("launcher", "serial")
     planned = []
-    for spec in specs(seeds, quick, how.get("fixed")):
+    for spec in specs(seeds, quick, how.get("fixed"), how.get("only")):
         if how.get("train_only"):
             spec = {**spec, "suite": None}
         runs = plan(spec, store)
@@ -219,6 +221,23 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
     write_text_atomic(out / "README.md", "\n".join(lines) + "\n")
 
 
+def chosen_methods(methods_arg: str, skip_arg: str) -> list[str] | None:
+    """The methods named by --methods / --skip-methods (checked against the registry), or None."""
+    from unlearnbench.config import ConfigError
+    from unlearnbench.registry import methods
+
+    names = [m for m in methods_arg.split(",") if m] or methods.names()
+    skip = [m for m in skip_arg.split(",") if m]
+    for m in names + skip:
+        methods.get(m)  # an unknown name: one error line with close matches
+    if not methods_arg and not skip:
+        return None
+    kept = [m for m in names if m not in skip]
+    if not kept:
+        raise ConfigError("--methods and --skip-methods leave no method to run")
+    return kept
+
+
 def grid_progress(store, seeds) -> list[tuple[str, str, float, int, int]]:
     """(benchmark, method, recall, runs recorded with their suite's results, runs planned) per
     cell of the grid, as `store` holds it."""
@@ -248,6 +267,8 @@ def main() -> None:
         "--export", action="store_true", help="first copy the store's records to RESULTS/records"
     )
     ap.add_argument("--train-only", action="store_true", help="train the grid's runs, no suites")
+    ap.add_argument("--methods", default="", help="comma-separated: run only these (a chunk)")
+    ap.add_argument("--skip-methods", default="", help="comma-separated: leave these out")
     ap.add_argument("--note", default="", help="a sentence for results/README.md on what this is")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (a process pool when > 1)")
     ap.add_argument(
@@ -265,6 +286,7 @@ def main() -> None:
 
     from unlearnbench.config import ConfigError, parse_assignments
     from unlearnbench.launch import check_launcher, check_submitit, submitit_parameters
+    from unlearnbench.registry import UnknownName
     from unlearnbench.results.committed import export_records, import_records
     from unlearnbench.results.store import RunStore
     from unlearnbench.tracking import parse_trackers
@@ -298,11 +320,12 @@ def main() -> None:
                 "log": parse_trackers(args.log),
                 "fixed": parse_assignments(args.set),
                 "train_only": args.train_only,
+                "only": chosen_methods(args.methods, args.skip_methods),
             }
             run_everything(store, args.seeds, args.quick, args.dry_run, console, records_dir, **how)
         progress = None if args.quick else grid_progress(committed, args.seeds)
-    except ConfigError as e:
-        console.print(f"[bold red]error:[/] {escape(str(e))}")
+    except (ConfigError, UnknownName) as e:
+        console.print(f"[bold red]error:[/] {escape(str(e).strip(chr(39)))}")
         sys.exit(2)
     if args.dry_run:
         return
