@@ -127,3 +127,22 @@ def test_partition_rejects_out_of_range_sizes():
         Partition.for_model(model, forget_mlp_dim=64, forget_heads=1)
     with pytest.raises(ValueError, match="forget_heads"):
         Partition.for_model(model, forget_mlp_dim=8, forget_heads=4)
+
+
+def test_zero_forget_rows_masks_exactly_the_rows_it_is_told():
+    from helpers import VOCAB, tiny_gpt_neo
+
+    from unlearnbench.models.partition import Partition, activation_mode, zero_forget_rows
+
+    model = tiny_gpt_neo()
+    part = Partition.for_model(model, 16, 1)
+    x = torch.randint(1, VOCAB, (3, 12), generator=torch.Generator().manual_seed(0))
+    plain = model(input_ids=x).logits  # (B, T, V)
+    with activation_mode(model, part, "zero_forget"):
+        zeroed = model(input_ids=x).logits
+    assert not torch.allclose(plain, zeroed)
+    with zero_forget_rows(model, part, torch.tensor([True, False, True])):
+        mixed = model(input_ids=x).logits
+    torch.testing.assert_close(mixed[[0, 2]], zeroed[[0, 2]])
+    torch.testing.assert_close(mixed[1], plain[1])
+    assert torch.equal(model(input_ids=x).logits, plain)  # the hooks are gone after the block

@@ -109,6 +109,61 @@ def test_mixed_label_batch_equals_per_label_parts():
         torch.testing.assert_close(p.detach(), manual[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("optimizer", ["shared", "strict"])
+def test_sgtm_retain_and_unlabeled_rows_in_one_pass_give_the_per_label_update(
+    optimizer, monkeypatch
+):
+    """One forward/backward over a step's retain and unlabeled blocks (each retain row's forget
+    units zeroed) gives the update of their separate passes, up to rounding, in fewer passes."""
+    data = groups(n_forget=2, n_retain=1, n_unlabeled=2)
+    cfg = dataclasses.replace(CFG, batch_size=5, micro_batch_size=4)
+    forwards = {}
+    import unlearnbench.training as training
+
+    results = {}
+    for one_pass in (False, True):
+        model = tiny_gpt_neo()
+        calls = []
+        real_loss = training.lm_loss
+        monkeypatch.setattr(
+            training,
+            "lm_loss",
+            lambda m, x, y, calls=calls, f=real_loss: calls.append(len(x)) or f(m, x, y),
+        )
+        train(
+            sgtm_objective(model, optimizer=optimizer, one_pass=one_pass),
+            data,
+            cfg,
+            0,
+            EOS,
+            progress=False,
+        )
+        monkeypatch.setattr(training, "lm_loss", real_loss)
+        results[one_pass], forwards[one_pass] = params(model), calls
+    for name, p in results[False].items():
+        torch.testing.assert_close(results[True][name], p, atol=1e-6, rtol=1e-5, msg=name)
+    # forget 2 blocks; retain 1 and unlabeled 2 in one micro-batch of 3 instead of 1 and 2
+    assert sorted(forwards[False]) == [1, 2, 2] and sorted(forwards[True]) == [2, 3]
+    # theta_forget got nothing from the retain rows: the same step without forget or unlabeled
+    # blocks leaves it where weight decay alone puts it
+    model = tiny_gpt_neo()
+    before = params(model)
+    only_retain = [g for g in data if g.label == "retain"]
+    train(
+        sgtm_objective(model, optimizer=optimizer),
+        only_retain,
+        dataclasses.replace(cfg, batch_size=1),
+        0,
+        EOS,
+        progress=False,
+    )
+    part = Partition.for_model(model, 16, 1)
+    name = "transformer.h.0.mlp.c_fc.weight"
+    m = forget_masks(model, part)[name]
+    shrink = 1.0 if optimizer == "strict" else 1 - CFG.lr * CFG.weight_decay
+    torch.testing.assert_close(params(model)[name][m], before[name][m] * shrink)
+
+
 def test_masking_the_summed_gradient_would_differ():
     """Documents why per-label masking matters: masking after summing leaks retain-data gradient
     into theta_forget (or drops forget gradient), so the loop must not do that."""
@@ -131,7 +186,7 @@ def test_masking_the_summed_gradient_would_differ():
     def record(m, label):
         seen[label] = m.get_submodule("transformer.h.0.mlp.c_fc").weight.grad.clone()
 
-    obj = sgtm_objective(looped)
+    obj = sgtm_objective(looped, one_pass=False)  # its own pass per label, to read each gradient
     obj.after_backward = record
     train(obj, data, CFG, 0, EOS, progress=False)
     exact = seen["forget"][fmask["transformer.h.0.mlp.c_fc.weight"]]

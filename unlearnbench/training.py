@@ -96,6 +96,13 @@ class Objective:
     # extra per-step hook (e.g. coefficient schedules): called with (step, total_steps)
     on_step: Callable[[int, int], None] | None = None
     extra_parameters: list[nn.Parameter] = field(default_factory=list)
+    # labels whose blocks of a step share one forward/backward, each row in its own label's mode
+    # through `row_mode(row_labels)` (a context manager over the micro-batch). Only for labels
+    # whose update masks their modes already make exact (the gradient outside the mask is exactly
+    # zero), with the default loss and "tokens" reduction: the step's gradient is the same sum up
+    # to rounding, in fewer, fuller micro-batches (SGTM's retain and unlabeled blocks)
+    one_pass: tuple[str, ...] = ()
+    row_mode: Callable[[list[str]], contextlib.AbstractContextManager] | None = None
     # metrics a method measures itself (e.g. ERA's post-ablation losses); merged into the record
     extra_metrics: dict = field(default_factory=dict)
 
@@ -369,8 +376,17 @@ def train(
     float_masks: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
     blind = label_blind(objective)
 
-    def pass_label(gi: int) -> str:  # the label a group's blocks run under ("*": all as one)
-        return "*" if blind else sampler.groups[gi].label
+    if objective.one_pass:  # what makes one pass the per-label passes' sum (see Objective)
+        assert objective.row_mode is not None, "one_pass needs row_mode"
+        assert objective.loss is _default_loss and objective.reduction == "tokens", (
+            "one_pass needs the default loss and 'tokens' reduction"
+        )
+        assert objective.after_backward is None, "one_pass: no per-label gradient edits"
+    merged = "+".join(objective.one_pass)  # the pass those labels' blocks share
+
+    def pass_label(gi: int) -> str:  # the pass a group's blocks run in ("*": all as one)
+        label = sampler.groups[gi].label
+        return "*" if blind else merged if label in objective.one_pass else label
 
     # resume: everything the loop needs to continue as if it never stopped
     resumed = checkpoint.load() if checkpoint is not None else None
@@ -409,23 +425,30 @@ def train(
                 gis = [gi for gi in local if pass_label(gi) == label]
                 if not gis and not objective.strict:
                     continue  # this rank holds no blocks of the label: its gradient part is zero
+                shared = label == merged and bool(merged)  # several labels' rows in one pass
                 if gis:
                     blocks = torch.cat([local[gi] for gi in gis])  # (n, T + 1)
                     denom = total if objective.reduction == "tokens" else label_tokens[label]
+                    rows = None
+                    if shared:  # each row's own label, for the method's per-row mode
+                        rows = [sampler.groups[gi].label for gi in gis for _ in local[gi]]
                     for p in all_params:
                         p.grad = None
                     step_loss = _forward_backward(
-                        objective, model, blocks, label, denom, cfg, eos_id, step_loss
+                        objective, model, blocks, label, denom, cfg, eos_id, step_loss, rows
                     )
-                    masks = objective.update_mask(label) or {}
+                    # a shared pass's labels have masks their modes already make exact
+                    masks = {} if shared else objective.update_mask(label) or {}
                     _mask_gradients(params, masks, label, float_masks)
                     if objective.after_backward:
                         objective.after_backward(model, label)
                     _accumulate(accumulated, all_named)
-                else:
-                    masks = objective.update_mask(label) or {}
-                if objective.strict:
-                    _record_touched(touched, params, masks)
+                if objective.strict:  # what the step's labels may touch, each by its own mask
+                    members = objective.one_pass if shared else (label,)
+                    step_labels = {sampler.groups[gi].label for gi in batch}
+                    for member in members:
+                        if member in step_labels or not shared:
+                            _record_touched(touched, params, objective.update_mask(member) or {})
             for n, p in all_named:
                 p.grad = accumulated.get(n)
             step_loss = all_reduce_gradients(all_params, step_loss).item()  # one sync per step
@@ -522,12 +545,15 @@ def _count_tokens(batch, groups, eos_id: int, counts: _Counters) -> dict[str, in
     return label_tokens
 
 
-def _forward_backward(objective, model, blocks, label: str, denom: int, cfg, eos_id: int, total):
-    """Backward of one label's blocks in micro-batches, each weighted by its share of `denom`
-    counted tokens; returns the running step loss `total` (float64, on the device) plus theirs."""
+def _forward_backward(
+    objective, model, blocks, label: str, denom: int, cfg, eos_id: int, total, rows=None
+):
+    """Backward of one pass's blocks in micro-batches, each weighted by its share of `denom`
+    counted tokens; returns the running step loss `total` (float64, on the device) plus theirs.
+    `rows`: each block's label when several labels share the pass (`Objective.one_pass`)."""
     device = cfg.device
     part = total
-    with objective.mode(label):
+    with objective.mode(label) if rows is None else contextlib.nullcontext():
         for i in range(0, len(blocks), cfg.micro_batch_size):
             inputs, targets = inputs_and_targets(blocks[i : i + cfg.micro_batch_size], eos_id)
             n_mb = int((targets != IGNORE).sum())  # on the host: no device sync
@@ -535,7 +561,12 @@ def _forward_backward(objective, model, blocks, label: str, denom: int, cfg, eos
                 continue
             inputs = inputs.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
-            with autocast(device, cfg.bf16):
+            per_row = (
+                contextlib.nullcontext()
+                if rows is None
+                else objective.row_mode(rows[i : i + cfg.micro_batch_size])
+            )
+            with per_row, autocast(device, cfg.bf16):
                 loss = objective.loss(model, inputs, targets, label)
             (loss * (n_mb / denom)).backward()
             # float64 on the device, read once per step (no per-micro-batch sync)

@@ -5,6 +5,8 @@ Per label (the reference code, which its README describes differently; we follow
   those of the embeddings and the masked blocks' layer norms too), so only theta_forget learns;
 - retain: forward with forget MLP units and forget heads zeroed, so theta_forget gets no gradient;
 - unlabeled: plain forward and backward.
+A step's retain and unlabeled blocks run in one forward/backward (`one_pass`), each retain row with
+its forget units zeroed: the same gradient as their two passes, up to rounding.
 Finalize: ablate (zero) theta_forget.
 
 Sampling: `sampling="mixed"` (ours, the default) labels each document and draws every step's
@@ -38,6 +40,7 @@ from unlearnbench.models.partition import (
     forget_masks,
     joint_parameter_names,
     retain_bias_names,
+    zero_forget_rows,
 )
 from unlearnbench.training import Objective
 
@@ -53,6 +56,11 @@ class SGTMOptions:
     # "mixed" = ours: labels mixed within a step, exact per-label masking; "single_source" = the
     # reference's: one source per step (trainer.py:248-259, 510-533)
     sampling: str = "mixed"
+    # ours: a step's retain and unlabeled blocks in one forward/backward, each retain row's forget
+    # units zeroed (the gradient is the per-label passes' sum up to rounding, in fewer, fuller
+    # micro-batches); False: one pass per label, as before (the reference's single-source steps
+    # have one label each, so there is nothing to merge)
+    one_pass: bool = True
     OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling",)  # earlier runs were all "mixed"
 
 
@@ -70,9 +78,10 @@ def masks_for(model, part: Partition, mask_embeddings: bool) -> dict[str, dict[s
     return {"forget": on_forget, "retain": on_retain}
 
 
-# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
+# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter);
+# version 3: retain and unlabeled blocks in one pass (the same update up to rounding)
 @register_method(
-    "sgtm", kind="training", options=SGTMOptions, train_defaults=SGTM_TRAINER, version=2
+    "sgtm", kind="training", options=SGTMOptions, train_defaults=SGTM_TRAINER, version=3
 )
 def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     """Selective gradient masking: forget data updates only theta_forget; ablate it at the end."""
@@ -91,6 +100,9 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     def mode(label: str):
         return activation_mode(model, part, "zero_forget" if label == "retain" else "plain")
 
+    def row_mode(labels: list[str]):  # the retain rows in "zero_forget", the unlabeled plain
+        return zero_forget_rows(model, part, torch.tensor([label == "retain" for label in labels]))
+
     def update_mask(label: str):
         # retain: theta_forget's gradient is already exactly zero through activation masking; the
         # mask is kept so the strict optimizer knows those elements must not move.
@@ -106,4 +118,6 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
         strict=options.optimizer == "strict",
         finalize=finalize,
         sampling=options.sampling,
+        one_pass=("retain", "unlabeled") if options.one_pass else (),
+        row_mode=row_mode,
     )

@@ -135,6 +135,27 @@ def activation_mode(model, part: Partition, mode: str):
         yield model
 
 
+@contextlib.contextmanager
+def zero_forget_rows(model, part: Partition, rows: torch.Tensor):
+    """ "zero_forget" on the batch rows where `rows` (B,) is True, "plain" on the others, in one
+    forward: SGTM's retain and unlabeled blocks of a step in one pass (each retain row gives
+    theta_forget exactly zero gradient, as its own pass would)."""
+    if not part.layers:
+        yield model
+        return
+
+    def make_edit(start: int):
+        def edit(x: torch.Tensor) -> torch.Tensor:  # x: (B, T, n) with retain units first
+            keep, _ = _unit_masks(x.shape[-1], start, x.device, x.dtype)  # (n,)
+            masked = rows.to(x.device)[:, None, None]  # (B, 1, 1)
+            return torch.where(masked, x * keep, x)  # (B, T, n)
+
+        return edit
+
+    with unit_hooks(model, part, make_edit):
+        yield model
+
+
 def edit_units(x: torch.Tensor, mode: str, keep: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
     """One masking mode on units x (B, T, n), retain first; keep/drop (n,) from `_unit_masks`."""
     if mode == "zero_forget":
