@@ -179,7 +179,9 @@ def main() -> None:
     ap.add_argument(
         "--methods", default=",".join(MASKING), help="masking methods besides no-filter"
     )
-    ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
+    # ours: 20 rounds put the 95% interval of a method's ratio to no-filter within about +-1.5% on
+    # the 2-core CPU (5 rounds scattered SGTM's ratio by +-8% between invocations)
+    ap.add_argument("--rounds", type=int, default=20, help="round-robin rounds")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per burst (after 1 warm-up)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument(
@@ -191,7 +193,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for every configuration")
     ap.add_argument(
         "--fused",
-        default="off",
+        default="off,on",
         help="harness kernels to measure: off, on, or off,on (fused attention and GELU); hf-plain "
         "is always Hugging Face's eager GPT-Neo",
     )
@@ -235,19 +237,42 @@ def main() -> None:
             configs.append((name, "no-filter", "eval", eval_burst, *run))
 
     samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+    per_round: dict[int, list[float]] = {i: [] for i in range(len(configs))}  # burst medians
     peaks: dict[int, float] = {}
     for r in range(args.rounds):
         for i, (name, _, _, fn, cfg, groups, vocab) in enumerate(configs):
             if args.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            samples[i] += fn(name, groups, cfg, vocab, args.steps)
+            burst = fn(name, groups, cfg, vocab, args.steps)
+            samples[i] += burst
+            per_round[i].append(statistics.median(burst))
             peaks[i] = max(peaks.get(i, 0.0), _peak_mb(args.device))
         print(f"round {r + 1}/{args.rounds} done", flush=True)
 
     peak = peak_tflops(args.device, args.bf16, args.peak_tflops)
+    baseline = {  # the no-filter training configuration each row is paired with, round by round
+        (c[0], c[4].fused_kernels): i
+        for i, c in enumerate(configs)
+        if c[1] == "no-filter" and c[2] == "train"
+    }
     rows = []
     for i, (name, method, phase, _, cfg, _, vocab) in enumerate(configs):
         seconds = statistics.median(samples[i])
+        base = per_round[baseline[(name, cfg.fused_kernels)]]
+        ratio, low, high = paired_ratio(base, per_round[i])
+        twin = next(  # the same configuration with eager kernels (the fused kernels' speed-up)
+            (
+                j
+                for j, c in enumerate(configs)
+                if c[:3] == (name, method, phase) and not c[4].fused_kernels
+            ),
+            None,
+        )
+        vs_eager = (
+            paired_ratio(per_round[twin], per_round[i])
+            if cfg.fused_kernels and twin is not None
+            else None
+        )
         tps = cfg.batch_size * cfg.context / seconds
         tflops = tps * model_flops_per_token(name, vocab, cfg.context, phase) / 1e12
         rows.append(
@@ -263,6 +288,14 @@ def main() -> None:
                 "fused_kernels": cfg.fused_kernels,
                 "median_step_seconds": seconds,
                 "steps_timed": len(samples[i]),
+                "rounds": len(per_round[i]),
+                # speed relative to no-filter (same kernels), paired per round: the geometric mean
+                # of the rounds' ratios and its 95% t-interval
+                "vs_no_filter": ratio,
+                "vs_no_filter_95": [low, high],
+                **(
+                    {"vs_eager": vs_eager[0], "vs_eager_95": list(vs_eager[1:])} if vs_eager else {}
+                ),
             }
         )
     _print_table(rows)
@@ -272,26 +305,46 @@ def main() -> None:
             f.write("\n")
 
 
+def paired_ratio(base: list[float], other: list[float]) -> tuple[float, float, float]:
+    """Speed of `other` relative to `base` from per-round step times measured side by side:
+    the geometric mean of base/other over rounds and its 95% Student-t interval (pairing by
+    round removes the machine's drift between rounds)."""
+    import math
+
+    logs = [math.log(b / o) for b, o in zip(base, other, strict=True)]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), float("nan"), float("nan")
+    from unlearnbench.results.stats import t_quantile
+
+    half = t_quantile(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
 def _print_table(rows: list[dict]) -> None:
     """Ratios: against no-filter training with the same kernels, and against hf-plain."""
-    base = {
-        (r["model"], r["fused_kernels"]): r["tokens_per_second"]
-        for r in rows
-        if r["method"] == "no-filter" and r["phase"] == "train"
-    }
     hf = {r["model"]: r["tokens_per_second"] for r in rows if r["method"] == "hf-plain"}
     print(
         f"{'model':8} {'method':20} {'fused':5} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} "
-        f"{'vs hf':>7} {'TFLOP/s':>8} {'MFU':>6}"
+        f"{'95% interval':>14} {'vs hf':>7} {'TFLOP/s':>8} {'MFU':>6}"
     )
     for r in rows:
-        rel = r["tokens_per_second"] / base[(r["model"], r["fused_kernels"])]
+        low, high = r["vs_no_filter_95"]
         vs_hf = r["tokens_per_second"] / hf[r["model"]]
         print(
             f"{r['model']:8} {r['method']:20} {'on' if r['fused_kernels'] else 'off':5} {r['phase']:6} "
-            f"{r['tokens_per_second']:10.0f} {rel:12.3f}x {vs_hf:6.2f}x {r['model_tflops']:8.3f} "
+            f"{r['tokens_per_second']:10.0f} {r['vs_no_filter']:12.3f}x {low:6.3f}-{high:5.3f}x "
+            f"{vs_hf:6.2f}x {r['model_tflops']:8.3f} "
             + (f"{r['mfu']:6.1%}" if r["mfu"] is not None else f"{'-':>6}")
         )
+    for r in rows:
+        if "vs_eager" in r:
+            low, high = r["vs_eager_95"]
+            print(
+                f"fused vs eager: {r['model']} {r['method']} {r['phase']}: {r['vs_eager']:.3f}x "
+                f"({low:.3f}-{high:.3f})"
+            )
+    print("ratios: paired per round (geometric mean of the rounds' ratios, 95% t-interval)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
 from torch import nn
 
 from unlearnbench.models.build import build_model
@@ -25,3 +26,16 @@ def test_model_flops_count_every_matmul_weight_and_the_unembedding():
     assert (
         bench.peak_tflops("cpu", False, 0.0) is None and bench.peak_tflops("cpu", False, 2.0) == 2.0
     )
+
+
+def test_paired_ratio_cancels_drift_between_rounds_and_reports_its_interval():
+    spec = importlib.util.spec_from_file_location("bench_throughput", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # the machine slows 4x over the rounds; the method is always twice as fast: exactly 2x
+    ratio, low, high = mod.paired_ratio([1.0, 2.0, 4.0], [0.5, 1.0, 2.0])
+    assert ratio == pytest.approx(2.0) and low == pytest.approx(2.0) and high == pytest.approx(2.0)
+    # noisy rounds: the interval holds the geometric mean and widens with the noise
+    r1 = mod.paired_ratio([1.0] * 6, [0.5, 0.52, 0.48, 0.51, 0.49, 0.5])
+    r2 = mod.paired_ratio([1.0] * 6, [0.5, 0.6, 0.4, 0.55, 0.45, 0.5])
+    assert r1[1] < r1[0] < r1[2] and (r2[2] - r2[1]) > (r1[2] - r1[1])
