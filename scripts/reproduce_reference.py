@@ -120,21 +120,24 @@ def progress_lines(progress) -> list[str]:
     recalls = sorted({c[2] for c in progress}, reverse=True)
     suites = {r: s for _, r, s in PARTS}
     done, total = sum(c[3] for c in progress), sum(c[4] for c in progress)
+    trained = sum(c[5] for c in progress)
     lines = [
         "## Progress of the grid",
         "",
         f"{done} of {total} runs are recorded with their suite's results "
-        "(a run counts when its record holds every result of its suite).",
+        f"(a run counts when its record holds every result of its suite); {trained} are trained. "
+        "A cell: runs done / planned, and how many of them are trained when that is more.",
         "",
         "| benchmark | method | " + " | ".join(f"recall {r} ({suites[r]})" for r in recalls) + " |",
         "|---|---|" + "---|" * len(recalls),
     ]
-    cells = {(b, m, r): (d, t) for b, m, r, d, t in progress}
+    cells = {(b, m, r): (d, t, n) for b, m, r, d, t, n in progress}
+
+    def cell(d: int, t: int, n: int) -> str:
+        return f"{d}/{t}" + (f" ({n} trained)" if n > d else "")
+
     for b, m in dict.fromkeys((c[0], c[1]) for c in progress):
-        row = [
-            f"{cells[b, m, r][0]}/{cells[b, m, r][1]}" if (b, m, r) in cells else ""
-            for r in recalls
-        ]
+        row = [cell(*cells[b, m, r]) if (b, m, r) in cells else "" for r in recalls]
         lines.append(f"| {b} | {m} | " + " | ".join(row) + " |")
     return lines + [""]
 
@@ -219,6 +222,14 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
         )
     lines += ["", "## Leaderboard", "", to_markdown(rows)]
     write_text_atomic(out / "README.md", "\n".join(lines) + "\n")
+    # figures and reports of an earlier build that this one did not write would be stale
+    written = {p for figs in figures.values() for pair in figs.values() for p in pair}
+    written |= set(reports)
+    stale = [*(out / "figures").glob("*.png"), *(out / "figures").glob("*.svg")]
+    stale += list(out.glob("report-*.html"))
+    for path in stale:
+        if path not in written:
+            path.unlink()
 
 
 def chosen_methods(methods_arg: str, skip_arg: str) -> list[str] | None:
@@ -238,9 +249,9 @@ def chosen_methods(methods_arg: str, skip_arg: str) -> list[str] | None:
     return kept
 
 
-def grid_progress(store, seeds) -> list[tuple[str, str, float, int, int]]:
-    """(benchmark, method, recall, runs recorded with their suite's results, runs planned) per
-    cell of the grid, as `store` holds it."""
+def grid_progress(store, seeds) -> list[tuple[str, str, float, int, int, int]]:
+    """(benchmark, method, recall, runs recorded with their suite's results, runs planned, runs
+    trained) per cell of the grid, as `store` holds it."""
     from unlearnbench.sweep import plan
 
     cells = []
@@ -249,7 +260,9 @@ def grid_progress(store, seeds) -> list[tuple[str, str, float, int, int]]:
         for name in spec["methods"]:
             mine = [r for r in runs if r.config.method == name]
             done = sum(r.recorded for r in mine)
-            cells.append((spec["benchmark"], name, spec["grid"]["recall"][0], done, len(mine)))
+            trained = sum(store.exists(r.run_id) for r in mine)
+            recall = spec["grid"]["recall"][0]
+            cells.append((spec["benchmark"], name, recall, done, len(mine), trained))
     return cells
 
 

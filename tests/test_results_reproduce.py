@@ -78,7 +78,9 @@ def test_progress_counts_the_grid_cells_the_store_holds(tmp_path):
     mod = _script()
     cells = mod.grid_progress(RunStore(tmp_path), [0, 1, 2])
     n = len(methods.names()) * 2 * 3 + len(mod.LABELED_TRAINING) * 2 * 2 * 3
-    assert sum(c[4] for c in cells) == n and sum(c[3] for c in cells) == 0
+    assert (
+        sum(c[4] for c in cells) == n and sum(c[3] for c in cells) == sum(c[5] for c in cells) == 0
+    )
     lines = mod.progress_lines(cells)
     assert f"0 of {n} runs" in lines[2]
     assert any(line.startswith("| storyworld-topic | sgtm | 0/3 | 0/3 | 0/3 |") for line in lines)
@@ -88,7 +90,12 @@ def test_progress_counts_the_grid_cells_the_store_holds(tmp_path):
 def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):
     mod = _script()
     recs = sample_records() + [record("filter", 0, 4.0, 1.5, benchmark="storyworld-lang")]
+    (tmp_path / "figures").mkdir()
+    stale = [tmp_path / "figures" / "gone-benchmark-tradeoff.png", tmp_path / "report-gone.html"]
+    for path in stale:  # an earlier build's files for a benchmark these records do not hold
+        path.write_text("old")
     mod.write_results(recs, tmp_path, "Hand-made records.")
+    assert not any(p.exists() for p in stale)
     readme = (tmp_path / "README.md").read_text()
     assert "Hand-made records." in readme and "cpu (x86_64, 1 threads)" in readme
     for r in recs:

@@ -1,0 +1,245 @@
+"""The robust suite's cost and conclusions, before and after its cheaper attack schedule.
+
+On the same trained runs (by default no-filter, filter, sgtm and rmu at one seed of each built-in
+benchmark, taken from a run store), the `robust` suite runs twice per round in fresh copies of the
+store, interleaved benchmark by benchmark:
+
+- `before`: the fine-tuning attacks (relearn, benign-finetune) evaluated every 5 steps to the last
+  budget and every setting run to the end (`eval_steps: []`, `stop_broken: false`);
+- `after`: the shipped suite (every 5 steps to 50, 10 to 100, 25 to 200; a setting stops where its
+  retain loss breaks the tolerance).
+
+Both use today's attack loop otherwise (fused kernels, the training micro-batch, step 0 measured
+once per attack: up to rounding, the same numbers; `scripts/bench_throughput.py` measures what the
+kernels give). Printed per run: the suite's seconds and its ratio to the run's training seconds
+(the references are the runs themselves, attacked first), the attacks' worst-case forget loss per
+budget and steps to recover under both, and the attack-seed spread (the two attack seeds' worst
+cases apart) that a difference is to be read against.
+
+    python scripts/bench_suite.py --store runs/reference --out bench-suite.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ATTACKS = ("relearn", "benign-finetune")
+BEFORE = {"eval_steps": [], "stop_broken": False}  # the suite's options before the change
+
+
+# --smoke: the attacks at toy budgets and nothing else (checks the script, measures nothing)
+SMOKE = {"budgets": [2, 4], "lrs": [1e-3], "eval_blocks": 2, "n_docs": 16}
+
+
+def suite_files(directory: Path, smoke: bool = False) -> dict[str, Path]:
+    """The shipped robust suite ("after") and the same with the attacks' old schedule ("before"),
+    both named robust (so their results have the same keys)."""
+    from unlearnbench.package_files import SUITES_DIR
+
+    shipped = yaml.safe_load((Path(SUITES_DIR) / "robust.yaml").read_text())
+    if smoke:
+        shipped["evals"] = [
+            {
+                "eval": e["eval"],
+                "options": {**e.get("options", {}), **SMOKE, "eval_steps": [1, 2, 4]},
+            }
+            for e in shipped["evals"]
+            if e["eval"] in ATTACKS
+        ]
+    out = {}
+    for name in ("before", "after"):
+        suite = json.loads(json.dumps(shipped))
+        if name == "before":
+            for entry in suite["evals"]:
+                if entry["eval"] in ATTACKS:
+                    entry["options"] = {**(entry.get("options") or {}), **BEFORE}
+        path = directory / name / "robust.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump(suite, sort_keys=False))
+        out[name] = path
+    return out
+
+
+def fresh_store(source, run_ids: list[str], root: Path):
+    """A store holding the runs' records (without evaluations) and their models."""
+    from unlearnbench.results.store import RunStore
+
+    store = RunStore(root)
+    for run_id in run_ids:
+        record = source.load(run_id)
+        model = store.model_path(run_id)
+        shutil.copytree(record["model_path"], model)
+        store.write(
+            {k: v for k, v in record.items() if k not in ("evals", "curves")}
+            | {"model_path": str(model)}
+        )
+    return store
+
+
+def attack_seconds(run_id: str, suite: Path, store_root: Path) -> float:
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "unlearnbench", "attack", run_id, "--suite", str(suite)]
+    subprocess.run([*cmd, "--out", str(store_root), "--quiet"], check=True)
+    return time.perf_counter() - start
+
+
+def conclusions(record: dict) -> dict:
+    """Per attack: the worst-case forget loss per budget, the steps to recover and to close the
+    gap, and the attack seeds' spread (|seed 0 - seed 1| of the per-seed worst case per budget)."""
+    from unlearnbench.evals.relearn import summarize
+
+    out = {}
+    for key in ATTACKS:
+        summary = (record.get("evals") or {}).get(f"robust/{key}")
+        if not summary:
+            continue
+        rows = (record.get("curves") or {}).get(f"robust/{key}") or []
+        budgets = tuple(e["budget"] for e in summary["worst_case"])
+        seeds = sorted({r["attack_seed"] for r in rows})
+        per_seed = [
+            summarize(
+                [r for r in rows if r["attack_seed"] == s],
+                budgets,
+                None,
+                summary["retain_tolerance"],
+                0.9,
+            )["worst_case"]
+            for s in seeds
+        ]
+        spread = {}
+        if len(per_seed) == 2:
+            for a, b in zip(*per_seed, strict=True):
+                if a["forget_loss"] is not None and b["forget_loss"] is not None:
+                    spread[a["budget"]] = abs(a["forget_loss"] - b["forget_loss"])
+        out[key] = {
+            "worst_case": {e["budget"]: e["forget_loss"] for e in summary["worst_case"]},
+            "steps_to_recover": summary.get("steps_to_recover"),
+            "steps_to_close_gap": summary.get("steps_to_close_gap"),
+            "attack_seed_spread": spread,
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, required=True, help="run store holding the trained runs")
+    ap.add_argument("--benchmarks", default="storyworld-lang,storyworld-topic")
+    ap.add_argument("--methods", default="no-filter,filter,sgtm,rmu", help="references first")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1, help="before/after pairs per benchmark")
+    ap.add_argument("--out", type=Path, default=None, help="write the measurements as JSON")
+    ap.add_argument("--smoke", action="store_true", help="toy budgets: check the script only")
+    args = ap.parse_args()
+
+    from unlearnbench.results.store import RunStore
+
+    source = RunStore(args.store)
+    benchmarks = args.benchmarks.split(",")
+    names = args.methods.split(",")
+    runs = {}
+    for b in benchmarks:
+        found = []
+        for m in names:
+            match = [
+                r for r in source.records()
+                if r["benchmark"] == b and r["method"] == m and r["seed"] == args.seed
+                and r["config"]["labels"]["recall"] == 1.0 and r.get("model_path")
+            ]  # fmt: skip
+            if not match:
+                sys.exit(f"error: {args.store} holds no {m} run of {b} at seed {args.seed}")
+            found.append(max(match, key=lambda r: r.get("created", ""))["run_id"])
+        runs[b] = found
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        suites = suite_files(Path(tmp) / "suites", args.smoke)
+        for rnd in range(args.rounds):
+            for b in benchmarks:  # before, after, next benchmark: interleaved
+                order = ("before", "after") if rnd % 2 == 0 else ("after", "before")
+                for which in order:
+                    root = Path(tmp) / f"{which}-{b}-{rnd}"
+                    store = fresh_store(source, runs[b], root)
+                    for run_id in runs[b]:
+                        seconds = attack_seconds(run_id, suites[which], root)
+                        record = store.load(run_id)
+                        results.append(
+                            {
+                                "round": rnd, "suite": which, "benchmark": b,
+                                "method": record["method"], "run_id": run_id,
+                                "suite_seconds": seconds,
+                                "train_seconds": record["train_seconds"],
+                                "per_eval_seconds": {
+                                    k: e.get("seconds") for k, e in record["evals"].items()
+                                },
+                                "conclusions": conclusions(record),
+                            }
+                        )  # fmt: skip
+                        print(
+                            f"{which:6} {b} {record['method']:10} suite {seconds:7.0f}s = "
+                            f"{seconds / record['train_seconds']:.2f}x training",
+                            flush=True,
+                        )
+                    shutil.rmtree(root)
+    print_comparison(results)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def print_comparison(results: list[dict]) -> None:
+    """Cost ratios (median over rounds) and the conclusions side by side."""
+    print(
+        "\nmethod / benchmark: suite / training before -> after; attack: before | after (seed spread)"
+    )
+    keys = sorted({(r["benchmark"], r["method"]) for r in results}, key=str)
+    for b, m in keys:
+        mine = {
+            w: [r for r in results if (r["benchmark"], r["method"], r["suite"]) == (b, m, w)]
+            for w in ("before", "after")
+        }
+        if not mine["before"] or not mine["after"]:
+            continue
+        ratio = {
+            w: statistics.median(r["suite_seconds"] / r["train_seconds"] for r in rs)
+            for w, rs in mine.items()
+        }
+        print(f"{m} / {b}: {ratio['before']:.2f}x -> {ratio['after']:.2f}x training")
+        first = {w: rs[0]["conclusions"] for w, rs in mine.items()}
+        for attack in ATTACKS:
+            old, new = first["before"].get(attack), first["after"].get(attack)
+            if not old or not new:
+                continue
+            cells = []
+            for budget, loss in old["worst_case"].items():
+                after = new["worst_case"].get(budget)
+                spread = old["attack_seed_spread"].get(budget)
+                cells.append(
+                    f"@{budget} {_fmt(loss)} | {_fmt(after)}"
+                    + (f" ({spread:.3f})" if spread is not None else "")
+                )
+            steps = f"recover {old['steps_to_recover']} | {new['steps_to_recover']}, "
+            steps += f"close gap {old['steps_to_close_gap']} | {new['steps_to_close_gap']}"
+            print(f"  {attack}: {'; '.join(cells)}; {steps}")
+    totals = {
+        w: sum(r["suite_seconds"] for r in results if r["suite"] == w)
+        / sum(r["train_seconds"] for r in results if r["suite"] == w)
+        for w in ("before", "after")
+    }
+    print(f"all runs: suite / training {totals['before']:.2f}x -> {totals['after']:.2f}x")
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+if __name__ == "__main__":
+    main()
