@@ -105,3 +105,38 @@ def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):
     assert (tmp_path / "report-storyworld-lang.html").is_file()
     assert (tmp_path / "figures" / "storyworld-topic-tradeoff.png").is_file()
     assert (tmp_path / "figures" / "storyworld-topic-relearn.svg").is_file()
+
+
+def test_a_committed_record_with_its_suite_results_is_skipped_on_a_fresh_machine(tmp_path):
+    """The grid's plan on a store that got the committed records: the run whose record matches
+    its config (its id) and holds its suite's results is recorded; without them it is not."""
+    import dataclasses
+
+    from unlearnbench.registry import evals
+    from unlearnbench.results.committed import import_records
+    from unlearnbench.results.store import RunStore
+    from unlearnbench.suites import json_safe
+    from unlearnbench.sweep import plan
+
+    spec = {"benchmark": "storyworld-lang", "model": "tiny", "seeds": [0], "methods": ["filter"]}
+    (run,) = plan({**spec, "suite": "probes"}, RunStore(tmp_path / "empty"))
+    assert not run.recorded
+    committed = RunStore(tmp_path / "results")
+    base = record("filter", 0, 4.0, 1.5, benchmark="storyworld-lang")
+    opts = json_safe(dataclasses.asdict(evals.get("fact-probes").options()))
+    done = base | {
+        "run_id": run.run_id,
+        "config": run.config.to_dict(),
+        "evals": {"probes/fact-probes": {"options": opts}},
+    }
+    committed.write(done)
+    store = RunStore(tmp_path / "store")
+    import_records(committed.records_dir, store)
+    (again,) = plan({**spec, "suite": "probes"}, store)
+    assert again.run_id == run.run_id and again.recorded
+    # the same record without its suite's result: trained, but its suite still runs
+    committed.write(dict(done, evals={}))
+    fresh = RunStore(tmp_path / "fresh")
+    import_records(committed.records_dir, fresh)
+    (third,) = plan({**spec, "suite": "probes"}, fresh)
+    assert not third.recorded and fresh.exists(run.run_id)
