@@ -38,7 +38,7 @@ BEFORE = {"eval_steps": [], "stop_broken": False}  # the suite's options before 
 
 
 # --smoke: the attacks at toy budgets and nothing else (checks the script, measures nothing)
-SMOKE = {"budgets": [2, 4], "lrs": [1e-3], "eval_blocks": 2, "n_docs": 16}
+SMOKE = {"budgets": [2, 4], "lrs": [1e-3], "eval_every": 1, "eval_blocks": 2, "n_docs": 16}
 
 
 def suite_files(directory: Path, smoke: bool = False) -> dict[str, Path]:

@@ -207,3 +207,25 @@ def test_a_reference_recorded_without_its_model_is_trained_again(tmp_path, train
     ref = reference_record(run, "no-filter", store, progress=False)
     assert ref["run_id"] == nf.run_id and ref["model_path"]
     assert [c.split()[0] for c in trained] == ["no-filter", "filter", "no-filter"]
+
+
+def test_a_method_can_name_a_variant_of_the_no_filter_run_as_its_default_base(
+    tmp_path, trained, monkeypatch
+):
+    """checkpoint-transfer's default base is the curriculum no-filter run (forget documents enter
+    halfway, snapshots saved): it is trained with those settings and its snapshot is used."""
+    spec = methods.get("checkpoint-transfer")
+    assert spec.base_settings["method.forget_after"] == 0.5
+    assert spec.base_settings["train.snapshot_every"] > 0
+    monkeypatch.setitem(spec.base_settings, "train.snapshot_every", 1)  # the base runs 2 steps
+    store = RunStore(tmp_path)
+    cfg = runner.resolve_run_config("checkpoint-transfer", "storyworld-lang", "tiny", 0, TINY)
+    record = runner.execute(cfg, store, progress=False)
+    assert [c.split()[0] for c in trained] == ["no-filter", "checkpoint-transfer"]
+    base = store.load(record["base"])
+    assert base["config"]["method_options"].get("forget_after") == 0.5
+    assert [s["step"] for s in base["metrics"]["snapshots"]] == [1, 2]
+    assert record["metrics"]["checkpoint"]["step"] in (1, 2)
+    # a plain no-filter run is not its base
+    plain = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
+    assert record["base"] != plain.run_id

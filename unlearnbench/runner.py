@@ -120,7 +120,8 @@ def _losses_record(losses: dict) -> dict:
 def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[object, str]:
     """The base of a post-hoc method by its run-level `base` setting: a saved model (a path or hub
     name), or by default the matching `no-filter` run (results/matching.py), trained first when
-    the store holds none. ("scratch" is handled by the caller: a fresh model, no base.)
+    the store holds none (the method's `base_settings` variant of it, when it names one). ("scratch"
+    is handled by the caller: a fresh model, no base.)
 
     That no-filter run shares the post-hoc run's data and evaluation settings
     (`BASE_SHARED_TRAIN_KEYS` there), so both records measure losses on the same test blocks; its
@@ -133,12 +134,17 @@ def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[obj
                 f"cannot load base model {cfg.base!r}: {str(e).splitlines()[0]}"
             ) from None
         return check_base_model(model, cfg.base, cfg), cfg.base  # same tokenizer, enough positions
-    method, overrides = reference_overrides(cfg.to_dict() | {"kind": "posthoc"}, [], "no-filter")
+    # the method's variant of the no-filter run, if it names one (checkpoint-transfer: a curriculum)
+    settings = methods.get(cfg.method).base_settings
+    variant = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("method.")}
+    run = cfg.to_dict() | {"kind": "posthoc"}
+    method, overrides = reference_overrides(run, [], "no-filter", variant or None)
+    overrides |= {k: v for k, v in settings.items() if not k.startswith("method.")}
     nf = resolve_run_config(method, cfg.benchmark, cfg.model, cfg.seed, overrides)
     # the run those settings name, or one that differs only in where it ran or what it kept
-    record = matching_no_filter(nf.to_dict(), saved_records(store))
+    record = matching_no_filter(nf.to_dict(), saved_records(store), variant or None)
     if record is None:
-        recorded = matching_no_filter(nf.to_dict(), store.records())
+        recorded = matching_no_filter(nf.to_dict(), store.records(), variant or None)
         record = (
             execute(nf, store, force=False, progress=progress) if recorded is None else recorded
         )

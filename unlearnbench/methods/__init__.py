@@ -35,6 +35,9 @@ class MethodSpec:
     description: str = ""
     version: int = 1  # bumped by every change that alters the method's numbers (module docstring)
     requires: tuple[str, ...] = ()  # packages (import names) it imports, checked before training
+    # post-hoc: `--set` settings of its default base, the matching no-filter run, when that must
+    # be a variant (e.g. {"method.forget_after": 0.5, "train.snapshot_every": 25})
+    base_settings: dict = field(default_factory=dict)
 
 
 def register_method(
@@ -44,6 +47,7 @@ def register_method(
     train_defaults: dict | None = None,
     version: int = 1,
     requires: tuple[str, ...] = (),
+    base_settings: dict | None = None,
 ):
     assert kind in ("training", "posthoc"), kind
     assert isinstance(version, int) and version >= 1, version
@@ -59,6 +63,7 @@ def register_method(
             doc[0] if doc else "",
             version,
             tuple(requires),
+            dict(base_settings or {}),
         )
         methods.register(name)(spec)
         return fn

@@ -167,7 +167,8 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
     )
 
 
-# version 2: its default base, the no-filter run, now trains as the SGTM reference does
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does;
+# version 3: its default base is the curriculum no-filter run (below)
 @register_method(
     "checkpoint-transfer",
     kind="posthoc",
@@ -188,7 +189,13 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
         "weight_decay": 0.01,  # reference: TrainingArguments(weight_decay=0.01) (:760)
         "beta2": 0.999,  # reference: HF Trainer "adamw_torch" default (:767)
     },
-    version=2,
+    # ours: its default base is the curriculum no-filter run (presets/no-filter-curriculum.yaml):
+    # forget-labeled documents enter halfway and 10 snapshots are saved per run, so an earlier
+    # checkpoint of the same run that has not learned the forget data exists (the reference takes
+    # one from its pretraining run, checkpoint_transfer_unlearn.py); the plain no-filter run has
+    # none. Version 3: that base
+    base_settings={"method.forget_after": 0.5, "train.snapshot_every": 120},
+    version=3,
 )
 def setup(ctx: RunContext, options: CheckpointTransferOptions) -> Objective:
     """Checkpoint transfer: forget activations -> an ignorant checkpoint's, affinely mapped."""
