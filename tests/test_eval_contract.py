@@ -151,3 +151,29 @@ def test_suite_keys_may_not_hold_a_slash(tmp_path):
     bad.write_text("evals:\n  - eval: fact-probes\n    key: a/b\n")
     res = runner.invoke(app, ["attack", "nope", "--suite", str(bad), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "may not hold '/'" in res.stderr
+
+
+def test_a_reference_result_two_processes_ask_for_at_once_is_computed_once(store, tmp_path):
+    """A plain result (no references) is what every run's attack asks of its reference run: with a
+    process pool two may ask at once; one computes it, the other waits and reads it."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import slow_reference_eval
+
+    _, out, record, _ = store
+    counter = tmp_path / "count.txt"
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                slow_reference_eval.evaluate_in_process, str(out), record["run_id"], str(counter)
+            )
+            for _ in range(2)
+        ]
+        values = [f.result() for f in futures]
+    assert values == [1.0, 1.0]
+    assert counter.read_text().splitlines() == [record["run_id"]]  # computed once

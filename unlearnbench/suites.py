@@ -7,6 +7,7 @@ filter) are found in the store or trained first.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -55,15 +56,35 @@ def evaluate_entry(
 ) -> dict:
     """Run one suite entry on a saved run (unless its result with the same options is recorded)
     and merge the result into the record; returns the summary."""
-    import copy
     import dataclasses
 
-    from unlearnbench.evals import EvalContext, EvalSpec, headline
+    from unlearnbench.evals import EvalSpec
     from unlearnbench.registry import evals
 
     spec: EvalSpec = evals.get(entry.eval)
     options = spec.options(**entry.options)
     opts = json_safe(dataclasses.asdict(options))
+    key = entry.record_key
+    # a result without its additive parts (references) is what other runs ask of a reference run:
+    # one process computes it, the others wait for it and read it (`evaluate_other` asks for just
+    # that, and it asks nothing of other runs itself, so these locks never nest in a cycle)
+    plain = bool(spec.additive) and not any(opts.get(k) for k in spec.additive)
+    guard = (
+        store.lock(f"{record['run_id']}~{key.replace('/', '~')}", wait_message=False)
+        if plain
+        else contextlib.nullcontext()
+    )
+    with guard:
+        return _evaluate(record, entry, store, progress, force, model, spec, options, opts)
+
+
+def _evaluate(record, entry, store, progress, force, model, spec, options, opts) -> dict:
+    """`evaluate_entry`'s work, once its options are read (and, for a plain result, its lock held)."""
+    import copy
+    import dataclasses
+
+    from unlearnbench.evals import EvalContext, headline
+
     key = entry.record_key
     _adopt_unsuited(store, record["run_id"], entry, spec, opts)
     stored = store.load(record["run_id"])
