@@ -154,7 +154,7 @@ def test_attack_user_mistakes(tmp_path):
 def test_shipped_suites_load_and_validate():
     from unlearnbench.evals import load_suite
 
-    for name in ("quick", "robust", "sgtm-paper", "gradient-routing-paper"):
+    for name in ("quick", "robust", "probes", "sgtm-paper", "gradient-routing-paper"):
         entries, description = load_suite(name)
         assert entries and description, name
     robust = {e.key: e for e in load_suite("robust")[0]}
@@ -171,6 +171,10 @@ def test_shipped_suites_load_and_validate():
         "generations",
     }
     assert robust["hidden-probes"].options == {"references": True}
-    assert robust["relearn"].options == {"references": True}  # the defaults: budgets up to 200
+    # the defaults (budgets up to 200) on the robust schedule, which includes every budget
+    schedule = robust["relearn"].options.pop("eval_steps")
+    assert robust["relearn"].options == {"references": True}
+    assert {10, 25, 50, 100, 200} <= set(schedule) and len(schedule) == 19
+    assert robust["benign-finetune"].options["eval_steps"] == schedule
     sgtm = load_suite("sgtm-paper")[0][0]
     assert sgtm.key == "relearn-sgtm-paper" and sgtm.options["forget_fraction"] == 0.5
