@@ -178,7 +178,8 @@ def test_the_rule_imports_neither_torch_nor_a_registry():
 def test_runner_attack_reference_is_the_plain_run_of_the_store(tmp_path):
     store = RunStore(tmp_path)
     for r in store_records():
-        store.write(r | {"model_path": f"/models/{r['run_id']}"})
+        store.model_path(r["run_id"]).mkdir(parents=True)  # a saved model's folder (empty)
+        store.write(r | {"model_path": str(store.model_path(r["run_id"]))})
     # (matched, so nothing is trained: no model is loaded or built here)
     for seed in SEEDS:
         run = store.load(_one(store_records(), "filter", seed, strict=False)["run_id"])
