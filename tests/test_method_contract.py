@@ -101,11 +101,12 @@ def test_every_method_trains_the_same_with_fused_and_eager_kernels(name, base_st
     tiny = TINY
     assert TrainConfig().fused_kernels, "the fused kernels are the default"
     first_steps: list[list[torch.Tensor]] = []  # per optimizer: its first step's gradients
-    real_step, stepped = torch.optim.AdamW.step, set()
+    # the optimizers seen, kept alive: a freed one's id() can be the next phase's
+    real_step, stepped = torch.optim.AdamW.step, []
 
     def recording_step(self, *args, **kwargs):
-        if id(self) not in stepped:
-            stepped.add(id(self))
+        if not any(o is self for o in stepped):
+            stepped.append(self)
             params = [p for g in self.param_groups for p in g["params"]]
             first_steps.append([None if p.grad is None else p.grad.clone() for p in params])
         return real_step(self, *args, **kwargs)
