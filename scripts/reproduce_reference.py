@@ -181,12 +181,7 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
     reports = write_reports(records, out)
     devices = sorted({str(r.get("device")) for r in records})
     wall = sum(r.get("wall_seconds") or 0 for r in records)
-    evals = sum(
-        (e.get("seconds") or 0)
-        for r in records
-        for e in (r.get("evals") or {}).values()
-        if isinstance(e, dict)
-    )
+    evals = sum(_eval_seconds(r) for r in records)
     git = sorted({str((r.get("versions") or {}).get("git")) for r in records})
     lines = [
         "# Reference results",
