@@ -421,6 +421,7 @@ def train(
             accumulated: dict[str, torch.Tensor] = {}
             touched: dict[str, torch.Tensor | None | bool] = {}
             total = sum(label_tokens.values())
+            step_labels = set(label_tokens)  # the labels of the global batch
             for label in dict.fromkeys(pass_label(gi) for gi in batch):
                 gis = [gi for gi in local if pass_label(gi) == label]
                 if not gis and not objective.strict:
@@ -444,11 +445,12 @@ def train(
                         objective.after_backward(model, label)
                     _accumulate(accumulated, all_named)
                 if objective.strict:  # what the step's labels may touch, each by its own mask
-                    members = objective.one_pass if shared else (label,)
-                    step_labels = {sampler.groups[gi].label for gi in batch}
+                    if shared:  # the shared pass's labels that this step holds
+                        members = [m for m in objective.one_pass if m in step_labels]
+                    else:
+                        members = [label]
                     for member in members:
-                        if member in step_labels or not shared:
-                            _record_touched(touched, params, objective.update_mask(member) or {})
+                        _record_touched(touched, params, objective.update_mask(member) or {})
             for n, p in all_named:
                 p.grad = accumulated.get(n)
             step_loss = all_reduce_gradients(all_params, step_loss).item()  # one sync per step
