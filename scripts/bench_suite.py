@@ -17,6 +17,11 @@ budget and steps to recover under both, and the attack-seed spread (the two atta
 cases apart) that a difference is to be read against.
 
     python scripts/bench_suite.py --store runs/reference --out bench-suite.json
+
+The runs are the reference grid's (recall 1.0, tiny; the same run ids as
+`scripts/reproduce_reference.py`); one the store lacks, or holds without its model (a committed
+record), is trained first, here, so its training seconds are this machine's. `--record-after`
+copies the shipped suite's results into the store, where the grid counts them.
 """
 
 from __future__ import annotations
@@ -86,6 +91,46 @@ def fresh_store(source, run_ids: list[str], root: Path):
     return store
 
 
+def grid_runs(benchmark: str, methods: list[str], seed: int) -> list:
+    """The runs the reference grid trains for these methods (recall 1.0, model tiny, the same
+    config and run id as `scripts/reproduce_reference.py`), references first."""
+    from unlearnbench.sweep import plan
+
+    spec = {
+        "benchmark": benchmark, "model": "tiny", "seeds": [seed], "methods": methods,
+        "grid": {"recall": [1.0]},
+    }  # fmt: skip
+    return [run.config for run in plan(spec, _NoStore())]
+
+
+class _NoStore:
+    def exists(self, run_id: str) -> bool:
+        return False
+
+
+def prepare(cfg, store) -> None:
+    """The run trained and saved in `store`: trained when the store lacks it, trained again when
+    its record (a committed one) lacks its model. Both train here, so the training seconds the
+    suite is compared with were measured on this machine with the suite's threads."""
+    from unlearnbench.runner import execute, with_model
+
+    if store.exists(cfg.run_id):
+        with_model(store.load(cfg.run_id), store)
+    else:
+        execute(cfg, store)
+
+
+def record_results(store, source, run_ids: list[str]) -> None:
+    """The runs' suite results (evaluations and curves) merged into `source`'s records."""
+    for run_id in run_ids:
+        new = store.load(run_id)
+        with source.lock(run_id, wait_message=False):
+            merged = source.load(run_id)
+            for key in ("evals", "curves"):
+                merged[key] = {**(merged.get(key) or {}), **(new.get(key) or {})}
+            source.write(merged)
+
+
 def attack_seconds(run_id: str, suite: Path, store_root: Path) -> float:
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "unlearnbench", "attack", run_id, "--suite", str(suite)]
@@ -139,26 +184,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="before/after pairs per benchmark")
     ap.add_argument("--out", type=Path, default=None, help="write the measurements as JSON")
     ap.add_argument("--smoke", action="store_true", help="toy budgets: check the script only")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument(
+        "--prepare-only", action="store_true", help="train the runs' missing models and stop"
+    )
+    ap.add_argument(
+        "--record-after",
+        action="store_true",
+        help="copy the first round's `after` results (the shipped suite's) into --store's records",
+    )
     args = ap.parse_args()
 
+    from unlearnbench.launch import set_threads
     from unlearnbench.results.store import RunStore
 
     source = RunStore(args.store)
     benchmarks = args.benchmarks.split(",")
-    names = args.methods.split(",")
-    runs = {}
+    runs = {b: grid_runs(b, args.methods.split(","), args.seed) for b in benchmarks}
+    set_threads(args.threads)
     for b in benchmarks:
-        found = []
-        for m in names:
-            match = [
-                r for r in source.records()
-                if r["benchmark"] == b and r["method"] == m and r["seed"] == args.seed
-                and r["config"]["labels"]["recall"] == 1.0 and r.get("model_path")
-            ]  # fmt: skip
-            if not match:
-                sys.exit(f"error: {args.store} holds no {m} run of {b} at seed {args.seed}")
-            found.append(max(match, key=lambda r: r.get("created", ""))["run_id"])
-        runs[b] = found
+        for cfg in runs[b]:
+            prepare(cfg, source)
+    runs = {b: [cfg.run_id for cfg in cfgs] for b, cfgs in runs.items()}
+    if args.prepare_only:
+        return
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,6 +238,8 @@ def main() -> None:
                             f"{seconds / record['train_seconds']:.2f}x training",
                             flush=True,
                         )
+                    if which == "after" and rnd == 0 and args.record_after:
+                        record_results(store, source, runs[b])
                     shutil.rmtree(root)
     print_comparison(results)
     if args.out:
