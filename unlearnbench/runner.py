@@ -164,9 +164,10 @@ RETRAIN_TOLERANCE = 1e-4
 def with_model(record: dict, store: RunStore, progress: bool = True) -> dict:
     """`record` with its saved model. A run recorded without it (a committed record: the weights
     are not committed; or a store whose models were deleted) is trained again from its own config:
-    same seed and settings, so the same weights on the same machine and software (tested). Its
-    evaluations are kept when the retrained run's final losses match the record's; otherwise they
-    describe another model, and a warning line says they are dropped."""
+    same seed and settings, so the same weights on the same machine, software and thread count
+    (tested; other thread counts round differently). Its evaluations are kept when the retrained
+    run's final losses match the record's; otherwise they describe another model, and a warning
+    line says they are dropped."""
     if record.get("model_path") and Path(record["model_path"]).is_dir():
         return record
     cfg = RunConfig.from_dict(record["config"])
