@@ -177,12 +177,13 @@ def conclusions(record: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", type=Path, required=True, help="run store holding the trained runs")
+    ap.add_argument("--store", type=Path, help="run store holding the trained runs (required)")
     ap.add_argument("--benchmarks", default="storyworld-lang,storyworld-topic")
     ap.add_argument("--methods", default="no-filter,filter,sgtm,rmu", help="references first")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=1, help="before/after pairs per benchmark")
     ap.add_argument("--out", type=Path, default=None, help="write the measurements as JSON")
+    ap.add_argument("--compare", type=Path, default=None, help="print a --out file's comparison")
     ap.add_argument("--smoke", action="store_true", help="toy budgets: check the script only")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument(
@@ -195,6 +196,11 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    if args.compare:
+        print_comparison(json.loads(args.compare.read_text()))
+        return
+    if args.store is None:
+        ap.error("--store is required")
     from unlearnbench.launch import set_threads
     from unlearnbench.results.store import RunStore
 
@@ -213,8 +219,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         suites = suite_files(Path(tmp) / "suites", args.smoke)
         for rnd in range(args.rounds):
-            for b in benchmarks:  # before, after, next benchmark: interleaved
-                order = ("before", "after") if rnd % 2 == 0 else ("after", "before")
+            for i, b in enumerate(benchmarks):  # before, after, next benchmark: interleaved
+                # the order alternates by round and benchmark: one round already measures both
+                order = ("before", "after") if (rnd + i) % 2 == 0 else ("after", "before")
                 for which in order:
                     root = Path(tmp) / f"{which}-{b}-{rnd}"
                     store = fresh_store(source, runs[b], root)
@@ -233,6 +240,8 @@ def main() -> None:
                                 "conclusions": conclusions(record),
                             }
                         )  # fmt: skip
+                        if args.out:  # after every run: an interrupted measurement keeps its runs
+                            write_json(args.out, results)
                         print(
                             f"{which:6} {b} {record['method']:10} suite {seconds:7.0f}s = "
                             f"{seconds / record['train_seconds']:.2f}x training",
@@ -242,8 +251,12 @@ def main() -> None:
                         record_results(store, source, runs[b])
                     shutil.rmtree(root)
     print_comparison(results)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def write_json(path: Path, results: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a file
 
 
 def print_comparison(results: list[dict]) -> None:
