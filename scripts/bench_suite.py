@@ -91,7 +91,7 @@ def fresh_store(source, run_ids: list[str], root: Path):
     return store
 
 
-def grid_runs(benchmark: str, methods: list[str], seed: int) -> list:
+def grid_runs(benchmark: str, methods: list[str], seed: int, store) -> list:
     """The runs the reference grid trains for these methods (recall 1.0, model tiny, the same
     config and run id as `scripts/reproduce_reference.py`), references first."""
     from unlearnbench.sweep import plan
@@ -100,12 +100,7 @@ def grid_runs(benchmark: str, methods: list[str], seed: int) -> list:
         "benchmark": benchmark, "model": "tiny", "seeds": [seed], "methods": methods,
         "grid": {"recall": [1.0]},
     }  # fmt: skip
-    return [run.config for run in plan(spec, _NoStore())]
-
-
-class _NoStore:
-    def exists(self, run_id: str) -> bool:
-        return False
+    return [run.config for run in plan(spec, store)]
 
 
 def prepare(cfg, store) -> None:
@@ -118,17 +113,6 @@ def prepare(cfg, store) -> None:
         with_model(store.load(cfg.run_id), store)
     else:
         execute(cfg, store)
-
-
-def record_results(store, source, run_ids: list[str]) -> None:
-    """The runs' suite results (evaluations and curves) merged into `source`'s records."""
-    for run_id in run_ids:
-        new = store.load(run_id)
-        with source.lock(run_id, wait_message=False):
-            merged = source.load(run_id)
-            for key in ("evals", "curves"):
-                merged[key] = {**(merged.get(key) or {}), **(new.get(key) or {})}
-            source.write(merged)
 
 
 def attack_seconds(run_id: str, suite: Path, store_root: Path) -> float:
@@ -201,12 +185,14 @@ def main() -> None:
         return
     if args.store is None:
         ap.error("--store is required")
+    if args.smoke and args.record_after:  # toy results under the robust suite's keys
+        ap.error("--record-after records the shipped suite's results: not with --smoke")
     from unlearnbench.launch import set_threads
-    from unlearnbench.results.store import RunStore
+    from unlearnbench.results.store import RunStore, write_json_atomic
 
     source = RunStore(args.store)
     benchmarks = args.benchmarks.split(",")
-    runs = {b: grid_runs(b, args.methods.split(","), args.seed) for b in benchmarks}
+    runs = {b: grid_runs(b, args.methods.split(","), args.seed, source) for b in benchmarks}
     set_threads(args.threads)
     for b in benchmarks:
         for cfg in runs[b]:
@@ -241,22 +227,17 @@ def main() -> None:
                             }
                         )  # fmt: skip
                         if args.out:  # after every run: an interrupted measurement keeps its runs
-                            write_json(args.out, results)
+                            write_json_atomic(args.out, results)
                         print(
                             f"{which:6} {b} {record['method']:10} suite {seconds:7.0f}s = "
                             f"{seconds / record['train_seconds']:.2f}x training",
                             flush=True,
                         )
                     if which == "after" and rnd == 0 and args.record_after:
-                        record_results(store, source, runs[b])
+                        for run_id in runs[b]:  # the shipped suite's results: the grid's own
+                            source.merge_results(run_id, store.load(run_id), replace=True)
                     shutil.rmtree(root)
     print_comparison(results)
-
-
-def write_json(path: Path, results: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)  # atomic: a reader never sees half a file
 
 
 def print_comparison(results: list[dict]) -> None:

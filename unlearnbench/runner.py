@@ -186,12 +186,7 @@ def with_model(record: dict, store: RunStore, progress: bool = True) -> dict:
         abs(old[k] - new[k]) for k in final if old.get(k) is not None and new.get(k) is not None
     ]
     if gaps and max(gaps) <= RETRAIN_TOLERANCE:
-        with store.lock(cfg.run_id, wait_message=False):
-            merged = store.load(cfg.run_id)
-            for key in ("evals", "curves"):
-                if record.get(key):
-                    merged[key] = {**record[key], **(merged.get(key) or {})}
-            store.write(merged)
+        store.merge_results(cfg.run_id, record, replace=False)
         return store.load(cfg.run_id)
     say(
         f"warning: {cfg.run_id} trained again ends {max(gaps, default=float('nan')):.2g} nats "

@@ -75,6 +75,18 @@ class RunStore:
             raise
         return path
 
+    def merge_results(self, run_id: str, results: dict, replace: bool) -> dict:
+        """Re-read the record and add `results`' evaluations and curves to it under the run's
+        lock: an entry the record already holds is replaced when `replace`, kept otherwise."""
+        with self.lock(run_id, wait_message=False):
+            record = self.load(run_id)
+            for key in ("evals", "curves"):
+                mine, theirs = record.get(key) or {}, results.get(key) or {}
+                if theirs:
+                    record[key] = {**mine, **theirs} if replace else {**theirs, **mine}
+            self.write(record)
+        return record
+
     def records(self) -> list[dict]:
         """Every readable record; the unreadable ones are named in one warning line on stderr."""
         self.unreadable = []
