@@ -53,6 +53,7 @@ def test_spec_mistakes_fail_before_anything_runs(tmp_path, bad, message):
 
 
 def test_sweep_skips_recorded_runs_and_continues_after_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNBENCH_PROGRESS", "bar")  # as on a terminal
     store = RunStore(tmp_path)
     calls = []
 
@@ -84,6 +85,25 @@ def test_sweep_skips_recorded_runs_and_continues_after_a_failure(tmp_path, monke
     calls.clear()
     again = run_sweep(plan(spec, store), store)
     assert calls == [summary.failed[0][0]] and len(again.skipped) == 3
+
+
+@pytest.mark.parametrize("mode, inner", [("lines", True), ("bar", False), ("off", False)])
+def test_in_a_batch_log_each_run_of_a_sweep_prints_its_own_progress(
+    tmp_path, monkeypatch, mode, inner
+):
+    """A grid's run takes minutes: in a log (plain lines) it reports its steps and suite entries;
+    on a terminal the sweep's bar is the only live display."""
+    monkeypatch.setenv("UNLEARNBENCH_PROGRESS", mode)
+    seen = []
+
+    def fake_execute(cfg, store, force=False, progress=True, **kw):
+        seen.append(progress)
+        store.write({"run_id": cfg.run_id, "method": cfg.method})
+
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    store = RunStore(tmp_path)
+    run_sweep(plan({**SPEC, "seeds": [0], "methods": ["no-filter"], "grid": {}}, store), store)
+    assert seen == [inner]
 
 
 def test_cli_sweep_dry_run_and_errors(tmp_path):

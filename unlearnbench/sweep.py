@@ -206,13 +206,18 @@ def run_sweep(
     log: tuple[str, ...] = (),
 ) -> SweepSummary:
     """Execute the planned runs here, one after another, with one overall progress bar (and the
-    suite on each); never stops on a failed run."""
+    suite on each; in a batch log, each run's own progress lines too); never stops on a failed
+    run."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from unlearnbench.launch import run_one
+    from unlearnbench.progress import mode
 
     console = console or Console(stderr=True)
+    # in a batch log each run prints its own plain lines (steps, suite entries): a grid's run can
+    # take minutes; on a terminal the sweep's bar is the one live display
+    run_progress = mode() == "lines"
     summary = SweepSummary()
     start = time.perf_counter()
     columns = [
@@ -226,7 +231,7 @@ def run_sweep(
         task = bar.add_task("", total=len(runs))
         for run in runs:
             bar.update(task, description=f"running {run.label}")
-            outcome = run_one(run.config, run.label, store, suite, force, log, progress=False)
+            outcome = run_one(run.config, run.label, store, suite, force, log, run_progress)
             _add(summary, outcome, bar.console)
             bar.update(task, advance=1, description=_said(outcome))
     summary.seconds = time.perf_counter() - start
