@@ -167,6 +167,7 @@ def _eval_seconds(record: dict) -> float:
 
 
 def write_results(records: list[dict], out: Path, note: str, progress=None) -> None:
+    from unlearnbench.results.claims import claims_markdown
     from unlearnbench.results.leaderboard import leaderboard_rows, to_csv, to_markdown
     from unlearnbench.results.plots import write_plots
     from unlearnbench.results.report import write_reports
@@ -176,6 +177,7 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
     rows = leaderboard_rows(records)
     write_text_atomic(out / "leaderboard.md", to_markdown(rows))
     write_text_atomic(out / "leaderboard.csv", to_csv(rows))
+    write_text_atomic(out / "claims.md", claims_markdown(records))
     benches = sorted({r["benchmark"] for r in records})
     figures = {b: write_plots(records, b, out / "figures") for b in benches}
     reports = write_reports(records, out)
@@ -192,6 +194,8 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
         f"- wall time: {wall / 60:.1f} min training and evaluating the runs, "
         f"{evals / 60:.1f} min in attack/probe suites; code revision(s): {', '.join(git)}",
         "- [leaderboard (markdown)](leaderboard.md), [CSV](leaderboard.csv)",
+        "- [the papers' claims on the grid](claims.md): each with its paired differences over "
+        "seeds and a verdict",
     ]
     lines += [f"- [report: {p.stem.removeprefix('report-')}]({p.name})" for p in reports]
     for b, figs in figures.items():

@@ -46,7 +46,7 @@ def record(
     tokens: int = 1000,
     wall: float = 10.0,
 ) -> dict:
-    mo = copy.deepcopy(METHOD_OPTIONS[method]) | (options or {})
+    mo = copy.deepcopy(METHOD_OPTIONS.get(method, {})) | (options or {})
     labels = LABELS | {"recall": recall}
     tag = f"r{recall}" + "".join(f"-{k}{v}" for k, v in sorted((options or {}).items()))
     r = {

@@ -105,6 +105,10 @@ def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):
     assert (tmp_path / "report-storyworld-lang.html").is_file()
     assert (tmp_path / "figures" / "storyworld-topic-tradeoff.png").is_file()
     assert (tmp_path / "figures" / "storyworld-topic-relearn.svg").is_file()
+    claims = (tmp_path / "claims.md").read_text()
+    assert "(claims.md)" in readme and "## SGTM vs RMU: steps to recover" in claims
+    # the sample's filter and sgtm runs share no recall, so no comparison of them is a measurement
+    assert "| storyworld-topic | recall 0.9 | forget loss | sgtm @ 0.9 | filter @ 0.9 |" in claims
 
 
 def test_a_committed_record_with_its_suite_results_is_skipped_on_a_fresh_machine(tmp_path):
