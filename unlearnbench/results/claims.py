@@ -225,6 +225,31 @@ class Claim:
     rows: list[Comparison]
 
 
+def _versus_filter(records, benchmarks, method: str, facts: Reader | None = None) -> list:
+    """`method` against the filter at every recall of the grid: forget loss (claimed higher), its
+    damage, forget-fact accuracy (claimed lower; with `facts`), and at the recalls the robust suite
+    attacks, the forget loss after the largest relearning budget (claimed higher)."""
+    forget, retain = loss("forget"), loss("retain")
+    after = evaluation("relearn", f"forget_loss@{BUDGET}")
+    rows = []
+    for b in benchmarks:
+        for r in RECALLS:
+            cells = ((method, r), ("filter", r))
+            rows += [
+                _compare(records, b, f"recall {r}", "forget loss", forget, *cells, +1),
+                _compare(records, b, f"recall {r}", "retain loss (damage)", retain, *cells, 0),
+            ]
+            if facts is not None:
+                rows.append(
+                    _compare(records, b, f"recall {r}", "forget-fact accuracy", facts, *cells, -1)
+                )
+        for r in (1.0, 0.9):  # recall 0.5 runs the probes suite only
+            cells = ((method, r), ("filter", r))
+            quantity = f"forget loss after {BUDGET}-step relearn"
+            rows.append(_compare(records, b, f"recall {r}", quantity, after, *cells, +1))
+    return rows
+
+
 def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
     """The five claims the grid tests, each with its comparisons on every benchmark."""
     forget, retain = loss("forget"), loss("retain")
@@ -232,23 +257,7 @@ def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
     after = evaluation("relearn", f"forget_loss@{BUDGET}")
     out = []
 
-    rows = []
-    for b in benchmarks:
-        for r in RECALLS:
-            cells = (("sgtm", r), ("filter", r))
-            rows += [
-                _compare(records, b, f"recall {r}", "forget loss", forget, *cells, +1),
-                _compare(records, b, f"recall {r}", "retain loss (damage)", retain, *cells, 0),
-                _compare(records, b, f"recall {r}", "forget-fact accuracy", facts, *cells, -1),
-            ]
-        for r in (1.0, 0.9):
-            cells = (("sgtm", r), ("filter", r))
-            rows.append(
-                _compare(
-                    records, b, f"recall {r}", f"forget loss after {BUDGET}-step relearn",
-                    after, *cells, +1,
-                )
-            )  # fmt: skip
+    rows = _versus_filter(records, benchmarks, "sgtm", facts)
     out.append(
         Claim(
             "SGTM vs data filtering under undiscovered forget data",
@@ -279,22 +288,7 @@ def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
         )
     )
 
-    rows = []
-    for b in benchmarks:
-        for r in RECALLS:
-            cells = (("era", r), ("filter", r))
-            rows += [
-                _compare(records, b, f"recall {r}", "forget loss", forget, *cells, +1),
-                _compare(records, b, f"recall {r}", "retain loss (damage)", retain, *cells, 0),
-            ]
-        for r in (1.0, 0.9):
-            cells = (("era", r), ("filter", r))
-            rows.append(
-                _compare(
-                    records, b, f"recall {r}", f"forget loss after {BUDGET}-step relearn",
-                    after, *cells, +1,
-                )
-            )  # fmt: skip
+    rows = _versus_filter(records, benchmarks, "era")
     out.append(
         Claim(
             "ERA vs data filtering at partial labels",
