@@ -149,3 +149,22 @@ def test_markdown_names_every_claim_and_shows_damage_rows():
         assert f"## {title}" in text
     assert text.count("retain loss (damage)") >= 5
     assert "not measured (n=0)" in text
+
+
+def test_the_sgtm_paper_protocol_rows_read_its_own_relearning_result():
+    def paper(recover):
+        summary = relearn_summary({25: 2.0, 1000: 0.6}, recover)
+        return {"sgtm-paper/relearn-sgtm-paper": {**summary, "suite": "sgtm-paper"}}
+
+    recs = [
+        record("sgtm", s, 6.0, 0.5, benchmark=LANG, evals=paper(300 + 25 * s)) for s in range(3)
+    ]
+    recs += [record("rmu", s, 1.5, 0.4, benchmark=LANG, evals=paper(50)) for s in range(3)]
+    rows = _by_title(recs)["SGTM vs RMU: steps to recover"].rows
+    setting = "recall 1.0, SGTM paper's relearning"
+    assert _row(rows, setting, "relearn steps to recover").verdict() == "holds (3 of 3 seeds)"
+    assert (
+        _row(rows, setting, "forget loss after 1000-step relearn").verdict() == "within seed noise"
+    )
+    # the robust suite's rows are not fed by the paper's result
+    assert _row(rows, "recall 1.0", "relearn steps to recover").verdict() == "not measured (n=0)"

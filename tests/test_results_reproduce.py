@@ -23,14 +23,17 @@ def test_grid_is_every_method_at_recall_1_and_the_label_using_training_methods_b
     mod = _script()
     specs = mod.specs([0, 1, 2], quick=False)
     parts = [(s["benchmark"], s["grid"]["recall"][0], s["suite"]) for s in specs]
+    parts_in_order = ((1.0, "robust"), (0.9, "robust"), (0.5, "probes"), (1.0, "sgtm-paper"))
     assert parts == [
         (b, recall, suite)
-        for recall, suite in ((1.0, "robust"), (0.9, "robust"), (0.5, "probes"))
+        for recall, suite in parts_in_order
         for b in ("storyworld-lang", "storyworld-topic")
     ]
     for s in specs:
         assert s["seeds"] == [0, 1, 2] and s["model"] == "tiny" and s["set"] == {}
-        if s["grid"]["recall"] == [1.0]:
+        if s["suite"] == "sgtm-paper":  # the SGTM-vs-RMU claim under the paper's protocol
+            assert s["methods"] == ["sgtm", "rmu"] and s["grid"]["recall"] == [1.0]
+        elif s["grid"]["recall"] == [1.0]:
             assert s["methods"] == methods.names()
         else:
             assert s["methods"] == list(mod.LABELED_TRAINING)
@@ -77,14 +80,21 @@ def test_progress_counts_the_grid_cells_the_store_holds(tmp_path):
 
     mod = _script()
     cells = mod.grid_progress(RunStore(tmp_path), [0, 1, 2])
-    n = len(methods.names()) * 2 * 3 + len(mod.LABELED_TRAINING) * 2 * 2 * 3
+    n = len(methods.names()) * 2 * 3 + len(mod.LABELED_TRAINING) * 2 * 2 * 3 + 2 * 2 * 3
     assert (
         sum(c[4] for c in cells) == n and sum(c[3] for c in cells) == sum(c[5] for c in cells) == 0
     )
     lines = mod.progress_lines(cells)
-    assert f"0 of {n} runs" in lines[2]
-    assert any(line.startswith("| storyworld-topic | sgtm | 0/3 | 0/3 | 0/3 |") for line in lines)
-    assert any(line.startswith("| storyworld-lang | rmu | 0/3 |  |  |") for line in lines)
+    assert f"0 of {n} cells" in lines[2]
+    assert (
+        "recall 1.0 (robust) | recall 0.9 (robust) | recall 0.5 (probes) | recall 1.0 (sgtm-paper)"
+        in lines[4]
+    )
+    assert any(
+        line.startswith("| storyworld-topic | sgtm | 0/3 | 0/3 | 0/3 | 0/3 |") for line in lines
+    )
+    assert any(line.startswith("| storyworld-lang | rmu | 0/3 |  |  | 0/3 |") for line in lines)
+    assert any(line.startswith("| storyworld-lang | era | 0/3 | 0/3 | 0/3 |  |") for line in lines)
 
 
 def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):

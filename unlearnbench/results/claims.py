@@ -32,6 +32,8 @@ from unlearnbench.results.leaderboard import NotReached, get, metric_value, reca
 
 RECALLS = (1.0, 0.9, 0.5)
 BUDGET = 200  # the robust suite's largest attack budget (suites/robust.yaml)
+# the SGTM paper's relearning protocol: its key and largest budget (suites/sgtm-paper.yaml)
+PAPER_RELEARN, PAPER_BUDGET = "relearn-sgtm-paper", 1000
 Reader = Callable[[dict], object]
 
 
@@ -69,14 +71,12 @@ def summary_value(name: str, *path: str) -> Reader:
     return read
 
 
-def recover_steps(r: dict):
-    """Relearn steps to recover, or EXCLUDED when it never recovered because every attack setting
-    broke the retain tolerance before the largest budget (no valid attack: not robustness)."""
-    steps = evaluation("relearn", "steps_to_recover")(r)
-    if (
-        isinstance(steps, NotReached)
-        and evaluation("relearn", f"forget_loss@{BUDGET}")(r) is EXCLUDED
-    ):
+def recover_steps(r: dict, name: str = "relearn", budget: int = BUDGET):
+    """Steps to recover of relearning evaluation `name`, or EXCLUDED when it never recovered
+    because every attack setting broke the retain tolerance before its largest `budget` (no valid
+    attack: not robustness)."""
+    steps = evaluation(name, "steps_to_recover")(r)
+    if isinstance(steps, NotReached) and evaluation(name, f"forget_loss@{budget}")(r) is EXCLUDED:
         return EXCLUDED
     return steps
 
@@ -277,13 +277,20 @@ def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
             _compare(records, b, "recall 1.0", f"forget loss after {BUDGET}-step relearn",
                      after, *cells, +1),
             _compare(records, b, "recall 1.0", "retain loss (damage)", retain, *cells, 0),
+            _compare(records, b, "recall 1.0, SGTM paper's relearning", "relearn steps to recover",
+                     lambda r: recover_steps(r, PAPER_RELEARN, PAPER_BUDGET), *cells, +1, True),
+            _compare(records, b, "recall 1.0, SGTM paper's relearning",
+                     f"forget loss after {PAPER_BUDGET}-step relearn",
+                     evaluation(PAPER_RELEARN, f"forget_loss@{PAPER_BUDGET}"), *cells, +1),
         ]  # fmt: skip
     out.append(
         Claim(
             "SGTM vs RMU: steps to recover",
             "Shilov et al. 2025, relearning on Wikipedia 254M (RMU 50 steps, SGTM 350)",
             "Fine-tuning on forget data takes more steps to bring SGTM's model back to the "
-            "no-filter forget loss than RMU's.",
+            "no-filter forget loss than RMU's. Two attacks: the robust suite's (forget documents "
+            "only, 3 lrs x 2 seeds, up to 200 steps) and the paper's (forget data mixed ~50/50 "
+            "with the rest, lr 2e-4, 200 warmup steps, up to 1000 steps: `sgtm-paper`).",
             rows,
         )
     )
