@@ -126,8 +126,8 @@ class Comparison:
         excluded = [s for s in self.a if self.a[s] is EXCLUDED or self.b.get(s) is EXCLUDED]
         diff = self.difference()
         if diff.n < 2:
-            note = f" ({len(excluded)} seed(s) with no valid attack)" if excluded else ""
-            return f"not measured (n={diff.n}){note}"
+            note = f"; {len(excluded)} seed(s) with no valid attack" if excluded else ""
+            return f"not measured (n={diff.n}{note})"
         if not diff.excludes_zero:
             return "within seed noise"
         if self.direction == 0:
