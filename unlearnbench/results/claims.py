@@ -8,7 +8,9 @@ predicts:
 - `holds`: the interval lies wholly on the claimed side of zero;
 - `does not hold`: it lies wholly on the other side;
 - `within seed noise`: it contains zero;
-- `not measured (n=k)`: fewer than 2 paired seeds.
+- `not measured (n=k)`: fewer than 2 paired seeds;
+- `A higher` / `A lower`: a row the claim predicts nothing of (damage, an anchor), where the
+  interval excludes zero.
 
 Steps to recover are censored (an attack that never reached the no-filter loss within its budget
 reads "> budget"), so they are compared seed by seed, not averaged: the claim holds when A took
@@ -226,27 +228,33 @@ class Claim:
 
 
 def _versus_filter(records, benchmarks, method: str, facts: Reader | None = None) -> list:
-    """`method` against the filter at every recall of the grid: forget loss (claimed higher), its
-    damage, forget-fact accuracy (claimed lower; with `facts`), and at the recalls the robust suite
-    attacks, the forget loss after the largest relearning budget (claimed higher)."""
+    """`method` against the filter at every recall of the grid: forget loss (claimed higher below
+    recall 1.0), its damage, forget-fact accuracy (claimed lower; with `facts`), and at the recalls
+    the robust suite attacks, the forget loss after the largest relearning budget (claimed higher).
+    At recall 1.0 nothing is claimed (the filter then removes every forget document): the row is
+    the anchor the partial-label rows are read against."""
     forget, retain = loss("forget"), loss("retain")
     after = evaluation("relearn", f"forget_loss@{BUDGET}")
     rows = []
     for b in benchmarks:
         for r in RECALLS:
             cells = ((method, r), ("filter", r))
+            claimed = 0 if r == 1.0 else 1  # the claim is about partial labels: 1.0 is the anchor
             rows += [
-                _compare(records, b, f"recall {r}", "forget loss", forget, *cells, +1),
+                _compare(records, b, f"recall {r}", "forget loss", forget, *cells, claimed),
                 _compare(records, b, f"recall {r}", "retain loss (damage)", retain, *cells, 0),
             ]
             if facts is not None:
                 rows.append(
-                    _compare(records, b, f"recall {r}", "forget-fact accuracy", facts, *cells, -1)
+                    _compare(
+                        records, b, f"recall {r}", "forget-fact accuracy", facts, *cells, -claimed
+                    )
                 )
         for r in (1.0, 0.9):  # recall 0.5 runs the probes suite only
             cells = ((method, r), ("filter", r))
             quantity = f"forget loss after {BUDGET}-step relearn"
-            rows.append(_compare(records, b, f"recall {r}", quantity, after, *cells, +1))
+            claimed = 0 if r == 1.0 else 1
+            rows.append(_compare(records, b, f"recall {r}", quantity, after, *cells, claimed))
     return rows
 
 
