@@ -229,3 +229,34 @@ def test_a_method_can_name_a_variant_of_the_no_filter_run_as_its_default_base(
     # a plain no-filter run is not its base
     plain = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
     assert record["base"] != plain.run_id
+
+
+def test_a_record_is_trained_again_with_its_recorded_thread_count_and_only_once(
+    tmp_path, monkeypatch
+):
+    """Another thread count rounds differently (other weights, the record's evaluations dropped):
+    the retraining uses the count the record names, then restores this process's. A second call
+    on the same stale record (a process that waited for the first) finds the model: no retrain."""
+    import shutil
+
+    import torch
+
+    store = RunStore(tmp_path)
+    cfg = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
+    record = runner.execute(cfg, store, progress=False)
+    shutil.rmtree(record["model_path"])
+    stale = dict(record, model_path=None, device="cpu (x86_64, 3 threads)")
+    store.write(stale)
+    real, seen = runner.execute, []
+
+    def counting(cfg, store, force=False, progress=True, **kw):
+        seen.append(torch.get_num_threads())
+        return real(cfg, store, force=force, progress=progress, **kw)
+
+    monkeypatch.setattr(runner, "execute", counting)
+    before = torch.get_num_threads()
+    again = runner.with_model(stale, store, progress=False)
+    assert seen == [3] and torch.get_num_threads() == before
+    assert again["model_path"] and again["run_id"] == record["run_id"]
+    assert runner.with_model(stale, store, progress=False)["model_path"] == again["model_path"]
+    assert seen == [3]  # not trained a second time

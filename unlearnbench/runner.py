@@ -6,6 +6,7 @@ Every step is a plain function call on plain data (design section 1); the CLI is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -161,13 +162,36 @@ def saved_records(store: RunStore) -> list[dict]:
 RETRAIN_TOLERANCE = 1e-4
 
 
+def recorded_threads(record: dict) -> int | None:
+    """The torch thread count a CPU run was trained with, read off its record's `device`
+    ("cpu (x86_64, 2 threads)"); None for a GPU run or a record that does not say."""
+    import re
+
+    found = re.fullmatch(r"cpu \(.*, (\d+) threads\)", str(record.get("device") or ""))
+    return int(found.group(1)) if found else None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with `n` torch threads (None: as they are), then restore the count."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def with_model(record: dict, store: RunStore, progress: bool = True) -> dict:
     """`record` with its saved model. A run recorded without it (a committed record: the weights
-    are not committed; or a store whose models were deleted) is trained again from its own config:
-    same seed and settings, so the same weights on the same machine, software and thread count
-    (tested; other thread counts round differently). Its evaluations are kept when the retrained
-    run's final losses match the record's; otherwise they describe another model, and a warning
-    line says they are dropped."""
+    are not committed; or a store whose models were deleted) is trained again from its own config
+    with the thread count its record names: same seed, settings and threads, so the same weights
+    on the same machine and software (tested; other thread counts round differently, and the
+    record's evaluations would then describe another model). Under the run's lock: a process that
+    waited for another's retraining finds the model and does not train it again. Its evaluations
+    are kept when the retrained run's final losses match the record's; otherwise a warning line
+    says they are dropped."""
     if record.get("model_path") and Path(record["model_path"]).is_dir():
         return record
     cfg = RunConfig.from_dict(record["config"])
@@ -177,9 +201,18 @@ def with_model(record: dict, store: RunStore, progress: bool = True) -> dict:
             "train it with save_model=true"
         )
     assert cfg.run_id == record["run_id"], f"{record['run_id']}: its config names {cfg.run_id}"
-    if progress:
-        say(f"{cfg.run_id}: recorded without its model; training it again")
-    fresh = execute(cfg, store, force=True, progress=progress)
+    with store.lock(cfg.run_id):
+        current = store.load(cfg.run_id) if store.exists(cfg.run_id) else record
+        if current.get("model_path") and Path(current["model_path"]).is_dir():
+            return current  # another process trained it again while this one waited
+        threads = recorded_threads(record) if cfg.train.device == "cpu" else None
+        if progress:
+            say(
+                f"{cfg.run_id}: recorded without its model; training it again"
+                + (f" ({threads} threads, as recorded)" if threads else "")
+            )
+        with torch_threads(threads):
+            fresh = execute(cfg, store, force=True, progress=progress)
     final = ("forget_loss", "adjacent_loss", "retain_loss")
     old, new = record.get("metrics") or {}, fresh["metrics"]
     gaps = [
