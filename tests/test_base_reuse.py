@@ -192,21 +192,37 @@ def test_a_base_recorded_without_its_model_is_trained_again_to_the_same_weights(
     assert all(torch.equal(retrained[n], weights[n]) for n in weights)
 
 
-def test_a_reference_recorded_without_its_model_is_trained_again(tmp_path, trained):
-    from unlearnbench.suites import reference_record
+def test_a_reference_recorded_without_its_model_is_trained_again_only_when_its_model_is_needed(
+    tmp_path, trained
+):
+    """A committed reference whose result is recorded serves it as it is (retraining it on another
+    machine would round to other weights and drop its results); one whose model an evaluation
+    needs is trained again then."""
+    import shutil
+
+    from unlearnbench.evals import load_suite
+    from unlearnbench.suites import evaluate_entry, reference_record
 
     store = RunStore(tmp_path)
     nf = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
     base = runner.execute(nf, store, progress=False)
-    import shutil
-
     shutil.rmtree(base["model_path"])
+    (entry,), _ = load_suite("probes")  # fact probes
     store.write(dict(base, model_path=None))
     cfg = runner.resolve_run_config("filter", "storyworld-lang", "tiny", 0, TINY)
     run = runner.execute(cfg, store, progress=False)
     ref = reference_record(run, "no-filter", store, progress=False)
-    assert ref["run_id"] == nf.run_id and ref["model_path"]
+    assert ref["run_id"] == nf.run_id and ref["model_path"] is None
+    assert [c.split()[0] for c in trained] == ["no-filter", "filter"]  # nothing trained again
+
+    # its fact probes are not recorded: the evaluation trains it again, then measures
+    summary = evaluate_entry(ref, entry, store, progress=False)
     assert [c.split()[0] for c in trained] == ["no-filter", "filter", "no-filter"]
+    assert store.load(nf.run_id)["model_path"] and "forget" in summary
+    # recorded now: asked again, nothing is trained or loaded
+    shutil.rmtree(store.load(nf.run_id)["model_path"])
+    assert evaluate_entry(store.load(nf.run_id), entry, store, progress=False) == summary
+    assert len(trained) == 3
 
 
 def test_a_method_can_name_a_variant_of_the_no_filter_run_as_its_default_base(

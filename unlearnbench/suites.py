@@ -11,7 +11,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from unlearnbench.config import ConfigError, RunConfig
+from unlearnbench.config import RunConfig
 from unlearnbench.data.benchmarks import load_benchmark
 from unlearnbench.data.pipeline import test_blocks
 from unlearnbench.models.build import load_model
@@ -24,15 +24,18 @@ from unlearnbench.runner import execute, resolve_run_config, saved_records, with
 
 def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
     """The matching `no-filter` or perfect-filter run of `record` (results/matching.py): from the
-    store when it holds one with a saved model; one recorded without its model (a committed
-    record) is trained again (`runner.with_model`); else trained with the settings the rule names."""
+    store when it holds one with a saved model; else one recorded without its model (a committed
+    record), as it is: what is asked of it may be recorded already, and its model is trained again
+    only when an evaluation needs it (`_evaluate`), since a retraining on another machine rounds
+    to other weights and drops the record's results; else trained with the settings the rule
+    names."""
     saved = saved_records(store)
     found = matching_reference(record, saved, name)
     if found is not None:
         return found
     recorded = matching_reference(record, store.records(), name)  # e.g. committed, no model
     if recorded is not None:
-        return with_model(recorded, store, progress)
+        return recorded
     method, overrides = reference_overrides(record, saved, name)
     ref = resolve_run_config(
         method, record["benchmark"], record["model"], record["seed"], overrides
@@ -102,10 +105,9 @@ def _evaluate(record, entry, store, progress, force, model, spec, options, opts)
                 return _with_headline(store, record["run_id"], key, spec, existing)
             previous_curves = (stored.get("curves") or {}).get(key)
     if model is None:
-        if not record.get("model_path") or not Path(record["model_path"]).is_dir():
-            raise ConfigError(
-                f"run {record['run_id']} has no saved model (train with save_model=true)"
-            )
+        # a run recorded without its model (a committed record) is trained again, now that this
+        # result needs it (a save_model=false run is refused in one line)
+        record = with_model(record, store, progress)
         model = load_model(record["model_path"])
     cfg = RunConfig.from_dict(record["config"])
     t = cfg.train
@@ -201,8 +203,10 @@ def run_suite(
     before = record.get("evals") or {}
     model = None
     for i, entry in enumerate(entries, 1):
-        if model is None and record.get("model_path") and Path(record["model_path"]).is_dir():
-            model = load_model(record["model_path"])
+        if model is None:  # (an entry may have trained a model-less run again)
+            record = store.load(run_id)
+            if record.get("model_path") and Path(record["model_path"]).is_dir():
+                model = load_model(record["model_path"])
         start = time.perf_counter()
         if progress:
             say(f"{run_id}: {entry.record_key} ({i}/{len(entries)}) ...")
