@@ -186,14 +186,7 @@ def test_a_spec_names_a_suite_run_after_each_run(tmp_path, monkeypatch):
 
     def fake_execute(cfg, store, force=False, progress=True, **kw):
         trained.append(cfg.run_id)
-        store.model_path(cfg.run_id).mkdir(parents=True)
-        store.write(
-            {
-                "run_id": cfg.run_id,
-                "method": cfg.method,
-                "model_path": str(store.model_path(cfg.run_id)),
-            }
-        )
+        store.write({"run_id": cfg.run_id, "method": cfg.method})
 
     def fake_suite(run_id, suite, store, progress=True, force=False, log=()):
         attacked.append((run_id, suite))
@@ -202,10 +195,7 @@ def test_a_spec_names_a_suite_run_after_each_run(tmp_path, monkeypatch):
     monkeypatch.setattr(suites, "run_suite", fake_suite)
     spec = {**SPEC, "methods": ["no-filter", "filter"], "suite": "quick"}
     runs = plan(spec, store)
-    model_dir = store.model_path(runs[0].run_id)
-    model_dir.mkdir(parents=True)
-    # trained, but without the suite's results
-    store.write({"run_id": runs[0].run_id, "model_path": str(model_dir)})
+    store.write({"run_id": runs[0].run_id})  # trained, but without the suite's results
     assert not runs[0].recorded  # so the sweep still has work on it
     summary = run_sweep(runs, store, suite="quick")
     assert trained == [runs[1].run_id]
@@ -215,28 +205,26 @@ def test_a_spec_names_a_suite_run_after_each_run(tmp_path, monkeypatch):
         plan({**spec, "suite": "quik"}, store)
 
 
-def test_a_recorded_run_without_its_model_is_trained_again_before_its_suite(tmp_path, monkeypatch):
-    """A committed record has no weights: the grid's suite on it first trains the run again from
-    its own config (the same final losses), instead of failing for want of a model."""
+def test_a_recorded_run_without_its_model_is_trained_again_for_its_suite(tmp_path):
+    """A committed record has no weights: the grid's suite on it trains the run again from its own
+    config (the same final losses) when an entry needs the model, instead of failing for want of
+    one."""
     import shutil
     from pathlib import Path
+
+    from unlearnbench.launch import suite_recorded
 
     store = RunStore(tmp_path)
     cfg = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
     record = runner.execute(cfg, store, progress=False)
     shutil.rmtree(record["model_path"])
     store.write(dict(record, model_path=None))  # as results/records/ brings it
-    had_model = []
-
-    def fake_suite(run_id, suite, store, progress=True, force=False, log=()):
-        path = store.load(run_id)["model_path"]
-        had_model.append(bool(path) and Path(path).is_dir())
-
-    monkeypatch.setattr(suites, "run_suite", fake_suite)
-    outcome = launch.run_one(cfg, "no-filter s0", store, suite="quick")
+    outcome = launch.run_one(cfg, "no-filter s0", store, suite="probes")
     assert outcome["status"] == "done", outcome
-    assert had_model == [True]
-    assert store.load(cfg.run_id)["metrics"] == record["metrics"]  # the same run, trained again
+    again = store.load(cfg.run_id)
+    assert again["model_path"] and Path(again["model_path"]).is_dir()
+    assert suite_recorded(again, "probes")
+    assert again["metrics"] == record["metrics"]  # the same run, trained again
 
 
 def test_the_local_executor_runs_at_most_jobs_at_once():

@@ -83,8 +83,8 @@ def run_job(job: Job) -> list[dict]:
 
 def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=False) -> dict:
     """Train `cfg` unless it is recorded (or `force`), then run `suite` on it (a recorded run whose
-    model is missing is trained again first: `runner.with_model`); never raises for a
-    failed run: its outcome says `failed`, with the error's first line, and its traceback is kept
+    model is missing is trained again when an entry needs it: `suites._evaluate`); never raises
+    for a failed run: its outcome says `failed`, with the error's first line, and its traceback is kept
     under `<store>/failures/<run_id>.txt`."""
     from unlearnbench import runner  # looked up per call (tests replace runner.execute)
 
@@ -98,9 +98,6 @@ def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=Fa
         if suite and not suite_recorded(store.load(cfg.run_id), suite):
             from unlearnbench.suites import run_suite
 
-            # a record without its model (a committed one: weights are not committed) is trained
-            # again from its own config first: the suite needs the model
-            runner.with_model(store.load(cfg.run_id), store, progress)
             run_suite(cfg.run_id, suite, store, progress=progress, log=log)
             outcome["status"] = "done"
     except Exception as e:  # one failed run must not end the sweep
