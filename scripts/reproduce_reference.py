@@ -132,8 +132,8 @@ def progress_lines(progress) -> list[str]:
         "## Progress of the grid",
         "",
         f"{done} of {total} cells are recorded with their suite's results "
-        f"(a run counts when its record holds every result of its suite; sgtm's and rmu's runs at "
-        f"recall 1.0 count twice, once per suite); {trained} are trained. "
+        f"(a run counts when its record holds every result of its suite; a run in two parts "
+        f"counts once per part); {trained} are trained. "
         "A cell: runs done / planned, and how many of them are trained when that is more.",
         "",
         "| benchmark | method | " + " | ".join(f"recall {r} ({s})" for r, s in parts) + " |",

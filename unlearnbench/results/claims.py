@@ -43,31 +43,36 @@ def loss(split: str) -> Reader:
     return lambda r: get(r, "metrics", f"{split}_loss")
 
 
+def _results_named(r: dict, name: str):
+    """(key, summary) of every recorded result of evaluation entry `name`, whichever suite
+    recorded it (`SUITE/name`), the robust suite's first."""
+    evals = r.get("evals") or {}
+    for key in sorted(evals, key=lambda k: (not k.startswith("robust/"), k)):
+        if key.split("/", 1)[-1] == name:
+            yield key, evals[key]
+
+
 def evaluation(name: str, metric: str) -> Reader:
-    """Headline `metric` of evaluation `name`, whichever suite recorded it (the robust suite's
-    first): a number, NotReached, EXCLUDED or None."""
+    """Headline `metric` of evaluation `name`: a number, NotReached, EXCLUDED or None."""
 
     def read(r: dict):
-        keys = sorted((r.get("evals") or {}), key=lambda k: (not k.startswith("robust/"), k))
-        for key in keys:
-            if key.split("/", 1)[-1] == name:
-                value = metric_value(r, key, metric)
-                if value is not None:
-                    return value
+        for key, _ in _results_named(r, name):
+            value = metric_value(r, key, metric)
+            if value is not None:
+                return value
         return None
 
     return read
 
 
 def summary_value(name: str, *path: str) -> Reader:
-    """A number inside evaluation `name`'s stored summary (any suite)."""
+    """A number inside evaluation `name`'s stored summary."""
 
     def read(r: dict):
-        for key, summary in (r.get("evals") or {}).items():
-            if key.split("/", 1)[-1] == name:
-                value = get(summary, *path)
-                if isinstance(value, int | float):
-                    return float(value)
+        for _, summary in _results_named(r, name):
+            value = get(summary, *path)
+            if isinstance(value, int | float):
+                return float(value)
         return None
 
     return read
