@@ -261,7 +261,8 @@ def test_a_record_is_trained_again_with_its_recorded_thread_count_and_only_once(
     cfg = runner.resolve_run_config("no-filter", "storyworld-lang", "tiny", 0, TINY)
     record = runner.execute(cfg, store, progress=False)
     shutil.rmtree(record["model_path"])
-    stale = dict(record, model_path=None, device="cpu (x86_64, 3 threads)")
+    assert record["torch_threads"] == torch.get_num_threads()
+    stale = dict(record, model_path=None, torch_threads=3)
     store.write(stale)
     real, seen = runner.execute, []
 
@@ -276,3 +277,11 @@ def test_a_record_is_trained_again_with_its_recorded_thread_count_and_only_once(
     assert again["model_path"] and again["run_id"] == record["run_id"]
     assert runner.with_model(stale, store, progress=False)["model_path"] == again["model_path"]
     assert seen == [3]  # not trained a second time
+
+
+def test_recorded_threads_reads_the_field_and_falls_back_to_the_device_of_older_records():
+    assert runner.recorded_threads({"torch_threads": 4, "device": "cpu (x86_64, 2 threads)"}) == 4
+    assert runner.recorded_threads({"device": "cpu (x86_64, 2 threads)"}) == 2  # older record
+    assert runner.recorded_threads({"torch_threads": None, "device": "NVIDIA H100"}) is None
+    assert runner.recorded_threads({"device": "NVIDIA H100"}) is None
+    assert runner.recorded_threads({}) is None

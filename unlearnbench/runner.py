@@ -163,10 +163,13 @@ RETRAIN_TOLERANCE = 1e-4
 
 
 def recorded_threads(record: dict) -> int | None:
-    """The torch thread count a CPU run was trained with, read off its record's `device`
-    ("cpu (x86_64, 2 threads)"); None for a GPU run or a record that does not say."""
+    """The torch thread count a CPU run was trained with: its record's `torch_threads`, or for a
+    record written before that field, read off its `device` ("cpu (x86_64, 2 threads)"); None
+    for a GPU run or a record that does not say."""
     import re
 
+    if "torch_threads" in record:
+        return record["torch_threads"]
     found = re.fullmatch(r"cpu \(.*, (\d+) threads\)", str(record.get("device") or ""))
     return int(found.group(1)) if found else None
 
@@ -418,6 +421,8 @@ def execute(
         **({"resumed_in_phase": resumed_in} if resumed else {}),
         "wall_seconds": time.perf_counter() - start,
         "device": device_name(t.device),
+        # the count a retraining must use to round the same way (with_model); None on a GPU
+        "torch_threads": None if t.device.startswith("cuda") else torch.get_num_threads(),
         "versions": versions(),
         "model_path": model_path,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
