@@ -20,8 +20,8 @@ The records are committed (`results/records/`, no weights): a run starts by copy
 run store, so a run whose committed record matches its config and code version (its run id) and
 holds its suite's results is skipped, on any machine; a post-hoc run whose base has no model
 there trains the base again from its record (same seed and config: the same weights). Each
-finished part's records are copied back into `results/records/` and `results/` is rebuilt, so an
-interrupted reproduction continues where it stopped, here or elsewhere.
+finished part's records are copied back into `results/records/`, so an interrupted reproduction
+continues where it stopped, here or elsewhere; `results/` is rebuilt from them when the script ends.
 """
 
 from __future__ import annotations
