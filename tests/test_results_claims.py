@@ -157,6 +157,17 @@ def test_markdown_names_every_claim_and_shows_damage_rows():
     assert "not measured (n=0)" in text
 
 
+def test_demix_rows_carry_the_claim_and_eras_rows_are_a_contrast_without_a_verdict():
+    recs = [record("demix", s, 7.0 + 0.1 * s, 0.5, benchmark=LANG) for s in range(3)]
+    recs += [record("demix", s, 1.0 + 0.1 * s, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]
+    recs += [record("era", s, 5.0 + 0.1 * s, 0.8, benchmark=LANG) for s in range(3)]
+    recs += [record("era", s, 4.0 + 0.2 * s, 0.8, recall=0.9, benchmark=LANG) for s in range(3)]
+    rows = _by_title(recs)["DEMix below 100% labels"].rows
+    assert _row(rows, "demix: recall 0.9 vs 1.0", "forget loss").verdict() == "holds"
+    # ERA's forget loss also falls here, but the claim predicts nothing for ERA
+    assert _row(rows, "era: recall 0.9 vs 1.0", "forget loss").verdict() == "A lower"
+
+
 def test_the_sgtm_paper_protocol_rows_read_its_own_relearning_result():
     def paper(recover):
         summary = relearn_summary({25: 2.0, 1000: 0.6}, recover)
