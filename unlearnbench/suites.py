@@ -203,16 +203,16 @@ def run_suite(
     before = record.get("evals") or {}
     model = None
     for i, entry in enumerate(entries, 1):
-        if model is None:  # (an entry may have trained a model-less run again)
-            record = store.load(run_id)
-            if record.get("model_path") and Path(record["model_path"]).is_dir():
-                model = load_model(record["model_path"])
+        if model is None and record.get("model_path") and Path(record["model_path"]).is_dir():
+            model = load_model(record["model_path"])
         start = time.perf_counter()
         if progress:
             say(f"{run_id}: {entry.record_key} ({i}/{len(entries)}) ...")
         evaluate_entry(record, entry, store, progress=progress, force=force, model=model)
         if progress:
             say(f"{run_id}: {entry.record_key} done in {time.perf_counter() - start:.0f}s")
+        if model is None:  # the entry may have trained a model-less run again
+            record = store.load(run_id)
     record = store.load(run_id)
     tracker = open_tracker(log, store.root, run_id, Path(suite).stem, record.get("config"))
     if tracker:
