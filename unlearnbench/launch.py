@@ -87,6 +87,7 @@ def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=Fa
     for a failed run: its outcome says `failed`, with the error's first line, and its traceback is kept
     under `<store>/failures/<run_id>.txt`."""
     from unlearnbench import runner  # looked up per call (tests replace runner.execute)
+    from unlearnbench.suites import store_lookup
 
     start = time.perf_counter()
     outcome = {"run_id": cfg.run_id, "label": label, "status": "done", "error": ""}
@@ -95,7 +96,7 @@ def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=Fa
             outcome["status"] = "skipped"
         else:
             runner.execute(cfg, store, force=force, progress=progress, log=log)
-        if suite and not suite_recorded(store.load(cfg.run_id), suite):
+        if suite and not suite_recorded(store.load(cfg.run_id), suite, store_lookup(store)):
             from unlearnbench.suites import run_suite
 
             run_suite(cfg.run_id, suite, store, progress=progress, log=log)
@@ -111,13 +112,15 @@ def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=Fa
     return outcome
 
 
-def suite_recorded(record: dict, suite: str) -> bool:
-    """Whether `record` holds every entry of `suite` with the options the suite asks for."""
+def suite_recorded(record: dict, suite: str, lookup=None) -> bool:
+    """Whether `record` holds every entry of `suite` with the options the suite asks for; with
+    `lookup` (run_id -> record or None), also none that copied numbers of a reference trained
+    again since (`suites.stale_references`)."""
     import dataclasses
 
     from unlearnbench.evals import load_suite
     from unlearnbench.registry import evals
-    from unlearnbench.suites import json_safe
+    from unlearnbench.suites import json_safe, stale_references
 
     entries, _ = load_suite(suite)
     results = record.get("evals") or {}
@@ -125,6 +128,8 @@ def suite_recorded(record: dict, suite: str) -> bool:
         spec = evals.get(entry.eval)
         opts = json_safe(dataclasses.asdict(spec.options(**entry.options)))
         if (results.get(entry.record_key) or {}).get("options") != opts:
+            return False
+        if lookup is not None and stale_references(record, entry.record_key, lookup):
             return False
     return True
 

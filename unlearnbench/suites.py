@@ -8,6 +8,7 @@ filter) are found in the store or trained first.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 
@@ -41,6 +42,46 @@ def reference_record(record: dict, name: str, store: RunStore, progress: bool = 
         method, record["benchmark"], record["model"], record["seed"], overrides
     )
     return with_model(execute(ref, store, force=False, progress=progress), store, progress)
+
+
+def stale_references(record: dict, key: str, lookup) -> list[str]:
+    """The references (`no-filter`, `perfect-filter`) whose numbers `record`'s result `key` copied
+    and which are no longer theirs: the reference run was trained again since (on another machine
+    it rounds to other weights and its results are dropped), so its own result under `key` now
+    differs from the copy, or it has none yet. Everything derived from a reference (steps to
+    recover, the gap to the perfect filter) is then stale with it. `lookup(run_id)`: a record or
+    None. A run that is its own reference holds its own numbers and is never stale."""
+    result = (record.get("evals") or {}).get(key) or {}
+    stale = []
+    for name, held in (result.get("references") or {}).items():
+        run_id = (held or {}).get("run_id")
+        if run_id is None or run_id == record["run_id"]:
+            continue
+        own = ((lookup(run_id) or {}).get("evals") or {}).get(key)
+        kept = {k: v for k, v in held.items() if k != "run_id"}
+        if own is None or not _agrees(kept, own):
+            stale.append(name)
+    return stale
+
+
+def _agrees(held, own) -> bool:
+    """Whether every value `held` keeps (a reference's summary cut down by its evaluation's
+    `keep`: a subset of keys, lists element by element) is the same in `own`."""
+    if isinstance(held, dict):
+        return isinstance(own, dict) and all(_agrees(v, own.get(k)) for k, v in held.items())
+    if isinstance(held, list):
+        return isinstance(own, list) and len(held) == len(own) and all(map(_agrees, held, own))
+    if isinstance(held, float) and isinstance(own, float):
+        # a number measured twice on the same weights (the reference's own result, and the copy
+        # computed for another run in another process) may differ in its last digits with the
+        # thread count; a model trained again differs by far more (runner.RETRAIN_TOLERANCE)
+        return math.isclose(held, own, rel_tol=1e-6, abs_tol=1e-9) or (held != held and own != own)
+    return held == own
+
+
+def store_lookup(store: RunStore):
+    """`lookup(run_id)` for `stale_references`: the store's record, or None."""
+    return lambda run_id: store.load(run_id) if store.exists(run_id) else None
 
 
 def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: list | None) -> dict:
@@ -94,13 +135,24 @@ def _evaluate(record, entry, store, progress, force, model, spec, options, opts)
     existing = stored.get("evals", {}).get(key)
     previous_curves = None
     if existing is not None and not force:
-        if existing.get("options") == opts:
+        # only a result that asks for references holds copies of them (a plain one, asked of a
+        # reference by another run, is that run's own numbers: asking nothing keeps it acyclic)
+        asks_references = any(opts.get(k) for k in spec.additive)
+        stale = stale_references(stored, key, store_lookup(store)) if asks_references else []
+        if existing.get("options") == opts and not stale:
             return _with_headline(store, record["run_id"], key, spec, existing)
+        if stale and progress:
+            from unlearnbench.progress import say
+
+            say(
+                f"{record['run_id']}: {key} holds numbers of {' and '.join(stale)} from before "
+                "it was trained again; comparing afresh"
+            )
         old = existing.get("options") or {}
         if spec.additive and all(
             old.get(k) == v for k, v in opts.items() if k not in spec.additive
         ):
-            if all(old.get(k) or not opts.get(k) for k in spec.additive):
+            if not stale and all(old.get(k) or not opts.get(k) for k in spec.additive):
                 # it holds everything asked for, and more
                 return _with_headline(store, record["run_id"], key, spec, existing)
             previous_curves = (stored.get("curves") or {}).get(key)

@@ -159,6 +159,7 @@ def plan(spec: dict, store) -> list[PlannedRun]:
 
     entries = _methods(spec)
     entries = sorted(entries, key=lambda e: order(e[0]))  # stable: spec order within a kind
+    lookup = _cached_lookup(store)  # the references of every run, each read once
     runs: list[PlannedRun] = []
     seen: set[str] = set()
     for seed in seeds:
@@ -170,7 +171,9 @@ def plan(spec: dict, store) -> list[PlannedRun]:
                     continue  # the same run listed twice
                 seen.add(cfg.run_id)
                 shown = {**point, **per_method}
-                runs.append(PlannedRun(name, seed, shown, cfg, _recorded(store, cfg, suite)))
+                runs.append(
+                    PlannedRun(name, seed, shown, cfg, _recorded(store, cfg, suite, lookup))
+                )
     return runs
 
 
@@ -187,14 +190,29 @@ def spec_suite(spec: dict) -> str | None:
     return suite
 
 
-def _recorded(store, cfg, suite: str | None) -> bool:
+def _cached_lookup(store):
+    """run_id -> the store's record or None, each read once (a plan asks for the same references
+    for many runs)."""
+    seen: dict = {}
+
+    def lookup(run_id: str):
+        if run_id not in seen:
+            seen[run_id] = store.load(run_id) if store.exists(run_id) else None
+        return seen[run_id]
+
+    return lookup
+
+
+def _recorded(store, cfg, suite: str | None, lookup=None) -> bool:
+    """Whether the run is recorded with every result of `suite`, none of them stale (it copied
+    numbers of a reference that was trained again since)."""
     if not store.exists(cfg.run_id):
         return False
     if suite is None:
         return True
     from unlearnbench.launch import suite_recorded
 
-    return suite_recorded(store.load(cfg.run_id), suite)
+    return suite_recorded(store.load(cfg.run_id), suite, lookup or _cached_lookup(store))
 
 
 def run_sweep(
