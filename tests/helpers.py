@@ -46,3 +46,10 @@ def groups(n_forget=4, n_retain=4, n_unlabeled=0, context=16) -> list[BlockGroup
     if n_unlabeled:
         out.append(BlockGroup("retain", "unlabeled", False, random_blocks(n_unlabeled, context, 3)))
     return out
+
+
+# `run` settings of a benchmark run small enough for a test (a tiny storyworld, 3 steps)
+TINY_RUN = [
+    "--set", "n_stories=300", "--set", "vocab_size=300", "--set", "context=32",
+    "--set", "steps=3", "--set", "batch_size=4", "--set", "eval_blocks=2", "--set", "warmup_steps=1",
+]  # fmt: skip

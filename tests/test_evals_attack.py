@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from helpers import TINY_RUN
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
@@ -11,10 +12,7 @@ from unlearnbench.results.store import RunStore
 
 runner = CliRunner()
 K = "tiny-suite/"  # results go under SUITE/KEY (the suite file below is tiny-suite.yaml)
-SMALL = [
-    "--set", "n_stories=300", "--set", "vocab_size=300", "--set", "context=32",
-    "--set", "steps=3", "--set", "batch_size=4", "--set", "eval_blocks=2", "--set", "warmup_steps=1",
-]  # fmt: skip
+SMALL = TINY_RUN
 SUITE = """
 evals:
   - eval: relearn

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from helpers import TINY_RUN
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
@@ -14,16 +15,9 @@ from unlearnbench.results.store import RunStore
 from unlearnbench.suites import stale_references
 
 runner = CliRunner()
-SMALL = [
-    "--set", "n_stories=300", "--set", "vocab_size=300", "--set", "context=32",
-    "--set", "steps=3", "--set", "batch_size=4", "--set", "eval_blocks=2", "--set", "warmup_steps=1",
-]  # fmt: skip
-SUITE = """
-evals:
-  - eval: relearn
-    options: {budgets: [2, 4], lrs: [1e-3], seeds: [0], eval_every: 2, eval_blocks: 2,
-              n_docs: 20, batch_size: 2, references: true}
-"""
+# one relearning attack with its references, as small as a test allows
+ATTACK = "budgets: [2, 4], lrs: [1e-3], seeds: [0], eval_every: 2, eval_blocks: 2, n_docs: 20"
+SUITE = f"evals:\n  - {{eval: relearn, options: {{{ATTACK}, batch_size: 2, references: true}}}}\n"
 KEY = "tiny-suite/relearn"
 
 
@@ -62,7 +56,7 @@ def test_a_retrained_reference_makes_the_result_stale_and_a_rerun_compares_afres
     out = str(tmp_path / "runs")
     suite = tmp_path / "tiny-suite.yaml"
     suite.write_text(SUITE)
-    res = runner.invoke(app, ["run", "sgtm", "--json", "--out", out] + SMALL)
+    res = runner.invoke(app, ["run", "sgtm", "--json", "--out", out] + TINY_RUN)
     assert res.exit_code == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
