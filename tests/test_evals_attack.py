@@ -12,7 +12,6 @@ from unlearnbench.results.store import RunStore
 
 runner = CliRunner()
 K = "tiny-suite/"  # results go under SUITE/KEY (the suite file below is tiny-suite.yaml)
-SMALL = TINY_RUN
 SUITE = """
 evals:
   - eval: relearn
@@ -39,7 +38,9 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     out = str(tmp_path / "runs")
     suite = tmp_path / "tiny-suite.yaml"
     suite.write_text(SUITE)
-    res = runner.invoke(app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + SMALL)
+    res = runner.invoke(
+        app, ["run", "sgtm", "--set", "recall=0.9", "--json", "--out", out] + TINY_RUN
+    )
     assert res.exit_code == 0, res.stderr
     before = json.loads(res.stdout)
     run_id = before["run_id"]
@@ -143,7 +144,7 @@ def test_attack_user_mistakes(tmp_path):
     assert res.exit_code == 2 and "unknown option 'budget'" in res.stderr
     bad.write_text("evals:\n  - eval: relearn\n    options: {budgets: [3], eval_every: 2}\n")
     res = runner.invoke(
-        app, ["run", "no-filter", "--suite", str(bad), "--out", str(tmp_path)] + SMALL
+        app, ["run", "no-filter", "--suite", str(bad), "--out", str(tmp_path)] + TINY_RUN
     )
     assert res.exit_code == 2 and "multiple of eval_every" in res.stderr
     assert not (tmp_path / "records").exists()  # rejected before training

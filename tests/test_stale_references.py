@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from unlearnbench.cli import app
 from unlearnbench.launch import suite_recorded
 from unlearnbench.results.store import RunStore
-from unlearnbench.suites import stale_references
+from unlearnbench.suites import stale_references, store_lookup
 
 runner = CliRunner()
 # one relearning attack with its references, as small as a test allows
@@ -62,7 +62,7 @@ def test_a_retrained_reference_makes_the_result_stale_and_a_rerun_compares_afres
     res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
     assert res.exit_code == 0, res.stderr
     store = RunStore(out)
-    lookup = lambda rid: store.load(rid) if store.exists(rid) else None  # noqa: E731
+    lookup = store_lookup(store)
     first = store.load(run_id)
     assert suite_recorded(first, str(suite), lookup)
     nf_id = first["evals"][KEY]["references"]["no-filter"]["run_id"]

@@ -27,6 +27,7 @@ one after another here, or to a process pool or SLURM (launch.py).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -191,16 +192,11 @@ def spec_suite(spec: dict) -> str | None:
 
 
 def _cached_lookup(store):
-    """run_id -> the store's record or None, each read once (a plan asks for the same references
-    for many runs)."""
-    seen: dict = {}
+    """`suites.store_lookup`, each record read once (a plan asks for the same references for many
+    runs)."""
+    from unlearnbench.suites import store_lookup
 
-    def lookup(run_id: str):
-        if run_id not in seen:
-            seen[run_id] = store.load(run_id) if store.exists(run_id) else None
-        return seen[run_id]
-
-    return lookup
+    return functools.cache(store_lookup(store))
 
 
 def _recorded(store, cfg, suite: str | None, lookup=None) -> bool:
