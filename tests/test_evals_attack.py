@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import TINY_RUN
+from helpers import TINY_RELEARN, TINY_RUN
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
@@ -12,11 +12,10 @@ from unlearnbench.results.store import RunStore
 
 runner = CliRunner()
 K = "tiny-suite/"  # results go under SUITE/KEY (the suite file below is tiny-suite.yaml)
-SUITE = """
-evals:
-  - eval: relearn
-    options: {budgets: [2, 4], lrs: [1e-3], seeds: [0], eval_every: 2, eval_blocks: 2,
-              n_docs: 20, batch_size: 2, references: true}
+SUITE = (
+    "evals:\n"
+    + TINY_RELEARN
+    + """\
   - eval: fact-probes
     options: {max_per_split: 8}
   - eval: disjoint-facts
@@ -32,6 +31,7 @@ evals:
   - eval: hidden-probes
     options: {layers: [2], references: true}
 """
+)
 
 
 def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import TINY_RUN
+from helpers import TINY_RELEARN, TINY_RUN
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
@@ -15,9 +15,7 @@ from unlearnbench.results.store import RunStore
 from unlearnbench.suites import stale_references, store_lookup
 
 runner = CliRunner()
-# one relearning attack with its references, as small as a test allows
-ATTACK = "budgets: [2, 4], lrs: [1e-3], seeds: [0], eval_every: 2, eval_blocks: 2, n_docs: 20"
-SUITE = f"evals:\n  - {{eval: relearn, options: {{{ATTACK}, batch_size: 2, references: true}}}}\n"
+SUITE = "evals:\n" + TINY_RELEARN
 KEY = "tiny-suite/relearn"
 
 
