@@ -234,10 +234,10 @@ def test_sgtm_offers_the_reference_sampling_and_keeps_mixed_by_default():
 def test_a_method_version_bump_changes_the_run_id(monkeypatch):
     spec = methods.get("residual-routing")
     before = runner.resolve_run_config("residual-routing", "storyworld-lang", "tiny", 0, {})
-    assert spec.version == 1 and before.method_version == 1
-    monkeypatch.setitem(methods._entries, spec.name, dataclasses.replace(spec, version=2))
+    assert spec.version == 2 and before.method_version == 2  # 2: the reference's routing rule
+    monkeypatch.setitem(methods._entries, spec.name, dataclasses.replace(spec, version=3))
     after = runner.resolve_run_config("residual-routing", "storyworld-lang", "tiny", 0, {})
-    assert after.method_version == 2 and after.run_id != before.run_id
+    assert after.method_version == 3 and after.run_id != before.run_id
     # methods whose numbers changed with the reference trainers' defaults (theirs or their base's)
     assert all(methods.get(m).version >= 2 for m in SGTM_FAMILY + HF_TRAINER + ("era", "rmu"))
 
@@ -246,6 +246,7 @@ def test_records_without_a_version_read_as_version_one():
     from unlearnbench.config import RunConfig
 
     cfg = runner.resolve_run_config("residual-routing", "storyworld-lang", "tiny", 0, {})
+    cfg = dataclasses.replace(cfg, method_version=1)  # every method is at 2 or more by now
     d = cfg.to_dict()
     d.pop("method_version")
     assert RunConfig.from_dict(d).run_id == cfg.run_id

@@ -1,6 +1,6 @@
-"""EleutherAI-unlearn algorithms and residual routing: orthogonal circuit breakers, sequential
-unlearning, checkpoint transfer, rewritten transfer, per-token selection, residual-dimension
-routing; on tiny GPT-Neo models."""
+"""EleutherAI-unlearn algorithms: orthogonal circuit breakers, sequential
+unlearning, checkpoint transfer, rewritten transfer, per-token selection; on tiny GPT-Neo models
+(residual routing: test_residual_routing.py)."""
 
 import dataclasses
 
@@ -16,7 +16,6 @@ from unlearnbench.methods.orthogonal_circuit_breakers import (
     orth_circuit_breaker_objective,
     orthogonality_loss,
 )
-from unlearnbench.methods.residual_routing import residual_mask, routing_hooks
 from unlearnbench.methods.sequential_unlearn import (
     SequentialOptions,
     layer_objective,
@@ -327,44 +326,6 @@ def test_tuned_lens_refuses_a_bad_selection_before_training_lenses():
         tuned_lens(ctx, TunedLensOptions(forget_tokens="list"))
     with pytest.raises(ConfigError, match="forget_token_position must be one of"):
         tuned_lens(ctx, TunedLensOptions(forget_tokens="ratio", forget_token_position="left"))
-
-
-# --- residual routing -----------------------------------------------------------------------------
-
-
-def test_residual_routing_blocks_only_the_routed_dimension_of_other_tokens():
-    model = tiny_gpt_neo(layers=2)
-    inputs = torch.randint(1, VOCAB, (2, 8))
-    targets = torch.randint(1, VOCAB, (2, 8))
-    targets[0, 3] = targets[1, 5] = 11
-    routed = targets == 11
-    dim, d = 3, model.config.hidden_size
-
-    def residual_grad(mask):
-        captured = {}
-        emb = model.transformer.wte
-
-        def keep(module, args, output):
-            output.retain_grad()
-            captured["x"] = output
-            return output
-
-        h_emb = emb.register_forward_hook(keep)
-        handles = routing_hooks(model, [0], mask) if mask is not None else []
-        model.zero_grad()
-        logits = model(input_ids=inputs).logits
-        F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
-        for h in handles + [h_emb]:
-            h.remove()
-        return captured["x"].grad  # (B, T, d): gradient of the token embeddings
-
-    plain = residual_grad(None)
-    masked = residual_grad(residual_mask(targets, torch.tensor([11]), d, dim))
-    assert torch.allclose(masked[routed], plain[routed])  # routed tokens: every dim unchanged
-    assert torch.all(masked[~routed][:, dim] == 0)  # others: the routed dim gets nothing
-    others = [i for i in range(d) if i != dim]
-    assert torch.allclose(masked[~routed][:, others], plain[~routed][:, others])
-    assert plain[~routed][:, dim].abs().sum() > 0
 
 
 # --- rewritten transfer ---------------------------------------------------------------------------

@@ -1,12 +1,20 @@
 """`residual-routing`: route chosen tokens' gradient to one residual-stream dimension (the steering
-scalar of Cloud et al. 2024, "Gradient Routing", section on localizing a concept to a scalar).
+scalar of Cloud et al. 2024, "Gradient Routing", section on localizing a concept to a scalar;
+kxcloud/gradient-routing projects/nanoGPT-factrep/california-steering-scalar.py and its model.py).
 
-Pretraining from scratch with a detach mask on the residual stream at the input of every routed
-block: x' = m * x + (1 - m) * x.detach() (forward unchanged). At positions whose target (predicted
-next token) is one of the routed tokens, m = 1 everywhere (their gradient is untouched); at every
-other position m is 1 except on dimension `dim`, where it is 0. So dimension `dim` of the residual
-stream is written to, and read from, only for the routed tokens' benefit: it becomes a scalar that
-carries them. Labels are not used unless the token set is chosen from them (below).
+Pretraining from scratch with a detach mask on the residual stream at the OUTPUT of each routed
+block: x' = m * x + (1 - m) * x.detach() (forward unchanged; model.py:214-215). At positions whose
+target (predicted next token) is one of the routed tokens, m is 1 on dimension `dim` and 0 on every
+other dimension, so there the residual stream passes gradient only through `dim`; at every other
+position m = 1 (no masking at all). The routed tokens' gradient (and any gradient reaching their
+positions' residual) is thereby confined to dimension `dim` of the routed blocks' outputs, so
+that dimension becomes a scalar that carries the concept. Labels are not used unless the token set
+is chosen from them (below).
+
+Blocks: the reference masks blocks 6-18 of a 16-block model (`blocks_to_mask`, which names block
+10 twice and blocks 16-18 that do not exist): blocks 6..15, the blocks after the first 6/16 of the
+depth. `layers` empty keeps that proportion: blocks floor(6 L / 16) .. L - 1, i.e. blocks 1-3 of a
+4-block model (`tiny`) and blocks 2-5 of a 6-block one (see `default_layers`).
 
 Tokens: `tokens` (vocabulary entries or one-token texts, "_" for a leading space), or, when empty,
 the `n_tokens` most forget-specific tokens of the labeled training blocks by ERA's frequency ratio.
@@ -31,37 +39,57 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class ResidualRoutingOptions:
-    tokens: tuple[str, ...] = ()  # Cloud et al.: one concept token (" California")
+    # one concept token, california-steering-scalar.py:234 " California"; empty = chosen below
+    tokens: tuple[str, ...] = ()
     n_tokens: int = 1  # ours: when `tokens` is empty, the most forget-specific tokens by ERA ratio
-    dim: int = 0  # Cloud et al.: the 0th residual dimension
-    layers: tuple[int, ...] = ()  # blocks whose input is masked; empty = every block (ours)
+    # california-steering-scalar.py:248 "resid_dims_to_mask=[[0], list(range(n_embd))]"
+    dim: int = 0
+    # blocks whose output is masked; empty = the reference's range in proportion to depth
+    # (california-steering-scalar.py:245 "blocks_to_mask=[6, 7, 8, 9, 10, 10, 11, 12, 13, 14, 15,"
+    # with n_layer 16: blocks 6..15), see default_layers
+    layers: tuple[int, ...] = ()
     report_top: int = 20  # ours: nearest vocabulary entries listed in the record
 
 
+# the reference's first masked block over its depth: 6 of 16 blocks
+REFERENCE_FIRST, REFERENCE_DEPTH = 6, 16
+
+
+def default_layers(n: int) -> tuple[int, ...]:
+    """The reference's masked blocks scaled to n blocks: floor(6 n / 16) .. n - 1 (16 -> 6..15,
+    6 -> 2..5, 4 -> 1..3). Flooring keeps at least the reference's fraction of blocks masked."""
+    return tuple(range(n * REFERENCE_FIRST // REFERENCE_DEPTH, n))
+
+
 def residual_mask(targets: torch.Tensor, token_ids: torch.Tensor, d: int, dim: int) -> torch.Tensor:
-    """(B, T, d) float mask: 0 at (non-routed position, `dim`), 1 elsewhere."""
+    """(B, T, d) float mask: at routed positions one-hot on `dim`, elsewhere all ones.
+
+    The reference's mask ids are chosen by target (california-steering-scalar.py:574 "mask_idxs =
+    mask_rule(Y)"); id 0 (the routed token) selects dims [0], the rest list(range(n_embd))."""
     routed = torch.isin(targets, token_ids.to(targets.device)) & (targets != IGNORE)  # (B, T)
     m = torch.ones(*targets.shape, d, device=targets.device)  # (B, T, d)
-    m[..., dim] = routed.float()
+    m[routed] = 0.0
+    m[..., dim][routed] = 1.0
     return m
 
 
 def route(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Detach identity: forward value x, gradient scaled by m elementwise."""
+    """Detach identity: forward value x, gradient scaled by m elementwise (model.py:215)."""
     return m * x + (1 - m) * x.detach()
 
 
 def routing_hooks(model, layers, mask: torch.Tensor) -> list:
-    """Pre-hooks masking the residual stream entering each block of `layers`."""
+    """Forward hooks masking the residual stream leaving each block of `layers` (the reference's
+    Block.forward applies the mask after the MLP's residual add, model.py:213-215)."""
     body = transformer_body(model)
 
-    def hook(module, args, kwargs):
-        if args:
-            return (route(args[0], mask.to(args[0].dtype)),) + tuple(args[1:]), kwargs
-        x = kwargs["hidden_states"]
-        return args, {**kwargs, "hidden_states": route(x, mask.to(x.dtype))}
+    def hook(module, args, output):
+        if isinstance(output, tuple):
+            x = output[0]
+            return (route(x, mask.to(x.dtype)),) + tuple(output[1:])
+        return route(output, mask.to(output.dtype))
 
-    return [body.h[li].register_forward_pre_hook(hook, with_kwargs=True) for li in layers]
+    return [body.h[li].register_forward_hook(hook) for li in layers]
 
 
 def nearest_vocabulary(model, dim: int, top: int) -> tuple[list[int], torch.Tensor]:
@@ -88,15 +116,20 @@ def choose_tokens(ctx, options: ResidualRoutingOptions) -> torch.Tensor:
     return ranked[: options.n_tokens].sort().values
 
 
+# version 2: the reference's rule (routed positions pass gradient only through `dim`, at the
+# outputs of the blocks after the first 6/16 of the depth); version 1 masked `dim` at the other
+# positions, at every block's input: the inverse
 @register_method(
     "residual-routing",
     kind="training",
     options=ResidualRoutingOptions,
+    version=2,
     train_defaults={
-        # reference: kxcloud/gradient-routing projects/nanoGPT-factrep/california-steering-scalar.py
-        # grad_clip = 1.0 (l.76, applied l.605-608)
+        # kxcloud/gradient-routing projects/nanoGPT-factrep/california-steering-scalar.py:76
+        # "grad_clip = 1.0  # clip gradients at this value" (applied :605-608)
         "grad_clip": 1.0,
-        # reference: nanoGPT's configure_optimizers, no decay on biases and norms (model.py:517-523)
+        # nanoGPT's configure_optimizers: no decay on biases and norms, model.py:520 "nodecay_params
+        # = [p for n, p in param_dict.items() if p.dim() < 2]"
         "weight_decay_groups": "matrices",
     },
 )
@@ -106,7 +139,7 @@ def setup(ctx: RunContext, options: ResidualRoutingOptions) -> Objective:
     d, n = model.config.hidden_size, model.config.num_layers
     if not 0 <= options.dim < d:
         raise ValueError(f"dim {options.dim} outside 0..{d - 1}")
-    layers = tuple(options.layers) or tuple(range(n))
+    layers = tuple(options.layers) or default_layers(n)
     if not all(0 <= li < n for li in layers):
         raise ValueError(f"layers {layers} outside 0..{n - 1}")
     token_ids = choose_tokens(ctx, options)
