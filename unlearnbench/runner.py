@@ -386,6 +386,7 @@ def execute(
         model_dir = store.model_path(cfg.run_id)
         model_path = str(_save_keeping_snapshots(model, bench.tokenizer, model_dir, steps))
     history = phases[0]["history"] if len(phases) == 1 else _phase_history(phases)
+    curve = training_curve(phases, metrics.get("pre_finalize"))
     tokens_by_split: dict[str, int] = {}
     for p in phases:
         for split, n in p["tokens_by_split"].items():
@@ -416,6 +417,7 @@ def execute(
         "label_counts": label_counts,
         "base": base_ref,
         "history": history,
+        **({"training_curve": curve} if curve else {}),  # the method's (no-filter's)
         "train_seconds": sum(p["seconds"] for p in phases),
         "resumed_from_step": max((p["resumed_from"] for p in phases), default=0),
         **({"resumed_in_phase": resumed_in} if resumed else {}),
@@ -436,6 +438,27 @@ def execute(
     checkpoint.discard()  # the run is complete: its record replaces it
     barrier()
     return record
+
+
+def training_curve(phases: list[dict], end: dict | None) -> list[dict]:
+    """Long-format rows {step, split, loss} of the test losses the method's training curve measured
+    (`MethodSpec.training_curve`: the last training phase, every 1/N of its steps), closed by the
+    losses at its last step (`end`: the pre-finalize measurement); [] when the method records none.
+    The compute penalty reads it (results/compute_penalty.py)."""
+    curved = [p for p in phases if "curve_seconds" in p]
+    if not curved:
+        return []
+    phase = curved[-1]
+    rows = [
+        {"step": h["step"], "split": split, "loss": loss}
+        for h in phase["history"]
+        for split, loss in (h.get("eval") or {}).items()
+        if loss is not None
+    ]
+    for key, loss in (end or {}).items():
+        if loss is not None:
+            rows.append({"step": phase["steps"], "split": key.removesuffix("_loss"), "loss": loss})
+    return rows
 
 
 def _phase_logger(on_log, phase: str | None):
@@ -526,6 +549,22 @@ def run_plan(
             if index == position and saved:
                 plan.metrics.update(saved.get("method_metrics", {}))
             phase_cfg = dataclasses.replace(cfg.train, **item.train)
+            # the method's training curve: test losses every 1/N of the last training phase's
+            # steps, unless the run evaluates on its own; the time they take is not training time
+            # (a resumed phase's seconds keep the evaluations of the process before)
+            points = methods.get(cfg.method).training_curve if index == last_training else 0
+            curve = bool(points) and not phase_cfg.eval_every
+            if curve:
+                every = max(1, phase_cfg.steps // points)
+                phase_cfg = dataclasses.replace(phase_cfg, eval_every=every)
+            curve_seconds = [0.0]
+
+            def phase_evaluate(m, spent=curve_seconds):
+                start = time.perf_counter()
+                out = evaluate(m)
+                spent[0] += time.perf_counter() - start
+                return out
+
             select = None
             if item.select_blocks is not None:
                 held = {"held-out": item.select_blocks}
@@ -549,7 +588,7 @@ def run_plan(
                 phase_cfg,
                 cfg.seed,
                 eos_id,
-                evaluate=evaluate if trained_phase else None,
+                evaluate=(phase_evaluate if curve else evaluate) if trained_phase else None,
                 progress=progress,
                 description=name if n_phases == 1 else f"{name} {item.name}",
                 checkpoint=checkpoint,
@@ -562,7 +601,8 @@ def run_plan(
                 "steps": result.steps,
                 "tokens_seen": result.tokens_seen,
                 "tokens_by_split": result.tokens_by_split,
-                "seconds": result.seconds,
+                "seconds": result.seconds - curve_seconds[0],
+                **({"curve_seconds": curve_seconds[0]} if curve else {}),
                 "resumed_from": result.resumed_from,
                 "history": result.history,
                 "trained": True,

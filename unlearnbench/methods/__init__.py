@@ -38,6 +38,9 @@ class MethodSpec:
     # post-hoc: `--set` settings of its default base, the matching no-filter run, when that must
     # be a variant (e.g. {"method.forget_after": 0.5, "train.snapshot_every": 25})
     base_settings: dict = field(default_factory=dict)
+    # points of test losses the runner records over the last training phase (every 1/N of its
+    # steps, and its end: `record["training_curve"]`); they change no training number. 0 = none
+    training_curve: int = 0
 
 
 def register_method(
@@ -48,6 +51,7 @@ def register_method(
     version: int = 1,
     requires: tuple[str, ...] = (),
     base_settings: dict | None = None,
+    training_curve: int = 0,
 ):
     assert kind in ("training", "posthoc"), kind
     assert isinstance(version, int) and version >= 1, version
@@ -64,6 +68,7 @@ def register_method(
             version,
             tuple(requires),
             dict(base_settings or {}),
+            training_curve,
         )
         methods.register(name)(spec)
         return fn
