@@ -1,6 +1,7 @@
 """Data parallelism: 2 CPU processes (gloo) end with the parameters of 1 process on the same global
-batch, for `no-filter` and `sgtm` (shared and strict optimizer), with ranks holding blocks of
-different labels. Tolerance: atol 1e-5, rtol 1e-5 on the parameters after 4 AdamW steps at lr 1e-2,
+batch, for `no-filter`, `sgtm` (shared and strict optimizer), `gradient-routing` and
+`activation-masking` (each in its default one-pass step; sgtm also against the per-label passes of
+one process), with ranks holding blocks of different labels. Tolerance: atol 1e-5, rtol 1e-5 on the parameters after 4 AdamW steps at lr 1e-2,
 i.e. 1/1000 of one step's size: the gradients differ only by float32 rounding of the summation
 order (measured: at most 2e-6 after Adam's normalization); elements that strict mode freezes must
 match bit for bit."""
@@ -15,6 +16,10 @@ from helpers import EOS, groups, tiny_gpt_neo
 from unlearnbench.config import TrainConfig
 from unlearnbench.distributed import shard
 from unlearnbench.methods import RunContext
+from unlearnbench.methods.activation_masking import ActivationMaskingOptions
+from unlearnbench.methods.activation_masking import setup as am_setup
+from unlearnbench.methods.gradient_routing import GradientRoutingOptions
+from unlearnbench.methods.gradient_routing import setup as gr_setup
 from unlearnbench.methods.sgtm import SGTMOptions
 from unlearnbench.methods.sgtm import setup as sgtm_setup
 from unlearnbench.models.partition import Partition, forget_masks
@@ -24,22 +29,27 @@ from unlearnbench.training import Objective, train
 CFG = TrainConfig(steps=4, batch_size=3, micro_batch_size=1, lr=1e-2, warmup_steps=1)
 
 
-def _objective(method: str, model):
+def _objective(method: str, model, one_pass: bool = True):
     if method == "no-filter":
         return Objective(model=model)
     ctx = RunContext(config=None, benchmark=None, model=model)
+    part = dict(forget_mlp_dim=16, forget_heads=1, one_pass=one_pass)
+    if method == "gradient-routing":
+        return gr_setup(ctx, GradientRoutingOptions(**part))
+    if method == "activation-masking":
+        return am_setup(ctx, ActivationMaskingOptions(**part))
     optimizer = "strict" if method == "sgtm-strict" else "shared"
-    return sgtm_setup(ctx, SGTMOptions(forget_mlp_dim=16, forget_heads=1, optimizer=optimizer))
+    return sgtm_setup(ctx, SGTMOptions(**part, optimizer=optimizer))
 
 
-def _train(method: str) -> tuple[dict, list]:
+def _train(method: str, one_pass: bool = True) -> tuple[dict, list]:
     model = tiny_gpt_neo()
     data = groups(n_forget=4, n_retain=4, n_unlabeled=4)
-    res = train(_objective(method, model), data, CFG, 0, EOS, progress=False)
+    res = train(_objective(method, model, one_pass), data, CFG, 0, EOS, progress=False)
     return {n: p.detach().clone() for n, p in model.named_parameters()}, res
 
 
-METHODS = ["no-filter", "sgtm", "sgtm-strict"]
+METHODS = ["no-filter", "sgtm", "sgtm-strict", "gradient-routing", "activation-masking"]
 
 
 def _worker(rank: int, world: int, init: str, out: str, seen: dict) -> None:
@@ -109,6 +119,10 @@ def test_two_processes_equal_one(two_process_runs, method):
     torch.testing.assert_close(two["loss"], [h["loss"] for h in res.history], atol=1e-6, rtol=1e-6)
     for name, p in one.items():
         torch.testing.assert_close(two["params"][name], p, atol=1e-5, rtol=1e-5, msg=name)
+    if method.startswith("sgtm"):  # two processes' one pass against one process's label passes
+        per_label, _ = _train(method, one_pass=False)
+        for name, p in per_label.items():
+            torch.testing.assert_close(two["params"][name], p, atol=1e-5, rtol=1e-5, msg=name)
     if method == "sgtm-strict":  # elements frozen in one process are frozen, bit for bit, in two
         model = tiny_gpt_neo()
         init_params = dict(model.named_parameters())

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import EOS, random_blocks, tiny_gpt_neo
+from helpers import EOS, VOCAB, random_blocks, tiny_gpt_neo
 
 from unlearnbench.data.packing import inputs_and_targets
 from unlearnbench.losses import lm_loss
@@ -13,6 +13,8 @@ from unlearnbench.models.partition import (
     activation_mode,
     forget_masks,
     joint_parameter_names,
+    row_modes,
+    theta_forget_rows,
 )
 
 
@@ -129,20 +131,29 @@ def test_partition_rejects_out_of_range_sizes():
         Partition.for_model(model, forget_mlp_dim=8, forget_heads=4)
 
 
-def test_zero_forget_rows_masks_exactly_the_rows_it_is_told():
-    from helpers import VOCAB, tiny_gpt_neo
+def test_row_modes_run_each_row_in_its_own_mode():
+    model = tiny_gpt_neo()
+    part = Partition.for_model(model, 16, 1)
+    x = torch.randint(1, VOCAB, (4, 12), generator=torch.Generator().manual_seed(0))
+    modes = ["zero_forget", "plain", "zero_retain", "detach_retain"]
+    alone = {}
+    for mode in set(modes):
+        with activation_mode(model, part, mode):
+            alone[mode] = model(input_ids=x).logits  # (B, T, V)
+    assert not torch.allclose(alone["plain"], alone["zero_forget"])
+    with row_modes(model, part, modes):
+        mixed = model(input_ids=x).logits
+    for b, mode in enumerate(modes):  # each row's value bit for bit as in its own mode's pass
+        assert torch.equal(mixed[b], alone[mode][b]), mode
+    assert torch.equal(model(input_ids=x).logits, alone["plain"])  # the hooks are gone after
 
-    from unlearnbench.models.partition import Partition, activation_mode, zero_forget_rows
 
+def test_theta_forget_rows_leave_the_forward_and_restore_the_modules():
     model = tiny_gpt_neo()
     part = Partition.for_model(model, 16, 1)
     x = torch.randint(1, VOCAB, (3, 12), generator=torch.Generator().manual_seed(0))
-    plain = model(input_ids=x).logits  # (B, T, V)
-    with activation_mode(model, part, "zero_forget"):
-        zeroed = model(input_ids=x).logits
-    assert not torch.allclose(plain, zeroed)
-    with zero_forget_rows(model, part, torch.tensor([True, False, True])):
-        mixed = model(input_ids=x).logits
-    torch.testing.assert_close(mixed[[0, 2]], zeroed[[0, 2]])
-    torch.testing.assert_close(mixed[1], plain[1])
-    assert torch.equal(model(input_ids=x).logits, plain)  # the hooks are gone after the block
+    plain = model(input_ids=x).logits
+    with theta_forget_rows(model, part, torch.tensor([True, False, True])):
+        masked = model(input_ids=x).logits
+    torch.testing.assert_close(masked, plain, atol=1e-6, rtol=1e-6)  # F.linear as nn.Linear
+    assert not any("forward" in vars(m) for m in model.modules()), "a patched forward was left"

@@ -113,11 +113,10 @@ def test_mixed_label_batch_equals_per_label_parts():
 
 
 @pytest.mark.parametrize("optimizer", ["shared", "strict"])
-def test_sgtm_retain_and_unlabeled_rows_in_one_pass_give_the_per_label_update(
-    optimizer, monkeypatch
-):
-    """One forward/backward over a step's retain and unlabeled blocks (each retain row's forget
-    units zeroed) gives the update of their separate passes, up to rounding, in fewer passes."""
+def test_sgtm_rows_of_every_label_in_one_pass_give_the_per_label_update(optimizer, monkeypatch):
+    """One forward/backward over a step's blocks of every label (each retain row's forget units
+    zeroed, each forget row's weight gradient on theta_forget only) gives the update of their
+    separate passes, up to rounding, in fewer passes."""
     data = groups(n_forget=2, n_retain=1, n_unlabeled=2)
     cfg = dataclasses.replace(CFG, batch_size=5, micro_batch_size=4)
     forwards = {}
@@ -145,8 +144,8 @@ def test_sgtm_retain_and_unlabeled_rows_in_one_pass_give_the_per_label_update(
         results[one_pass], forwards[one_pass] = params(model), calls
     for name, p in results[False].items():
         torch.testing.assert_close(results[True][name], p, atol=1e-6, rtol=1e-5, msg=name)
-    # forget 2 blocks; retain 1 and unlabeled 2 in one micro-batch of 3 instead of 1 and 2
-    assert sorted(forwards[False]) == [1, 2, 2] and sorted(forwards[True]) == [2, 3]
+    # forget 2, retain 1 and unlabeled 2 blocks: micro-batches of 4 and 1 instead of 2, 1 and 2
+    assert sorted(forwards[False]) == [1, 2, 2] and sorted(forwards[True]) == [1, 4]
     # theta_forget got nothing from the retain rows: the same step without forget or unlabeled
     # blocks leaves it where weight decay alone puts it
     model = tiny_gpt_neo()

@@ -8,7 +8,8 @@ gradient may touch, and what happens at the end. A method never calls backward()
 Exactness with mixed labels: a global batch may hold blocks of several labels. Each label's blocks
 run as their own micro-batches and their gradient is edited (masked) on its own before it is added
 to the step's accumulated gradient, so a mixed batch updates exactly as the sum of its per-label
-parts would.
+parts would. Labels whose masking a method can apply per row (`Objective.one_pass`) share one pass
+instead, each row masked as its own label's pass would be: the same sum up to rounding.
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ class Objective:
     extra_parameters: list[nn.Parameter] = field(default_factory=list)
     # labels whose blocks of a step share one forward/backward, each row in its own label's mode
     # through `row_mode(row_labels)` (a context manager over the micro-batch). Only for labels
-    # whose update masks their modes already make exact (the gradient outside the mask is exactly
-    # zero), with the default loss and "tokens" reduction: the step's gradient is the same sum up
-    # to rounding, in fewer, fuller micro-batches (SGTM's retain and unlabeled blocks)
+    # whose update masks their row modes already make exact (the gradient outside the mask is
+    # exactly zero), with the default loss and "tokens" reduction: the step's gradient is the same
+    # sum up to rounding, in fewer, fuller micro-batches (the masking methods' blocks of a step)
     one_pass: tuple[str, ...] = ()
     row_mode: Callable[[list[str]], contextlib.AbstractContextManager] | None = None
     # metrics a method measures itself (e.g. ERA's post-ablation losses); merged into the record

@@ -37,16 +37,21 @@ class GradientRoutingOptions:
     # "mixed" = ours: labels mixed within a step; "single_source" = the SGTM reference's one
     # source per step (trainer.py:248-259, 510-533; see sgtm.py)
     sampling: str = "mixed"
-    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling",)  # earlier runs were all "mixed"
+    # ours: a step's blocks of every label in one forward/backward, each row in its label's mode
+    # (the per-label passes' gradient up to rounding); False: one pass per label, the reference path
+    one_pass: bool = True
+    # earlier runs were all "mixed" and one pass per label (the version tells them apart)
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling", "one_pass")
 
 
-# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
+# version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter);
+# version 3: a step's labels in one pass (the same update up to rounding)
 @register_method(
     "gradient-routing",
     kind="training",
     options=GradientRoutingOptions,
     train_defaults=SGTM_TRAINER,
-    version=2,
+    version=3,
 )
 def setup(ctx: RunContext, options: GradientRoutingOptions) -> Objective:
     """Gradient routing: forget data's gradient flows only through the forget units and heads."""

@@ -20,20 +20,20 @@ from pathlib import Path
 import torch
 
 from unlearnbench.config import ConfigError
+from unlearnbench.data.labels import LABELS
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.losses import lm_loss
 from unlearnbench.models.partition import (
+    MODES,
     Partition,
     _dims,
     _unit_masks,
     activation_mode,
     edit_units,
+    row_modes,
     unit_hooks,
 )
 from unlearnbench.training import Objective
-
-MODES = ("plain", "zero_forget", "detach_retain", "zero_retain")
-
 
 # --- token routing -------------------------------------------------------------------------------
 
@@ -143,9 +143,11 @@ def partition_routing_objective(ctx, options, forget_mode: str) -> Objective:
 
     - label routing: forget-labeled documents run in `forget_mode` ("detach_retain" or
       "zero_retain"), retain-labeled documents with the forget units and heads zeroed
-      ("zero_forget"), unlabeled documents plain;
+      ("zero_forget"), unlabeled documents plain. With `options.one_pass` (the default) a step's
+      blocks of every label share one forward/backward, each row in its label's mode (a row-wise
+      select on the activations: the per-label passes' gradient up to rounding);
     - token routing (`route_tokens`): positions whose target is routed run in `forget_mode`, all
-      other positions plain, whatever the label.
+      other positions plain, whatever the label (one pass per label).
     Finalize: `ablate_inputs` (forget rows of c_fc and q/k/v zeroed) when `options.ablate`.
     """
     model = ctx.model
@@ -155,20 +157,38 @@ def partition_routing_objective(ctx, options, forget_mode: str) -> Objective:
     tokenizer = ctx.benchmark.tokenizer if ctx.benchmark is not None else None  # None: no tokens
     token_ids = resolve_route_tokens(tokenizer, options.route_tokens, options.route_tokens_file)
 
-    def mode(label: str):
-        if token_ids is not None:
-            return contextlib.nullcontext()  # routing happens per position in `loss`
-        label_mode = {"forget": forget_mode, "retain": "zero_forget"}.get(label, "plain")
-        return activation_mode(model, part, label_mode)
-
-    def loss(m, inputs, targets, label):
-        if token_ids is None:
-            return lm_loss(m, inputs, targets)
-        with position_mode(m, part, routed_positions(targets, token_ids), forget_mode):
-            return lm_loss(m, inputs, targets)
-
     def finalize(m):
         return ablate_inputs(m, part) if options.ablate else m
 
     sampling = getattr(options, "sampling", "mixed")
-    return Objective(model=model, mode=mode, loss=loss, finalize=finalize, sampling=sampling)
+    if token_ids is not None:  # routing happens per position in `loss`, whatever the label
+
+        def loss(m, inputs, targets, label):
+            with position_mode(m, part, routed_positions(targets, token_ids), forget_mode):
+                return lm_loss(m, inputs, targets)
+
+        return Objective(
+            model=model,
+            mode=lambda label: contextlib.nullcontext(),
+            loss=loss,
+            finalize=finalize,
+            sampling=sampling,
+        )
+
+    def label_mode(label: str) -> str:
+        return {"forget": forget_mode, "retain": "zero_forget"}.get(label, "plain")
+
+    def mode(label: str):
+        return activation_mode(model, part, label_mode(label))
+
+    def row_mode(labels: list[str]):  # one micro-batch's rows, each in its label's mode
+        return row_modes(model, part, [label_mode(label) for label in labels])
+
+    return Objective(
+        model=model,
+        mode=mode,
+        finalize=finalize,
+        sampling=sampling,
+        one_pass=LABELS if options.one_pass else (),
+        row_mode=row_mode,
+    )

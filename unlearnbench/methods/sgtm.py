@@ -5,8 +5,12 @@ Per label (the reference code, which its README describes differently; we follow
   those of the embeddings and the masked blocks' layer norms too), so only theta_forget learns;
 - retain: forward with forget MLP units and forget heads zeroed, so theta_forget gets no gradient;
 - unlabeled: plain forward and backward.
-A step's retain and unlabeled blocks run in one forward/backward (`one_pass`), each retain row with
-its forget units zeroed: the same gradient as their two passes, up to rounding.
+A step's blocks of every label run in one forward/backward (`one_pass`): each retain row with its
+forget units zeroed, each forget row through masked linear maps whose weight gradient takes it only
+on theta_forget (`models.partition.theta_forget_rows`; the forward and the gradient flowing to
+earlier layers unchanged): the same gradient as the per-label passes, up to rounding. With
+`mask_embeddings`, forget blocks keep their own pass (their gradient on the embeddings and layer
+norms is zeroed after it).
 Finalize: ablate (zero) theta_forget.
 
 Sampling: `sampling="mixed"` (ours, the default) labels each document and draws every step's
@@ -26,11 +30,13 @@ step in which no label was allowed to update them.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
+from unlearnbench.data.labels import LABELS
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.models.partition import (
@@ -40,7 +46,8 @@ from unlearnbench.models.partition import (
     forget_masks,
     joint_parameter_names,
     retain_bias_names,
-    zero_forget_rows,
+    row_modes,
+    theta_forget_rows,
 )
 from unlearnbench.training import Objective
 
@@ -56,10 +63,10 @@ class SGTMOptions:
     # "mixed" = ours: labels mixed within a step, exact per-label masking; "single_source" = the
     # reference's: one source per step (trainer.py:248-259, 510-533)
     sampling: str = "mixed"
-    # ours: a step's retain and unlabeled blocks in one forward/backward, each retain row's forget
-    # units zeroed (the gradient is the per-label passes' sum up to rounding, in fewer, fuller
-    # micro-batches); False: one pass per label, as before (the reference's single-source steps
-    # have one label each, so there is nothing to merge)
+    # ours: a step's blocks of every label in one forward/backward, each row masked as its label's
+    # own pass would be (the gradient is the per-label passes' sum up to rounding, in fewer, fuller
+    # micro-batches); False: one pass per label, the reference path (the reference's single-source
+    # steps have one label each, so there is nothing to merge)
     one_pass: bool = True
     OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling",)  # earlier runs were all "mixed"
 
@@ -79,9 +86,10 @@ def masks_for(model, part: Partition, mask_embeddings: bool) -> dict[str, dict[s
 
 
 # version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter);
-# version 3: retain and unlabeled blocks in one pass (the same update up to rounding)
+# version 3: retain and unlabeled blocks in one pass (the same update up to rounding);
+# version 4: forget blocks in that pass too (the same update up to rounding)
 @register_method(
-    "sgtm", kind="training", options=SGTMOptions, train_defaults=SGTM_TRAINER, version=3
+    "sgtm", kind="training", options=SGTMOptions, train_defaults=SGTM_TRAINER, version=4
 )
 def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     """Selective gradient masking: forget data updates only theta_forget; ablate it at the end."""
@@ -100,8 +108,16 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     def mode(label: str):
         return activation_mode(model, part, "zero_forget" if label == "retain" else "plain")
 
-    def row_mode(labels: list[str]):  # the retain rows in "zero_forget", the unlabeled plain
-        return zero_forget_rows(model, part, torch.tensor([label == "retain" for label in labels]))
+    @contextlib.contextmanager
+    def row_mode(labels: list[str]):  # one micro-batch's rows, each as its label's pass runs it
+        modes = ["zero_forget" if label == "retain" else "plain" for label in labels]
+        forget = torch.tensor([label == "forget" for label in labels])  # (B,)
+        with row_modes(model, part, modes), theta_forget_rows(model, part, forget):
+            yield model
+
+    # forget rows share the pass unless the embeddings and layer norms are masked too (those are
+    # not linear maps of the partition: their gradient is masked after a forget pass of its own)
+    shared = ("retain", "unlabeled") if options.mask_embeddings else LABELS
 
     def update_mask(label: str):
         # retain: theta_forget's gradient is already exactly zero through activation masking; the
@@ -118,6 +134,6 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
         strict=options.optimizer == "strict",
         finalize=finalize,
         sampling=options.sampling,
-        one_pass=("retain", "unlabeled") if options.one_pass else (),
+        one_pass=shared if options.one_pass else (),
         row_mode=row_mode,
     )

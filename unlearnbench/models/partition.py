@@ -1,4 +1,5 @@
-"""The forget/retain partition of a GPT-Neo, activation masking, and ablation.
+"""The forget/retain partition of a GPT-Neo, activation masking (per pass or per batch row), the
+per-row weight-gradient masking of SGTM's one-pass step, and ablation.
 
 In each masked block the MLP hidden units and the attention heads are split: retain first, forget
 last (SGTM reference). theta_forget is
@@ -17,7 +18,11 @@ import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# activation masking modes (see `activation_mode`)
+MODES = ("plain", "zero_forget", "detach_retain", "zero_retain")
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def activation_mode(model, part: Partition, mode: str):
       routing as in SGTM's comparison): forward unchanged, no gradient flows through them.
     - "zero_retain": retain MLP units and heads are zeroed (SGTM's activation masking).
     """
-    assert mode in ("plain", "zero_forget", "detach_retain", "zero_retain"), mode
+    assert mode in MODES, mode
     if mode == "plain" or not part.layers:
         yield model
         return
@@ -136,24 +141,126 @@ def activation_mode(model, part: Partition, mode: str):
 
 
 @contextlib.contextmanager
-def zero_forget_rows(model, part: Partition, rows: torch.Tensor):
-    """ "zero_forget" on the batch rows where `rows` (B,) is True, "plain" on the others, in one
-    forward: SGTM's retain and unlabeled blocks of a step in one pass (each retain row gives
-    theta_forget exactly zero gradient, as its own pass would)."""
-    if not part.layers:
+def row_modes(model, part: Partition, modes: list[str]):
+    """`activation_mode` per batch row, in one forward: row b runs in `modes[b]`. Each row's units
+    are edited exactly as its own pass would edit them (the same products), so a step's labels can
+    share one forward/backward (gradient routing, activation masking, SGTM's retain rows)."""
+    assert all(m in MODES for m in modes), modes
+    if not part.layers or all(m == "plain" for m in modes):
         yield model
         return
+    made: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}  # built once per shape
+
+    def row_masks(n: int, start: int, device, dtype):
+        """(through, detached): (B, 1, n) each; a unit's value is x * (through + detached) = x,
+        or 0 where both are 0; its gradient flows through `through` only (None: no detached)."""
+        key = (n, start, device, dtype)
+        if key not in made:
+            keep, drop = _unit_masks(n, start, device, dtype)  # (n,) each
+            ones, zeros = torch.ones_like(keep), torch.zeros_like(keep)
+            table = {  # mode -> (through, detached)
+                "plain": (ones, zeros),
+                "zero_forget": (keep, zeros),
+                "zero_retain": (drop, zeros),
+                "detach_retain": (drop, keep),
+            }
+            through = torch.stack([table[m][0] for m in modes])[:, None]  # (B, 1, n)
+            detached = torch.stack([table[m][1] for m in modes])[:, None]  # (B, 1, n)
+            made[key] = (through, detached if "detach_retain" in modes else None)
+        return made[key]
 
     def make_edit(start: int):
         def edit(x: torch.Tensor) -> torch.Tensor:  # x: (B, T, n) with retain units first
-            keep, _ = _unit_masks(x.shape[-1], start, x.device, x.dtype)  # (n,)
-            masked = rows.to(x.device)[:, None, None]  # (B, 1, 1)
-            return torch.where(masked, x * keep, x)  # (B, T, n)
+            through, detached = row_masks(x.shape[-1], start, x.device, x.dtype)
+            assert len(through) == len(x), f"{len(modes)} row modes for {len(x)} rows"
+            out = x * through
+            return out if detached is None else out + x.detach() * detached
 
         return edit
 
     with unit_hooks(model, part, make_edit):
         yield model
+
+
+class _RowMaskedLinear(torch.autograd.Function):
+    """y = x W^T + b with the usual input gradient, and weight and bias gradients that take each
+    batch row only where it may update: `w_out` (B, 1, o) masks the output gradient and `w_in`
+    (B, 1, i) the input in the weight's gradient g^T x, `b_mask` (B, 1, o or 1) the output gradient
+    in the bias's (None: no mask). A masked product is an exact 0, so a masked slice's gradient is
+    the sum over the other rows alone, as in their own pass."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, w_out, w_in, b_mask):  # x: (B, T, i), weight: (o, i)
+        ctx.save_for_backward(x, weight, w_out, w_in, b_mask)
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)  # (B, T, o)
+
+    @staticmethod
+    def backward(ctx, g):  # g: (B, T, o)
+        x, weight, w_out, w_in, b_mask = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = g @ weight  # (B, T, i): every row's gradient flows on to earlier layers
+        if ctx.needs_input_grad[1]:
+            g_w = g if w_out is None else g * w_out
+            x_w = x if w_in is None else x * w_in
+            gw = g_w.reshape(-1, g.shape[-1]).T @ x_w.reshape(-1, x.shape[-1])  # (o, i)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = (g if b_mask is None else g * b_mask).reshape(-1, g.shape[-1]).sum(0)  # (o,)
+        return gx, gw, gb, None, None, None
+
+
+@contextlib.contextmanager
+def theta_forget_rows(model, part: Partition, rows: torch.Tensor):
+    """The batch rows where `rows` (B,) is True update only theta_forget, in one forward/backward
+    with the other rows: their forward and the gradient they send to earlier layers are unchanged,
+    but the masked linear maps' weight gradients take them only on the forget slices (the forget
+    rows of c_fc and q/k/v, the forget columns of c_proj and out_proj), and the output biases
+    (theta_retain) not at all. SGTM's forget rows, as a forget pass with theta_retain's gradient
+    zeroed would give them, without the pass."""
+    if not part.layers or not bool(rows.any()):
+        yield model
+        return
+    r, rd = _dims(model, part)
+    linears = []  # (module, index where its forget units begin, "in": rows of W | "out": columns)
+    for i in part.layers:
+        block, attn = model.transformer.h[i], model.transformer.h[i].attn.attention
+        linears += [(block.mlp.c_fc, r, "in"), (block.mlp.c_proj, r, "out")]
+        linears += [(getattr(attn, f"{n}_proj"), rd, "in") for n in ("q", "k", "v")]
+        linears.append((attn.out_proj, rd, "out"))
+    made: dict[tuple, torch.Tensor] = {}
+
+    def retain_of_rows(n: int, start: int, device, dtype) -> torch.Tensor:
+        """(B, 1, n): 0 at the retain units (< start) of the masked rows, 1 elsewhere."""
+        key = (n, start, device, dtype)
+        if key not in made:
+            retain = torch.arange(n, device=device) < start  # (n,)
+            hit = rows.to(device)[:, None] & retain[None, :]  # (B, n)
+            made[key] = (~hit).to(dtype)[:, None]
+        return made[key]
+
+    def masked_forward(lin: nn.Linear, start: int, side: str, x: torch.Tensor) -> torch.Tensor:
+        # autocast as nn.Linear has it: inputs cast to the autocast dtype, outside the function,
+        # so the casts' backward returns the gradients in the parameters' own dtype
+        kind = x.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+        x, w = x.to(dtype), lin.weight.to(dtype)
+        b = lin.bias.to(dtype) if lin.bias is not None else None
+        if side == "in":  # forget rows: the retain output units' weight rows and bias get nothing
+            w_out = retain_of_rows(w.shape[0], start, x.device, dtype)
+            return _RowMaskedLinear.apply(x, w, b, w_out, None, w_out)
+        # "out": forget rows reach only the forget input columns; the output bias is theta_retain
+        w_in = retain_of_rows(w.shape[1], start, x.device, dtype)
+        row_keep = retain_of_rows(1, 1, x.device, dtype)  # (B, 1, 1): 0 on the masked rows
+        return _RowMaskedLinear.apply(x, w, b, None, w_in, row_keep)
+
+    for lin, start, side in linears:  # an instance attribute shadows the class's forward
+        lin.forward = functools.partial(masked_forward, lin, start, side)
+    try:
+        yield model
+    finally:
+        for lin, _, _ in linears:
+            del lin.forward
 
 
 def edit_units(x: torch.Tensor, mode: str, keep: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
