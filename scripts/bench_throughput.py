@@ -3,12 +3,20 @@
 For each model preset: tokens per second of THE training loop for `no-filter` and every masking
 method, of the plain Hugging Face step (`hf-plain`: model(labels=...), backward, AdamW) on the same
 config and batches, and of evaluation (`split_losses`). Batches mix forget, retain and unlabeled
-blocks, so masking methods run their exact per-label path. Measurements are interleaved (one short
-burst per configuration, round-robin, several rounds) and summarized by the median step time,
-because a shared machine's speed drifts more than the effects being measured.
+blocks, so masking methods mask every label of a step: in one pass (their default) and, with
+`--paths one-pass,per-label`, also in the per-label reference path (`one_pass=False`, rows named
+"<method> per-label"). Measurements are interleaved (one short burst per configuration,
+round-robin, several rounds) and summarized by the median step time, because a shared machine's
+speed drifts more than the effects being measured.
 
-    python scripts/bench_throughput.py --models tiny --batch-size 4 --out bench.json
+    python scripts/bench_throughput.py --models tiny --out bench.json
     python scripts/bench_throughput.py --models 64M --device cuda --bf16 --out bench-gpu.json
+
+The masking target (every masking method >= 0.97x no-filter at the default step, on a quiet
+machine; each ratio is paired with no-filter round by round and printed with its 95% interval):
+
+    python scripts/bench_throughput.py --models tiny,small --rounds 40 --fused on \
+        --paths one-pass,per-label --out bench-masking.json
 
 Model FLOPs utilization (MFU): matmul FLOPs per token from the preset (PaLM's 6N + 12 L d T for a
 training step, a third of it for evaluation) times tokens/s, over the device's dense peak (known
@@ -54,15 +62,20 @@ def synthetic_groups(vocab: int, context: int, n: int, seed: int = 0) -> list[Bl
     return out
 
 
+PER_LABEL = " per-label"  # a masking method's row name suffix for its per-label reference path
+
+
 def harness_burst(method, model_name, groups, cfg, vocab, steps) -> list[float]:
     """Per-step seconds of `steps` steps of THE loop (the first, warm-up step excluded)."""
     model = build_model(model_name, vocab, EOS, 0)
     if method == "no-filter":
         objective = Objective(model=model)
     else:
-        spec = methods.get(method)
+        name = method.removesuffix(PER_LABEL)
+        spec = methods.get(name)
         ctx = RunContext(config=None, benchmark=None, model=model.to(cfg.device))
-        objective = spec.setup(ctx, spec.options())
+        options = spec.options(**({"one_pass": False} if name != method else {}))
+        objective = spec.setup(ctx, options)
     stamps: list[float] = []
     inner = objective.on_step
 
@@ -162,6 +175,11 @@ def _sets_up(method: str, vocab: int) -> bool:
         return False
 
 
+def _has_one_pass(method: str) -> bool:
+    """Whether the method has a one-pass step that `one_pass=False` turns off."""
+    return "one_pass" in {f.name for f in dataclasses.fields(methods.get(method).options)}
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -185,7 +203,9 @@ def main() -> None:
     # resolve a 3% difference. The interval is printed with each ratio
     ap.add_argument("--rounds", type=int, default=80, help="round-robin rounds")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per burst (after 1 warm-up)")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument(
+        "--batch-size", type=int, default=TrainConfig.batch_size, help="blocks per step"
+    )
     ap.add_argument(
         "--micro-batch-size", type=int, default=TrainConfig.micro_batch_size, help="training"
     )
@@ -198,6 +218,12 @@ def main() -> None:
         default="off,on",
         help="harness kernels to measure: off, on, or off,on (fused attention and GELU); hf-plain "
         "is always Hugging Face's eager GPT-Neo",
+    )
+    ap.add_argument(
+        "--paths",
+        default="one-pass",
+        help="masking methods' step: one-pass (their default), per-label (the reference path, "
+        "one_pass=False), or one-pass,per-label",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument(
@@ -214,6 +240,11 @@ def main() -> None:
     available = [m for m in wanted if m in methods and _sets_up(m, args.vocab)]
     for m in sorted(set(wanted) - set(methods.names())):
         print(f"skipping {m}: not registered")
+    paths = args.paths.split(",")
+    if not paths or set(paths) - {"one-pass", "per-label"}:
+        raise SystemExit(f"--paths: one-pass, per-label or both, got {args.paths!r}")
+    timed = [m for m in available if "one-pass" in paths]
+    timed += [m + PER_LABEL for m in available if "per-label" in paths and _has_one_pass(m)]
 
     configs = []  # (model, method, phase, burst function, cfg, groups, vocab)
     for name in args.models.split(","):
@@ -234,7 +265,7 @@ def main() -> None:
         for fused in (f == "on" for f in args.fused.split(",")):
             cfg = dataclasses.replace(eager, fused_kernels=fused)
             run = (cfg, groups, vocab)
-            for method in ["no-filter", *available]:
+            for method in ["no-filter", *timed]:
                 fn = lambda *a, m=method: harness_burst(m, *a)  # noqa: E731
                 configs.append((name, method, "train", fn, *run))
             configs.append((name, "no-filter", "eval", eval_burst, *run))
@@ -261,8 +292,11 @@ def main() -> None:
     rows = []
     for i, (name, method, phase, _, cfg, _, vocab) in enumerate(configs):
         seconds = statistics.median(samples[i])
-        base = per_round[baseline[(name, cfg.fused_kernels)]]
-        ratio, low, high = paired_ratio(base, per_round[i])
+        base = baseline.get((name, cfg.fused_kernels))  # hf-plain's: eager, unless not measured
+        nan = float("nan")
+        ratio, low, high = (
+            paired_ratio(per_round[base], per_round[i]) if base is not None else (nan,) * 3
+        )
         twin = next(  # the same configuration with eager kernels (the fused kernels' speed-up)
             (
                 j
@@ -328,14 +362,14 @@ def _print_table(rows: list[dict]) -> None:
     """Ratios: against no-filter training with the same kernels, and against hf-plain."""
     hf = {r["model"]: r["tokens_per_second"] for r in rows if r["method"] == "hf-plain"}
     print(
-        f"{'model':8} {'method':20} {'fused':5} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} "
+        f"{'model':8} {'method':30} {'fused':5} {'phase':6} {'tokens/s':>10} {'vs no-filter':>13} "
         f"{'95% interval':>14} {'vs hf':>7} {'TFLOP/s':>8} {'MFU':>6}"
     )
     for r in rows:
         low, high = r["vs_no_filter_95"]
         vs_hf = r["tokens_per_second"] / hf[r["model"]]
         print(
-            f"{r['model']:8} {r['method']:20} {'on' if r['fused_kernels'] else 'off':5} {r['phase']:6} "
+            f"{r['model']:8} {r['method']:30} {'on' if r['fused_kernels'] else 'off':5} {r['phase']:6} "
             f"{r['tokens_per_second']:10.0f} {r['vs_no_filter']:12.3f}x {low:6.3f}-{high:5.3f}x "
             f"{vs_hf:6.2f}x {r['model_tflops']:8.3f} "
             + (f"{r['mfu']:6.1%}" if r["mfu"] is not None else f"{'-':>6}")
