@@ -184,29 +184,34 @@ def row_modes(model, part: Partition, modes: list[str]):
 
 class _RowMaskedLinear(torch.autograd.Function):
     """y = x W^T + b with the usual input gradient, and weight and bias gradients that take each
-    batch row only where it may update: `w_out` (B, 1, o) masks the output gradient and `w_in`
-    (B, 1, i) the input in the weight's gradient g^T x, `b_mask` (B, 1, o or 1) the output gradient
-    in the bias's (None: no mask). A masked product is an exact 0, so a masked slice's gradient is
-    the sum over the other rows alone, as in their own pass."""
+    batch row only where it may update. `side` "in" (c_fc, q/k/v: theta_forget is rows of W):
+    `mask` (B, 1, o) masks the output gradient, in the weight's gradient g^T x and the bias's.
+    "out" (c_proj, out_proj: theta_forget is columns of W): `mask` (B, 1, i) masks the input in
+    g^T x, and `rows` (B,) the bias's gradient (the output bias is theta_retain). A masked product
+    is an exact 0, so a masked slice's gradient is the sum over the other rows alone, as in their
+    own pass."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, w_out, w_in, b_mask):  # x: (B, T, i), weight: (o, i)
-        ctx.save_for_backward(x, weight, w_out, w_in, b_mask)
-        ctx.has_bias = bias is not None
+    def forward(ctx, x, weight, bias, side: str, mask, rows):  # x: (B, T, i), weight: (o, i)
+        ctx.save_for_backward(x, weight, mask, rows)
+        ctx.side, ctx.has_bias = side, bias is not None
         return F.linear(x, weight, bias)  # (B, T, o)
 
     @staticmethod
     def backward(ctx, g):  # g: (B, T, o)
-        x, weight, w_out, w_in, b_mask = ctx.saved_tensors
+        x, weight, mask, rows = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = g @ weight  # (B, T, i): every row's gradient flows on to earlier layers
+        g_w = g * mask if ctx.side == "in" else g  # (B, T, o)
         if ctx.needs_input_grad[1]:
-            g_w = g if w_out is None else g * w_out
-            x_w = x if w_in is None else x * w_in
+            x_w = x * mask if ctx.side == "out" else x  # (B, T, i)
             gw = g_w.reshape(-1, g.shape[-1]).T @ x_w.reshape(-1, x.shape[-1])  # (o, i)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = (g if b_mask is None else g * b_mask).reshape(-1, g.shape[-1]).sum(0)  # (o,)
+            if ctx.side == "in":
+                gb = g_w.reshape(-1, g.shape[-1]).sum(0)  # (o,)
+            else:  # summed over positions first, then the allowed rows
+                gb = (g.sum(1) * rows[:, None]).sum(0)  # (o,)
         return gx, gw, gb, None, None, None
 
 
@@ -246,13 +251,12 @@ def theta_forget_rows(model, part: Partition, rows: torch.Tensor):
         dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
         x, w = x.to(dtype), lin.weight.to(dtype)
         b = lin.bias.to(dtype) if lin.bias is not None else None
-        if side == "in":  # forget rows: the retain output units' weight rows and bias get nothing
-            w_out = retain_of_rows(w.shape[0], start, x.device, dtype)
-            return _RowMaskedLinear.apply(x, w, b, w_out, None, w_out)
-        # "out": forget rows reach only the forget input columns; the output bias is theta_retain
-        w_in = retain_of_rows(w.shape[1], start, x.device, dtype)
-        row_keep = retain_of_rows(1, 1, x.device, dtype)  # (B, 1, 1): 0 on the masked rows
-        return _RowMaskedLinear.apply(x, w, b, None, w_in, row_keep)
+        # "in": forget rows give the retain output units' weight rows and bias nothing; "out":
+        # they reach only the forget input columns, and the output bias (theta_retain) not at all
+        n = w.shape[0] if side == "in" else w.shape[1]
+        mask = retain_of_rows(n, start, x.device, dtype)  # (B, 1, n)
+        row_keep = retain_of_rows(1, 1, x.device, dtype)[:, 0, 0]  # (B,): 0 on the masked rows
+        return _RowMaskedLinear.apply(x, w, b, side, mask, row_keep)
 
     for lin, start, side in linears:  # an instance attribute shadows the class's forward
         lin.forward = functools.partial(masked_forward, lin, start, side)
