@@ -14,9 +14,9 @@ norms is zeroed after it).
 Finalize: ablate (zero) theta_forget.
 
 Sampling: `sampling="mixed"` (ours, the default) labels each document and draws every step's
-blocks from all of them, so one step mixes forget, retain and unlabeled blocks; each label's part
-is masked on its own before the parts are added, so the update is exactly the sum of the per-label
-masked gradients. `sampling="single_source"` is the reference's: each step's whole batch comes
+blocks from all of them, so one step mixes forget, retain and unlabeled blocks; each block is
+masked by its own label, so the update is the sum of the per-label masked gradients (each masked
+element exactly 0; the values up to rounding in the one pass). `sampling="single_source"` is the reference's: each step's whole batch comes
 from one source, drawn per step in proportion to the sources' sizes (trainer.py:248-259 shuffles
 one entry per training example and reads one per step; 510-533 label the step), so the optimizer
 sees forget-only, retain-only and default-only steps, as in the paper's runs. Ours labels per
