@@ -255,8 +255,8 @@ def theta_forget_rows(model, part: Partition, rows: torch.Tensor):
         # they reach only the forget input columns, and the output bias (theta_retain) not at all
         n = w.shape[0] if side == "in" else w.shape[1]
         mask = retain_of_rows(n, start, x.device, dtype)  # (B, 1, n)
-        row_keep = retain_of_rows(1, 1, x.device, dtype)[:, 0, 0]  # (B,): 0 on the masked rows
-        return _RowMaskedLinear.apply(x, w, b, side, mask, row_keep)
+        others = (~rows).to(x.device, dtype)  # (B,): 0 on the masked rows, for the output bias
+        return _RowMaskedLinear.apply(x, w, b, side, mask, others)
 
     for lin, start, side in linears:  # an instance attribute shadows the class's forward
         lin.forward = functools.partial(masked_forward, lin, start, side)
