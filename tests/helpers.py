@@ -54,9 +54,9 @@ TINY_RUN = [
     "--set", "steps=3", "--set", "batch_size=4", "--set", "eval_blocks=2", "--set", "warmup_steps=1",
 ]  # fmt: skip
 
-# a suite entry: one relearning attack with its references, as small as a test allows
+# a suite entry: one relearning attack, as small as a test allows
 TINY_RELEARN = """\
   - eval: relearn
     options: {budgets: [2, 4], lrs: [1e-3], seeds: [0], eval_every: 2, eval_blocks: 2,
-              n_docs: 20, batch_size: 2, references: true}
+              n_docs: 20, batch_size: 2}
 """

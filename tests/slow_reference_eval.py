@@ -12,7 +12,6 @@ NAME = "slow-reference"
 
 @dataclass(frozen=True)
 class SlowOptions:
-    references: bool = False
     counter: str = ""
 
 
@@ -25,16 +24,17 @@ def slow(ctx, options: SlowOptions) -> EvalResult:
 
 
 def register() -> None:
-    register_eval(NAME, SlowOptions, additive=("references",))(slow)
+    register_eval(NAME, SlowOptions)(slow)
 
 
-def evaluate_in_process(store_root: str, run_id: str, counter: str) -> float:
-    """One process's request for the run's plain (reference-less) result."""
-    from unlearnbench.evals import SuiteEntry
+def references_in_process(store_root: str, run_id: str, suite: str) -> str:
+    """One process's request that the run's references hold `suite` (as two runs of a sweep that
+    share a perfect filter ask at once); returns the perfect filter's run id."""
+    from unlearnbench.results.matching import matching_perfect_filter
     from unlearnbench.results.store import RunStore
-    from unlearnbench.suites import evaluate_entry
+    from unlearnbench.suites import run_references
 
     register()
     store = RunStore(Path(store_root))
-    entry = SuiteEntry(NAME, NAME, {"counter": counter}, suite="robust")
-    return evaluate_entry(store.load(run_id), entry, store, progress=False)["value"]
+    run_references(store.load(run_id), suite, store, progress=False)
+    return matching_perfect_filter(store.load(run_id), store.records())["run_id"]

@@ -51,7 +51,7 @@ def store(tmp_path_factory, throwaway_eval):
     """A trained tiny run with the throwaway evaluation run by a one-line suite (`run --suite`)."""
     root = tmp_path_factory.mktemp("contract")
     suite = root / "mine.yaml"
-    suite.write_text(f"evals:\n  - eval: {NAME}\n")
+    suite.write_text(f"references: false\nevals:\n  - eval: {NAME}\n")
     out = root / "runs"
     res = runner.invoke(app, ["run", "no-filter", "--suite", str(suite), "--out", str(out)] + SMALL)
     assert res.exit_code == 0, res.output
@@ -127,7 +127,7 @@ def test_an_older_result_is_adopted_by_its_suite_not_rerun(store):
     old["evals"] = {NAME: legacy}
     path.write_text(json.dumps(old))
     suite = root / "legacy.yaml"
-    suite.write_text(f"evals:\n  - eval: {NAME}\n    options: {{blocks: 3}}\n")
+    suite.write_text(f"references: false\nevals:\n  - eval: {NAME}\n    options: {{blocks: 3}}\n")
     CALLS.clear()
     res = runner.invoke(app, ["attack", record["run_id"], "--suite", str(suite), "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -153,9 +153,9 @@ def test_suite_keys_may_not_hold_a_slash(tmp_path):
     assert res.exit_code == 2 and "may not hold '/'" in res.stderr
 
 
-def test_a_reference_result_two_processes_ask_for_at_once_is_computed_once(store, tmp_path):
-    """A plain result (no references) is what every run's attack asks of its reference run: with a
-    process pool two may ask at once; one computes it, the other waits and reads it."""
+def test_a_reference_two_processes_ask_for_at_once_is_trained_and_measured_once(store, tmp_path):
+    """Two runs of a sweep that share a perfect filter ask at once for their references' suite:
+    one process trains and measures it, the other waits and finds it."""
     import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor
@@ -166,14 +166,19 @@ def test_a_reference_result_two_processes_ask_for_at_once_is_computed_once(store
 
     _, out, record, _ = store
     counter = tmp_path / "count.txt"
+    suite = tmp_path / "slow.yaml"
+    suite.write_text(
+        f"evals:\n  - eval: {slow_reference_eval.NAME}\n    options: {{counter: '{counter}'}}\n"
+    )
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
         futures = [
             pool.submit(
-                slow_reference_eval.evaluate_in_process, str(out), record["run_id"], str(counter)
+                slow_reference_eval.references_in_process, str(out), record["run_id"], str(suite)
             )
             for _ in range(2)
         ]
-        values = [f.result() for f in futures]
-    assert values == [1.0, 1.0]
-    assert counter.read_text().splitlines() == [record["run_id"]]  # computed once
+        filters = {f.result() for f in futures}
+    assert len(filters) == 1  # one perfect filter trained
+    # measured once, on the reference only (the no-filter run is its own no-filter reference)
+    assert counter.read_text().splitlines() == list(filters)

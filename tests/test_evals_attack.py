@@ -8,6 +8,7 @@ from helpers import TINY_RELEARN, TINY_RUN
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
+from unlearnbench.results import references
 from unlearnbench.results.store import RunStore
 
 runner = CliRunner()
@@ -25,11 +26,11 @@ SUITE = (
   - eval: direction-ablation
   - eval: benign-finetune
     options: {budgets: [2, 4], eval_every: 2, eval_blocks: 2, n_docs: 20, batch_size: 2,
-              max_probes: 8, references: true}
+              max_probes: 8}
   - eval: quantization
-    options: {max_probes: 8, references: true}
+    options: {max_probes: 8}
   - eval: hidden-probes
-    options: {layers: [2], references: true}
+    options: {layers: [2]}
 """
 )
 
@@ -58,57 +59,44 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     assert {(ev[K + n]["eval"], ev[K + n]["suite"]) for n in names} == {
         (n, "tiny-suite") for n in names
     }
-    assert [e["name"] for e in ev[K + "relearn"]["headline"]] == [
-        "forget_loss@2",
-        "forget_loss@4",
-        "steps_to_recover",
-        "steps_to_close_gap",
-    ]
+    assert [e["name"] for e in ev[K + "relearn"]["headline"]] == ["forget_loss@2", "forget_loss@4"]
     assert ev[K + "direction-ablation"]["applicable"] is False  # sgtm records no steered layer
-    # benign fine-tuning and quantization: their declared columns, and the references measured
     assert [e["name"] for e in ev[K + "benign-finetune"]["headline"]] == [
         "forget_loss@2", "forget_loss@4", "forget_accuracy@2", "forget_accuracy@4",
-        "steps_to_recover",
     ]  # fmt: skip
     assert [e["name"] for e in ev[K + "quantization"]["headline"]] == [
         "forget_loss@8", "forget_loss@4", "forget_accuracy@8", "forget_accuracy@4",
     ]  # fmt: skip
-    for key in ("benign-finetune", "quantization"):
-        assert set(ev[K + key]["references"]) == {"no-filter", "perfect-filter"}, key
+    # an evaluation measures its own run only: no result holds another run's numbers
+    assert not any(set(references.COPIED) & set(v) for v in ev.values() if isinstance(v, dict))
     benign_rows = after["curves"][K + "benign-finetune"]
     assert {r["split"] for r in benign_rows} >= {"forget", "retain"}
     assert {r["step"] for r in benign_rows if "accuracy" in r} == {0, 2, 4}  # before, budgets
     rel = ev[K + "relearn"]
     assert [e["budget"] for e in rel["worst_case"]] == [2, 4]
-    # the references were attacked too (trained first: no-filter and the perfect filter)
-    assert set(rel["references"]) == {"no-filter", "perfect-filter"}
-    nf = json.loads(
-        (
-            tmp_path / "runs" / "records" / f"{rel['references']['no-filter']['run_id']}.json"
-        ).read_text()
-    )
-    assert nf["method"] == "no-filter" and K + "relearn" in nf["evals"]
-    assert (
-        rel["reference_forget_loss"] == nf["curves"][K + "relearn"][0]["loss"]
-    )  # its step-0 forget loss
     assert {r["split"] for r in after["curves"][K + "relearn"]} == {"forget", "retain"}
-    # the linear probes ran on both references too, and the perfect filter is the floor
-    hp = ev[K + "hidden-probes"]
-    assert {n: r["run_id"] for n, r in hp["references"].items()} == {
-        n: r["run_id"] for n, r in rel["references"].items()
-    }
-    floor = hp["references"]["perfect-filter"]["forget"]["best_accuracy"]
-    assert hp["forget_over_perfect_filter"] == hp["forget"]["best_accuracy"] - floor
+    # the references were trained and given the suite (their own results, in their own records)
+    records = RunStore(out).records()
+    joined = references.join(records)[run_id]
+    nf, pf = joined.no_filter, joined.perfect_filter
+    assert nf["method"] == "no-filter" and pf["method"] == "filter"
+    assert set(nf["evals"]) == set(pf["evals"]) == set(ev)
+    # the comparisons are made at table time from those results
+    cmp = references.compare(joined)
+    steps = cmp["attacks"][K + "relearn"]["steps_to_recover"]
+    target = nf["evals"][K + "relearn"]["before"]["forget_loss"]
+    assert steps == references.steps_to(after, K + "relearn", target)
+    assert isinstance(steps, int) or steps is references.NO_VALID_ATTACK or (
+        isinstance(steps, references.NotReached) and steps.limit == 4
+    )
+    floor = pf["evals"][K + "hidden-probes"]["forget"]["best_accuracy"]
+    mine = ev[K + "hidden-probes"]["forget"]["best_accuracy"]
+    assert cmp["hidden"][K + "hidden-probes"] == mine - floor
     assert (
         set(ev[K + "fact-probes"]) >= {"forget", "retain"}
         and ev[K + "fact-probes"]["forget"]["n"] == 8
     )
-    # a second attack with the same suite reuses the recorded results
-    res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
-    again = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
-    assert again["evals"] == ev
-    # an attack recorded without references (this no-filter run was sgtm's reference) lends its
-    # curves when the run is attacked in its own right: only the references are added
+    # a second attack with the same suite reuses the recorded results, the references' too
     import unlearnbench.evals.relearn as relearn_eval
 
     def no_new_attack(*a, **k):
@@ -117,20 +105,13 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     original = relearn_eval.attack_rows
     relearn_eval.attack_rows = no_new_attack
     try:
-        nf_id = nf["run_id"]
-        res = runner.invoke(app, ["attack", nf_id, "--suite", str(suite), "--out", out, "--quiet"])
-        assert res.exit_code == 0, res.stderr
-        nf_after = json.loads((tmp_path / "runs" / "records" / f"{nf_id}.json").read_text())
-        assert nf_after["curves"][K + "relearn"] == nf["curves"][K + "relearn"]
-        assert set(nf_after["evals"][K + "relearn"]["references"]) == {"perfect-filter"}
-        # and a result with references serves a request without them, unchanged
-        suite.write_text(SUITE.replace("references: true", "references: false"))
         res = runner.invoke(app, ["attack", run_id, "--suite", str(suite), "--out", out, "--quiet"])
         assert res.exit_code == 0, res.stderr
-        final = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
-        assert final["evals"][K + "relearn"] == ev[K + "relearn"]
     finally:
         relearn_eval.attack_rows = original
+    again = json.loads((tmp_path / "runs" / "records" / f"{run_id}.json").read_text())
+    assert again["evals"] == ev
+    assert RunStore(out).load(nf["run_id"])["evals"] == nf["evals"]
 
 
 def test_attack_user_mistakes(tmp_path):
@@ -169,10 +150,10 @@ def test_shipped_suites_load_and_validate():
         "hidden-probes",
         "generations",
     }
-    assert robust["hidden-probes"].options == {"references": True}
+    assert robust["hidden-probes"].options == {}
     # the defaults (budgets up to 200) on the robust schedule, which includes every budget
     schedule = robust["relearn"].options.pop("eval_steps")
-    assert robust["relearn"].options == {"references": True}
+    assert robust["relearn"].options == {}
     assert {10, 25, 50, 100, 200} <= set(schedule) and len(schedule) == 19
     assert robust["benign-finetune"].options["eval_steps"] == schedule
     sgtm = load_suite("sgtm-paper")[0][0]

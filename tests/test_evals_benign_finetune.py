@@ -27,6 +27,7 @@ from unlearnbench.data.storyworld import FactProbe
 from unlearnbench.data.tokenizer import train_bpe
 from unlearnbench.evals import EvalContext, groups_from_documents
 from unlearnbench.evals.fact_probes import option_logprobs, probe_accuracy
+from unlearnbench.results import references
 from unlearnbench.training import Objective, train
 
 FOXES = [f"zorro{c}" for c in "abcdefgh"]
@@ -113,12 +114,15 @@ def world():
     return bench, knows, suppress_answers(knows, bench, probes), never, probes
 
 
-def _ctx(bench, model, reference_dir=None) -> EvalContext:
+def _ctx(bench, model) -> EvalContext:
     record = {"seed": 0, "run_id": "suppressed", "config": {"train": {"bf16": False}}}
-    ctx = EvalContext(record, bench, model, CONTEXT, pipeline.test_blocks(bench, CONTEXT, 8), None)
-    if reference_dir is not None:  # the unsuppressed model plays the no-filter run
-        ctx.reference = lambda name: {"run_id": "no-filter", "model_path": str(reference_dir)}
-    return ctx
+    return EvalContext(record, bench, model, CONTEXT, pipeline.test_blocks(bench, CONTEXT, 8), None)
+
+
+def _as_record(result) -> dict:
+    """The run record the tables read: the result under one key, with its curves."""
+    summary = result.summary | {"options": {}}
+    return {"run_id": "r", "evals": {"k": summary}, "curves": {"k": result.curves}}
 
 
 OPTIONS = benign.BenignFinetuneOptions(
@@ -142,8 +146,7 @@ def test_suppression_on_intact_knowledge_is_caught(world, tmp_path, monkeypatch)
         return real_train(objective, groups, cfg, *args, **kwargs)
 
     monkeypatch.setattr(relearn, "train", spy)
-    knows.save_pretrained(tmp_path / "no-filter")
-    result = benign.run(_ctx(bench, suppressed, tmp_path / "no-filter"), OPTIONS)
+    result = benign.run(_ctx(bench, suppressed), OPTIONS)
     assert seen == [["retain"]]
     docs = benign.benign_documents(bench, OPTIONS.n_docs)
     assert docs and all(d.id.startswith("r") for d in docs)
@@ -152,9 +155,14 @@ def test_suppression_on_intact_knowledge_is_caught(world, tmp_path, monkeypatch)
     assert s["before"]["forget_accuracy"] == 0.0
     b25, b50 = s["worst_case"]
     assert b50["forget_accuracy"] >= 0.875  # the facts came back from retain text alone
-    assert s["reference_forget_accuracy"] == 1.0 and s["steps_to_recover_facts"] is not None
+    # the unsuppressed model plays the no-filter run: at table time, its own result of the same
+    # attack gives the level the facts came back to (results/references.py)
+    reference = benign.run(_ctx(bench, knows), OPTIONS)
+    assert reference.summary["before"]["forget_accuracy"] == 1.0
+    steps = references.steps_to(_as_record(result), "k", 1.0, "accuracy")
+    assert isinstance(steps, int) and steps <= 50
     # the forget loss closed more than half of its gap to the unsuppressed model's
-    gap = s["before"]["forget_loss"] - s["reference_forget_loss"]
+    gap = s["before"]["forget_loss"] - reference.summary["before"]["forget_loss"]
     assert gap > 0.3 and b50["forget_loss"] < s["before"]["forget_loss"] - gap / 2
     # rows: relearn's loss rows every 5 steps, the forget-fact accuracy on the forget rows of
     # step 0 and the budgets
@@ -163,7 +171,7 @@ def test_suppression_on_intact_knowledge_is_caught(world, tmp_path, monkeypatch)
     assert sorted(r["step"] for r in forget_rows if "accuracy" in r) == [0, 25, 50]
     assert not any("accuracy" in r for r in result.curves if r["split"] != "forget")
     # the summary is reproducible from the stored rows
-    facts = benign.summarize_facts(result.curves, OPTIONS.budgets, 1.0, OPTIONS.retain_tolerance)
+    facts = benign.summarize_facts(result.curves, OPTIONS.budgets, OPTIONS.retain_tolerance)
     assert [facts["per_budget"][b] for b in (25, 50)] == [
         b25["forget_accuracy"],
         b50["forget_accuracy"],
@@ -188,11 +196,16 @@ def test_facts_summary_on_hand_made_rows():
     good = rows(1e-4, [(0, 0.2), (10, 0.4), (20, 0.5)], [1.0, 1.0, 1.1])
     # higher accuracy, but its retain loss broke the tolerance at step 20
     bad = rows(1e-3, [(0, 0.2), (10, 0.3), (20, 0.9)], [1.0, 1.2, 2.0])
-    s = benign.summarize_facts(good + bad, (10, 20), 0.5, retain_tolerance=0.5)
+    s = benign.summarize_facts(good + bad, (10, 20), retain_tolerance=0.5)
     assert s["before"] == 0.2
     assert s["per_budget"] == {10: 0.4, 20: 0.5}
-    assert s["steps_to_recover"] == 20  # the good setting reaches 0.5 at step 20
-    assert benign.summarize_facts(good + bad, (10, 20), 0.8, 0.5)["steps_to_recover"] is None
+    # steps to the no-filter model's accuracy, at table time: the good setting reaches 0.5 at
+    # step 20; the bad one's 0.9 came after it broke the tolerance, so 0.8 is never reached
+    summary = {"worst_case": [{"budget": 20, "forget_loss": 3.0}], "budget": 20,
+               "retain_tolerance": 0.5, "options": {}}  # fmt: skip
+    rec = {"evals": {"k": summary}, "curves": {"k": good + bad}}
+    assert references.steps_to(rec, "k", 0.5, "accuracy") == 20
+    assert references.steps_to(rec, "k", 0.8, "accuracy") == references.NotReached(20)
 
 
 def test_bad_options_are_refused():

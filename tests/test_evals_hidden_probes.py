@@ -143,7 +143,7 @@ def test_knowledge_suppressed_at_the_output_layer_is_read_by_the_probe(setup):
     by_name = {e["name"]: e for e in head}
     assert by_name["retain_probe_accuracy"]["direction"] == "higher"
     assert by_name["forget_probe_accuracy"]["direction"] == "lower"
-    assert by_name["forget_over_perfect_filter"]["value"] is None  # no references asked for
+    assert "forget_over_perfect_filter" not in by_name  # a comparison: made at table time
 
 
 def test_layers_option_and_classes_need_enough_training_items(setup):
@@ -190,25 +190,18 @@ def test_no_fact_probes_is_not_applicable_and_bad_options_are_refused(setup):
             HiddenProbeOptions(**bad)
 
 
-def test_a_reference_run_is_its_own_reference_only_when_asked():
-    """reference_results: the other reference is evaluated; the run itself is skipped, or stands
-    with its own summary (hidden-probes passes it, so the perfect filter's floor is always there)."""
-    from types import SimpleNamespace
+def test_the_gap_to_the_perfect_filter_is_read_from_its_own_result():
+    """At table time the run's best forget probe accuracy minus the perfect filter's own; named
+    when the filter has no such result; the perfect filter's own gap is 0."""
+    from unlearnbench.results import references
 
-    from unlearnbench.evals.relearn import reference_results
+    def rec(run_id, acc):
+        return {"run_id": run_id, "evals": {"k": {"forget": {"best_accuracy": acc}}}}
 
-    runs = {"no-filter": {"run_id": "nf"}, "perfect-filter": {"run_id": "pf"}}
-    evaluated = []
-    ctx = SimpleNamespace(
-        reference=lambda name: runs[name],
-        evaluate_other=lambda rec: evaluated.append(rec["run_id"]) or {"acc": rec["run_id"]},
-        record={"run_id": "pf"},
+    run, pf = rec("run", 0.7), rec("pf", 0.4)
+    assert references.hidden_probe_gap(references.Joined(run, perfect_filter=pf), "k") == (
+        pytest.approx(0.3)
     )
-    keep = lambda s: {"kept": s["acc"]}  # noqa: E731
-    assert reference_results(ctx, keep) == {"no-filter": {"run_id": "nf", "kept": "nf"}}
-    mine = reference_results(ctx, keep, own={"acc": "mine"})
-    assert mine == {
-        "no-filter": {"run_id": "nf", "kept": "nf"},
-        "perfect-filter": {"run_id": "pf", "kept": "mine"},
-    }
-    assert evaluated == ["nf", "nf"]  # the run itself is never evaluated as another
+    assert references.hidden_probe_gap(references.Joined(pf, perfect_filter=pf), "k") == 0.0
+    missing = references.Joined(run, perfect_filter={"run_id": "pf", "evals": {}})
+    assert references.hidden_probe_gap(missing, "k") is references.REFERENCE_NOT_MEASURED

@@ -12,6 +12,7 @@ from unlearnbench.data.benchmarks import Benchmark
 from unlearnbench.data.documents import Document
 from unlearnbench.data.tokenizer import train_bpe
 from unlearnbench.evals import EvalContext
+from unlearnbench.results import references
 
 
 def rows_of(curves: dict, lr=1e-3, seed=0) -> list[dict]:
@@ -31,6 +32,12 @@ def rows_of(curves: dict, lr=1e-3, seed=0) -> list[dict]:
     ]
 
 
+def as_record(rows: list[dict], budgets=(10, 20), tolerance: float = 0.5) -> dict:
+    """A run record holding one attack result summarized from `rows` (what the tables read)."""
+    summary = relearn.summarize(rows, budgets, tolerance) | {"options": {}}
+    return {"run_id": "r", "evals": {"k": summary}, "curves": {"k": rows}}
+
+
 def test_steps_to_recover_and_gap_on_hand_made_curves():
     # before 5.0, no-filter 2.0: the gap target at 90% is 5 - 0.9 * 3 = 2.3
     rows = rows_of(
@@ -39,14 +46,15 @@ def test_steps_to_recover_and_gap_on_hand_made_curves():
             "retain": [(0, 1.0), (5, 1.0), (10, 1.1), (15, 1.1), (20, 1.2)],
         }
     )
-    s = relearn.summarize(rows, (10, 20), 2.0, retain_tolerance=0.5, recover_fraction=0.9)
-    assert s["steps_to_close_gap"] == 15
-    assert s["steps_to_recover"] == 20
+    rec = as_record(rows)
+    assert references.steps_to(rec, "k", 2.3) == 15
+    assert references.steps_to(rec, "k", 2.0) == 20
+    s = rec["evals"]["k"]
     assert [e["forget_loss"] for e in s["worst_case"]] == [2.5, 1.9]
     assert s["before"]["forget_loss"] == 5.0
-    # not within the budget: None, with the budget recorded
-    s = relearn.summarize(rows, (10, 20), 1.0, 0.5, 0.9)
-    assert s["steps_to_recover"] is None and s["budget"] == 20
+    assert "steps_to_recover" not in s  # a comparison with another run: computed at table time
+    # not within the budget of a valid attack: not reached, with the budget
+    assert references.steps_to(rec, "k", 1.0) == references.NotReached(20)
 
 
 def test_worst_case_is_the_lowest_over_settings_and_steps():
@@ -58,11 +66,10 @@ def test_worst_case_is_the_lowest_over_settings_and_steps():
         {"forget": [(0, 5.0), (10, 3.5), (20, 2.0)], "retain": [(0, 1.0), (10, 1.0), (20, 1.0)]},
         1e-3,
     )
-    s = relearn.summarize(a + b, (10, 20), None, 0.5, 0.9)
+    s = relearn.summarize(a + b, (10, 20), 0.5)
     (b10, b20) = s["worst_case"]
     assert (b10["forget_loss"], b10["lr"]) == (3.0, 1e-4)
     assert (b20["forget_loss"], b20["lr"]) == (2.0, 1e-3)
-    assert "steps_to_recover" not in s  # no reference: not computed
 
 
 def test_retain_destroying_setting_is_excluded_and_reported():
@@ -75,12 +82,19 @@ def test_retain_destroying_setting_is_excluded_and_reported():
         {"forget": [(0, 5.0), (10, 3.9), (20, 0.5)], "retain": [(0, 1.0), (10, 1.2), (20, 3.0)]},
         1e-3,
     )
-    s = relearn.summarize(good + bad, (10, 20), 1.0, retain_tolerance=0.5, recover_fraction=0.9)
-    b10, b20 = s["worst_case"]
+    rec = as_record(good + bad)
+    b10, b20 = rec["evals"]["k"]["worst_case"]
     assert b10["forget_loss"] == 3.9 and b10["excluded"] == []  # still fine within 10 steps
     assert b20["forget_loss"] == 3.0 and b20["lr"] == 1e-4
     assert b20["excluded"] == [{"lr": 1e-3, "attack_seed": 0, "retain_broke_at": 20}]
-    assert s["steps_to_recover"] is None  # the bad setting's recovery at step 20 does not count
+    # the bad setting's recovery at step 20 does not count; the good one stayed valid
+    assert references.steps_to(rec, "k", 1.0) == references.NotReached(20)
+    # with only the bad setting there was no valid attack at 20: named, never "> 20"
+    only_bad = as_record(bad)
+    assert only_bad["evals"]["k"]["worst_case"][1]["forget_loss"] is None
+    assert references.steps_to(only_bad, "k", 1.0) is references.NO_VALID_ATTACK
+    # ... but a recovery reached while the setting was still valid counts
+    assert references.steps_to(only_bad, "k", 3.95) == 10
 
 
 def _bench() -> Benchmark:
@@ -147,7 +161,7 @@ def test_attack_trains_only_on_forget_training_documents(monkeypatch, mode):
     # rows: step 0, 2, 4 for forget and retain; the summary is reproducible from them
     assert sorted({r["step"] for r in result.curves}) == [0, 2, 4]
     assert {r["mode"] for r in result.curves} == {mode}
-    again = relearn.summarize(result.curves, opts.budgets, None, 0.5, 0.9)
+    again = relearn.summarize(result.curves, opts.budgets, 0.5)
     assert again["worst_case"] == result.summary["worst_case"]
     losses = {r["step"]: r["loss"] for r in result.curves if r["split"] == "forget"}
     assert losses[4] < losses[0]  # the attack learns the forget documents

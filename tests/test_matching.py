@@ -93,12 +93,16 @@ def test_the_plain_no_filter_run_of_the_same_seed_never_the_curriculum(seed):
     assert matching_perfect_filter(ct, recs) is perfect
 
 
-def test_labels_benchmark_options_and_budget_must_agree_where_it_ran_need_not():
+def test_no_filter_matches_at_any_labels_benchmark_options_and_budget_must_agree():
     recs = store_records()
     at_09 = next(r for r in recs if r["method"] == "filter" and r["config"]["labels"]["recall"] < 1)
-    assert matching_no_filter(at_09, recs) is None  # no no-filter run with its labels
+    # no-filter ignores labels: the recall-0.9 run is compared with the plain no-filter run ...
+    plain = _one(recs, "no-filter", at_09["seed"], forget_after=None)
+    assert matching_no_filter(at_09, recs) is plain
+    # ... and of several no-filter runs of one seed, the one at the default labels wins
     nf_09 = record("no-filter", at_09["seed"], 3.0, 2.8, recall=0.9)
-    assert matching_no_filter(at_09, recs + [nf_09]) is nf_09
+    assert matching_no_filter(at_09, recs + [nf_09]) is plain
+    assert matching_no_filter(at_09, [r for r in recs if r is not plain] + [nf_09]) is nf_09
     # its perfect filter: recall 1.0, not strict, the other label rates its own
     assert matching_perfect_filter(at_09, recs) is _one(recs, "filter", at_09["seed"], strict=False)
 
@@ -150,10 +154,12 @@ def test_the_overrides_train_the_run_the_rule_then_finds():
             "config": cfg.to_dict(),
         }
         assert cfg.train.steps == 7 and cfg.train.lr == 3e-4
+        # both are trained at the default labels: no-filter ignores them, the filter's is 1.0
+        assert cfg.labels.recall == 1.0
         if finder is None:
-            assert cfg.labels.recall == 1.0 and matching_perfect_filter(run, [trained]) is trained
+            assert matching_perfect_filter(run, [trained]) is trained
         else:
-            assert cfg.labels.recall == 0.9 and finder(run, [trained]) is trained
+            assert finder(run, [trained]) is trained
     # a post-hoc run's no-filter base gets the measured settings, and no-filter's own budget
     rmu = posthoc("rmu", 2, None)
     method, overrides = reference_overrides(rmu, [], "no-filter")

@@ -20,7 +20,7 @@ SMALL = [
 ]  # fmt: skip
 ATTACK = (
     "evals:\n  - eval: relearn\n    options: {budgets: [2], lrs: [0.001, 0.01], seeds: [0],"
-    " n_docs: 8, eval_every: 1, eval_blocks: 2, references: false}\n"
+    " n_docs: 8, eval_every: 1, eval_blocks: 2}\n"
 )
 
 

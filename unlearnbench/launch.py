@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearnbench.config import ConfigError
+from unlearnbench.results.store import write_text_atomic
 
 LAUNCHERS = ("serial", "pool", "slurm", "submitit-local")
 SUBMITIT_CLUSTER = {"slurm": "slurm", "submitit-local": "local"}
@@ -87,7 +88,6 @@ def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=Fa
     for a failed run: its outcome says `failed`, with the error's first line, and its traceback is kept
     under `<store>/failures/<run_id>.txt`."""
     from unlearnbench import runner  # looked up per call (tests replace runner.execute)
-    from unlearnbench.suites import store_lookup
 
     start = time.perf_counter()
     outcome = {"run_id": cfg.run_id, "label": label, "status": "done", "error": ""}
@@ -96,31 +96,34 @@ def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=Fa
             outcome["status"] = "skipped"
         else:
             runner.execute(cfg, store, force=force, progress=progress, log=log)
-        if suite and not suite_recorded(store.load(cfg.run_id), suite, store_lookup(store)):
-            from unlearnbench.suites import run_suite
+        if suite:
+            from unlearnbench.suites import run_references, run_suite, suite_compares
 
-            run_suite(cfg.run_id, suite, store, progress=progress, log=log)
-            outcome["status"] = "done"
+            if not suite_recorded(store.load(cfg.run_id), suite):
+                run_suite(cfg.run_id, suite, store, progress=progress, log=log)
+                outcome["status"] = "done"
+            elif suite_compares(suite):  # recorded: its references may still lack the suite
+                run_references(store.load(cfg.run_id), suite, store, progress, log)
     except Exception as e:  # one failed run must not end the sweep
         outcome["status"] = "failed"
         outcome["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        failures = Path(store.root) / "failures"
-        failures.mkdir(parents=True, exist_ok=True)
-        outcome["traceback"] = str(failures / f"{cfg.run_id}.txt")
-        Path(outcome["traceback"]).write_text(traceback.format_exc())
+        kept = Path(store.root) / "failures" / f"{cfg.run_id}.txt"
+        try:
+            write_text_atomic(kept, traceback.format_exc())
+            outcome["traceback"] = str(kept)
+        except OSError as why:  # a store that cannot be written: the sweep still reports the run
+            outcome["error"] += f" (its traceback was not kept: {why})"
     outcome["seconds"] = time.perf_counter() - start
     return outcome
 
 
-def suite_recorded(record: dict, suite: str, lookup=None) -> bool:
-    """Whether `record` holds every entry of `suite` with the options the suite asks for; with
-    `lookup` (run_id -> record or None), also none that copied numbers of a reference trained
-    again since (`suites.stale_references`)."""
+def suite_recorded(record: dict, suite: str) -> bool:
+    """Whether `record` holds every entry of `suite` with the options the suite asks for."""
     import dataclasses
 
     from unlearnbench.evals import load_suite
     from unlearnbench.registry import evals
-    from unlearnbench.suites import json_safe, stale_references
+    from unlearnbench.suites import json_safe
 
     entries, _ = load_suite(suite)
     results = record.get("evals") or {}
@@ -128,8 +131,6 @@ def suite_recorded(record: dict, suite: str, lookup=None) -> bool:
         spec = evals.get(entry.eval)
         opts = json_safe(dataclasses.asdict(spec.options(**entry.options)))
         if (results.get(entry.record_key) or {}).get("options") != opts:
-            return False
-        if lookup is not None and stale_references(record, entry.record_key, lookup):
             return False
     return True
 

@@ -1,14 +1,15 @@
 """Evaluation suites on saved runs (relearning attacks, probes, ...).
 
 A suite's results are merged into the run's record under "evals" and "curves"; nothing else in the
-record changes. The reference runs an evaluation compares with (the `no-filter` model, the perfect
-filter) are found in the store or trained first.
+record changes. An evaluation measures its own run and nothing else: a run's comparison with its
+references (the matching `no-filter` run and perfect filter) is made at table time from their own
+results of the same suite (results/references.py). So a suite that compares (every shipped one
+unless it says `references: false`) is run on the references too: `run_suite` finds them in the
+store (results/matching.py), trains them when missing, and runs the suite on them, once each.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from unlearnbench.data.pipeline import test_blocks
 from unlearnbench.models.build import load_model
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
-from unlearnbench.results.matching import matching_reference, reference_overrides
+from unlearnbench.results.matching import REFERENCES, matching_reference, reference_overrides
 from unlearnbench.results.store import RunStore
 from unlearnbench.runner import execute, resolve_run_config, saved_records, with_model
 
@@ -26,62 +27,18 @@ from unlearnbench.runner import execute, resolve_run_config, saved_records, with
 def reference_record(record: dict, name: str, store: RunStore, progress: bool = True) -> dict:
     """The matching `no-filter` or perfect-filter run of `record` (results/matching.py): from the
     store when it holds one with a saved model; else one recorded without its model (a committed
-    record), as it is: what is asked of it may be recorded already, and its model is trained again
-    only when an evaluation needs it (`_evaluate`), since a retraining on another machine rounds
-    to other weights and drops the record's results; else trained with the settings the rule
-    names."""
-    saved = saved_records(store)
-    found = matching_reference(record, saved, name)
+    record: its model is trained again only when an evaluation needs it); else trained with the
+    settings the rule names."""
+    found = matching_reference(record, saved_records(store), name)
+    if found is None:
+        found = matching_reference(record, store.records(), name)  # e.g. committed, no model
     if found is not None:
         return found
-    recorded = matching_reference(record, store.records(), name)  # e.g. committed, no model
-    if recorded is not None:
-        return recorded
-    method, overrides = reference_overrides(record, saved, name)
+    method, overrides = reference_overrides(record, saved_records(store), name)
     ref = resolve_run_config(
         method, record["benchmark"], record["model"], record["seed"], overrides
     )
     return with_model(execute(ref, store, force=False, progress=progress), store, progress)
-
-
-def stale_references(record: dict, key: str, lookup) -> list[str]:
-    """The references (`no-filter`, `perfect-filter`) whose numbers `record`'s result `key` copied
-    and which are no longer theirs: the reference run was trained again since (on another machine
-    it rounds to other weights and its results are dropped), so its own result under `key` now
-    differs from the copy, or it has none yet. Everything derived from a reference (steps to
-    recover, the gap to the perfect filter) is then stale with it. `lookup(run_id)`: a record or
-    None. A run that is its own reference holds its own numbers and is never stale."""
-    result = (record.get("evals") or {}).get(key) or {}
-    stale = []
-    for name, held in (result.get("references") or {}).items():
-        run_id = (held or {}).get("run_id")
-        if run_id is None or run_id == record["run_id"]:
-            continue
-        own = ((lookup(run_id) or {}).get("evals") or {}).get(key)
-        kept = {k: v for k, v in held.items() if k != "run_id"}
-        if own is None or not _agrees(kept, own):
-            stale.append(name)
-    return stale
-
-
-def _agrees(held, own) -> bool:
-    """Whether every value `held` keeps (a reference's summary cut down by its evaluation's
-    `keep`: a subset of keys, lists element by element) is the same in `own`."""
-    if isinstance(held, dict):
-        return isinstance(own, dict) and all(_agrees(v, own.get(k)) for k, v in held.items())
-    if isinstance(held, list):
-        return isinstance(own, list) and len(held) == len(own) and all(map(_agrees, held, own))
-    if isinstance(held, float) and isinstance(own, float):
-        # a number measured twice on the same weights (the reference's own result, and the copy
-        # computed for another run in another process) may differ in its last digits with the
-        # thread count; a model trained again differs by far more (runner.RETRAIN_TOLERANCE)
-        return math.isclose(held, own, rel_tol=1e-6, abs_tol=1e-9) or (held != held and own != own)
-    return held == own
-
-
-def store_lookup(store: RunStore):
-    """`lookup(run_id)` for `stale_references`: the store's record, or None."""
-    return lambda run_id: store.load(run_id) if store.exists(run_id) else None
 
 
 def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: list | None) -> dict:
@@ -100,62 +57,20 @@ def evaluate_entry(
 ) -> dict:
     """Run one suite entry on a saved run (unless its result with the same options is recorded)
     and merge the result into the record; returns the summary."""
+    import copy
     import dataclasses
 
-    from unlearnbench.evals import EvalSpec
+    from unlearnbench.evals import EvalContext, EvalSpec, headline
     from unlearnbench.registry import evals
 
     spec: EvalSpec = evals.get(entry.eval)
     options = spec.options(**entry.options)
     opts = json_safe(dataclasses.asdict(options))
     key = entry.record_key
-    # a result without its additive parts (references) is what other runs ask of a reference run:
-    # one process computes it, the others wait for it and read it (`evaluate_other` asks for just
-    # that, and it asks nothing of other runs itself, so these locks never nest in a cycle)
-    plain = bool(spec.additive) and not any(opts.get(k) for k in spec.additive)
-    guard = (
-        store.lock(f"{record['run_id']}~{key.replace('/', '~')}", wait_message=False)
-        if plain
-        else contextlib.nullcontext()
-    )
-    with guard:
-        return _evaluate(record, entry, store, progress, force, model, spec, options, opts)
-
-
-def _evaluate(record, entry, store, progress, force, model, spec, options, opts) -> dict:
-    """`evaluate_entry`'s work, once its options are read (and, for a plain result, its lock held)."""
-    import copy
-    import dataclasses
-
-    from unlearnbench.evals import EvalContext, headline
-
-    key = entry.record_key
     _adopt_unsuited(store, record["run_id"], entry, spec, opts)
-    stored = store.load(record["run_id"])
-    existing = stored.get("evals", {}).get(key)
-    previous_curves = None
-    if existing is not None and not force:
-        # only a result that asks for references holds copies of them (a plain one, asked of a
-        # reference by another run, is that run's own numbers: asking nothing keeps it acyclic)
-        asks_references = any(opts.get(k) for k in spec.additive)
-        stale = stale_references(stored, key, store_lookup(store)) if asks_references else []
-        if existing.get("options") == opts and not stale:
-            return _with_headline(store, record["run_id"], key, spec, existing)
-        if stale and progress:
-            from unlearnbench.progress import say
-
-            say(
-                f"{record['run_id']}: {key} holds numbers of {' and '.join(stale)} from before "
-                "it was trained again; comparing afresh"
-            )
-        old = existing.get("options") or {}
-        if spec.additive and all(
-            old.get(k) == v for k, v in opts.items() if k not in spec.additive
-        ):
-            if not stale and all(old.get(k) or not opts.get(k) for k in spec.additive):
-                # it holds everything asked for, and more
-                return _with_headline(store, record["run_id"], key, spec, existing)
-            previous_curves = (stored.get("curves") or {}).get(key)
+    existing = (store.load(record["run_id"]).get("evals") or {}).get(key)
+    if existing is not None and not force and existing.get("options") == opts:
+        return _with_headline(store, record["run_id"], key, spec, existing)
     if model is None:
         # a run recorded without its model (a committed record) is trained again, now that this
         # result needs it (a save_model=false run is refused in one line)
@@ -165,16 +80,6 @@ def _evaluate(record, entry, store, progress, force, model, spec, options, opts)
     t = cfg.train
     bench = load_benchmark(cfg.benchmark, cfg.benchmark_options)
     context = t.context or MODEL_PRESETS[cfg.model].context
-
-    def evaluate_other(other: dict) -> dict:
-        # the same entry on a reference run, without references of its own (no recursion)
-        opts_other = (
-            dict(entry.options, references=False) if "references" in opts else entry.options
-        )
-        return evaluate_entry(
-            other, dataclasses.replace(entry, options=opts_other), store, progress
-        )
-
     ctx = EvalContext(
         record=record,
         benchmark=bench,
@@ -185,9 +90,6 @@ def _evaluate(record, entry, store, progress, force, model, spec, options, opts)
         device=t.device,
         progress=progress,
         key=key,
-        evaluate_other=evaluate_other,
-        reference=lambda name: reference_record(record, name, store, progress),
-        previous_curves=previous_curves,
     )
     start = time.perf_counter()
     result = spec.run(ctx, options)
@@ -216,8 +118,8 @@ def _with_headline(store: RunStore, run_id: str, key: str, spec, summary: dict) 
 
 def _adopt_unsuited(store: RunStore, run_id: str, entry, spec, opts: dict) -> None:
     """A result recorded before results were keyed by suite (`evals[KEY]`, no suite named) moves to
-    `SUITE/KEY` when its options serve this entry (additive options aside), so it is read, not
-    rerun; one with other options stays where it is."""
+    `SUITE/KEY` when its options are this entry's, so it is read, not rerun; one with other options
+    stays where it is."""
     if not entry.suite:
         return
     with store.lock(run_id, wait_message=False):
@@ -226,8 +128,7 @@ def _adopt_unsuited(store: RunStore, run_id: str, entry, spec, opts: dict) -> No
         old = results.get(entry.key)
         if entry.record_key in results or not isinstance(old, dict) or "suite" in old:
             return
-        old_opts = old.get("options") or {}
-        if any(old_opts.get(k) != v for k, v in opts.items() if k not in spec.additive):
+        if (old.get("options") or {}) != opts:
             return
         results[entry.record_key] = {**results.pop(entry.key), "suite": entry.suite}
         if entry.key in curves:
@@ -242,10 +143,46 @@ def run_suite(
     progress: bool = True,
     force: bool = False,
     log: tuple[str, ...] = (),
+    references: bool = True,
 ) -> dict:
-    """Run every entry of `suite` on the saved run `run_id`; returns the updated record. With
+    """Run every entry of `suite` on the saved run `run_id`, then (with `references`, when the
+    suite compares) on its references (`run_references`); returns the run's updated record. With
     `progress`, one line per entry as it starts and ends; `log` names trackers (tracking.py) that
     get the results this call measured (headline metrics and curves)."""
+    record = _run_entries(run_id, suite, store, progress, force, log)
+    if references and suite_compares(suite):
+        run_references(record, suite, store, progress, log)
+    return store.load(run_id)
+
+
+def suite_compares(suite: str) -> bool:
+    """Whether a suite's results are compared with the references' (its `references:`, default
+    true): then the references must hold the suite too."""
+    from unlearnbench.evals import suite_field
+
+    return bool(suite_field(suite, "references", True))
+
+
+def run_references(record: dict, suite: str, store: RunStore, progress: bool = True, log=()):
+    """Train `record`'s references when missing and run `suite` on each that lacks it; under a lock
+    per reference and suite, so parallel runs that share a reference measure it once."""
+    from unlearnbench.launch import suite_recorded
+    from unlearnbench.progress import say
+
+    for name in REFERENCES:
+        ref = reference_record(record, name, store, progress)
+        if ref["run_id"] == record["run_id"]:
+            continue  # a reference is its own reference
+        with store.lock(f"{ref['run_id']}~suite~{Path(suite).stem}", wait_message=False):
+            if suite_recorded(store.load(ref["run_id"]), suite):
+                continue
+            if progress:
+                say(f"{record['run_id']}: its {name} reference {ref['run_id']} gets suite {suite}")
+            _run_entries(ref["run_id"], suite, store, progress, False, log)
+
+
+def _run_entries(run_id, suite, store, progress, force, log) -> dict:
+    """Every entry of `suite` on the run `run_id`, one progress line each; trackers told."""
     from unlearnbench.evals import load_suite
     from unlearnbench.progress import say
     from unlearnbench.tracking import open_tracker

@@ -27,7 +27,6 @@ one after another here, or to a process pool or SLURM (launch.py).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -76,15 +75,12 @@ class SweepSummary:
 
 
 def load_spec(path: str | Path) -> dict:
-    import yaml
+    from unlearnbench.config import read_yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"sweep spec not found: {p}")
-    try:
-        spec = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"sweep spec {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    spec = read_yaml(p, "sweep spec")
     if not isinstance(spec, dict):
         raise ConfigError(
             f"sweep spec {p} must be a mapping (benchmark, model, seeds, methods, grid, set)"
@@ -102,16 +98,24 @@ def _as_list(x, key: str) -> list:
     raise ConfigError(f"sweep spec: {key} must be a list")
 
 
+def _names(mapping: dict, key: str) -> dict:
+    """`mapping` (the spec's `key`) when every key of it is a name."""
+    bad = [k for k in mapping if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"sweep spec: the keys of {key} must be names, got {bad[0]!r}")
+    return mapping
+
+
 def _methods(spec: dict) -> list[tuple[str, dict]]:
     out = []
     for entry in _as_list(spec.get("methods"), "methods"):
         if isinstance(entry, str):
             out.append((entry, {}))
-        elif isinstance(entry, dict) and len(entry) == 1:
+        elif isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry)), str):
             name, opts = next(iter(entry.items()))
             if not isinstance(opts, dict | type(None)):
                 raise ConfigError(f"sweep spec: options of method {name!r} must be a mapping")
-            out.append((str(name), dict(opts or {})))
+            out.append((name, _names(dict(opts or {}), f"method {name}")))
         else:
             raise ConfigError(
                 f"sweep spec: a method is a name or {{name: {{key: value}}}}, got {entry!r}"
@@ -125,7 +129,7 @@ def _grid(spec: dict) -> list[dict]:
     grid = spec.get("grid") or {}
     if not isinstance(grid, dict):
         raise ConfigError("sweep spec: grid must be a mapping of key: [values]")
-    keys = list(grid)
+    keys = list(_names(grid, "grid"))
     values = [_as_list(grid[k], f"grid.{k}") for k in keys]
     if any(not v for v in values):
         raise ConfigError("sweep spec: every grid key needs at least one value")
@@ -135,7 +139,7 @@ def _grid(spec: dict) -> list[dict]:
 def plan(spec: dict, store) -> list[PlannedRun]:
     """Resolve every run of the grid (raising ConfigError on any mistake) in execution order."""
     from unlearnbench.registry import methods as method_registry
-    from unlearnbench.runner import resolve_run_config
+    from unlearnbench.runner import check_suite_request, resolve_run_config
 
     unknown = set(spec) - SPEC_KEYS
     if unknown:
@@ -144,13 +148,16 @@ def plan(spec: dict, store) -> list[PlannedRun]:
     model = spec.get("model", "tiny")
     if not benchmark:
         raise ConfigError("sweep spec: benchmark is required")
-    try:
-        seeds = [int(s) for s in _as_list(spec.get("seeds", [0]), "seeds")]
-    except (TypeError, ValueError):
-        raise ConfigError("sweep spec: seeds must be integers") from None
+    for key, value in (("benchmark", benchmark), ("model", model)):
+        if not isinstance(value, str):
+            raise ConfigError(f"sweep spec: {key} must be a name, got {value!r}")
+    seeds = _as_list(spec.get("seeds", [0]), "seeds")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):  # not 1.5 -> 1
+        raise ConfigError(f"sweep spec: seeds must be whole numbers, got {seeds}")
     fixed = spec.get("set") or {}
     if not isinstance(fixed, dict):
         raise ConfigError("sweep spec: set must be a mapping of key: value")
+    _names(fixed, "set")
     suite = spec_suite(spec)
 
     def order(name: str) -> int:  # bases first: post-hoc methods start from no-filter
@@ -160,7 +167,6 @@ def plan(spec: dict, store) -> list[PlannedRun]:
 
     entries = _methods(spec)
     entries = sorted(entries, key=lambda e: order(e[0]))  # stable: spec order within a kind
-    lookup = _cached_lookup(store)  # the references of every run, each read once
     runs: list[PlannedRun] = []
     seen: set[str] = set()
     for seed in seeds:
@@ -168,13 +174,12 @@ def plan(spec: dict, store) -> list[PlannedRun]:
             for point in _grid(spec):
                 overrides = {**fixed, **point, **per_method}
                 cfg = resolve_run_config(name, benchmark, model, seed, overrides)
+                check_suite_request(cfg, suite)  # a suite needs the run's saved model
                 if cfg.run_id in seen:
                     continue  # the same run listed twice
                 seen.add(cfg.run_id)
                 shown = {**point, **per_method}
-                runs.append(
-                    PlannedRun(name, seed, shown, cfg, _recorded(store, cfg, suite, lookup))
-                )
+                runs.append(PlannedRun(name, seed, shown, cfg, _recorded(store, cfg, suite)))
     return runs
 
 
@@ -191,24 +196,15 @@ def spec_suite(spec: dict) -> str | None:
     return suite
 
 
-def _cached_lookup(store):
-    """`suites.store_lookup`, each record read once (a plan asks for the same references for many
-    runs)."""
-    from unlearnbench.suites import store_lookup
-
-    return functools.cache(store_lookup(store))
-
-
-def _recorded(store, cfg, suite: str | None, lookup=None) -> bool:
-    """Whether the run is recorded with every result of `suite`, none of them stale (it copied
-    numbers of a reference that was trained again since)."""
+def _recorded(store, cfg, suite: str | None) -> bool:
+    """Whether the run is recorded with every result of `suite`."""
     if not store.exists(cfg.run_id):
         return False
     if suite is None:
         return True
     from unlearnbench.launch import suite_recorded
 
-    return suite_recorded(store.load(cfg.run_id), suite, lookup or _cached_lookup(store))
+    return suite_recorded(store.load(cfg.run_id), suite)
 
 
 def run_sweep(

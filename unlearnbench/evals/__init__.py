@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from unlearnbench.config import ConfigError, parse_value
+from unlearnbench.config import ConfigError, parse_value, read_yaml
 from unlearnbench.data.packing import BlockGroup, pack
 from unlearnbench.package_files import SUITES_DIR, find_shipped
 from unlearnbench.registry import evals, require
@@ -97,9 +97,6 @@ class EvalSpec:
     options: type
     run: Callable
     description: str = ""
-    # boolean options that only add to the result (relearn: `references`): a recorded result that
-    # has them on serves a request with them off, and one with them off lends its curves
-    additive: tuple[str, ...] = ()
     metrics: tuple[Metric, ...] = ()  # its headline numbers (tables, CLI, report)
     requires: tuple[str, ...] = ()  # optional packages (import names), checked when a suite loads
 
@@ -107,15 +104,12 @@ class EvalSpec:
 def register_eval(
     name: str,
     options: type,
-    additive: tuple[str, ...] = (),
     metrics: list[Metric] | None = None,
     requires: tuple[str, ...] = (),
 ):
     def decorator(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
-        spec = EvalSpec(
-            name, options, fn, doc[0] if doc else "", additive, tuple(metrics or ()), requires
-        )
+        spec = EvalSpec(name, options, fn, doc[0] if doc else "", tuple(metrics or ()), requires)
         evals.register(name)(spec)
         return fn
 
@@ -141,13 +135,6 @@ class EvalContext:
     device: str = "cpu"
     progress: bool = False
     key: str = ""  # where this evaluation's result goes in the record
-    # run the same evaluation entry on another run (by record); returns that run's summary
-    evaluate_other: Callable[[dict], dict] | None = None
-    # the record of a reference run ("no-filter" | "perfect-filter") of the same benchmark,
-    # model, labels and seed, trained first if missing
-    reference: Callable[[str], dict] | None = None
-    # the curves of a recorded result that differs from this request only in additive options
-    previous_curves: list[dict] | None = None
 
     @property
     def eos_id(self) -> int:
@@ -195,25 +182,24 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
     returns (entries, description)."""
     import difflib
 
-    import yaml
-
     path = find_shipped(name, SUITES_DIR, "evals")
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown suite {name!r}{hint} (known: {', '.join(known) or 'none'})")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"suite {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = read_yaml(path, "suite") or {}
     items = data.get("evals") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(f"suite {path} must hold a non-empty list `evals:`")
     entries = []
     for item in items:
-        if not isinstance(item, dict) or "eval" not in item:
+        if not isinstance(item, dict) or not isinstance(item.get("eval"), str):
             raise ConfigError(f"suite {path}: every entry needs `eval: NAME`, got {item!r}")
+        if not isinstance(item.get("options") or {}, dict):
+            raise ConfigError(f"suite {path}: `options:` of {item['eval']} must be a mapping")
+        if not isinstance(item.get("key", ""), str):
+            raise ConfigError(f"suite {path}: `key:` of {item['eval']} must be a name")
         spec: EvalSpec = evals.get(item["eval"])
         require(spec.requires, f"evaluation {spec.name!r} (suite {path.stem})")
         options = parse_options(spec.name, spec.options, item.get("options"))
@@ -225,6 +211,14 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
     if len(set(keys)) != len(keys):
         raise ConfigError(f"suite {path}: result keys must be unique (set `key:`), got {keys}")
     return entries, str(data.get("description", "")).strip()
+
+
+def suite_field(name: str, field: str, default=None):
+    """A suite file's top-level `field` (e.g. `references`), or `default`."""
+    import yaml
+
+    data = yaml.safe_load(find_shipped(name, SUITES_DIR, "evals").read_text()) or {}
+    return data.get(field, default) if isinstance(data, dict) else default
 
 
 # ------------------------------------------------------------------------------------------------

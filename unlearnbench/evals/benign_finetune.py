@@ -13,10 +13,10 @@ was a small weight change on top of intact knowledge, and ordinary training wash
 
 Per budget: the lowest forget loss and, separately, the highest forget-fact accuracy reached, over
 the grid and seeds, among settings whose retain loss stayed within `retain_tolerance` (relearn's
-rule); steps to reach the no-filter model's forget loss (and to close `recover_fraction` of the
-gap), and steps to reach its forget-fact accuracy (measured at the budgets, so a budget). With `references`, the no-filter model and the
-perfect filter are fine-tuned the same way: a never-exposed model's forget loss moves under benign
-training too (shared words and grammar), which is the level that counts as nothing recovered.
+rule). It measures this run only: steps to reach the no-filter model's forget loss and the
+comparison with the perfect filter (a never-exposed model's forget loss moves under benign training
+too: shared words and grammar) are computed at table time from those runs' own results of the same
+evaluation (results/references.py).
 """
 
 from __future__ import annotations
@@ -36,18 +36,12 @@ from unlearnbench.evals import (
 )
 from unlearnbench.evals.fact_probes import probe_accuracy, probes_by_split
 from unlearnbench.evals.relearn import (
-    attack_reference_summary,
     budget_reader,
-    first_step,
     grid_rows,
     hashed_subset,
     loss_evaluator,
-    reference_forget_loss,
-    reference_model,
-    reference_results,
     retain_broke_at,
     setting_curves,
-    steps_reader,
     summarize,
     validate_grid,
 )
@@ -76,8 +70,6 @@ class BenignFinetuneOptions:
     weight_decay: float = 0.0  # ours, as relearn: an attacker does not regularize
     retain_tolerance: float = 0.5  # ours, as relearn
     stop_broken: bool = True  # ours, as relearn: a setting stops where its retain loss broke
-    recover_fraction: float = 0.9  # as relearn: steps to close 90% of the gap to no-filter
-    references: bool = False  # also fine-tune the no-filter model and the perfect filter
 
     def __post_init__(self):
         validate_grid(self, "benign-finetune")
@@ -85,15 +77,9 @@ class BenignFinetuneOptions:
             raise ConfigError("benign-finetune max_probes must be >= 0 (0 = every forget probe)")
 
 
-def summarize_facts(
-    rows: list[dict],
-    budgets: tuple[int, ...],
-    reference_accuracy: float | None,
-    retain_tolerance: float,
-) -> dict:
-    """From the curve rows alone: the pre-attack forget-fact accuracy, the highest reached within
-    each budget (settings that broke retain excluded, as for the loss), and the first step at
-    which it reached the no-filter model's accuracy (None: not within the largest budget)."""
+def summarize_facts(rows: list[dict], budgets: tuple[int, ...], retain_tolerance: float) -> dict:
+    """From the curve rows alone: the pre-attack forget-fact accuracy and the highest reached
+    within each budget (settings that broke retain excluded, as for the loss)."""
     accuracy = setting_curves(rows, "accuracy")
     broke = retain_broke_at(setting_curves(rows), retain_tolerance)
     settings = sorted(accuracy)
@@ -102,16 +88,6 @@ def summarize_facts(
         valid = [k for k in settings if broke.get(k) is None or broke[k] > b]
         reached = [v for k in valid for st, v in accuracy[k]["forget"].items() if st <= b]
         out["per_budget"][b] = max(reached) if reached else None
-    out["reference_accuracy"] = reference_accuracy
-    if reference_accuracy is not None:
-        hits = []
-        for k in settings:
-            # first_step looks for a value at or below a target: accuracies enter negated
-            pts = [(st, -v) for st, v in accuracy[k]["forget"].items() if st <= max(budgets)]
-            hit = first_step(pts, -reference_accuracy, broke.get(k))
-            if hit is not None:
-                hits.append(hit)
-        out["steps_to_recover"] = min(hits) if hits else None
     return out
 
 
@@ -134,20 +110,12 @@ BENIGN_METRICS = [
         "forget facts acc after {}-step benign fine-tune",
         "accuracy",
     ),
-    Metric(
-        "steps_to_recover",
-        HIGHER,
-        steps_reader("steps_to_recover"),
-        "benign steps to recover",
-        "steps",
-    ),
 ]
 
 
 @register_eval(
     "benign-finetune",
     options=BenignFinetuneOptions,
-    additive=("references",),
     metrics=BENIGN_METRICS,
 )
 def run(ctx: EvalContext, options: BenignFinetuneOptions) -> EvalResult:
@@ -169,41 +137,16 @@ def run(ctx: EvalContext, options: BenignFinetuneOptions) -> EvalResult:
             out["forget"]["accuracy"] = probe_accuracy(m, bench.tokenizer, probes)["accuracy"]
         return out
 
-    rows = ctx.previous_curves
-    if not rows:
-        groups = groups_from_documents(bench, {"retain": docs}, ctx.context)
-        bs = options.batch_size or len(groups[0].blocks)
-        rows = grid_rows(
-            ctx, ctx.model, groups, None, bs, options, evaluate, "benign-finetune", True
-        )
-
-    # the no-filter level the attack is measured against: its forget loss and fact accuracy
-    ref_model = reference_model(ctx)
-    ref_loss = reference_forget_loss(ctx, options, ref_model) if ref_model is not None else None
-    summary = summarize(
-        rows, options.budgets, ref_loss, options.retain_tolerance, options.recover_fraction
-    )
+    groups = groups_from_documents(bench, {"retain": docs}, ctx.context)
+    bs = options.batch_size or len(groups[0].blocks)
+    rows = grid_rows(ctx, ctx.model, groups, None, bs, options, evaluate, "benign-finetune", True)
+    summary = summarize(rows, options.budgets, options.retain_tolerance)
     summary["n_attack_docs"] = {"retain": len(docs)}
     if probes:
-        ref_acc = None
-        if ref_model is not None:
-            ref_acc = probe_accuracy(ref_model, bench.tokenizer, probes)["accuracy"]
-        facts = summarize_facts(rows, options.budgets, ref_acc, options.retain_tolerance)
+        facts = summarize_facts(rows, options.budgets, options.retain_tolerance)
         summary["before"]["forget_accuracy"] = facts["before"]
         for entry in summary["worst_case"]:
             entry["forget_accuracy"] = facts["per_budget"][entry["budget"]]
-        summary["reference_forget_accuracy"] = ref_acc
-        if ref_acc is not None:
-            summary["steps_to_recover_facts"] = facts["steps_to_recover"]
         summary["n_probes"] = len(probes)
         summary["chance"] = sum(1 / len(p.options) for p in probes) / len(probes)
-
-    if options.references:
-
-        def keep(other: dict) -> dict:
-            return attack_reference_summary(other) | {
-                "steps_to_recover_facts": other.get("steps_to_recover_facts")
-            }
-
-        summary["references"] = reference_results(ctx, keep)
     return EvalResult(summary, rows)

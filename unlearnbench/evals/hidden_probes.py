@@ -17,9 +17,8 @@ Numbers, per split and layer (0 = the embeddings, i = the output of block i, the
 final layer norm, as HF `hidden_states`): `accuracy` over the test items of every fact type,
 `chance` = the mean over test items of 1/(classes of its fact type), `majority` = the accuracy of
 always predicting the most common training value of each fact type. The headline is the best layer.
-With `references`, the same probes on the matching `no-filter` model and perfect filter
-(`filter`, recall 1): the perfect filter never saw a forget fact, so its accuracy is the floor of
-what the prompt alone gives away.
+The perfect filter's result of the same evaluation (its own run) is the floor of what the prompt
+alone gives away: the comparison is made at table time (results/references.py).
 
 Limits. A probe at chance does not prove removal: the value may sit in a non-linear or entity-
 specific code a linear probe trained on other entities cannot read. Above-chance accuracy can come
@@ -40,7 +39,6 @@ from unlearnbench.config import ConfigError
 from unlearnbench.evals import HIGHER, LOWER, EvalContext, EvalResult, Metric, register_eval
 from unlearnbench.evals.disjoint_facts import entity_halves
 from unlearnbench.evals.fact_probes import probes_by_split
-from unlearnbench.evals.relearn import reference_results
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,6 @@ class HiddenProbeOptions:
     # its value at 200 iterations on tiny, at half the cost)
     max_per_split: int = 0  # 0 = every probe of the split
     batch_size: int = 256  # prompts per forward pass
-    references: bool = False  # also probe the no-filter model and the perfect filter
 
     def __post_init__(self):
         if self.min_per_class < 1 or self.l2 < 0 or self.max_iter < 1 or self.batch_size < 1:
@@ -193,8 +190,6 @@ def _best(split: str):
 HIDDEN_PROBE_METRICS = [
     Metric("forget_probe_accuracy", LOWER, _best("forget"), "forget facts linear probe acc",
            "accuracy"),
-    Metric("forget_over_perfect_filter", LOWER, lambda s: s.get("forget_over_perfect_filter"),
-           "forget probe acc over perfect filter", "accuracy"),
     Metric("retain_probe_accuracy", HIGHER, _best("retain"), "retain facts linear probe acc",
            "accuracy"),
 ]  # fmt: skip
@@ -203,7 +198,6 @@ HIDDEN_PROBE_METRICS = [
 @register_eval(
     "hidden-probes",
     options=HiddenProbeOptions,
-    additive=("references",),
     metrics=HIDDEN_PROBE_METRICS,
 )
 def run(ctx: EvalContext, options: HiddenProbeOptions) -> EvalResult:
@@ -213,20 +207,4 @@ def run(ctx: EvalContext, options: HiddenProbeOptions) -> EvalResult:
     # the halves are hashed and the fits start from zeros: nothing draws at random; seeded anyway
     torch.manual_seed(ctx.seed)
     summary: dict = probe_model(ctx.model, ctx.benchmark, options)
-    if options.references and ctx.reference is not None and ctx.evaluate_other is not None:
-
-        def keep(other: dict) -> dict:
-            return {
-                s: {k: v.get(k) for k in ("accuracy", "best_layer", "best_accuracy")}
-                for s, v in other.items()
-                if s in ("forget", "adjacent", "retain") and isinstance(v, dict)
-            }
-
-        # a no-filter or perfect-filter run is its own reference: its own numbers
-        refs = reference_results(ctx, keep, own=summary)
-        summary["references"] = refs
-        floor = (refs.get("perfect-filter") or {}).get("forget", {}).get("best_accuracy")
-        mine = (summary.get("forget") or {}).get("best_accuracy")
-        if floor is not None and mine is not None:
-            summary["forget_over_perfect_filter"] = mine - floor
     return EvalResult(summary)

@@ -50,7 +50,6 @@ from unlearnbench.evals import (
     register_eval,
 )
 from unlearnbench.evals.fact_probes import probe_accuracy, probes_by_split
-from unlearnbench.evals.relearn import reference_results
 from unlearnbench.losses import split_losses
 
 SCHEMES = ("symmetric", "asymmetric")
@@ -69,7 +68,6 @@ class QuantizationOptions:
     # ours: fact probes per split (a fixed subset, as robust-lite's fact probes; three models are
     # probed), 0 = all
     max_probes: int = 300
-    references: bool = False  # also quantize the no-filter model and the perfect filter
 
     def __post_init__(self):
         if not self.bits or any(not 2 <= b <= 16 for b in self.bits):
@@ -180,7 +178,6 @@ def _chance(probes: list) -> float | None:
 @register_eval(
     "quantization",
     options=QuantizationOptions,
-    additive=("references",),
     metrics=QUANTIZATION_METRICS,
 )
 def run(ctx: EvalContext, options: QuantizationOptions) -> EvalResult:
@@ -224,8 +221,4 @@ def run(ctx: EvalContext, options: QuantizationOptions) -> EvalResult:
         # the forget facts' chance level, shown beside the headline accuracy
         "chance": _chance(probes.get("forget", [])),
     }
-    if options.references:
-        summary["references"] = reference_results(
-            ctx, lambda other: {k: other.get(k) for k in ("before", "quantized")}
-        )
     return EvalResult(summary)

@@ -11,11 +11,10 @@ retain loss stayed within `retain_tolerance` nats of its pre-attack value at eve
 that budget; the others are reported and excluded (a setting that wrecks the model is not a
 successful attack, and counting it would misread degradation as robustness).
 
-Steps to recover: the first evaluated step at which forget loss reaches the `no-filter` model's
-forget loss (same benchmark, model and seed, on the same test blocks), and the first step at which
-it closes `recover_fraction` of the gap; `None` if not within the largest budget. With
-`references`, the same attack runs on the `no-filter` model and on the perfect filter (`filter`,
-recall 1.0), because fine-tuning also teaches: a never-exposed model relearns too.
+The attack measures this run only. Steps to recover (to the `no-filter` model's forget loss) and
+the same relative to the never-exposed perfect filter are comparisons with other runs: they are
+computed at table time from this result's curves and those runs' own results of the same attack
+(results/references.py), so the references must be attacked too (their suites are scheduled).
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from unlearnbench.evals import (
     EvalContext,
     EvalResult,
     Metric,
-    NotReached,
     copy_model,
     documents_of_split,
     groups_from_documents,
@@ -72,8 +70,6 @@ class RelearnOptions:
     # excluded from that budget on, so the rest of its curve is never read (the summaries are
     # the same; False: every setting runs to the largest budget, for its whole curve)
     stop_broken: bool = True
-    recover_fraction: float = 0.9  # issue: steps to close 90% of the gap to no-filter
-    references: bool = False  # also attack the no-filter model and the perfect filter
 
     def __post_init__(self):
         validate(self)
@@ -359,14 +355,10 @@ def retain_broke_at(loss_curves: dict, retain_tolerance: float) -> dict[tuple, i
     return broke
 
 
-def summarize(
-    rows: list[dict],
-    budgets: tuple[int, ...],
-    reference_forget: float | None,
-    retain_tolerance: float,
-    recover_fraction: float,
-) -> dict:
-    """Worst case per budget and steps to recover, computed from the stored curve rows alone."""
+def summarize(rows: list[dict], budgets: tuple[int, ...], retain_tolerance: float) -> dict:
+    """Worst case per budget, computed from the stored curve rows alone. Steps to recover are not
+    here: they compare with another run (the no-filter model's forget loss) and are computed at
+    table time from these curves (results/references.py)."""
     curves = setting_curves(rows)
     assert curves, "no attack rows"
     settings = sorted(curves)
@@ -389,109 +381,24 @@ def summarize(
             for st, v in curves[k]["forget"].items():
                 if st <= b and (best is None or v < best):
                     best, best_key, best_step = v, k, st
+        # forget_loss None with settings excluded: measured, and no valid attack at this budget
         entry = {"budget": b, "forget_loss": best, "excluded": excluded}
         if best_key is not None:
             entry |= {"lr": best_key[0], "attack_seed": best_key[1], "step": best_step}
             entry["retain_loss"] = curves[best_key].get("retain", {}).get(best_step)
         per_budget.append(entry)
 
-    max_budget = max(budgets)
-    out = {
+    return {
         "before": {f"{s}_loss": v for s, v in before.items()},
         "worst_case": per_budget,
-        "budget": max_budget,
-        "reference_forget_loss": reference_forget,
+        "budget": max(budgets),
         "retain_tolerance": retain_tolerance,
-    }
-    if reference_forget is not None:
-        gap_target = before["forget"] - recover_fraction * (before["forget"] - reference_forget)
-        for name, target in (
-            ("steps_to_recover", reference_forget),
-            ("steps_to_close_gap", gap_target),
-        ):
-            hits = []
-            for k in settings:
-                pts = [(st, v) for st, v in curves[k]["forget"].items() if st <= max_budget]
-                hit = first_step(pts, target, broke[k])
-                if hit is not None:
-                    hits.append(hit)
-            out[name] = min(hits) if hits else None
-        out["recover_fraction"] = recover_fraction
-    return out
-
-
-def reference_model(ctx: EvalContext, name: str = "no-filter"):
-    """The model of the run's matching reference run (this run's own model when it is its own
-    reference); None without references or a saved model."""
-    if ctx.reference is None:
-        return None
-    from unlearnbench.models.build import load_model
-    from unlearnbench.models.compat import check_compatible
-
-    rec = ctx.reference(name)
-    if rec["run_id"] == ctx.record["run_id"]:
-        return ctx.model
-    if not rec.get("model_path"):
-        return None
-    model = load_model(rec["model_path"]).to(ctx.device)
-    return check_compatible(model, rec["model_path"], ctx.benchmark, "reference model", ctx.context)
-
-
-def reference_forget_loss(ctx: EvalContext, o: RelearnOptions, model=None) -> float | None:
-    """The no-filter model's forget loss on the attack's test blocks."""
-    model = model if model is not None else reference_model(ctx)
-    if model is None:
-        return None
-    blocks = {"forget": ctx.eval_blocks["forget"][: o.eval_blocks]}
-    return split_losses(model, blocks, ctx.eos_id, None, ctx.device)["forget"]
-
-
-def reference_results(ctx: EvalContext, keep, own: dict | None = None) -> dict:
-    """The same evaluation entry run on the no-filter model and on the perfect filter (each result
-    also lands in that run's own record): {reference: {"run_id", **keep(its summary)}}. A run
-    that is its own reference is skipped, or given `own` (its own summary) when that is passed."""
-    refs = {}
-    if ctx.reference is None or ctx.evaluate_other is None:
-        return refs
-    for name in ("no-filter", "perfect-filter"):
-        rec = ctx.reference(name)
-        if rec["run_id"] == ctx.record["run_id"]:
-            if own is None:
-                continue
-            refs[name] = {"run_id": rec["run_id"], **keep(own)}
-            continue
-        refs[name] = {"run_id": rec["run_id"], **keep(ctx.evaluate_other(rec))}
-    return refs
-
-
-def attack_reference_summary(other: dict) -> dict:
-    """What an attack's summary keeps of a reference's: losses before, worst case, steps."""
-    return {
-        "before": other.get("before"),
-        "worst_case": [
-            {k: e.get(k) for k in ("budget", "forget_loss", "retain_loss")}
-            | ({"forget_accuracy": e["forget_accuracy"]} if "forget_accuracy" in e else {})
-            for e in other.get("worst_case", [])
-        ],
-        "steps_to_recover": other.get("steps_to_recover"),
-        "steps_to_close_gap": other.get("steps_to_close_gap"),
     }
 
 
 def budget_reader(name: str):
     """A metric reader: {budget: the worst case's `name` at that budget}."""
     return lambda s: {e["budget"]: e.get(name) for e in s.get("worst_case", [])}
-
-
-def steps_reader(name: str):
-    """Steps to recover: absent without a no-filter reference; None = not within the budget."""
-
-    def read(summary: dict):
-        if name not in summary:
-            return None
-        return summary[name] if summary[name] is not None else NotReached(summary.get("budget"))
-
-    return read
 
 
 RELEARN_METRICS = [
@@ -501,30 +408,14 @@ RELEARN_METRICS = [
         budget_reader("forget_loss"),
         "forget after {}-step attack",
     ),
-    Metric(
-        "steps_to_recover", HIGHER, steps_reader("steps_to_recover"), "steps to recover", "steps"
-    ),
-    Metric(
-        "steps_to_close_gap",
-        HIGHER,
-        steps_reader("steps_to_close_gap"),
-        "steps to close gap",
-        "steps",
-    ),
 ]
 
 
-@register_eval("relearn", options=RelearnOptions, additive=("references",), metrics=RELEARN_METRICS)
+@register_eval("relearn", options=RelearnOptions, metrics=RELEARN_METRICS)
 def run(ctx: EvalContext, options: RelearnOptions) -> EvalResult:
-    """Relearning attack: fine-tune on forget training documents; worst case and steps to recover."""
-    # the same attack recorded without references (e.g. when this run was another's reference)
-    rows = ctx.previous_curves or attack_rows(ctx, ctx.model, options)
-    ref = reference_forget_loss(ctx, options)
-    summary = summarize(
-        rows, options.budgets, ref, options.retain_tolerance, options.recover_fraction
-    )
-    if options.references and ctx.reference is not None and ctx.evaluate_other is not None:
-        summary["references"] = reference_results(ctx, attack_reference_summary)
+    """Relearning attack: fine-tune on forget training documents; the worst case per budget."""
+    rows = attack_rows(ctx, ctx.model, options)
+    summary = summarize(rows, options.budgets, options.retain_tolerance)
     summary["n_attack_docs"] = {
         k: len(v)
         for k, v in attack_documents(ctx.benchmark, options.n_docs, options.forget_fraction).items()

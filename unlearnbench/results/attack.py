@@ -6,7 +6,7 @@ loss rose more than `retain_tolerance` nats above its step-0 value at some evalu
 attack that wrecks the model is not a successful attack). The worst case at step s is the lowest
 forget loss reached at any step <= s by a setting not excluded at s. When every setting is
 excluded, the worst case is `EXCLUDED`: measured, and no valid attack remained, which a table
-shows as "excluded" and never as blank (blank means "not measured").
+shows as "no valid attack", never as blank (not measured) nor as a bound.
 
 This is the rule the `relearn` evaluation applies to each budget when it writes its summary
 (`worst_case`); the tables read that summary and the figure reads the curves through
@@ -23,6 +23,7 @@ class _Excluded:
     """Every attack setting broke the retain tolerance: measured, but no valid attack."""
 
     _instance = None
+    text = "no valid attack"
 
     def __new__(cls):
         if cls._instance is None:
@@ -30,24 +31,30 @@ class _Excluded:
         return cls._instance
 
     def __repr__(self) -> str:
-        return "EXCLUDED"
+        return self.text
+
+    __str__ = __repr__
 
 
 EXCLUDED = _Excluded()
 RETAIN_TOLERANCE = 0.5  # relearn's default `retain_tolerance` (evals/relearn.py RelearnOptions)
 
 
-def settings_curves(rows: list[dict], mode: str | None = None) -> dict[tuple, dict]:
-    """{(lr, attack seed): {split: {step: loss}}} of the rows (of one `mode` when given)."""
+def settings_curves(
+    rows: list[dict], mode: str | None = None, column: str = "loss"
+) -> dict[tuple, dict]:
+    """{(lr, attack seed[, mode]): {split: {step: value of `column`}}} of the rows (of one `mode`
+    when given; a result that ran several modes keeps each mode's settings apart)."""
     out: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
         if not isinstance(row, dict) or (mode is not None and row.get("mode") != mode):
             continue
-        step, loss = row.get("step"), row.get("loss")
+        step, loss = row.get("step"), row.get(column)
         if not isinstance(step, int | float) or not isinstance(loss, int | float):
             continue
         if math.isfinite(loss):
-            out[(row.get("lr"), row.get("attack_seed"))][row.get("split")][int(step)] = loss
+            setting = (row.get("lr"), row.get("attack_seed"), row.get("mode"))
+            out[setting][row.get("split")][int(step)] = loss
     return out
 
 

@@ -5,7 +5,8 @@ the leaderboard's deltas and the figures' reference lines. A pure function of ru
 configs as dicts, `RunConfig.to_dict()`): it imports neither torch nor a registry.
 
 The matching no-filter run of a run R is a `no-filter` record with
-- R's benchmark, model and seed, R's benchmark options and R's labels;
+- R's benchmark, model and seed, R's benchmark options, at any labels (no-filter ignores them; of
+  several, the one at the default labels wins, then one at R's labels);
 - R's training settings, every one that changes results (not where it ran or what it saved,
   `IGNORED_TRAIN_KEYS`), so both saw the same budget and are measured on the same test blocks;
 - plain options: not the `forget_after` curriculum nor any other non-default option, unless
@@ -39,8 +40,8 @@ IGNORED_TRAIN_KEYS = ("device", "save_model", "checkpoint_every", "snapshot_ever
 # option not listed counts as a non-default one (a test holds this table to the registry)
 REFERENCE_OPTION_DEFAULTS = {"no-filter": {"forget_after": 0.0}, "filter": {"strict": False}}
 
-# reference name -> (method, labels it changes)
-REFERENCES = {"no-filter": ("no-filter", {}), "perfect-filter": ("filter", {"recall": 1.0})}
+# reference name -> (method, labels it changes; None: any labels, the method ignores them)
+REFERENCES = {"no-filter": ("no-filter", None), "perfect-filter": ("filter", {"recall": 1.0})}
 
 
 def matching_no_filter(run: dict, records: Iterable[dict], options: dict | None = None):
@@ -71,7 +72,7 @@ def matching_reference(
             c.get("method") == method
             and (c.get("benchmark"), c.get("model"), c.get("seed")) == target["run"]
             and _canon(cfg.get("benchmark_options") or {}) == target["benchmark_options"]
-            and _labels(cfg) == target["labels"]
+            and (target["labels"] is None or _labels(cfg) == target["labels"])
             and all(_canon(train.get(k)) == _canon(target["train"].get(k)) for k in keys)
             and non_default_options(method, cfg.get("method_options")) == wanted
         )
@@ -83,7 +84,10 @@ def matching_reference(
             for k, v in expected.items()
             if k not in IGNORED_TRAIN_KEYS
         )
-        return differs, train.get("device") != target["train"].get("device"), str(c["run_id"])
+        labels = _labels(c["config"])
+        label_rank = 0 if labels == _labels({}) else 1 if labels == target["own_labels"] else 2
+        device = train.get("device") != target["train"].get("device")
+        return differs, label_rank, device, str(c["run_id"])
 
     return min((c for c in records if fits(c)), key=distance, default=None)
 
@@ -99,7 +103,7 @@ def reference_overrides(
     train = [k for k in (*keys, "device") if k in known]
     overrides = (
         {f"benchmark.{k}": v for k, v in target["benchmark_options"].items()}
-        | {f"labels.{k}": v for k, v in target["labels"].items()}
+        | {f"labels.{k}": v for k, v in (target["labels"] or {}).items()}
         | {f"train.{k}": target["train"][k] for k in train if k in target["train"]}
         | {f"method.{k}": v for k, v in (options or {}).items()}
     )
@@ -149,7 +153,8 @@ def _target(run: dict, records: list[dict], name: str) -> tuple[str, dict, list[
     target = {
         "run": (_get(setup, "benchmark"), _get(setup, "model"), _get(setup, "seed")),
         "benchmark_options": _canon(cfg.get("benchmark_options") or {}),
-        "labels": _labels(cfg) | label_change,
+        "labels": None if label_change is None else _labels(cfg) | label_change,
+        "own_labels": _labels(cfg),
         "train": train,
     }
     return method, target, [k for k in keys if k not in IGNORED_TRAIN_KEYS]
