@@ -120,8 +120,9 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     shared = ("retain", "unlabeled") if options.mask_embeddings else LABELS
 
     def update_mask(label: str):
-        # retain: theta_forget's gradient is already exactly zero through activation masking; the
-        # mask is kept so the strict optimizer knows those elements must not move.
+        # retain: theta_forget's gradient is already exactly zero through activation masking;
+        # forget in the one pass: theta_retain's through `theta_forget_rows`. The masks apply in a
+        # label's own pass, and tell the strict optimizer which elements must not move.
         return masks.get(label)
 
     def finalize(m):
