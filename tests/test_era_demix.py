@@ -226,7 +226,7 @@ def test_coherence_phase_uses_the_reference_optimizer_and_disjoint_labeled_retai
         assert phase.train["weight_decay_groups"] == "all"  # every parameter, as the reference
         assert (phase.train["beta1"], phase.train["beta2"]) == (0.9, 0.95)
         assert phase.train["lr"] == 5e-5 and phase.train["grad_clip"] == 0.0
-        assert phase.train["steps"] == 40
+        assert phase.train["steps"] == 41  # tinystories_era.py:724, range(40 + 1)
         fit = phase.blocks["retain"]
         assert phase.train["batch_size"] == len(fit) == options.coherence_blocks
         retain = ctx.labeled_blocks("retain")

@@ -102,8 +102,11 @@ def test_a_preset_runs_the_batch_it_states(method, preset, extra, store_with_bas
     small = {"steps": 1, "context": 16, "eval_blocks": 1, "n_stories": 100} | extra
     cfg = runner.resolve_run_config(method, "storyworld-lang", None, 0, small, config_file=path)
     runner.execute(cfg, store_with_base, progress=False)
-    own = [n for owner, n in drawn if owner.startswith(method)]
+    # the unlearning phases (tuned-lens's lens phase has the lens trainer's own batch of 8)
+    own = [n for owner, n in drawn if owner.startswith(method) and "lenses" not in owner]
     assert own and all(n == stated for n in own), own
+    # each block of the batch is one half of a (retain, forget) pair: 32 pairs per step
+    assert stated == 64
 
 
 # --- item 2 and 3: clipping and weight-decay grouping per reference ------------------------------
@@ -145,8 +148,12 @@ def test_rmu_as_its_reference_neither_clips_nor_groups():
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS.glob("sgtm-*.yaml")))
 def test_sgtm_presets_train_as_the_reference_trainer(preset):
     path = PRESETS / f"{preset}.yaml"
-    t = runner.resolve_run_config("sgtm", "storyworld-lang", None, 0, {}, config_file=path).train
+    cfg = runner.resolve_run_config("sgtm", "storyworld-lang", None, 0, {}, config_file=path)
+    t = cfg.train
     assert (t.grad_clip, t.weight_decay_groups, t.weight_decay) == (0.0, "all", 0.1)
+    # one source per step (trainer.py:259, 510); TinyStories' tradeoff.sh labels 99% of forget
+    assert cfg.method_options["sampling"] == "single_source"
+    assert cfg.labels.recall == (0.99 if "tinystories" in preset else 1.0)
 
 
 @pytest.mark.parametrize("method, clips", [("sgtm", False), ("era", False), ("npo", True)])

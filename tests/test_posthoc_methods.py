@@ -215,11 +215,11 @@ def test_tuned_lens_lenses_train_by_kl_to_the_model_final_distribution_by_defaul
 def test_tuned_lens_lora_adapts_only_the_attention_projections_by_default():
     model = tiny_gpt_neo(layers=2)
     lenses = Lenses(model)
-    objective = unlearning_objective(model, lenses, TunedLensOptions(lora_r=2))
+    objective = unlearning_objective(model, lenses, TunedLensOptions(lora=True, lora_r=2))
     adapted = {n.split(".lora_")[0].split(".")[-1] for n in objective.trainable}
     assert adapted == {"q_proj", "k_proj", "v_proj"}
     every = unlearning_objective(
-        tiny_gpt_neo(layers=2), lenses, TunedLensOptions(lora_target="all")
+        tiny_gpt_neo(layers=2), lenses, TunedLensOptions(lora=True, lora_target="all")
     )
     assert {n.split(".lora_")[0].split(".")[-1] for n in every.trainable} >= {"c_fc", "out_proj"}
 
@@ -265,6 +265,7 @@ def test_tuned_lens_unlearning_raises_forget_loss_through_the_lenses():
     opts = TunedLensOptions(
         lens_steps=10,
         lens_lr=1e-2,
+        lora=True,
         lora_r=4,
         lora_dropout=0.0,
         objective="ce",

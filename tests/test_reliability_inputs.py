@@ -34,8 +34,9 @@ below; A: a folder of test files; OUT: the store; ID: the run id; known names cu
 | checkpoint-negative | `run sgtm --set checkpoint_every=-2` | checkpoint_every must be >= 0, got -2 |
 | snapshot-negative | `run sgtm --set snapshot_every=-1` | snapshot_every must be >= 0, got -1 |
 | eval-blocks-zero | `run sgtm --set eval_blocks=0` | warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1 |
-| min-lr-ratio | `run sgtm --set min_lr_ratio=2` | min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1] |
-| warmup-factor | `run sgtm --set warmup_start_factor=0` | min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1] |
+| min-lr-ratio | `run sgtm --set min_lr_ratio=2` | min_lr_ratio must be in [0, 1] and warmup_start_factor in [0, 1] |
+| warmup-factor | `run sgtm --set warmup_start_factor=-0.5` | min_lr_ratio must be in [0, 1] and warmup_start_factor in [0, 1] |
+| lr-decay | `run sgtm --set lr_decay=step` | lr_decay must be 'cosine', 'linear' or 'constant', got 'step' |
 | device-tpu | `run sgtm --set device=tpu` | device must be cpu, cuda or cuda:N, got 'tpu' |
 | context-over-tiny | `run sgtm SMALL --set context=1024` | context=1024 is longer than model tiny's 256 positions |
 | context-over-small | `run filter --model small SMALL --set context=300` | context=300 is longer than model small's 256 positions |
@@ -208,7 +209,8 @@ BAD_INPUTS = [
     _case("snapshot-negative", ["run", "sgtm", "--set", "snapshot_every=-1"], ">= 0, got -1"),
     _case("eval-blocks-zero", ["run", "sgtm", "--set", "eval_blocks=0"], "eval_blocks >= 1"),
     _case("min-lr-ratio", ["run", "sgtm", "--set", "min_lr_ratio=2"], "min_lr_ratio must be"),
-    _case("warmup-factor", ["run", "sgtm", "--set", "warmup_start_factor=0"], "warmup_start"),
+    _case("warmup-factor", ["run", "sgtm", "--set", "warmup_start_factor=-0.5"], "warmup_start"),
+    _case("lr-decay", ["run", "sgtm", "--set", "lr_decay=step"], "lr_decay must be 'cosine'"),
     _case("device-tpu", ["run", "sgtm", "--set", "device=tpu"], "device must be cpu, cuda"),
     _case(
         "context-over-tiny",

@@ -33,12 +33,17 @@ class TrainConfig:
     steps: int = 1200
     batch_size: int = 4  # blocks per optimizer step (the global batch); ours, as `steps`
     # blocks per forward/backward, accumulated up to batch_size; ours: 4 measured ~1.5x faster than
-    # 16 per token on a 2-core CPU (tiny, context 256), and the update is the same up to rounding
+    # 16 per token on a 2-core CPU (tiny, context 256), and the update is the same up to rounding,
+    # except where a loss couples a forward's rows (orthogonal circuit breakers' orthogonality
+    # term: that method sets its reference's 4)
     micro_batch_size: int = 4
     lr: float = 1e-3  # ours for the CPU presets; paper presets set their own (methods/*.yaml)
     warmup_steps: int = 100  # ours: ~8% of the steps (the calibration's warmup)
     warmup_start_factor: float = 0.1  # SGTM reference: LinearLR warmup from 0.1x
     min_lr_ratio: float = 0.0  # SGTM reference: cosine to 0
+    # decay after warmup: "cosine" (SGTM reference, trainer.py:401 "CosineAnnealingLR(optim_v") | "linear"
+    # (HF Trainer's default lr_scheduler_type, for the EleutherAI unlearn methods) | "constant"
+    lr_decay: str = "cosine"
     # SGTM reference: AdamW weight_decay=0.1 (selective-gradient-masking src/sgtm/train/trainer.py:357-362)
     weight_decay: float = 0.1
     # which parameters decay: "matrices" = ours, nanoGPT's grouping (no decay on biases and layer
@@ -72,7 +77,7 @@ class TrainConfig:
     # (every run recorded before weight_decay_groups existed used "matrices": same id, same numbers).
     # fused_kernels is always hashed: its default changed (eager before), so the runs recorded with
     # eager kernels by default keep ids that no fused run can take
-    OMIT_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ("weight_decay_groups",)
+    OMIT_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ("weight_decay_groups", "lr_decay")
 
 
 _UNHASHED_TRAIN_FIELDS = ("checkpoint_every", "snapshot_every")
@@ -377,8 +382,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"snapshot_every must be >= 0, got {t.snapshot_every}")
     if t.warmup_steps < 0 or t.eval_every < 0 or t.eval_blocks < 1 or t.context < 0:
         raise ConfigError("warmup_steps, eval_every, context must be >= 0 and eval_blocks >= 1")
-    if not 0.0 <= t.min_lr_ratio <= 1.0 or not 0.0 < t.warmup_start_factor <= 1.0:
-        raise ConfigError("min_lr_ratio must be in [0, 1] and warmup_start_factor in (0, 1]")
+    if not 0.0 <= t.min_lr_ratio <= 1.0 or not 0.0 <= t.warmup_start_factor <= 1.0:
+        raise ConfigError("min_lr_ratio must be in [0, 1] and warmup_start_factor in [0, 1]")
+    if t.lr_decay not in ("cosine", "linear", "constant"):
+        raise ConfigError(f"lr_decay must be 'cosine', 'linear' or 'constant', got {t.lr_decay!r}")
     if t.weight_decay_groups not in ("all", "matrices"):
         raise ConfigError(
             f"weight_decay_groups must be 'all' or 'matrices', got {t.weight_decay_groups!r}"

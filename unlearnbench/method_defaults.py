@@ -164,6 +164,51 @@ def _is_ours(source: str) -> bool:
     return re.search(r"\bours\b", source, re.IGNORECASE) is not None
 
 
+# --- citations -----------------------------------------------------------------------------------
+
+# A citation: a file of a reference repository, a line (or range) and the reference's own text
+# for the value, quoted: `trainer.py:361 "betas=(0.9, 0.95)"` (single quotes where the text holds
+# double ones). A citation without a path (`:510 "..."`) is in the file cited just before it.
+CITATION = re.compile(
+    r"(?:(?P<path>[\w][\w.+/-]*\.(?:py|sh|yaml|yml|toml|json|md|cfg|txt))|(?<=[\s(,;]))"
+    r":(?P<line>\d+)(?:-(?P<end>\d+))?\s+(?:\"(?P<dq>[^\"]+)\"|'(?P<sq>[^']+)')"
+)
+# a paper's section, table or appendix, or the paper itself by author and year
+PAPER = re.compile(r"\bet al\.|arXiv|\b[Ss]ection\b|§|\bTable \d|\bAppendix\b")
+
+
+@dataclass(frozen=True)
+class Citation:
+    path: str  # as cited: a path inside a reference repository, or its tail
+    first: int  # the cited line (1-based)
+    last: int  # the end of a cited range (= first for one line)
+    quote: str  # the reference's own text, which must occur at (or near) those lines
+
+
+# any `path:line` mention, quoted or not: a bare ":N" citation is in the file mentioned last
+_MENTION = re.compile(r"(?P<path>[\w][\w.+/-]*\.(?:py|sh|yaml|yml|toml|json|md|cfg|txt)):\d+")
+
+
+def citations(text: str) -> list[Citation]:
+    """The quoted citations in a source text, in order."""
+    out = []
+    for m in CITATION.finditer(text):
+        before = [x.group("path") for x in _MENTION.finditer(text, 0, m.start() + 1)]
+        path = m.group("path") or (before[-1] if before else "")
+        if not path:
+            continue  # a bare ":N" with no file cited before it: not a citation
+        first = int(m.group("line"))
+        last = int(m.group("end") or first)
+        out.append(Citation(path, first, last, m.group("dq") or m.group("sq")))
+    return out
+
+
+def sourced(text: str) -> bool:
+    """A default's source is checkable: a quoted citation, "ours" (a deviation and why), or a
+    paper section."""
+    return bool(citations(text)) or _is_ours(text) or PAPER.search(text) is not None
+
+
 def _dataclass_rows(cls: type, prefix: str = "") -> list[DefaultRow]:
     sources = option_sources(cls)
     rows = []

@@ -272,15 +272,20 @@ class BlockSampler:
 
 
 def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
-    """Linear warmup from `warmup_start_factor` to 1, then cosine to `min_lr_ratio` (SGTM reference)."""
+    """Linear warmup from `warmup_start_factor` to 1, then `lr_decay` to `min_lr_ratio`: cosine
+    (SGTM reference), linear (HF Trainer's default) or constant."""
 
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             frac = step / max(1, cfg.warmup_steps)
             return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * frac
-        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        if cfg.lr_decay == "constant":
+            return 1.0
+        left = (
+            1 - progress if cfg.lr_decay == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+        )
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * left
 
     return f
 

@@ -42,22 +42,25 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class CircuitBreakerOptions:
-    # target blocks; empty = the reference's HF indices 10 and 20 of 32 scaled to our depth:
+    # target blocks; empty = the reference's HF indices 10 and 20 of 32 scaled to our depth
+    # (GraySwanAI/circuit-breakers scripts/lorra_circuit_breaker_llama3_8b.sh:10 'layers="10,20"'):
     # hidden-state indices round(L * 10/32), round(L * 20/32), i.e. blocks 0 and 2 of a 4-block model
     target_layers: tuple[int, ...] = ()
-    # reference Llama-3-8B launch script (scripts/lorra_circuit_breaker_llama3_8b.sh:9, 25-27):
-    alpha: float = 10.0  # lorra_alpha 10
-    lora_r: int = 16  # --lora_r 16
-    lora_alpha: float = 16.0  # --lora_alpha 16
-    lora_dropout: float = 0.05  # --lora_dropout 0.05
+    # the reference's Llama-3-8B launch script, GraySwanAI/circuit-breakers (read through a public
+    # fork with the same script) scripts/lorra_circuit_breaker_llama3_8b.sh
+    alpha: float = 10.0  # lorra_circuit_breaker_llama3_8b.sh:9 "lorra_alpha=10"
+    lora_r: int = 16  # lorra_circuit_breaker_llama3_8b.sh:25 "--lora_r 16"
+    lora_alpha: float = 16.0  # lorra_circuit_breaker_llama3_8b.sh:26 "--lora_alpha 16"
+    lora_dropout: float = 0.05  # lorra_circuit_breaker_llama3_8b.sh:27 "--lora_dropout 0.05"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
-    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    # which positions (ours): "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
     # False: the retain L2 sees the model cut after the deepest LoRA block, as the reference trains
-    # it (lorra.py:331-337; `full_layers` defaults to False, args.py:46-49). True: every hidden
-    # state of the whole model (the reference's `--full_layers`)
+    # it (unlearn/reference/grey_swan_circuit_breaker/lorra.py:331 "drop_layers_after =
+    # max(lorra_target_layers) if not full_layers else None"; args.py:46-47 "full_layers: bool =
+    # field( default=False,"). True: every hidden state of the whole model (`--full_layers`)
     full_layers: bool = False
 
 
@@ -151,24 +154,28 @@ def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objectiv
     requires=("peft",),  # LoRA adapters (models/lora.py)
     options=CircuitBreakerOptions,
     train_defaults={
-        "steps": 150,  # reference: --max_steps 150 (lorra_circuit_breaker_llama3_8b.sh:30)
-        # reference: 1e-4 (Llama-3-8B). Scaled up for our small models as RMU's lr is: at 1e-4 the tiny
+        "steps": 150,  # lorra_circuit_breaker_llama3_8b.sh:30 "--max_steps 150"
+        # ours: the reference's is 1e-4 (Llama-3-8B; lorra_circuit_breaker_llama3_8b.sh:40
+        # "--learning_rate 1e-4"). Scaled up for our small models as RMU's lr is: at 1e-4 the tiny
         # storyworld-lang model was unchanged after 150 steps (forget 3.108 -> 3.108), at 1e-3 forget rose
         # to 9.149 with retain 2.599 -> 2.602 (measured, with an earlier cosine schedule). 1e-3 is
         # also EleutherAI unlearn's lr for its circuit-breaker variants. `--set lr=1e-4` gives the
         # reference value.
         "lr": 1e-3,
-        "batch_size": 16,  # reference: batch 16 of (retain, breaker) pairs; ours: 8 + 8 blocks
-        "grad_clip": 1.0,  # reference: HF Trainer, TrainingArguments.max_grad_norm default 1.0
-        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        # ours: 8 + 8 blocks; the reference's lorra_circuit_breaker_llama3_8b.sh:32
+        # "--per_device_train_batch_size 16" (pairs) on one process (:19 "--num_processes 1")
+        "batch_size": 16,
+        # HF Trainer's defaults, which the launch script (lorra_circuit_breaker_llama3_8b.sh:18-50,
+        # :41 "--weight_decay 0.") leaves as they are: max_grad_norm 1.0, adam_beta2 0.999; HF
+        # Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        "grad_clip": 1.0,
         "weight_decay_groups": "matrices",
-        # reference: a constant learning rate without warmup (GraySwanAI/circuit-breakers
-        # scripts/lorra_circuit_breaker_llama3_8b.sh:42 and the Mistral script: --lr_scheduler_type
-        # "constant"; no --warmup_steps, so the HF Trainer default 0)
+        "beta2": 0.999,
+        # a constant learning rate without warmup: lorra_circuit_breaker_llama3_8b.sh:42
+        # '--lr_scheduler_type "constant"' (no --warmup_steps: HF Trainer's 0)
         "warmup_steps": 0,
         "min_lr_ratio": 1.0,
-        "weight_decay": 0.0,  # reference: --weight_decay 0. (lorra_circuit_breaker_llama3_8b.sh:41)
-        "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
+        "weight_decay": 0.0,  # lorra_circuit_breaker_llama3_8b.sh:41 "--weight_decay 0."
     },
     version=2,
 )

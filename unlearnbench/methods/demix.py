@@ -11,8 +11,8 @@ gradient-routing, projects/tinystories/tinystories_era.py lines 38-62: `eval_on_
 the forget expert for the forget stories and the retain expert for the retain stories, called
 with DEMix's expert switch at lines 639-645). Finalize keeps the retain expert (`ablate`, measured
 as `post_ablation`): a plain GPT-Neo of the original shape; then the same coherence phase as ERA's
-(reference: lines 656-763 run it for DEMix too, with 40 steps, bulk_runs_for_paper.py line 61;
-see `_coherence.py`).
+(reference: lines 656-763 run it for DEMix too, 41 steps as for ERA, bulk_runs_for_paper.py
+line 61; see `_coherence.py`).
 """
 
 from __future__ import annotations
@@ -39,12 +39,18 @@ class DEMixOptions:
     ] = ()  # Cloud et al. virology: route by target token; empty = labels
     route_tokens_file: str = ""  # ours: the same, one token per line
     # the coherence phase, as ERA's (see _coherence.py for the reference's lines)
-    coherence_steps: int = 40  # reference: 40 steps for DEMix (bulk_runs_for_paper.py line 61)
-    coherence_lr: float = 5e-5  # reference: AdamW lr 5e-5 (tinystories_era.py line 694)
-    coherence_weight_decay: float = 0.1  # reference: weight_decay 0.1 (shared_settings.py line 87)
-    coherence_betas: tuple[float, float] = (0.9, 0.95)  # reference: shared_settings.py line 87
-    coherence_grad_clip: float = 0.0  # reference: no clipping (tinystories_era.py lines 724-732)
-    coherence_blocks: int = 16  # reference: 64 retain stories (~12k GPT-2 tokens, line 700)
+    # 41 optimizer steps: tinystories_era.py:724 "range(run_type_cfg.num_steps_coherence_finetuning
+    # + 1)" with bulk_runs_for_paper.py:45 "coherence_finetuning = 40"
+    coherence_steps: int = 41
+    coherence_lr: float = 5e-5  # tinystories_era.py:694 "lr=5e-5,"
+    # shared_settings.py:87 "optimizer_kwargs=dict(betas=(0.9, 0.95), weight_decay=0.1)"
+    coherence_weight_decay: float = 0.1
+    coherence_betas: tuple[float, float] = (0.9, 0.95)
+    # no clipping: tinystories_era.py:730-731 "loss.backward() optim.step()"
+    coherence_grad_clip: float = 0.0
+    # ours: 16 blocks of 256 tokens, the reference's 64 retain stories (~12k GPT-2 tokens, ~50 of
+    # our blocks; tinystories_era.py:700 "n_retain_train = 64") cut to a quarter for the CPU budget
+    coherence_blocks: int = 16
     # reference: 1000 retain stories (line 701); ours: 64 blocks (see era.py for the cost)
     coherence_eval_blocks: int = 64
 
@@ -113,9 +119,10 @@ def expert_for_split(model):
 
 
 # version 2: the reference trainer's defaults (no clipping, weight decay on every parameter),
-# a coherence phase, pre-finalize retain loss with the retain expert
+# a coherence phase, pre-finalize retain loss with the retain expert. Version 3: the reference's
+# schedule (warmup from 0, cosine to lr/10) and its 41 coherence steps
 @register_method(
-    "demix", kind="training", options=DEMixOptions, train_defaults=ERA_TRAINER, version=2
+    "demix", kind="training", options=DEMixOptions, train_defaults=ERA_TRAINER, version=3
 )
 def setup(ctx: RunContext, options: DEMixOptions) -> Plan:
     """DEMix: one MLP expert per label, hard routing by document label; keep the retain expert."""

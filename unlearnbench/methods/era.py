@@ -30,8 +30,9 @@ of each instead (a seeded sample), the reference's equal amounts of forget and r
 
 Paper vs reference code: the paper expands only the target layers, the code every layer (only the
 target layers routed); we follow the paper and offer the code's choice as `expand_all_layers` (the
-added units of every layer are deleted at ablation, so the shape is the original). Adam betas: we
-could not confirm either value, so the harness's (0.9, 0.95) apply; set `train.beta2` to change them.
+added units of every layer are deleted at ablation, so the shape is the original). Optimizer and
+schedule: the reference's (_trainers.py ERA_TRAINER: AdamW betas (0.9, 0.95), weight decay 0.1 on
+every parameter, warmup from 0 over 100 steps, cosine to lr/10).
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ from unlearnbench.training import Objective
 @dataclass(frozen=True)
 class ERAOptions:
     expand_mlp_dim: int = 64  # Cloud et al.: +64 MLP units per target layer
-    layers: tuple[
-        int, ...
-    ] = ()  # target layers; empty = the first ceil(5/8 of them) (paper: 0-4 of 8)
-    expand_all_layers: bool = False  # paper: target layers only; reference code: every layer
+    # target layers; empty = the first ceil(5/8 of them): bulk_runs_for_paper.py:18 "layers_to_mask=[0,
+    # 1, 2, 3, 4]," of 8 (Cloud et al. 2024, TinyStories section)
+    layers: tuple[int, ...] = ()
+    # Cloud et al. 2024 (TinyStories section): the target layers only; reference code: every layer
+    expand_all_layers: bool = False
     original_scale: float = -0.75  # Cloud et al.: m_target on the original units (negative: ascent)
     forget_smoothing: float = 1.0  # Cloud et al.: add-k on forget unigram counts
     retain_smoothing: float = 20.0  # Cloud et al.: add-k on retain unigram counts
@@ -68,12 +70,17 @@ class ERAOptions:
     # lines 318-323 count 25,000 forget and 25,000 retain stories; N: N labeled blocks of each
     token_weight_blocks: int = 0
     # the coherence phase, see _coherence.py for the reference's lines
-    coherence_steps: int = 40  # reference: up to 40 steps (bulk_runs_for_paper.py line 45)
-    coherence_lr: float = 5e-5  # reference: AdamW lr 5e-5 (tinystories_era.py line 694)
-    coherence_weight_decay: float = 0.1  # reference: weight_decay 0.1 (shared_settings.py line 87)
-    coherence_betas: tuple[float, float] = (0.9, 0.95)  # reference: shared_settings.py line 87
-    coherence_grad_clip: float = 0.0  # reference: no clipping (tinystories_era.py lines 724-732)
-    # reference: 64 retain stories (~12k GPT-2 tokens, line 700); ours: 16 blocks of 256 tokens
+    # 41 optimizer steps: tinystories_era.py:724 "range(run_type_cfg.num_steps_coherence_finetuning
+    # + 1)" with bulk_runs_for_paper.py:45 "coherence_finetuning = 40"
+    coherence_steps: int = 41
+    coherence_lr: float = 5e-5  # tinystories_era.py:694 "lr=5e-5,"
+    # shared_settings.py:87 "optimizer_kwargs=dict(betas=(0.9, 0.95), weight_decay=0.1)"
+    coherence_weight_decay: float = 0.1
+    coherence_betas: tuple[float, float] = (0.9, 0.95)
+    # no clipping: tinystories_era.py:730-731 "loss.backward() optim.step()"
+    coherence_grad_clip: float = 0.0
+    # ours: 16 blocks of 256 tokens, the reference's 64 retain stories (~12k GPT-2 tokens, ~50 of
+    # our blocks; tinystories_era.py:700 "n_retain_train = 64") cut to a quarter for the CPU budget
     coherence_blocks: int = 16
     # reference: 1000 other retain stories (~200k tokens, line 701) to pick the best step; ours:
     # 64 blocks (~16k tokens), as 41 evaluations of 1000 stories would cost more than the tiny
@@ -163,8 +170,9 @@ def sample_rows(blocks: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 # version 2: the reference trainer's defaults (no clipping, weight decay on every parameter),
-# the reference's coherence optimizer
-@register_method("era", kind="training", options=ERAOptions, train_defaults=ERA_TRAINER, version=2)
+# the reference's coherence optimizer. Version 3: the reference's schedule (warmup from 0, cosine
+# to lr/10) and its 41 coherence steps
+@register_method("era", kind="training", options=ERAOptions, train_defaults=ERA_TRAINER, version=3)
 def setup(ctx: RunContext, options: ERAOptions) -> Plan:
     """Expand-Route-Ablate: route forget tokens into added MLP units, delete them, fine-tune."""
     if options.expand_mlp_dim < 1:

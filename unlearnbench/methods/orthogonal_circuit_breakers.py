@@ -38,22 +38,24 @@ MLP_MAPS = ("c_fc", "c_proj")  # dense_h_to_4h, dense_4h_to_h
 
 @dataclass(frozen=True)
 class OrthCircuitBreakerOptions:
-    # target blocks; empty = every block (reference: layers = range(32), all of its 32 blocks,
-    # orth_circuit_breakers.py:389)
+    # target blocks; empty = every block, orth_circuit_breakers.py:389 "layers: list[int] =
+    # field(default_factory=lambda: list(range(32)))" (all of its 32 blocks)
     target_layers: tuple[int, ...] = ()
-    # reference defaults (the coefficients multiply scale-free cosines and per-position L2 norms;
-    # ours: kept as given, the tiny model's hidden norms are of the same order as its cosines x 10)
-    remove_coef: float = 23.0  # reference: remove_coef 23 (orth_circuit_breakers.py:383)
-    retain_coef: float = 2.0  # reference: retain_coef 2 (:382)
-    orth_coef: float = 10.0  # reference: orth_coef 10 (:384)
-    lora_r: int = 16  # reference: lora_r 16 (:385), lora_alpha = r (:467)
-    lora_dropout: float = 0.05  # reference: 0.05 (:469)
-    # "attn" | "mlp" | "all" (attention and MLP maps); reference default "all" (:403, :455-460)
+    # the reference's coefficients (they multiply scale-free cosines and per-position L2 norms;
+    # kept as given: the tiny model's hidden norms are of the same order as its cosines x 10)
+    remove_coef: float = 23.0  # orth_circuit_breakers.py:383 "remove_coef: float = 23.0"
+    retain_coef: float = 2.0  # orth_circuit_breakers.py:382 "retain_coef: float = 2.0"
+    orth_coef: float = 10.0  # orth_circuit_breakers.py:384 "orth_coef: float = 10.0"
+    # orth_circuit_breakers.py:385 "lora_r: int = 16", alpha = r (:467 "lora_alpha=run_cfg.lora_r,")
+    lora_r: int = 16
+    lora_dropout: float = 0.05  # orth_circuit_breakers.py:469 "lora_dropout=0.05,"
+    # "attn" | "mlp" | "all" (attention and MLP maps), orth_circuit_breakers.py:403 'lora_target:
+    # Literal["attn", "mlp", "all"] = "all"'
     lora_target: str = "all"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
-    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    # which positions (ours): "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
 
 
@@ -131,7 +133,7 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
 
     return Objective(
         model=peft_model,
-        batch_plan={"forget": 0.5, "retain": 0.5},  # reference: (retain, breaker) pairs
+        batch_plan={"forget": 0.5, "retain": 0.5},  # the reference's (retain, breaker) pairs
         loss=loss,
         trainable=lora_parameter_names(peft_model),
         finalize=merge,
@@ -140,29 +142,35 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
     )
 
 
-# version 2: its default base, the no-filter run, now trains as the SGTM reference does
+# version 2: its default base, the no-filter run, now trains as the SGTM reference does.
+# Version 3: linear decay (HF Trainer's default, as the reference), was cosine
 @register_method(
     "orthogonal-circuit-breakers",
     kind="posthoc",
     requires=("peft",),  # LoRA adapters (models/lora.py)
     options=OrthCircuitBreakerOptions,
     train_defaults={
-        # reference: one epoch of 1024 examples at global batch 32 = 32 steps (:408, :485), lr 1e-3
-        # (:379), HF Trainer "adamw_torch" (:538). Ours: more, smaller steps for the tiny model's
-        # short blocks
+        # ours: more, smaller steps for the tiny model's short blocks; the reference: one epoch of
+        # 1024 examples at orth_circuit_breakers.py:485 "global_batch_size = 32" (32 steps of 32
+        # (retain, breaker) pairs: batch_size 64 here, the preset's)
         "steps": 100,
-        "lr": 1e-3,
-        "batch_size": 16,  # ours: 8 + 8 blocks (reference: orth_circuit_breakers.py:485 32 pairs)
-        # reference: HF Trainer without max_grad_norm (orth_circuit_breakers.py:525-540): 1.0
+        "lr": 1e-3,  # orth_circuit_breakers.py:379 "lr: float = 1e-3"
+        "batch_size": 16,  # ours: 8 + 8 blocks
+        # the orthogonality term is over one forward's forget rows, so the micro-batch changes the
+        # update here: the reference's per-device batch, orth_circuit_breakers.py:380 "pdbs: int = 4"
+        "micro_batch_size": 4,
+        # transformers TrainingArguments' defaults, which orth_circuit_breakers.py:525-541 leaves
+        # as they are (:538 'optim="adamw_torch",', no max_grad_norm, scheduler or warmup):
+        # max_grad_norm 1.0, warmup 0, lr_scheduler_type "linear" to 0, adam_beta2 0.999; HF Trainer
+        # decays all but biases and layer norms (get_decay_parameter_names)
         "grad_clip": 1.0,
-        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
         "weight_decay_groups": "matrices",
-        # reference: HF Trainer defaults, no warmup and a linear decay to 0; ours: cosine to 0
         "warmup_steps": 0,
-        "weight_decay": 0.01,  # reference: TrainingArguments(weight_decay=0.01) (:533)
-        "beta2": 0.999,  # reference: HF Trainer AdamW, adam_beta2 default 0.999
+        "lr_decay": "linear",
+        "beta2": 0.999,
+        "weight_decay": 0.01,  # orth_circuit_breakers.py:533 "weight_decay=0.01,"
     },
-    version=2,
+    version=3,
 )
 def setup(ctx: RunContext, options: OrthCircuitBreakerOptions) -> Objective:
     """Circuit breakers whose forget sequences are also pushed apart (mutually orthogonal)."""
