@@ -21,6 +21,21 @@ after it, are pulled toward the state of a model that read the wrong fact.
 Per-token unlearning (`forget_tokens`, token_selection.py) keeps, of the aligned positions, only
 the selected ones.
 Labels only: which stories are rewritten is decided by their labels, never by the true split.
+
+The reference script (EleutherAI/unlearn, unlearn/algorithm/transfer_rewritten/
+transfer_from_rewritten.py) and how ours differs:
+- target: there, the activations of the model being trained on the rewritten text, from the same
+  forward and detached (lines 272-273, `F.mse_loss(source_act, aligned_target_act.detach())`);
+  here the frozen base's, so the target does not drift as the model moves;
+- loss mix: there lambda_mse * MSE + (1 - lambda_mse) * the rewritten text's CE with lambda_mse 0.5
+  (lines 292-294, 655), but that CE is taken as a Python float (`.item()`, lines 223-232), so its
+  gradient is 0 and the update is 0.5 * MSE's; here the MSE alone (the same direction; Adam does
+  not see the factor);
+- retain: there, separate retain phases of next-token CE on retain data alternate with the
+  transfer phases (50 phases of 2 steps each, lines 305-314, 650-651); here every step mixes
+  forget blocks (MSE) and retain blocks (MSE to the frozen base's activations, RMU's term);
+- alignment: there a token-alignment strategy on the paired texts (token_alignment.py); here
+  difflib's matching blocks over the token ids.
 """
 
 from __future__ import annotations
@@ -46,7 +61,9 @@ from unlearnbench.training import Objective
 @dataclass(frozen=True)
 class RewrittenOptions:
     layers: tuple[int, ...] = ()  # blocks whose outputs are matched; empty = every block (ours)
-    alpha: float = 1.0  # ours: retain MSE weight (the forget and retain terms are both MSEs)
+    # ours: retain MSE weight (the forget and retain terms are both MSEs); the reference trains
+    # retain by CE in phases of its own (transfer_from_rewritten.py:314 "ce_loss = outputs.loss")
+    alpha: float = 1.0
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
@@ -171,7 +188,9 @@ def rewritten_objective(model, pairs, eos_id: int, options: RewrittenOptions) ->
     options=RewrittenOptions,
     train_defaults={
         # ours: as the loss-based baselines (100 steps, lr 1e-4, AdamW wd 0.01, 10 warmup steps,
-        # then constant, HF Trainer's betas, clipping and decay grouping); 4 + 4 blocks as RMU
+        # then constant, HF Trainer's betas, clipping and decay grouping); 4 + 4 blocks as RMU.
+        # The reference: transfer_from_rewritten.py:654 "learning_rate: float = 5e-5", 50 phases
+        # of 2 steps of 16 pairs (:650-652)
         "steps": 100,
         "lr": 1e-4,
         "batch_size": 8,
