@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from unlearnbench.cli import app
 from unlearnbench.results.leaderboard import (
     format_cell,
+    headline_markdown,
     leaderboard_rows,
     rows_columns,
     setting_of,
@@ -90,12 +91,46 @@ def test_columns_only_for_evaluations_some_run_has():
     assert "adjacent" in keys  # the core columns stay, blank
 
 
-def test_steps_to_recover_counts_seeds_that_never_recovered():
-    rows = leaderboard_rows(sample_records())
-    sg = _row(rows, "sgtm", "recall=0.9")
-    cell = sg["cells"][RECOVER]
-    assert cell.mean == 40 and cell.n == 1
-    assert cell.note == "1/2 seeds > 50"
+def _attacked(method, seed, forget, rows, recall=1.0, budget=50):
+    """A run whose relearn result is summarized from `rows` as the evaluation writes it."""
+    from unlearnbench.evals.relearn import summarize
+
+    summary = summarize(rows, (10, budget), 0.5)
+    ev = {"robust/relearn": result("relearn", summary)}
+    return record(method, seed, forget, 1.5, recall=recall, evals=ev,
+                  curves={"robust/relearn": rows})  # fmt: skip
+
+
+def test_steps_to_recover_name_seeds_that_never_recovered_and_seeds_with_no_valid_attack():
+    from results_fixtures import relearn_rows
+
+    from unlearnbench.results import references
+
+    nf = [_attacked("no-filter", s, 2.0, relearn_rows(2.0, 1.8)) for s in (0, 1, 2)]
+    pf = [_attacked("filter", s, 4.0, relearn_rows(4.0, 1.9)) for s in (0, 1, 2)]
+    recovers = relearn_rows(3.0, 1.9)  # reaches 2.0 (no-filter's forget) at step 50
+    stays = relearn_rows(3.0, 2.6)  # never does, and stays valid
+    broken = [r | {"loss": 9.0} if r["split"] == "retain" and r["step"] else r for r in stays]
+    runs = [_attacked("sgtm", 0, 3.0, recovers), _attacked("sgtm", 1, 3.0, stays),
+            _attacked("sgtm", 2, 3.0, broken)]  # fmt: skip
+    joined = references.join(nf + pf + runs)
+    got = [references.compare(joined[r["run_id"]])["attacks"]["robust/relearn"] for r in runs]
+    assert got[0]["steps_to_recover"] == 50
+    assert got[1]["steps_to_recover"] == references.NotReached(50)
+    assert got[2]["steps_to_recover"] is references.NO_VALID_ATTACK
+    rows = leaderboard_rows(nf + pf + runs)
+    cell = _row(rows, "sgtm", "recall=1.0")["cells"][RECOVER]
+    assert cell.mean == 50 and cell.n == 1
+    assert cell.note == "1/3 seeds > 50; 1/3 seeds no valid attack"  # never "> 50" for seed 2
+    md = headline_markdown(rows)
+    line = next(x for x in md.splitlines() if x.startswith("| sgtm"))
+    assert "no valid attack" in line and "2/3" in line  # seeds validly attacked at 50
+    # relative to the perfect filter's own steps (it recovers at 50 too): 1.0
+    assert _row(rows, "sgtm", "recall=1.0")["cells"][f"{RECOVER[:-len('steps_to_recover')]}"
+                                                     "steps_vs_filter"].mean == 1.0  # fmt: skip
+    # a run whose no-filter has no result of this attack: named, never a number
+    alone = leaderboard_rows([nf[0] | {"evals": {}, "curves": {}}, runs[0]])
+    assert _row(alone, "sgtm", "recall=1.0")["cells"][RECOVER].note == "reference not measured"
 
 
 def test_arrows_order_and_rule():
@@ -104,12 +139,47 @@ def test_arrows_order_and_rule():
     assert headers["forget"] == "forget loss ↑"
     assert headers["retain"] == "retain loss ↓"
     assert headers["d_forget"].endswith("↑") and headers["d_retain"].endswith("↓")
-    # ranked by selectivity, not forget loss: runs without a matching no-filter (sgtm at recall
-    # 0.9 and 0.5 have none among these records) come after the ones that have a Δ
-    assert [r["method"] for r in rows][:2] == ["filter", "no-filter"]
-    assert [r["rank_group"] for r in rows] == [0, 0, 2, 2, 2]
+    assert headers["score"] == "score ↑"
+    # ranked by score, not forget loss; the plain no-filter scores 0 by definition
+    scores = [r["cells"]["score"].mean for r in rows if r["rank_group"] == 0]
+    assert scores == sorted(scores, reverse=True) and len(scores) == len(rows)
+    assert _row(rows, "no-filter", "")["cells"]["score"].mean == 0.0
     md = to_markdown(rows)
-    assert "ranked by selectivity" in md.splitlines()[-1]
+    assert "ranked by score" in md.splitlines()[-1]
+
+
+def test_the_score_charges_adjacent_damage_beyond_the_perfect_filters_and_caps_removal():
+    """A topic run whose Δadjacent equals its Δforget ranks below the perfect filter, and a run
+    that removes more than the never-exposed model gets no credit for the excess."""
+    nf = record("no-filter", 0, 2.0, 1.5, 1.8)
+    pf = record("filter", 0, 3.0, 1.5, 1.9)  # Δforget 1.0, Δadjacent 0.1
+    wrecks = record("sgtm", 0, 4.0, 1.5, 3.8)  # Δforget 2.0, Δadjacent 2.0
+    clean = record("era", 0, 2.8, 1.6, 1.8)  # Δforget 0.8, Δretain 0.1, Δadjacent 0
+    clean["config"]["train"] = dict(nf["config"]["train"])  # trained as the references were
+    rows = leaderboard_rows([nf, pf, wrecks, clean])
+    score = {r["method"]: r["cells"]["score"].mean for r in rows}
+    assert score["filter"] == pytest.approx(1.0)
+    assert score["sgtm"] == pytest.approx(1.0 - (2.0 - 0.1))  # capped at 1.0, minus 1.9
+    assert score["era"] == pytest.approx(0.8 - 0.1)
+    assert [r["method"] for r in rows] == ["filter", "era", "no-filter", "sgtm"]
+
+
+def test_the_ceiling_is_the_plain_perfect_filter_and_variants_are_never_ranked():
+    nf = record("no-filter", 0, 2.0, 1.5)
+    plain = record("filter", 0, 4.0, 1.5)
+    clipped = record("filter", 0, 9.0, 1.5)
+    clipped["run_id"] += "-clip"
+    clipped["non_default"]["train"] = {"grad_clip": 1.0}
+    curriculum = record("no-filter", 0, 2.5, 1.5, options={"forget_after": 0.5})
+    run = record("rmu", 0, 5.0, 1.5)
+    run["kind"] = "posthoc"
+    rows = leaderboard_rows([nf, plain, clipped, curriculum, run])
+    assert _row(rows, "rmu", "recall=1.0")["cells"]["score"].mean == pytest.approx(2.0)
+    groups = {(r["method"], r["setting"]): r["rank_group"] for r in rows}
+    assert groups[("filter", "recall=1.0, grad_clip=1.0")] == 2  # a reference variant
+    assert groups[("no-filter", "forget_after=0.5")] == 2
+    assert rows[-1]["rank_group"] == rows[-2]["rank_group"] == 2  # listed last, unranked
+    assert "reference variant, unranked" in to_markdown(rows)
 
 
 def test_settings_distinguish_recall_and_non_default_options():
@@ -117,15 +187,16 @@ def test_settings_distinguish_recall_and_non_default_options():
     settings = {setting_of(r) for r in recs}
     assert "recall=0.9, optimizer=strict" in settings
     assert "recall=0.9" in settings and "recall=0.5" in settings
-    assert setting_of(record("no-filter", 0, 2.0, 1.5, recall=0.9)) == ""  # ignores labels
+    # no-filter ignores labels, but a run at other labels is another run: its row says so
+    assert setting_of(record("no-filter", 0, 2.0, 1.5, recall=0.9)) == "recall=0.9"
     r = record("filter", 0, 3.0, 1.6)
     r["non_default"]["train"] = {"steps": 100, "device": "cuda"}  # where it ran is not a setting
     assert setting_of(r) == "recall=1.0, steps=100"
 
 
-def test_no_filter_of_one_seed_counts_once_and_reference_prefers_same_config():
+def test_no_filter_runs_of_one_seed_are_rows_of_their_own_and_the_default_labels_one_is_the_reference():
     nf_a = record("no-filter", 0, 2.0, 1.5, recall=1.0)
-    nf_b = record("no-filter", 0, 2.4, 1.5, recall=0.9)  # same seed, other labels (ignored)
+    nf_b = record("no-filter", 0, 2.4, 1.5, recall=0.9)  # same seed, other labels
     nf_short = record("no-filter", 0, 5.0, 5.0)
     nf_short["run_id"] += "-short"
     nf_short["config"]["train"]["steps"] = 10
@@ -133,10 +204,11 @@ def test_no_filter_of_one_seed_counts_once_and_reference_prefers_same_config():
     f = record("filter", 0, 3.0, 1.6, recall=0.9)
     rows = leaderboard_rows([nf_a, nf_b, nf_short, f])
     nf = _row(rows, "no-filter", "")
-    assert nf["seeds"] == 1 and nf["cells"]["forget"].std is None
-    assert nf["cells"]["forget"].mean == pytest.approx(2.2)  # the seed's two records averaged
-    # the filter's delta is against the no-filter with its own training and label config
-    assert _row(rows, "filter", "recall=0.9")["cells"]["d_forget"].mean == pytest.approx(0.6)
+    assert nf["seeds"] == 1 and nf["cells"]["forget"].mean == 2.0  # never pooled with nf_b
+    assert _row(rows, "no-filter", "recall=0.9")["rank_group"] == 2  # a reference variant
+    # the weak filter's Δ is against the plain no-filter (at the default labels: no-filter
+    # ignores them) with its own training config
+    assert _row(rows, "filter", "recall=0.9")["cells"]["d_forget"].mean == pytest.approx(1.0)
 
 
 def test_csv_and_html_hold_the_same_numbers():
@@ -174,7 +246,7 @@ def test_csv_and_html_hold_the_same_numbers():
     p.feed(to_html(rows))
     assert len(p.rows) == len(rows) + 1  # header + one per row
     head = p.rows[0]
-    filt = next(r for r in p.rows[1:] if r[2] == "filter")
+    filt = next(r for r in p.rows[1:] if r[2] == "filter (reference)")
     t1 = math.tan(math.pi * 0.475)  # t(0.975, df=1): two seeds
     half = t1 * math.sqrt(0.5) / math.sqrt(2)
     assert filt[head.index("forget loss ↑")] == f"4.500 ± {half:.3f}"
@@ -249,7 +321,8 @@ def test_every_suites_results_appear_under_their_own_keys():
     assert cells["quick/relearn:forget_loss@10"].mean == 2.1
     assert cells["robust/relearn:forget_loss@10"].mean == 2.5  # both kept, neither overwritten
     assert cells["robust-lite/relearn-mixed:forget_loss@10"].mean == 2.8
-    assert cells["robust-lite/relearn-mixed:steps_to_recover"].note == "> 10"
+    # no no-filter run here: steps to recover are a comparison, so none is made
+    assert cells["robust-lite/relearn-mixed:steps_to_recover"].mean is None
     assert cells["sgtm-paper/relearn-sgtm-paper:forget_loss@25"].mean == 2.9
     key = "gradient-routing-paper/relearn-gradient-routing-paper:forget_loss@40"
     assert cells[key].mean == 3.1
@@ -346,18 +419,22 @@ def test_settings_name_a_saved_base_by_its_run_not_by_a_machine_path():
     )
 
 
-def test_a_posthoc_run_is_compared_with_its_base_named_by_id_or_by_saved_path():
-    from unlearnbench.results.leaderboard import no_filter_reference
+def test_a_posthoc_run_is_compared_with_plain_no_filter_and_beside_it_with_its_base():
+    from unlearnbench.results import references
 
     plain = record("no-filter", 0, 2.5, 2.4)
     curriculum = record("no-filter", 0, 2.6, 2.4, options={"forget_after": 0.5})
     run = record("filter", 0, 2.9, 2.5)
-    assert no_filter_reference(run, [plain, curriculum]) is plain  # same configs win
+    run["kind"] = "posthoc"
     for base in (
         curriculum["run_id"],
         f"/any/store/models/{curriculum['run_id']}",
         f"/any/store/models/{curriculum['run_id']}/",
     ):
-        assert no_filter_reference(run | {"base": base}, [plain, curriculum]) is curriculum
+        j = references.join([plain, curriculum, run | {"base": base}])[run["run_id"]]
+        assert j.no_filter is plain and j.base is curriculum
+        d = references.deltas(j)
+        assert d["d_forget"] == pytest.approx(0.4) and d["base_d_forget"] == pytest.approx(0.3)
     other = "/any/store/models/no-filter__storyworld-topic__tiny__s0__gone"
-    assert no_filter_reference(run | {"base": other}, [plain, curriculum]) is plain
+    j = references.join([plain, curriculum, run | {"base": other}])[run["run_id"]]
+    assert j.no_filter is plain and j.base is None

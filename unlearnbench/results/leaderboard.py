@@ -4,16 +4,20 @@ A pure function of the run records (no torch, no method or evaluation registry).
 first flattened into one table row per run (`runs_frame`, a pandas DataFrame; `load_records` in
 `unlearnbench.results` gives the same frame for a notebook), and every cell is computed from it:
 the mean over seeds with its 95% Student-t interval (results/stats.py; one seed: the value, n=1).
-Loss deltas are paired by seed: each run minus the `no-filter` run of the same benchmark, model and
-seed (results/matching.py), then the interval of those differences, marked * when it excludes
-zero. Probe accuracies carry their chance level and an exact McNemar test of the per-probe
-outcomes against the same no-filter runs (pairs of every seed pooled). Missing metrics are blank,
-never zero; an attack budget at which every attack setting broke the retain tolerance reads
-"excluded", not blank.
+What a run is compared with, and every comparison (Δs paired by seed, the score, steps to recover
+and their validity, the gap to the perfect filter), comes from results/references.py, the one rule;
+then the interval of the per-seed values, marked * when it excludes zero. Probe accuracies carry
+their chance level and an exact McNemar test of the per-probe outcomes against the same no-filter
+runs, stratified by seed. Missing metrics are blank, never zero; a measurement that did not happen
+is named: "no valid attack" (every attack setting broke the retain tolerance), "reference not
+measured", never a bound.
 
-Rows are ranked by a stated selectivity rule that counts damage (`stats.ranking_rule`), not by
-forget loss alone. `headline_*` render at most eight columns a reader can take in at once; the
-full table (`to_markdown`, `to_csv`, `to_html`) keeps every column.
+Rows are ranked by the score (`RANKING_RULE`), which charges retain and adjacent damage; reference
+variants (a non-plain no-filter or perfect filter) are shown and never ranked. `headline_*` render
+at most ten columns a reader can take in at once; the full table (`to_markdown`, `to_csv`,
+`to_html`) keeps every column. Every forget-side column says whether it separates the
+never-exposed perfect filter from no-filter on that benchmark (`separation`): one that does not is
+marked uninformative there.
 
 Evaluation columns are generic: each result `record["evals"][KEY]` carries the headline metrics its
 evaluation declared (`headline`: name, title, direction, unit, value), one column per KEY and
@@ -30,32 +34,41 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from unlearnbench.results import references as refs
 from unlearnbench.results import stats
 from unlearnbench.results.attack import EXCLUDED, budget_outcome
-from unlearnbench.results.matching import (
-    matching_no_filter,
-    matching_perfect_filter,
-    recorded_base,
-)
 
 UP, DOWN = "↑", "↓"  # higher is better, lower is better
-SORT_RULE = stats.ranking_rule()  # the default tolerance; rows state the one they were ranked by
+RANKING_RULE = (
+    "rows ranked by score within each benchmark and model, highest first; score = min(Δforget, "
+    "the perfect filter's Δforget) - max(0, Δretain) - max(0, Δadjacent - the perfect filter's "
+    "Δadjacent), per seed, then the mean over seeds (nats; results/references.py); rows without a "
+    "score (a reference not measured) follow; reference variants are never ranked"
+)
+SORT_RULE = RANKING_RULE
 LEGEND = (
     "Losses are mean token cross-entropy in nats on held-out test documents; "
     "cells: mean over seeds ± half-width of its 95% Student-t interval (n = seeds with the metric, "
     "shown when fewer than the row's seeds; n=1: the single value, no interval); "
-    "Δ = change against `no-filter` of the same benchmark, model and seed, paired by seed "
-    "(* = its 95% interval excludes 0); "
-    "selectivity = min(Δforget, perfect filter's Δforget) - max(0, Δretain), per seed; "
-    "probe accuracies give their chance level and the exact McNemar p-value of the per-probe "
-    "outcomes against no-filter, pooled over seeds (* = p < 0.05; no correction for the number of "
-    "comparisons; no p: a run or its no-filter run recorded no per-probe outcomes, which "
-    "`unlearnbench attack RUN --suite SUITE --force` adds); "
+    "Δ = change against the plain `no-filter` run of the same benchmark, model, seed and training "
+    "settings (at any labels: it ignores them), paired by seed (* = its 95% interval excludes 0); "
+    "Δ vs base = against a post-hoc run's own base where that is another run; "
+    "score: see the order below; facts score: the same in fact-probe accuracy; "
+    "! = mean Δretain beyond the retain tolerance (a marker, not a cut); "
+    "steps to recover: first attack step at which a setting still within the retain tolerance "
+    "reached the no-filter run's own pre-attack forget loss; vs filter: over the perfect filter's "
+    "own steps (1.0 = as hard to relearn as data never seen); "
+    "probe accuracies give their chance level and an exact McNemar p-value of the per-probe "
+    "outcomes against no-filter, stratified by seed (* = p < 0.05; no correction for the number "
+    "of comparisons); "
     "an evaluation's columns are named SUITE/KEY: metric, the suite that ran it and its key there; "
     f"{UP} higher is better, {DOWN} lower is better; blank = not measured; "
-    "excluded = measured, but every attack setting broke the retain tolerance within that budget."
+    "no valid attack = measured, but every attack setting broke the retain tolerance within that "
+    "budget; reference not measured = the reference run or its result is missing; "
+    "† = the column does not separate the never-exposed perfect filter from no-filter on this "
+    "benchmark (uninformative here)."
 )
 
 
@@ -81,11 +94,7 @@ def _num(x) -> float | None:
 # ---- evaluation results: the headline metrics each evaluation declared, stored with its summary ----
 
 
-@dataclass(frozen=True)
-class NotReached:
-    """Measured, but not within `limit` (steps to recover that never recovered in the budget)."""
-
-    limit: int | None
+NotReached = refs.NotReached  # measured, validly attacked, not within `limit`
 
 
 def headline(summary) -> list[dict]:
@@ -179,6 +188,7 @@ class Column:
     paired: bool = False  # a paired difference against no-filter: marked when it excludes 0
     # an accuracy of a result KEY and metric NAME: chance level and McNemar against no-filter
     probe: tuple[str, str] | None = None
+    eval: str | None = None  # the evaluation a result column comes from
 
     @property
     def header(self) -> str:
@@ -197,7 +207,7 @@ def _delta(split: str):
     return lambda r: _num(get(r, "_delta", split))
 
 
-KINDS = {"nats": "loss", "accuracy": "acc", "steps": "int"}
+KINDS = {"nats": "loss", "accuracy": "acc", "steps": "int", "ratio": "ratio"}
 
 
 def _natural(text: str) -> tuple:
@@ -218,6 +228,8 @@ def metric_columns(records: list[dict]) -> list[Column]:
         for key, ev in (r.get("evals") or {}).items():
             first.setdefault(key, len(first))
             for e in headline(ev):
+                if e.get("metric", e["name"]) in refs.COPIED:
+                    continue  # another run's number an earlier version copied: computed afresh
                 found[key].setdefault(e["name"], e)
                 metric = e.get("metric", e["name"])
                 order[key].setdefault(metric, len(order[key]))
@@ -228,13 +240,51 @@ def metric_columns(records: list[dict]) -> list[Column]:
             metric = e.get("metric", e["name"])
             return order[key][metric], _natural(e["name"][len(metric) + 1 :])
 
+        kind_of = next((r["evals"][key].get("eval") for r in records
+                        if isinstance((r.get("evals") or {}).get(key), dict)), None)  # fmt: skip
         for e in sorted(found[key].values(), key=position):
             arrow = {"higher": UP, "lower": DOWN}.get(e.get("direction"), "")
             title = f"{key}: {e.get('title') or e['name']}"
             value = lambda r, key=key, name=e["name"]: metric_value(r, key, name)  # noqa: E731
             kind = KINDS.get(e.get("unit"), "loss")
             probe = (key, e["name"]) if kind == "acc" else None
-            cols.append(Column(f"{key}:{e['name']}", title, arrow, value, kind, probe=probe))
+            cols.append(
+                Column(f"{key}:{e['name']}", title, arrow, value, kind, probe=probe, eval=kind_of)
+            )
+        cols += comparison_columns(key, kind_of or key.rsplit("/", 1)[-1])
+    return cols
+
+
+# the table-time comparisons of a result of each evaluation (results/references.py `compare`):
+# (name, title, direction, kind, where in compare's output)
+COMPARISONS = {
+    "relearn": [
+        ("steps_to_recover", "steps to recover", UP, "int", "attacks"),
+        ("steps_vs_filter", "steps to recover vs perfect filter", UP, "ratio", "attacks"),
+        ("steps_to_close_gap", "steps to close 90% of gap", UP, "int", "attacks"),
+    ],
+    "benign-finetune": [
+        ("steps_to_recover", "benign steps to recover", UP, "int", "attacks"),
+        ("steps_to_recover_facts", "benign steps to recover facts", UP, "int", "attacks"),
+    ],
+    "fact-probes": [("facts_score", "facts score", UP, "acc", "facts_score")],
+    "hidden-probes": [
+        ("forget_over_perfect_filter", "forget probe acc over perfect filter", DOWN, "acc",
+         "hidden"),
+    ],
+}  # fmt: skip
+
+
+def comparison_columns(key: str, kind: str) -> list[Column]:
+    """The comparison columns of result `key` of evaluation `kind`."""
+    cols = []
+    for name, title, arrow, unit, part in COMPARISONS.get(kind, []):
+
+        def value(r, key=key, name=name, part=part):
+            found = (r.get("_compare") or {}).get(part, {}).get(key)
+            return found.get(name) if isinstance(found, dict) else found
+
+        cols.append(Column(f"{key}:{name}", f"{key}: {title}", arrow, value, unit, eval=kind))
     return cols
 
 
@@ -246,7 +296,11 @@ def columns_for(records: list[dict]) -> list[Column]:
         Column("d_forget", "Δforget", UP, _delta("forget"), core=True, paired=True),
         Column("d_adjacent", "Δadjacent", DOWN, _delta("adjacent"), core=True, paired=True),
         Column("d_retain", "Δretain", DOWN, _delta("retain"), core=True, paired=True),
-        Column("selectivity", "selectivity", UP, _delta("selectivity"), core=True),
+        Column("score", "score", UP, _delta("score"), core=True),
+    ]
+    cols += [
+        Column(f"base_d_{s}", f"Δ{s} vs base", arrow, _delta(f"base_{s}"), paired=True)
+        for s, arrow in (("forget", UP), ("adjacent", DOWN), ("retain", DOWN))
     ]
     cols += metric_columns(records)
     cols += [
@@ -343,7 +397,9 @@ def setting_of(record: dict, with_recall: bool = True, peers: list[dict] | None 
     if base:  # where the run started, when not its method's default
         parts.append(f"base={show_value(base)}")
     for k, v in (nd.get("labels") or {}).items():
-        if k != "recall":
+        # no-filter ignores its labels, but runs at other labels are other runs: named, so a row
+        # never pools two runs of one seed
+        if k != "recall" or (with_recall and record.get("method") == "no-filter"):
             parts.append(f"{k}={show_value(v)}")
     for k, v in sorted((nd.get("method_options") or {}).items()):
         parts.append(f"{k}={show_value(v)}")
@@ -366,42 +422,26 @@ def with_settings(records: list[dict]) -> list[dict]:
     ]
 
 
-# ---- deltas against no-filter, the ceiling of the perfect filter ----
-
-
-def no_filter_reference(record: dict, candidates: list[dict]) -> dict | None:
-    """The `no-filter` record to compare with: a post-hoc run's base when it is a recorded
-    no-filter run (whatever its options: what the unlearning changed), else the matching plain
-    no-filter run (results/matching.py)."""
-    base = recorded_base(record, candidates)
-    if base is not None and base.get("method") == "no-filter":
-        return base
-    return matching_no_filter(record, candidates)
+# ---- comparisons with the references (results/references.py, the one rule) ----
 
 
 def with_deltas(records: list[dict]) -> list[dict]:
-    """Copies of the records with `_delta` (each split's loss minus its no-filter's, the perfect
-    filter's Δforget as `ceiling`, the selectivity) and `_reference` (that no-filter record)."""
-    refs = [r for r in records if r.get("method") == "no-filter"]
-    filters = [r for r in records if r.get("method") == "filter"]
+    """Copies of the records with `_delta` (each split's Δ against no-filter, `base_*` against a
+    post-hoc run's base, `ceiling` = the perfect filter's Δforget, `score`), `_compare` (every
+    comparison of `references.compare`), `_reference` (the no-filter record) and `_role`."""
+    joined = refs.join(records)
     out = []
     for r in records:
-        ref = no_filter_reference(r, refs)
-        delta = {}
-        for s in ("forget", "adjacent", "retain"):
-            a, b = _loss(s)(r), _loss(s)(ref) if ref else None
-            delta[s] = a - b if a is not None and b is not None else None
-        perfect = matching_perfect_filter(r, filters)
-        pf, nf = (
-            _loss("forget")(perfect) if perfect else None,
-            _loss("forget")(ref) if ref else None,
-        )
-        delta["ceiling"] = pf - nf if pf is not None and nf is not None else None
-        if delta["forget"] is not None and delta["retain"] is not None:
-            delta["selectivity"] = stats.selectivity(
-                delta["forget"], delta["retain"], delta["ceiling"]
-            )
-        out.append({**r, "_delta": delta, "_reference": ref})
+        j = joined[r["run_id"]]
+        cmp = refs.compare(j)
+        d = cmp["deltas"]
+        delta = {s: d[f"d_{s}"] for s in refs.SPLITS}
+        delta |= {f"base_{s}": d.get(f"base_d_{s}") for s in refs.SPLITS}
+        delta |= {"ceiling": d["pf_d_forget"], "score": d["score"]}
+        out.append(
+            {**r, "_delta": delta, "_compare": cmp, "_reference": j.no_filter, "_role": j.role,
+             "_other_version": j.other_version}
+        )  # fmt: skip
     return out
 
 
@@ -443,15 +483,20 @@ def _frame(recs: list[dict], cols: list[Column]):
             "kind": r.get("kind"),
             "no_filter_run": ref.get("run_id") if ref else None,
             "ceiling": _num(get(r, "_delta", "ceiling")),
+            "role": r.get("_role"),
+            "code_version": refs.code_version(r),
+            "other_version_references": ", ".join(r.get("_other_version") or []),
         }
         for c in cols:
             v = c.value(r)
-            row[c.key] = v if isinstance(v, float) else nan
+            row[c.key] = float(v) if _num(v) is not None else nan
             if isinstance(v, NotReached):
                 row[f"{c.key} status"] = "not reached"
                 row[f"{c.key} limit"] = v.limit
             elif v is EXCLUDED:
-                row[f"{c.key} status"] = "excluded"
+                row[f"{c.key} status"] = "no valid attack"
+            elif isinstance(v, refs._Status):
+                row[f"{c.key} status"] = v.text
             if c.probe is not None:
                 key, name = c.probe
                 row[f"{c.key} chance"] = chance_of(r, key, name)
@@ -496,6 +541,7 @@ class Cell:
     chance: float | None = None  # probe accuracies: the chance level
     p: float | None = None  # probe accuracies: McNemar p-value against no-filter, seeds pooled
     pairs: int = 0  # probe accuracies: runs paired with their no-filter run
+    statuses: tuple = ()  # ((status, seeds), ...): measurements that are not numbers
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
@@ -514,38 +560,45 @@ def _sum(g, key: str) -> int:
     return int(g[key].fillna(0).sum()) if key in g else 0
 
 
+STATUSES = ("not reached", "no valid attack", "reference not measured", "filter did not recover")
+
+
 def frame_cell(g, col: Column) -> Cell:
     """A column's cell from the frame rows of one leaderboard row: mean and interval over the
-    seeds that measured a value; runs measured as not reached or excluded are counted in the
-    note, never averaged."""
+    seeds that measured a value; runs whose measurement is a status (not reached, no valid
+    attack, reference not measured) are counted in the note, never averaged."""
     iv = stats.t_interval(_column_values(g, col.key))
     status = g[f"{col.key} status"] if f"{col.key} status" in g else None
-    beyond = int((status == "not reached").sum()) if status is not None else 0
-    excluded = int((status == "excluded").sum()) if status is not None else 0
+    counts = {t: int((status == t).sum()) if status is not None else 0 for t in STATUSES}
+    total = iv.n + sum(counts.values())
     notes = []
-    if beyond:
-        limits = g.loc[status == "not reached", f"{col.key} limit"].dropna()
-        limit = int(limits.max()) if len(limits) else 0
-        text = f"> {limit}" if limit else "not reached"
-        notes.append(f"{beyond}/{beyond + iv.n + excluded} seeds {text}" if iv.n else text)
-    if excluded:
-        notes.append(
-            f"{excluded}/{excluded + iv.n + beyond} seeds excluded" if iv.n else "excluded"
-        )
+    for text, k in counts.items():
+        if not k:
+            continue
+        if text == "not reached":
+            limits = g.loc[status == text, f"{col.key} limit"].dropna()
+            text = f"> {_limit(limits.max())}" if len(limits) else text
+        notes.append(f"{k}/{total} seeds {text}" if total > k else text)
     extra = {}
     if col.probe is not None:
         chance = g[f"{col.key} chance"].dropna() if f"{col.key} chance" in g else []
         extra["chance"] = float(chance.mean()) if len(chance) else None
         if f"{col.key} lost" in g:
-            paired = g[f"{col.key} lost"].notna()
-            lost, gained = _sum(g, f"{col.key} lost"), _sum(g, f"{col.key} gained")
-            if paired.any():
-                extra["p"] = stats.mcnemar_p(lost, gained)
-                extra["pairs"] = int(paired.sum())
+            paired = g[g[f"{col.key} lost"].notna()]
+            pairs = [(int(a), int(b)) for a, b in
+                     zip(paired[f"{col.key} lost"], paired[f"{col.key} gained"], strict=True)]  # fmt: skip
+            if pairs:
+                extra["p"] = stats.stratified_mcnemar(pairs)  # one stratum per seed
+                extra["pairs"] = len(pairs)
                 extra["significant"] = extra["p"] < stats.ALPHA
     elif col.paired:
         extra["significant"] = iv.excludes_zero
+    extra["statuses"] = tuple((t, k) for t, k in counts.items() if k)
     return Cell(iv.mean, iv.std, iv.n, "; ".join(notes), iv.low, iv.high, **extra)
+
+
+def _limit(x: float) -> str:
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
 
 
 def leaderboard_rows(
@@ -553,10 +606,11 @@ def leaderboard_rows(
     benchmark: str | None = None,
     retain_tolerance: float = stats.RETAIN_TOLERANCE,
 ) -> list[dict]:
-    """Rows: {benchmark, model, method, setting, seeds, cells: {column key: Cell}, rank_group,
-    rule}, ranked by `stats.ranking_rule(retain_tolerance)`; the columns used are in
+    """Rows: {benchmark, model, method, setting, role, seeds, cells: {column key: Cell},
+    rank_group, rule, separation}, ranked by `RANKING_RULE`; the columns used are in
     `rows_columns(rows)`. A row is one configuration as its run id names it (the seed aside):
-    settings outside the run id never split a row."""
+    settings outside the run id never split a row. `retain_tolerance` marks (!) rows whose mean
+    Δretain is beyond it; it does not cut."""
     recs, cols = _prepared(records, benchmark)
     frame = _frame(recs, cols)
     rows = []
@@ -568,31 +622,81 @@ def leaderboard_rows(
             row["seeds"] = g["seed"].astype(str).nunique()
             row["recall"] = _num(g["recall"].iloc[0]) if method != "no-filter" else None
             row["family"] = g["family"].iloc[0]  # the setting less the recall
+            row["role"] = g["role"].iloc[0]
             row["run_ids"] = sorted(str(x) for x in g["run_id"])
+            row["code_versions"] = sorted({str(v) for v in g["code_version"] if v})
+            row["other_version_references"] = any(g["other_version_references"].astype(bool))
             row["cells"] = {c.key: frame_cell(g, c) for c in cols}
             row["unread"] = unread
+            row["_frame"] = g
             rows.append(row)
     shown = [
         c
         for c in cols
         if c.core or any(r["cells"][c.key].n or r["cells"][c.key].note for r in rows)
     ]
+    separation = separations(rows, shown)
     for r in rows:
         r["columns"] = shown
-        cells = r["cells"]
-        key = stats.rank_key(
-            cells["d_forget"].mean, cells["d_retain"].mean, cells["selectivity"].mean,
-            retain_tolerance,
-        )  # fmt: skip
-        r["rank_group"] = key[0]  # 0 within the retain tolerance, 1 beyond, 2 no no-filter
-        r["_rank"] = key
-        r["rule"] = stats.ranking_rule(retain_tolerance)
+        r["separation"] = separation.get((r["benchmark"], r["model"]), {})
+        beyond = r["cells"]["d_retain"].mean is not None and not stats.within_tolerance(
+            r["cells"]["d_retain"].mean, retain_tolerance
+        )
+        r["beyond_tolerance"] = beyond
+        r["_rank"] = rank_key(r)
+        r["rank_group"] = r["_rank"][0]  # 0 ranked by score, 1 no score, 2 reference variant
+        r["rule"] = RANKING_RULE
+    for r in rows:
+        r.pop("_frame")
 
     def order(r):
         return (str(r["benchmark"]), str(r["model"]), r["_rank"], r["method"], r["setting"])
 
     rows.sort(key=order)
     return rows
+
+
+def rank_key(row: dict) -> tuple:
+    """Sort key of a row by `RANKING_RULE` (lower first)."""
+    if row.get("role") == "reference variant":
+        return (2, 0.0)
+    score = row["cells"]["score"].mean
+    return (1, 0.0) if score is None else (0, -score)
+
+
+def separations(rows: list[dict], cols: list[Column]) -> dict[tuple, dict[str, dict]]:
+    """{(benchmark, model): {column key: {"mean", "low", "high", "d", "n", "informative"}}} for
+    each forget-side column: the perfect filter's value minus no-filter's, paired by seed (the
+    plain references' rows). A metric is informative on a benchmark when that interval excludes 0
+    in the direction the column calls better (a never-exposed model must look removed); with
+    fewer than two seeds it cannot be told (informative None)."""
+    out: dict[tuple, dict[str, dict]] = {}
+    by_bm: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["role"] in (refs.NO_FILTER, refs.PERFECT_FILTER) and not r["family"]:
+            by_bm[(r["benchmark"], r["model"])][r["role"]] = r["_frame"]
+    for bm, frames in by_bm.items():
+        nf, pf = frames.get(refs.NO_FILTER), frames.get(refs.PERFECT_FILTER)
+        if nf is None or pf is None:
+            continue
+        out[bm] = {}
+        for c in cols:
+            forget_side = "forget" in c.key or c.key.endswith(("steps_to_recover", "close_gap"))
+            if not forget_side or c.arrow not in (UP, DOWN) or c.paired:
+                continue
+            a = dict(zip(pf["seed"].astype(str), pf[c.key], strict=True))
+            b = dict(zip(nf["seed"].astype(str), nf[c.key], strict=True))
+            diffs = [a[k] - b[k] for k in a if k in b and a[k] == a[k] and b[k] == b[k]]
+            iv = stats.t_interval(diffs)
+            if iv.n == 0:
+                continue
+            informative = None  # fewer than two seeds: no interval
+            if iv.low is not None:  # the never-exposed model must look removed, by the column
+                informative = bool(iv.low > 0) if c.arrow == UP else bool(iv.high < 0)
+            d = iv.mean / iv.std if iv.std else None
+            out[bm][c.key] = {"mean": iv.mean, "low": iv.low, "high": iv.high, "d": d,
+                              "n": iv.n, "informative": informative}  # fmt: skip
+    return out
 
 
 def rows_columns(rows: list[dict]) -> list[Column]:
@@ -603,6 +707,8 @@ def rows_columns(rows: list[dict]) -> list[Column]:
 
 
 def _number(x: float, col: Column, signed: bool = False) -> str:
+    if col.kind == "ratio":
+        return f"{x:.2f}"
     if col.kind == "int":
         return f"{x:,.0f}"
     if col.kind == "seconds":
@@ -615,7 +721,7 @@ def format_cell(cell: Cell, col: Column, seeds: int) -> str:
     seeds (always for n=1), chance level and McNemar p of probe accuracies, notes."""
     if cell.mean is None:
         return cell.note
-    text = _number(cell.mean, col, signed=col.paired or col.key == "selectivity")
+    text = _number(cell.mean, col, signed=col.paired or col.key == "score")
     if cell.high is not None:
         text += f" ± {_number(cell.high - cell.mean, col)}"
     if col.paired and cell.significant:
@@ -636,9 +742,28 @@ def format_cell(cell: Cell, col: Column, seeds: int) -> str:
 
 def _cell_text(row: dict, col: Column) -> str:
     text = format_cell(row["cells"][col.key], col, row["seeds"])
-    if col.key == "d_retain" and row.get("rank_group") == 1 and text:
-        text += " !"  # beyond the ranking's retain tolerance
+    if col.key == "d_retain" and row.get("beyond_tolerance") and text:
+        text += " !"  # beyond the retain tolerance: a marker, not a cut
     return text
+
+
+def row_label(row: dict) -> str:
+    """method (setting; seeds[; mixed code versions])."""
+    seeds = f"{row['seeds']} seed{'s' if row['seeds'] != 1 else ''}"
+    if len(row.get("code_versions") or []) > 1:
+        seeds += f"; {len(row['code_versions'])} code versions"
+    inner = f"{row['setting']}; {seeds}" if row["setting"] else seeds
+    return f"{method_label(row)} ({inner})"
+
+
+def method_label(row: dict) -> str:
+    """The method as a table names it: references and reference variants say so."""
+    role = row.get("role")
+    if role in (refs.NO_FILTER, refs.PERFECT_FILTER):
+        return f"{row['method']} (reference)"
+    if role == "reference variant":
+        return f"{row['method']} (reference variant, unranked)"
+    return str(row["method"])
 
 
 _ID_COLS = ["benchmark", "model", "method", "setting", "seeds"]
@@ -650,7 +775,7 @@ def _table(rows: list[dict], hide: tuple[str, ...] = ()) -> tuple[list[str], lis
     head = ids + [c.header for c in cols]
     body = []
     for r in rows:
-        cells = [str(r[c]) for c in ids]
+        cells = [method_label(r) if c == "method" else str(r[c]) for c in ids]
         cells += [_cell_text(r, c) for c in cols]
         body.append(cells)
     return head, body
@@ -685,24 +810,58 @@ def to_markdown(rows: list[dict]) -> str:
 # ---- the headline table: at most eight columns ----
 
 
-def _attack_key(rows: list[dict]) -> tuple[str | None, str | None]:
-    """(largest-budget worst-case column, steps-to-recover column) of the relearning attack the
-    most rows measured at its largest budget (ties: the larger budget, then the key's name)."""
-    best = None
+def attack_result(rows: list[dict]) -> str | None:
+    """The relearning attack result (key) of the headline: of the `relearn` results, the one most
+    rows measured (ties: the `robust` suite's, then by name). Never another evaluation's curve."""
+    counts: dict[str, int] = defaultdict(int)
     for c in rows_columns(rows):
-        result, _, name = c.key.partition(":")
-        if not name.startswith("forget_loss@") or not name[len("forget_loss@") :].isdigit():
-            continue
-        budget = int(name[len("forget_loss@") :])
-        measured = sum(bool(r["cells"][c.key].n or r["cells"][c.key].note) for r in rows)
-        cand = (measured, budget, result)
-        if best is None or cand[:2] > best[:2] or (cand[:2] == best[:2] and result < best[2]):
-            best = cand
-    if best is None:
-        return None, None
-    recover = f"{best[2]}:steps_to_recover"
-    known = {c.key for c in rows_columns(rows)}
-    return f"{best[2]}:forget_loss@{best[1]}", recover if recover in known else None
+        if c.eval == "relearn" and ":forget_loss@" in c.key:
+            result = c.key.split(":", 1)[0]
+            counts[result] = max(counts[result], sum(bool(r["cells"][c.key].n or
+                                                          r["cells"][c.key].note) for r in rows))  # fmt: skip
+    if not counts:
+        return None
+    return min(counts, key=lambda k: (-counts[k], not k.startswith("robust/"), k))
+
+
+def budgets_of(rows: list[dict], result: str) -> list[int]:
+    keys = [c.key for c in rows_columns(rows) if c.key.startswith(f"{result}:forget_loss@")]
+    return sorted(int(k.rsplit("@", 1)[1]) for k in keys if k.rsplit("@", 1)[1].isdigit())
+
+
+def attack_outcome(row: dict, result: str, budgets: list[int]) -> tuple[str, str]:
+    """(worst-case forget loss at the largest budget at which every seed was validly attacked,
+    with that budget; seeds validly attacked at the largest budget), as the headline shows them."""
+    largest = max(budgets) if budgets else None
+    if largest is None:
+        return "", ""
+    last = row["cells"].get(f"{result}:forget_loss@{largest}")
+    if last is None or not (last.n or last.note):
+        return "", ""
+    valid = f"{last.n}/{last.n + sum(k for _, k in last.statuses)}"
+    for b in sorted(budgets, reverse=True):
+        cell = row["cells"].get(f"{result}:forget_loss@{b}")
+        if cell is not None and cell.n and cell.n == row["seeds"]:
+            col = Column("", "", UP, lambda r: None)
+            return f"{format_cell(replace(cell, note=''), col, row['seeds'])} @{b}", valid
+    return "no valid attack", valid
+
+
+HEADLINE = ["d_forget", "d_adjacent", "d_retain", "facts", "score", "attack", "recover",
+            "vs_filter", "valid"]  # fmt: skip
+
+
+def headline_columns(rows: list[dict]) -> list[Column]:
+    """Δforget, Δadjacent, Δretain, forget-fact accuracy, score, then (in the headline table) the
+    relearning outcome at the largest validly attacked budget, steps to recover, the same over
+    the perfect filter's, seeds validly attacked: those the rows have."""
+    by_key = {c.key: c for c in rows_columns(rows)}
+    attack = attack_result(rows)
+    keys = ["d_forget", "d_adjacent", "d_retain", _probe_key(rows), "score"]
+    if attack:
+        keys += [f"{attack}:steps_to_recover", f"{attack}:steps_vs_filter"]
+    return [by_key[k] for k in keys if k is not None and k in by_key and
+            (by_key[k].core or any(r["cells"][k].n or r["cells"][k].note for r in rows))]  # fmt: skip
 
 
 def _probe_key(rows: list[dict]) -> str | None:
@@ -711,40 +870,59 @@ def _probe_key(rows: list[dict]) -> str | None:
     return max(cands, key=lambda k: (sum(r["cells"][k].n for r in rows), k), default=None)
 
 
-def headline_columns(rows: list[dict]) -> list[Column]:
-    """Δforget, Δretain, selectivity, forget-fact accuracy, worst-case forget loss after the
-    largest attack budget, steps to recover, tokens (compute): those the rows have."""
-    by_key = {c.key: c for c in rows_columns(rows)}
-    attack, recover = _attack_key(rows)
-    keys = ["d_forget", "d_retain", "selectivity", _probe_key(rows), attack, recover, "tokens"]
-    return [by_key[k] for k in keys if k is not None and k in by_key]
-
-
-def _short_header(col: Column) -> str:
-    """An evaluation column's header without its SUITE/KEY (the headline names it below)."""
+def _short_header(col: Column, sep: dict | None = None) -> str:
+    """An evaluation column's header without its SUITE/KEY (the headline names it below); †
+    when the column does not separate the perfect filter from no-filter here."""
     title = col.title.split(": ", 1)[1] if ": " in col.title else col.title
-    return f"{title} {col.arrow}".strip()
+    mark = " †" if (sep or {}).get(col.key, {}).get("informative") is False else ""
+    return f"{title} {col.arrow}".strip() + mark
 
 
 def headline_sources(rows: list[dict]) -> str:
     """Which result each headline evaluation column comes from."""
-    keys = [c.key.split(":", 1) for c in headline_columns(rows) if ":" in c.key]
-    parts = [f"{_short_header_of(rows, k + ':' + n)}: {k}" for k, n in keys]
+    parts = [f"{_short_header(c).rstrip(' ↑↓')}: {c.key.split(':', 1)[0]}"
+             for c in headline_columns(rows) if ":" in c.key]  # fmt: skip
+    attack = attack_result(rows)
+    if attack:
+        parts.append(f"relearning outcome: {attack}")
     return ("Headline columns from: " + "; ".join(parts) + ".") if parts else ""
 
 
-def _short_header_of(rows: list[dict], key: str) -> str:
-    return next(_short_header(c).rstrip(" ↑↓") for c in rows_columns(rows) if c.key == key)
+def separation_text(rows: list[dict]) -> str:
+    """Which forget-side columns separate the never-exposed perfect filter from no-filter here."""
+    sep = rows[0].get("separation") if rows else None
+    if not sep:
+        return ("Metric validity: not measured (the plain no-filter and perfect filter of this "
+                "benchmark and model are not both recorded).")  # fmt: skip
+    titles = {c.key: _short_header(c).rstrip(" ↑↓†") for c in rows_columns(rows)}
+    bad = [titles.get(k, k) for k, v in sep.items() if v["informative"] is False]
+    unknown = [titles.get(k, k) for k, v in sep.items() if v["informative"] is None]
+    text = (f"Metric validity (perfect filter minus no-filter, paired by seed, 95% interval): "
+            f"{len(sep) - len(bad) - len(unknown)} of {len(sep)} forget-side columns separate them")  # fmt: skip
+    if bad:
+        text += "; † uninformative here: " + ", ".join(bad)
+    if unknown:
+        text += "; fewer than two seeds: " + ", ".join(unknown)
+    return text + "."
 
 
 def _headline_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     cols = headline_columns(rows)
-    head = ["method (setting; seeds)"] + [_short_header(c) for c in cols]
+    sep = rows[0].get("separation") if rows else {}
+    attack = attack_result(rows)
+    budgets = budgets_of(rows, attack) if attack else []
+    head = ["method (setting; seeds)"] + [_short_header(c, sep) for c in cols]
+    if attack and budgets:
+        out_col = f"{attack}:forget_loss@{max(budgets)}"
+        mark = " †" if (sep or {}).get(out_col, {}).get("informative") is False else ""
+        head += [f"forget after relearning (largest valid budget) {UP}{mark}",
+                 f"seeds validly attacked @{max(budgets)}"]  # fmt: skip
     body = []
     for r in rows:
-        seeds = f"{r['seeds']} seed{'s' if r['seeds'] != 1 else ''}"
-        inner = f"{r['setting']}; {seeds}" if r["setting"] else seeds
-        body.append([f"{r['method']} ({inner})"] + [_cell_text(r, c) for c in cols])
+        line = [row_label(r)] + [_cell_text(r, c) for c in cols]
+        if attack and budgets:
+            line += list(attack_outcome(r, attack, budgets))
+        body.append(line)
     return head, body
 
 
@@ -762,6 +940,7 @@ def headline_markdown(rows: list[dict]) -> str:
         lines += [f"### {title}", "", *_markdown_table(*_headline_table(rs)), ""]
         if headline_sources(rs):
             lines += [headline_sources(rs), ""]
+        lines += [separation_text(rs), ""]
     lines.append(footer(rows))
     return "\n".join(lines) + "\n"
 
@@ -781,6 +960,7 @@ def headline_html(rows: list[dict]) -> str:
         out.append("</tbody></table>")
         if headline_sources(rs):
             out.append(f'<p class="note">{esc(headline_sources(rs))}</p>')
+        out.append(f'<p class="note">{esc(separation_text(rs))}</p>')
     rule = rows[0]["rule"] if rows else SORT_RULE
     out.append(f'<p class="note">Order: {esc(rule)}. The legend is under the full table.</p>')
     return "\n".join(out)

@@ -110,19 +110,23 @@ def code_version(record: dict | None) -> str | None:
 
 
 def role_of(record: dict) -> str:
-    """NO_FILTER / PERFECT_FILTER for the plain references, "reference variant" for a reference
-    method run any other way, "method" otherwise."""
+    """NO_FILTER / PERFECT_FILTER for the plain references; "reference variant" for a reference
+    method run any other way (an option, training setting, or for no-filter labels away from the
+    defaults: e.g. the curriculum no-filter, a grad-clip filter); "method" otherwise (a weak or a
+    strict filter is a method: the SGTM paper's baselines)."""
     method = record.get("method")
     cfg = record.get("config") or {}
     if method not in (NO_FILTER, "filter"):
         return "method"
-    if non_default_options(method, cfg.get("method_options")):
-        return "reference variant"
+    stated = record.get("non_default") or {}
+    options = non_default_options(method, cfg.get("method_options"))
     if method == "filter":
-        recall = (cfg.get("labels") or {}).get("recall", 1.0)
-        return PERFECT_FILTER if float(recall) == 1.0 else "method"  # a weak filter is a method
-    default_labels = not (record.get("non_default") or {}).get("labels")
-    return NO_FILTER if default_labels else "reference variant"
+        recall = float((cfg.get("labels") or {}).get("recall", 1.0))
+        if recall != 1.0 or options.get("strict"):
+            return "method"
+        return "reference variant" if options or stated.get("train") else PERFECT_FILTER
+    plain = not (options or stated.get("train") or stated.get("labels"))
+    return NO_FILTER if plain else "reference variant"
 
 
 def join(records: list[dict]) -> dict[str, Joined]:
@@ -317,7 +321,7 @@ def compare(j: Joined) -> dict:
     """Every table-time comparison of a run: {"deltas": ..., "attacks": {KEY: ...},
     "facts_score": {KEY: ...}, "hidden": {KEY: ...}}."""
     out = {"deltas": deltas(j), "attacks": {}, "facts_score": {}, "hidden": {}}
-    for key, summary in ((j.run.get("evals") or {}).items()):
+    for key, summary in (j.run.get("evals") or {}).items():
         kind = summary.get("eval") if isinstance(summary, dict) else None
         kind = kind or key.rsplit("/", 1)[-1]
         if kind in ATTACKS:
