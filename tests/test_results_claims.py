@@ -1,146 +1,337 @@
 """The papers' claims read off the grid's records (results/claims.py): paired differences over
-seeds, verdicts in the claimed direction, censored steps to recover, damage beside removal."""
+seeds judged net of damage, the raw forget difference beside, sign tests named as such for
+censored steps to recover, no valid attack named, the perfect filter beside the robustness claim,
+ablation as the fraction of the removal undone per seed, code versions flagged."""
 
 from __future__ import annotations
 
-from results_fixtures import record, relearn_summary, result
+import pytest
+from results_fixtures import record, result
 
-from unlearnbench.results.attack import EXCLUDED
-from unlearnbench.results.claims import Comparison, claims, claims_markdown, recover_steps
+from unlearnbench.results.claims import Comparison, claims, claims_markdown
 
-LANG = "storyworld-lang"
+LANG, TOPIC = "storyworld-lang", "storyworld-topic"
 
 
-def _row(claim_rows, setting: str, quantity: str, benchmark: str = LANG) -> Comparison:
+def _row(claim_rows, setting: str, quantity: str, benchmark: str = LANG, b=None, a=None):
     (row,) = [
         c
         for c in claim_rows
-        if c.setting == setting and c.quantity == quantity and c.benchmark == benchmark
+        if c.setting == setting
+        and c.quantity.startswith(quantity)
+        and c.benchmark == benchmark
+        and (b is None or c.b_name == b)
+        and (a is None or c.a_name == a)
     ]
     return row
 
 
-def _by_title(records):
-    return {c.title: c for c in claims(records, [LANG])}
+def _claim(records, title: str, benchmarks=(LANG,)):
+    return {c.title: c for c in claims(records, list(benchmarks))}[title]
+
+
+VS_FILTER = "SGTM vs data filtering under undiscovered forget data"
+ROBUST = "SGTM vs RMU: steps to recover"
+
+
+def _no_filter(seeds=range(3), forget=1.0, retain=0.4, adjacent=None, benchmark=LANG, **kw):
+    return [
+        record("no-filter", s, forget, retain, adjacent, benchmark=benchmark, **kw) for s in seeds
+    ]
+
+
+def _trained_like(records: list[dict], method: str) -> list[dict]:
+    """The records with each one's training settings those of `method`'s defaults (the grid's
+    no-filter runs share the training settings of the methods compared with them)."""
+    train = record(method, 0, 1.0, 1.0)["config"]["train"]
+    for r in records:
+        r["config"]["train"] = dict(train)
+    return records
+
+
+def _posthoc(r: dict, base: dict) -> dict:
+    """A post-hoc run started from `base` (as RMU starts from the seed's no-filter model)."""
+    return r | {"kind": "posthoc", "base": base["run_id"]}
 
 
 def test_a_claim_holds_only_when_the_paired_interval_is_on_its_side():
-    # sgtm above filter by ~2 nats in every seed at recall 0.9: holds; retain: sgtm worse (damage)
-    recs = [
-        record("sgtm", s, 5.0 + 0.1 * s, 0.6 + 0.01 * s, recall=0.9, benchmark=LANG)
-        for s in range(3)
-    ]
-    recs += [record("filter", s, 3.0 + 0.12 * s, 0.4, recall=0.9, benchmark=LANG) for s in range(3)]
+    # sgtm above filter by ~2 nats in every seed at recall 0.9 at equal damage: holds, net and raw
+    recs = _no_filter()
+    recs += [record("sgtm", s, 5.0 + 0.1 * s, 0.6, recall=0.9, benchmark=LANG) for s in range(3)]
+    recs += [record("filter", s, 3.0 + 0.12 * s, 0.6, recall=0.9, benchmark=LANG) for s in range(3)]
     # at recall 0.5 the two swap in one seed: within seed noise
     recs += [
         record("sgtm", s, [2.0, 3.0, 2.5][s], 0.5, recall=0.5, benchmark=LANG) for s in range(3)
     ]
     recs += [
-        record("filter", s, [2.5, 2.0, 2.4][s], 0.4, recall=0.5, benchmark=LANG) for s in range(3)
+        record("filter", s, [2.5, 2.0, 2.4][s], 0.5, recall=0.5, benchmark=LANG) for s in range(3)
     ]
     # at recall 1.0 filter is far above in every seed: an anchor, nothing claimed there
     recs += [record("sgtm", s, 4.0 + 0.1 * s, 0.6, benchmark=LANG) for s in range(3)]
     recs += [record("filter", s, 15.0 - 0.2 * s, 0.3, benchmark=LANG) for s in range(3)]
-    rows = _by_title(recs)["SGTM vs data filtering under undiscovered forget data"].rows
-    at_09 = _row(rows, "recall 0.9", "forget loss")
-    assert at_09.verdict() == "holds"
-    assert abs(at_09.difference().mean - (2.0 - 0.02)) < 1e-9 and at_09.difference().n == 3
-    assert _row(rows, "recall 0.9", "retain loss (damage)").verdict() == "A higher"
-    assert _row(rows, "recall 0.5", "forget loss").verdict() == "within seed noise"
-    assert _row(rows, "recall 1.0", "forget loss").verdict() == "A lower"
+    rows = _claim(recs, VS_FILTER).rows
+    net = _row(rows, "recall 0.9", "Δforget - Δretain")
+    assert net.role == "claim" and net.verdict() == "holds"
+    assert net.difference().mean == pytest.approx(2.0 - 0.02) and net.difference().n == 3
+    assert _row(rows, "recall 0.9", "forget loss (raw)").verdict() == "holds"
+    assert _row(rows, "recall 0.5", "Δforget - Δretain").verdict() == "within seed noise"
+    anchor = _row(rows, "recall 1.0", "Δforget - Δretain")
+    assert anchor.role == "anchor" and anchor.verdict() == "A lower"
     # sgtm below filter at a partial recall in every seed: does not hold
     recs = [r for r in recs if r["config"]["labels"]["recall"] != 0.5]
     recs += [record("sgtm", s, 2.0 + 0.1 * s, 0.5, recall=0.5, benchmark=LANG) for s in range(3)]
-    recs += [record("filter", s, 3.0, 0.4, recall=0.5, benchmark=LANG) for s in range(3)]
-    rows = _by_title(recs)["SGTM vs data filtering under undiscovered forget data"].rows
-    assert _row(rows, "recall 0.5", "forget loss").verdict() == "does not hold"
-    # a cell with one seed is not a measurement
+    recs += [record("filter", s, 3.0, 0.5, recall=0.5, benchmark=LANG) for s in range(3)]
+    rows = _claim(recs, VS_FILTER).rows
+    assert _row(rows, "recall 0.5", "Δforget - Δretain").verdict() == "does not hold"
+    # a cell without fact probes is not a measurement
     assert _row(rows, "recall 0.9", "forget-fact accuracy").verdict() == "not measured (n=0)"
 
 
+def test_removal_equal_to_its_damage_is_not_removal_net_of_damage():
+    # sgtm's forget loss is 2 nats above the filter's in every seed, but so is its retain loss
+    # (and on topic its adjacent loss): the raw forget difference holds, the claim does not
+    for bench, adjacent in ((LANG, None), (TOPIC, 0.5)):
+        adj = (lambda x: x) if adjacent else (lambda x: None)
+        recs = _no_filter(adjacent=adj(0.5), benchmark=bench)
+        recs += [
+            record("sgtm", s, 4.0 + 0.1 * s, 2.4 + 0.1 * s, adj(1.5 + 0.05 * s), recall=0.9,
+                   benchmark=bench)
+            for s in range(3)
+        ]  # fmt: skip
+        recs += [
+            record("filter", s, 2.0, 0.4 + 0.05 * s, adj(0.5), recall=0.9, benchmark=bench)
+            for s in range(3)
+        ]
+        rows = _claim(recs, VS_FILTER, [bench]).rows
+        raw = _row(rows, "recall 0.9", "forget loss (raw)", bench)
+        assert raw.verdict() == "holds" and raw.difference().mean == pytest.approx(2.1)
+        net = _row(rows, "recall 0.9", "Δforget - Δretain", bench)
+        assert net.role == "claim"
+        if adjacent is None:  # lang: Δforget - Δretain = 0.1 - 0.05*s per seed... and noise
+            assert net.quantity.startswith("Δforget - Δretain (net")
+            assert net.difference().mean == pytest.approx(2.1 - 2.05)
+            assert net.verdict() == "within seed noise"
+        else:  # topic: the adjacent damage (+1.05) is charged too
+            assert "- Δadjacent" in net.quantity
+            assert net.difference().mean == pytest.approx(2.1 - 2.05 - 1.05)
+            assert net.verdict() == "does not hold"
+        text = claims_markdown(recs).split("## SGTM vs RMU")[0]  # the SGTM vs filter claim
+        summary = [x for x in text.splitlines() if x.startswith(f"- {bench}, recall 0.9: Δforget")]
+        assert len(summary) == 1 and "raw forget loss: holds" in summary[0]
+        assert f"**{net.verdict()}**" in summary[0]
+
+
 def test_seeds_are_paired_and_runs_with_other_settings_are_not_the_grid():
-    recs = [record("era", s, 6.0, 0.5, recall=0.9, benchmark=LANG) for s in (0, 1)]
+    recs = _no_filter()
+    recs += [record("era", s, 6.0, 0.5, recall=0.9, benchmark=LANG) for s in (0, 1)]
     recs += [record("filter", s, 3.0 + s, 0.4, recall=0.9, benchmark=LANG) for s in (1, 2)]
     # a non-default variant of filter at the same recall must not stand in for the grid's filter
     recs.append(
         record("filter", 0, 99.0, 0.4, recall=0.9, benchmark=LANG, options={"strict": True})
     )
     row = _row(
-        _by_title(recs)["ERA vs data filtering at partial labels"].rows, "recall 0.9", "forget loss"
+        _claim(recs, "ERA vs data filtering at partial labels").rows,
+        "recall 0.9",
+        "forget loss (raw)",
     )
     assert row.seeds() == [1]  # seed 0 of filter is the strict variant: left out
     assert row.verdict() == "not measured (n=1)"
 
 
-def _relearn(recover, excluded_at_budget=False) -> dict:
-    summary = relearn_summary({10: 1.0, 200: 0.5}, recover)
-    if excluded_at_budget:
-        summary["worst_case"][-1] = {"budget": 200, "forget_loss": None, "excluded": [{"lr": 1e-3}]}
-        summary = result(
-            "relearn",
-            {k: v for k, v in summary.items() if k not in ("headline", "eval", "suite", "options")},
-        )
-    return {"robust/relearn": summary}
+def test_a_missing_no_filter_is_reference_not_measured_never_a_number():
+    recs = [record("sgtm", s, 5.0, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]
+    recs += [record("filter", s, 3.0, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]
+    net = _row(_claim(recs, VS_FILTER).rows, "recall 0.9", "Δforget - Δretain")
+    assert net.verdict() == "not measured (n=0; 3 seed(s) with reference not measured)"
+    assert _row(_claim(recs, VS_FILTER).rows, "recall 0.9", "forget loss (raw)").verdict() == (
+        "holds"
+    )
 
 
-def test_steps_to_recover_are_compared_seed_by_seed_and_no_valid_attack_is_not_robustness():
-    rmu = [record("rmu", s, 1.5, 0.4, benchmark=LANG, evals=_relearn(20 + 5 * s)) for s in range(3)]
-    # sgtm: never recovered within the budget (valid attacks) in every seed
-    sgtm = [record("sgtm", s, 6.0, 0.5, benchmark=LANG, evals=_relearn(None)) for s in range(3)]
-    row = _row(
-        _by_title(sgtm + rmu)["SGTM vs RMU: steps to recover"].rows,
-        "recall 1.0",
-        "relearn steps to recover",
+# ---- attacks: steps to recover from the run's own curves and its no-filter's result ----
+
+
+def _attack(start: float, end: float, budget: int = 200, broke: int | None = None,
+            name: str = "relearn", suite: str = "robust", copied: dict | None = None):  # fmt: skip
+    """(evals, curves) of one relearning result: forget loss falling linearly from `start` to
+    `end` over the budget; retain loss 0.5, rising past the 0.5-nat tolerance from step `broke`
+    on (no valid attack when that is within the budget)."""
+    steps = [0, budget // 20, budget // 4, budget // 2, budget]
+    rows = []
+    for step in steps:
+        forget = start + (end - start) * step / budget
+        retain = 2.0 if broke is not None and step >= broke else 0.5
+        for split, value in (("forget", forget), ("retain", retain)):
+            rows.append({"step": step, "split": split, "loss": value, "lr": 1e-3,
+                         "attack_seed": 0, "mode": "full", "budget": budget})  # fmt: skip
+    valid = broke is None or broke > budget
+    worst = {"budget": budget, "forget_loss": end if valid else None, "retain_loss": 0.5}
+    if not valid:
+        worst["excluded"] = [{"lr": 1e-3, "attack_seed": 0}]
+    summary = {
+        "before": {"forget_loss": start, "retain_loss": 0.5},
+        "worst_case": [worst],
+        "budget": budget,
+        "retain_tolerance": 0.5,
+        **(copied or {}),
+    }
+    key = f"{suite}/{name}"
+    return {key: result("relearn", summary, suite=suite)}, {key: rows}
+
+
+def _attacked(method, seed, forget, retain, start, end, recall=1.0, **kw) -> dict:
+    evals, curves = _attack(start, end, **kw)
+    return record(method, seed, forget, retain, recall=recall, benchmark=LANG, evals=evals,
+                  curves=curves)  # fmt: skip
+
+
+def _steps_grid(sgtm_end=1.5, sgtm_broke=None):
+    """no-filter (target forget loss 1.0), rmu recovering at step 50, the perfect filter at 100,
+    sgtm per seed as given."""
+    recs = [_attacked("no-filter", s, 1.0, 0.4, 1.0, 0.8) for s in range(3)]
+    recs += [_posthoc(_attacked("rmu", s, 1.5, 0.45, 1.5, 0.5), recs[s]) for s in range(3)]
+    recs += [_attacked("filter", s, 3.0, 0.4, 3.0, 1.0) for s in range(3)]  # 1.0 at step 200
+    ends = sgtm_end if isinstance(sgtm_end, list) else [sgtm_end] * 3
+    broke = sgtm_broke if isinstance(sgtm_broke, list) else [sgtm_broke] * 3
+    recs += [_attacked("sgtm", s, 6.0, 0.5, 6.0, ends[s], broke=broke[s]) for s in range(3)]
+    return recs
+
+
+def test_steps_to_recover_are_a_sign_test_with_its_p_and_never_read_holds():
+    recs = _steps_grid(sgtm_end=1.5)  # sgtm never reaches 1.0 within 200 steps: "> 200"
+    rows = _claim(recs, ROBUST).rows
+    row = _row(rows, "recall 1.0", "relearn steps to recover", b="rmu @ 1.0")
+    assert row.censored and [str(row.a[s]) for s in range(3)] == ["NotReached(limit=200)"] * 3
+    assert row.verdict() == "sign test, A more steps in 3 of 3 seeds, p = 0.25 two-sided"
+    assert "holds" not in row.verdict()
+    text = claims_markdown(recs)
+    assert "s0: > 200" in text and "p = 0.25 two-sided" in text
+    # the perfect filter is beside both methods, from its own result against the same target
+    steps = "relearn steps to recover"
+    pf = _row(rows, "recall 1.0", steps, a="sgtm @ 1.0", b="filter @ 1.0")
+    assert pf.role == "context" and pf.b == {0: 200, 1: 200, 2: 200}
+    rmu_pf = _row(rows, "recall 1.0", steps, a="rmu @ 1.0", b="filter @ 1.0")
+    assert rmu_pf.a == {0: 100, 1: 100, 2: 100}
+    assert rmu_pf.verdict() == "sign test, A more steps in 0 of 3 seeds, p = 0.25 two-sided"
+    # sgtm recovers sooner than rmu in one seed: 2 of 3, still a sign test (p = 1)
+    mixed = _steps_grid(sgtm_end=[-114.0, 1.5, 1.5])  # seed 0 at 0.0 by step 10
+    row = _row(_claim(mixed, ROBUST).rows, "recall 1.0", "relearn steps to recover", b="rmu @ 1.0")
+    assert row.verdict() == "sign test, A more steps in 2 of 3 seeds, p = 1 two-sided"
+
+
+def test_a_seed_with_no_valid_attack_reads_no_valid_attack_never_a_bound():
+    # seed 1 of sgtm broke the retain tolerance at step 10 of 200 and never recovered before it
+    recs = _steps_grid(sgtm_end=1.5, sgtm_broke=[None, 10, None])
+    row = _row(_claim(recs, ROBUST).rows, "recall 1.0", "relearn steps to recover", b="rmu @ 1.0")
+    assert str(row.a[1]) == "no valid attack"
+    # the seed is left out of the test (2 seeds left), named in the verdict
+    assert row.verdict() == (
+        "sign test, A more steps in 2 of 2 seeds, p = 0.5 two-sided; 1 seed(s) with no valid attack"
     )
-    assert row.censored and row.verdict() == "holds (3 of 3 seeds)"
-    assert "s0: > 200" in claims_markdown(sgtm + rmu)
-    # sgtm recovers sooner than rmu in one seed: mixed
-    mixed = [record("sgtm", 0, 6.0, 0.5, benchmark=LANG, evals=_relearn(10))] + sgtm[1:]
-    row = _row(
-        _by_title(mixed + rmu)["SGTM vs RMU: steps to recover"].rows,
-        "recall 1.0",
-        "relearn steps to recover",
-    )
-    assert row.verdict() == "mixed (2 of 3 seeds)"
-    # every attack setting broke the retain tolerance: not recovered, but no valid attack either
-    broken = [
-        record("sgtm", s, 6.0, 0.5, benchmark=LANG, evals=_relearn(None, True)) for s in range(3)
-    ]
-    assert recover_steps(broken[0]) is EXCLUDED
-    row = _row(
-        _by_title(broken + rmu)["SGTM vs RMU: steps to recover"].rows,
-        "recall 1.0",
-        "relearn steps to recover",
-    )
+    text = claims_markdown(recs)
+    line = next(x for x in text.splitlines() if "| relearn steps to recover | claim |" in x)
+    assert "s1: no valid attack" in line and "s1: > 200" not in line
+    # every seed without a valid attack: not measured, the count named
+    recs = _steps_grid(sgtm_end=1.5, sgtm_broke=10)
+    row = _row(_claim(recs, ROBUST).rows, "recall 1.0", "relearn steps to recover", b="rmu @ 1.0")
     assert row.verdict() == "not measured (n=0; 3 seed(s) with no valid attack)"
-    after = _row(
-        _by_title(broken + rmu)["SGTM vs RMU: steps to recover"].rows,
-        "recall 1.0",
-        "forget loss after 200-step relearn",
-    )
-    assert after.a[0] is EXCLUDED and after.verdict().startswith("not measured")
+    assert "> 200" not in claims_markdown(recs).split("## ERA")[0].split("SGTM vs RMU")[1]
 
 
-def test_direction_ablation_compares_one_run_before_and_after():
-    def ablation(before, ablated):
-        return {
-            "robust/direction-ablation": result(
-                "direction-ablation",
-                {
-                    "before": {"forget_loss": before, "retain_loss": 0.4},
-                    "ablated": {"forget_loss": ablated, "retain_loss": 0.41},
-                },
-            )
+def test_copies_an_earlier_version_made_of_other_runs_are_ignored():
+    # an old record's own summary says steps_to_recover 20 and carries references; its curves
+    # never reach the no-filter's loss: the claim reads the curves ("> 200")
+    copied = {"steps_to_recover": 20, "references": {"no-filter": {"before": {"forget_loss": 9}}},
+              "reference_forget_loss": 9.0}  # fmt: skip
+    recs = [_attacked("no-filter", s, 1.0, 0.4, 1.0, 0.8) for s in range(3)]
+    recs += [_posthoc(_attacked("rmu", s, 1.5, 0.45, 1.5, 0.5), recs[s]) for s in range(3)]
+    recs += [_attacked("sgtm", s, 6.0, 0.5, 6.0, 1.5, copied=copied) for s in range(3)]
+    row = _row(_claim(recs, ROBUST).rows, "recall 1.0", "relearn steps to recover", b="rmu @ 1.0")
+    assert [str(row.a[s]) for s in range(3)] == ["NotReached(limit=200)"] * 3
+
+
+def test_sgtm_forget_loss_after_the_attack_is_read_against_its_own_retain_loss():
+    def paper(forget_after: float, retain_after: float) -> dict:
+        summary = {
+            "before": {"forget_loss": 6.0, "retain_loss": 0.9},
+            "worst_case": [
+                {"budget": 1000, "forget_loss": forget_after, "retain_loss": retain_after}
+            ],  # fmt: skip
+            "budget": 1000,
+            "retain_tolerance": 0.5,
         }
+        return {"sgtm-paper/relearn-sgtm-paper": result("relearn", summary, suite="sgtm-paper")}
 
     recs = [
-        record("rmu", s, 1.5, 0.4, benchmark=LANG, evals=ablation(1.5 + 0.1 * s, 0.7 + 0.05 * s))
+        record("sgtm", s, 6.0, 0.9, benchmark=LANG, evals=paper(0.6 + 0.1 * s, 0.9 + 0.05 * s))
         for s in range(3)
     ]
-    rows = _by_title(recs)["RMU under direction ablation"].rows
-    forget = _row(rows, "recall 1.0", "forget loss")
-    assert forget.a_name == "rmu, direction ablated" and forget.verdict() == "holds"
-    assert abs(forget.difference().mean - (-0.85)) < 1e-9
+    recs += [record("rmu", s, 1.5, 0.4, benchmark=LANG, evals=paper(0.30, 0.31)) for s in range(3)]
+    rows = _claim(recs, ROBUST).rows
+    setting = "recall 1.0, SGTM paper's relearning"
+    own = _row(rows, setting, "forget vs own retain loss after 1000-step relearn")
+    assert own.a_name == "sgtm: forget" and own.verdict() == "A lower"  # below its own retain
+    raw = _row(rows, setting, "forget loss after 1000-step relearn (raw)")
+    assert raw.verdict() == "holds"  # sgtm's forget loss after the attack is higher than rmu's...
+    net = _row(rows, setting, "forget - retain loss after 1000-step relearn")
+    assert net.role == "claim" and net.verdict() == "does not hold"  # ...its retain loss more so
+
+
+# ---- direction ablation: the fraction undone, per seed ----
+
+
+def _ablation(before, ablated, base):
+    return {
+        "robust/direction-ablation": result(
+            "direction-ablation",
+            {
+                "before": {"forget_loss": before, "retain_loss": 0.4},
+                "ablated": {"forget_loss": ablated, "retain_loss": 0.4},
+                "base": {"forget_loss": base, "retain_loss": 0.4},
+            },
+        )
+    }
+
+
+def test_direction_ablation_is_the_fraction_of_the_removal_undone_paired_by_seed():
+    # RMU's removal differs a lot between seeds (0.5 to 4.5 nats over its base), so the
+    # absolute forget-loss differences spread widely; the fraction undone is 60-70% in each
+    cases = [(1.0, 0.7, 0.5), (5.0, 2.2, 0.5), (2.5, 1.1, 0.5)]  # 60%, 62%, 70%
+    recs = [
+        record("rmu", s, b, 0.4, benchmark=LANG, evals=_ablation(b, a, base))
+        for s, (b, a, base) in enumerate(cases)
+    ]
+    rows = _claim(recs, "RMU under direction ablation").rows
+    frac = _row(rows, "recall 1.0", "fraction of the removal undone")
+    assert frac.role == "claim" and frac.b is None
+    assert [frac.a[s] for s in range(3)] == pytest.approx([0.6, 0.6222222, 0.7], rel=1e-6)
+    assert frac.verdict() == "holds"
+    raw = _row(rows, "recall 1.0", "forget loss (raw)")
+    assert raw.a_name == "rmu, direction ablated" and raw.verdict() == "within seed noise"
+    text = claims_markdown(recs)
+    assert "s0: 60%, s1: 62%, s2: 70%" in text
+    # no base measured: reference not measured, never a number
+    recs = [record("rmu", s, 1.0, 0.4, benchmark=LANG, evals=_ablation(1.0, 0.7, None))
+            for s in range(3)]  # fmt: skip
+    frac = _row(_claim(recs, "RMU under direction ablation").rows, "recall 1.0", "fraction")
+    assert frac.verdict() == "not measured (n=0; 3 seed(s) with reference not measured)"
+
+
+# ---- the rest ----
+
+
+def test_cells_made_by_different_code_versions_are_flagged():
+    recs = _no_filter()
+    recs += [record("sgtm", s, 5.0, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]
+    recs += [record("filter", s, 3.0, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]
+    row = _row(_claim(recs, VS_FILTER).rows, "recall 0.9", "Δforget - Δretain")
+    assert row.notes == ()
+    recs[3]["versions"] = dict(recs[3]["versions"], git="def5678")  # sgtm seed 0
+    recs[0]["versions"] = dict(recs[0]["versions"], git="0123456")  # no-filter seed 0
+    row = _row(_claim(recs, VS_FILTER).rows, "recall 0.9", "Δforget - Δretain")
+    assert "code versions: A 2" in row.notes
+    assert "references of another code version: A s0; B s0" in row.notes
+    assert "code versions: A 2" in claims_markdown(recs)
 
 
 def test_markdown_names_every_claim_and_shows_damage_rows():
@@ -158,30 +349,19 @@ def test_markdown_names_every_claim_and_shows_damage_rows():
 
 
 def test_demix_rows_carry_the_claim_and_eras_rows_are_a_contrast_without_a_verdict():
-    recs = [record("demix", s, 7.0 + 0.1 * s, 0.5, benchmark=LANG) for s in range(3)]
+    recs = _trained_like(_no_filter(), "demix")
+    recs += [record("demix", s, 7.0 + 0.1 * s, 0.5, benchmark=LANG) for s in range(3)]
     recs += [record("demix", s, 1.0 + 0.1 * s, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]
     recs += [record("era", s, 5.0 + 0.1 * s, 0.8, benchmark=LANG) for s in range(3)]
     recs += [record("era", s, 4.0 + 0.2 * s, 0.8, recall=0.9, benchmark=LANG) for s in range(3)]
-    rows = _by_title(recs)["DEMix below 100% labels"].rows
-    assert _row(rows, "demix: recall 0.9 vs 1.0", "forget loss").verdict() == "holds"
+    rows = _claim(recs, "DEMix below 100% labels").rows
+    demix = _row(rows, "demix: recall 0.9 vs 1.0", "Δforget - Δretain")
+    assert demix.role == "claim" and demix.verdict() == "holds"
     # ERA's forget loss also falls here, but the claim predicts nothing for ERA
-    assert _row(rows, "era: recall 0.9 vs 1.0", "forget loss").verdict() == "A lower"
+    era = _row(rows, "era: recall 0.9 vs 1.0", "Δforget - Δretain")
+    assert era.role == "context" and era.verdict() == "A lower"
 
 
-def test_the_sgtm_paper_protocol_rows_read_its_own_relearning_result():
-    def paper(recover):
-        summary = relearn_summary({25: 2.0, 1000: 0.6}, recover)
-        return {"sgtm-paper/relearn-sgtm-paper": {**summary, "suite": "sgtm-paper"}}
-
-    recs = [
-        record("sgtm", s, 6.0, 0.5, benchmark=LANG, evals=paper(300 + 25 * s)) for s in range(3)
-    ]
-    recs += [record("rmu", s, 1.5, 0.4, benchmark=LANG, evals=paper(50)) for s in range(3)]
-    rows = _by_title(recs)["SGTM vs RMU: steps to recover"].rows
-    setting = "recall 1.0, SGTM paper's relearning"
-    assert _row(rows, setting, "relearn steps to recover").verdict() == "holds (3 of 3 seeds)"
-    assert (
-        _row(rows, setting, "forget loss after 1000-step relearn").verdict() == "within seed noise"
-    )
-    # the robust suite's rows are not fed by the paper's result
-    assert _row(rows, "recall 1.0", "relearn steps to recover").verdict() == "not measured (n=0)"
+def test_a_comparison_of_one_cell_against_zero_reads_above_or_below():
+    c = Comparison(LANG, "s", "q", "a", "-", {0: 1.0, 1: 1.1, 2: 0.9}, None, 0)
+    assert c.verdict() == "above 0" and c.seeds() == [0, 1, 2]

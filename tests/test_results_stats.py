@@ -66,6 +66,48 @@ def test_t_quantile_matches_closed_forms_and_refuses_bad_input():
         stats.t_quantile(1.0, 3)
 
 
+def test_t_interval_and_exact_tests_are_scipys():
+    from scipy import stats as sps
+
+    iv = stats.t_interval([1.0, 1.4, 1.5, None])  # a missing seed is skipped
+    mean, half = _half_width([1.0, 1.4, 1.5])
+    assert (iv.n, iv.mean, iv.half_width) == (3, pytest.approx(mean), pytest.approx(half))
+    low, high = sps.t.interval(0.95, 2, loc=mean, scale=sps.sem([1.0, 1.4, 1.5]))
+    assert (iv.low, iv.high) == (pytest.approx(low), pytest.approx(high)) and iv.excludes_zero
+    assert stats.t_interval([2.0, 2.0]).half_width == 0.0  # no spread: a zero-width interval
+    # a sign count is an exact binomial test: 3 of 3 seeds is p = 0.25 two-sided, never < 0.05
+    assert stats.sign_test(3, 3) == pytest.approx(0.25) and stats.sign_test(0, 3) == 0.25
+    assert stats.sign_test(1, 3) == 1.0 and stats.sign_test(0, 0) == 1.0
+    # the exact McNemar test: the binomial tail of the discordant pairs, by hand
+    for lost, gained in ((12, 1), (5, 5), (0, 7), (30, 12)):
+        n = lost + gained
+        hand = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(lost, gained) + 1)) / 2**n)
+        assert stats.mcnemar_p(lost, gained) == pytest.approx(hand)
+
+
+def test_stratified_mcnemar_counts_seeds_not_pooled_probes():
+    from scipy import stats as sps
+
+    # gradient routing's retain facts on storyworld-lang (the committed grid): two seeds lose
+    # facts, the third gains more than it loses. Pooled over the shared probes: p = 3.5e-05
+    routing = [(25, 6), (29, 6), (9, 12)]
+    assert stats.mcnemar_p(63, 24) == pytest.approx(3.48e-5, rel=1e-2)
+    p = stats.stratified_mcnemar(routing)
+    assert p > 0.05  # the seeds disagree: no evidence the method, over seeds, moves retain facts
+    # the same counts, every seed moving one way: still significant, with each seed counted once
+    consistent = [(25, 6), (29, 6), (24, 7)]
+    assert stats.stratified_mcnemar(consistent) < 0.05
+    assert stats.stratified_mcnemar(consistent) > stats.mcnemar_p(78, 19)
+    # symmetric in direction; one seed is its own exact McNemar test; no flips: p = 1
+    assert stats.stratified_mcnemar([(b, a) for a, b in routing]) == pytest.approx(p)
+    assert stats.stratified_mcnemar([(25, 6)]) == pytest.approx(stats.mcnemar_p(25, 6))
+    assert stats.stratified_mcnemar([(0, 0), (0, 0)]) == 1.0
+    # seeds that agree exactly have no spread to test: the per-seed combination alone
+    z1 = sps.norm.isf(stats.mcnemar_p(5, 0) / 2)
+    expected = 2 * sps.norm.sf(3 * z1 / math.sqrt(3))
+    assert stats.stratified_mcnemar([(5, 0)] * 3) == pytest.approx(expected) and expected < 0.01
+
+
 def test_cells_hold_the_t_interval_over_three_seeds_and_paired_deltas():
     rows = leaderboard_rows(three_seeds())
     f = _row(rows, "filter", "recall=1.0")
@@ -135,7 +177,7 @@ def _probe_summary(correct: str, chance: float = 0.25, ids: str = "") -> dict:
     return result("fact-probes", {"forget": forget})
 
 
-def test_probe_accuracy_carries_chance_and_a_pooled_mcnemar_test():
+def test_probe_accuracy_carries_chance_and_a_per_seed_mcnemar_test():
     base = "1111111100"  # no-filter right on 8 of 10
     runs = ["0000011100", "0000111100", "0001111101"]  # per seed: lost 5, 4, 3; gained 0, 0, 1
     recs = []
@@ -144,13 +186,14 @@ def test_probe_accuracy_carries_chance_and_a_pooled_mcnemar_test():
         recs.append(record("filter", s, 3.0, 1.5, evals={"robust/fp": _probe_summary(correct)}))
     rows = leaderboard_rows(recs)
     cell = _row(rows, "filter", "recall=1.0")["cells"]["robust/fp:forget_accuracy"]
-    lost, gained = 5 + 4 + 3, 1
-    n = lost + gained
-    expected = 2 * sum(math.comb(n, i) for i in range(min(lost, gained) + 1)) / 2**n
-    assert cell.p == pytest.approx(expected) and cell.significant and cell.pairs == 3
+    # one stratum per seed, not the 12 lost / 1 gained pooled over the seeds' shared probes
+    expected = stats.stratified_mcnemar([(5, 0), (4, 0), (3, 1)])
+    pooled = stats.mcnemar_p(5 + 4 + 3, 1)
+    assert pooled < 0.01 < expected
+    assert cell.p == pytest.approx(expected) and not cell.significant and cell.pairs == 3
     assert cell.chance == 0.25
-    line = next(x for x in to_markdown(rows).splitlines() if "| filter |" in x)
-    assert f"(chance 0.250; p={expected:.2g}*)" in line
+    line = next(x for x in to_markdown(rows).splitlines() if "| filter" in x)
+    assert f"(chance 0.250; p={expected:.2g})" in line  # no * : not significant
     nf_cell = _row(rows, "no-filter")["cells"]["robust/fp:forget_accuracy"]
     assert nf_cell.p is None and nf_cell.chance == 0.25  # never tested against itself
     # probes scored on other items are never paired

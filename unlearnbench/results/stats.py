@@ -1,14 +1,24 @@
 """Statistics of every comparison the tables show: intervals over seeds, paired tests, the ranking.
 
-Pure Python (no torch, no scipy), so the tables stay a pure function of the run records.
+Every distribution comes from scipy.stats; the tables stay a pure function of the run records.
 
 - `t_interval`: the mean over seeds and its 95% Student-t interval, mean ± t(0.975, n-1) * s/sqrt(n)
   with s the sample std; one seed gives the value and no interval.
-- Paired deltas: per seed, the run minus its matching `no-filter` run of the same seed
-  (results/matching.py), then the t-interval of those differences; a delta is marked when its
+- Paired deltas: per seed, the run minus its reference run of the same seed
+  (results/references.py), then the t-interval of those differences; a delta is marked when its
   interval excludes zero.
-- `mcnemar_p`: the exact McNemar test of paired right/wrong outcomes (fact probes scored on the same
-  probes by a run and its matching no-filter run); pairs of several seeds are pooled.
+- `sign_test`: the exact two-sided binomial test of "A above B in k of n seeds" (a sign count,
+  e.g. of censored steps to recover); with 3 seeds its smallest p is 0.25, never below 0.05.
+- `mcnemar_p`: the exact McNemar test of one run's paired right/wrong outcomes against its
+  reference's on the same probes (one seed).
+- `stratified_mcnemar`: the same question over seeds without pooling them. The probes are the
+  same items in every seed, so pooling their flips over seeds counts each probe several times
+  (pseudo-replication: two seeds that move one way outvote a third that moves the other with a
+  tiny p). Instead each seed is one stratum: its exact McNemar p, signed by its direction, becomes
+  a z-score; the seeds' z-scores must show a change when combined with equal weight (Stouffer)
+  and one that is consistent over seeds (a t-test of the z-scores, the seed as the unit). (A
+  Cochran-Mantel-Haenszel test of the per-seed discordant pairs reduces to the pooled McNemar
+  statistic, so it would not help here.)
 - `selectivity` and `RANKING_RULE`: how rows are ranked; a run that damages retain is never ranked
   above one that removes as much without the damage.
 """
@@ -20,6 +30,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from scipy import stats as sps
+
 LEVEL = 0.95  # every interval the tables show
 ALPHA = 1 - LEVEL  # a paired test is marked significant below this p-value
 
@@ -27,60 +39,11 @@ ALPHA = 1 - LEVEL  # a paired test is marked significant below this p-value
 # ---- Student-t interval of a mean ----
 
 
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    front = math.exp(log_front + a * math.log(x) + b * math.log1p(-x)) / a
-    tiny = 1e-300
-    f, c, d = 1.0, 1.0, 0.0
-    for i in range(1000):
-        m = i // 2
-        if i == 0:
-            num = 1.0
-        elif i % 2 == 0:
-            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        else:
-            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + num / c
-        c = c if abs(c) > tiny else tiny
-        f *= c * d
-        if abs(1.0 - c * d) < 1e-15:
-            break
-    return front * (f - 1.0)
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` degrees of freedom."""
-    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))  # P(T > |t|)
-    return 1.0 - tail if t >= 0 else tail
-
-
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t (p in (0, 1)), by bisection on the CDF."""
+    """The p-quantile of Student's t (p in (0, 1), df > 0)."""
     if not 0.0 < p < 1.0 or df <= 0:
         raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:  # df = 1 at 0.975 is 12.7; tiny df needs a wide bracket
-        hi *= 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return (lo + hi) / 2
+    return float(sps.t.ppf(p, df))
 
 
 @dataclass(frozen=True)
@@ -113,7 +76,7 @@ def t_interval(values: Iterable[float | None], level: float = LEVEL) -> Interval
     if n == 1:
         return Interval(mean, None, 1)
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))  # sample std over seeds
-    half = t_quantile(1 - (1 - level) / 2, n - 1) * std / math.sqrt(n)
+    half = t_quantile(1 - (1 - level) / 2, n - 1) * std / math.sqrt(n)  # scipy's t quantile
     return Interval(mean, std, n, mean - half, mean + half)
 
 
@@ -126,13 +89,42 @@ def paired_differences(run: dict, reference: dict) -> list[float]:
 # ---- paired test of right/wrong outcomes (fact probes) ----
 
 
+def sign_test(above: int, n: int) -> float:
+    """Exact two-sided binomial p of `above` of `n` paired seeds going one way, under "either way
+    is as likely" (ties left out of n by the caller)."""
+    assert 0 <= above <= n, f"{above} of {n} seeds"
+    return 1.0 if n == 0 else float(sps.binomtest(above, n, 0.5).pvalue)
+
+
 def mcnemar_p(lost: int, gained: int) -> float:
     """Exact two-sided McNemar p-value for paired right/wrong outcomes: under "no change", the
     items that flipped (`lost` right -> wrong, `gained` wrong -> right) split 50/50."""
-    n, k = lost + gained, min(lost, gained)
-    if n == 0:
-        return 1.0
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    return sign_test(min(lost, gained), lost + gained)
+
+
+def stratified_mcnemar(pairs: list[tuple[int, int]]) -> float:
+    """Two-sided p of paired right/wrong outcomes over seeds, each seed one stratum (module
+    docstring). Per seed (lost, gained), its exact McNemar p_k signed by its direction gives
+    z_k = sign(lost - gained) * Phi^-1(1 - p_k / 2). The p is the larger of
+    - Stouffer's equal-weight combination, Z = sum z_k / sqrt(K), p = 2 (1 - Phi(|Z|)): is there a
+      change in these seeds (each seed counted once, however many probes flipped in it);
+    - the one-sample t-test of the z_k over seeds (df K - 1): is the change the same across
+      seeds, the seed being the unit a method is replicated over (needs 2+ seeds that differ).
+    The larger of two valid p-values is valid (conservative). A seed that moves the other way
+    lowers Z and widens the spread of the z_k; one seed alone is its own McNemar p."""
+    assert pairs, "stratified_mcnemar needs at least one seed's (lost, gained)"
+    z = []
+    for lost, gained in pairs:
+        assert lost >= 0 and gained >= 0, f"flip counts are counts, got ({lost}, {gained})"
+        side = (lost > gained) - (lost < gained)  # 0 when they balance: p_k = 1, z_k = 0
+        p = max(mcnemar_p(lost, gained), 1e-300)  # an underflowed 0 would make z infinite
+        z.append(side * float(sps.norm.isf(p / 2)))
+    k = len(z)
+    p_fixed = float(2 * sps.norm.sf(abs(sum(z)) / math.sqrt(k)))
+    if k < 2 or max(z) == min(z):  # no spread over seeds to test against
+        return min(1.0, p_fixed)
+    p_seeds = float(sps.ttest_1samp(z, 0.0).pvalue)
+    return min(1.0, max(p_fixed, p_seeds))
 
 
 def ids_digest(ids: Iterable[str]) -> str:
