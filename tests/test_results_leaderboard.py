@@ -438,3 +438,18 @@ def test_a_posthoc_run_is_compared_with_plain_no_filter_and_beside_it_with_its_b
     other = "/any/store/models/no-filter__storyworld-topic__tiny__s0__gone"
     j = references.join([plain, curriculum, run | {"base": other}])[run["run_id"]]
     assert j.no_filter is plain and j.base is None
+
+
+def test_an_earlier_versions_copies_of_other_runs_numbers_are_never_read():
+    """A record written before evaluations measured their own run only holds its references'
+    numbers and the steps computed from them: the tables compute afresh from the runs' own."""
+    nf = record("no-filter", 0, 2.0, 1.5)
+    old = record("sgtm", 0, 3.0, 1.6, recall=0.9)
+    copied = relearn_summary({10: 2.5}, 7)  # steps_to_recover 7, as an old version wrote it
+    copied["references"] = {"no-filter": {"run_id": nf["run_id"], "before": {"forget_loss": 9}}}
+    old["evals"] = {"robust/relearn": copied}
+    rows = leaderboard_rows([nf, old])
+    cells = _row(rows, "sgtm", "recall=0.9")["cells"]
+    # no-filter recorded no attack: the comparison is named, the old copy (7) never shown
+    assert cells[RECOVER].mean is None and cells[RECOVER].note == "reference not measured"
+    assert cells["d_forget"].mean == pytest.approx(1.0)  # the recall-0.9 run has its Δs

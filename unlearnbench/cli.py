@@ -6,7 +6,9 @@ prints one red line to stderr and exits with code 2; nothing is half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,8 +35,28 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-class _user_errors:
-    """Turn user mistakes into one-line errors."""
+@app.callback()
+def _check_environment() -> None:
+    """Before every command: the `UNLEARNBENCH_*` variables are ones the harness reads, with
+    values it can use (a misspelt one would be ignored without a word)."""
+    from unlearnbench.config import ConfigError, check_environment
+
+    try:
+        check_environment(os.environ)
+    except ConfigError as e:
+        fail(str(e))
+
+
+def _folder(value) -> Path:
+    """A folder given on the command line (`--out`, `--dest`): an empty one would be the current
+    directory, which the user did not name."""
+    if not str(value).strip():
+        fail("an empty folder name was given (--out or --dest); name a folder, e.g. --out runs")
+    return Path(value)
+
+
+class _user_errors(contextlib.ContextDecorator):
+    """Turn user mistakes into one-line errors (a `with` block, or a command's decorator)."""
 
     def __enter__(self):
         return self
@@ -53,6 +75,8 @@ class _user_errors:
             fail(str(exc), code=1)
         if isinstance(exc, FileNotFoundError):
             fail(str(exc))
+        if isinstance(exc, OSError):  # a destination that cannot be written (read-only, a file)
+            fail(f"cannot write: {exc}", code=1)
         if isinstance(exc, FloatingPointError):
             fail(str(exc), code=1)
         return False
@@ -68,7 +92,7 @@ def run(
     seed: int = typer.Option(0, "--seed", "-s"),
     set_: list[str] = typer.Option([], "--set", help="Override: key=value (repeatable)."),
     config: Path | None = typer.Option(None, "--config", help="YAML preset; --set wins."),
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP, parser=_folder),
     force: bool = typer.Option(False, "--force", help="Run again even if a record exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON to stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -97,8 +121,10 @@ def run(
         store = RunStore(out)
         if suite:
             from unlearnbench.evals import load_suite
+            from unlearnbench.runner import check_suite_request
 
             load_suite(suite)  # a bad suite fails before training, not after
+            check_suite_request(cfg, suite)
         existed = store.exists(cfg.run_id) and not force
         if resume and not existed and not store.checkpoint_path(cfg.run_id).is_file():
             _say(f"--resume: no checkpoint of {cfg.run_id} in {store.root}; starting from step 0")
@@ -127,7 +153,7 @@ def run(
 def attack(
     run_id: str = typer.Argument(..., help="A run id in the store (see OUT/records)."),
     suite: str = typer.Option("robust", "--suite", help="Evaluation suite (a name or YAML path)."),
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP, parser=_folder),
     force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     log: list[str] = typer.Option([], "--log", help=LOG_HELP),
@@ -211,7 +237,7 @@ def list_(
 
     table = Table()
     if defaults and what != "methods":
-        raise typer.BadParameter("--defaults lists the defaults of methods only", param_hint="what")
+        fail(f"--defaults lists the defaults of methods only, not of {what}")
     if what == "methods" and defaults:
         from unlearnbench.method_defaults import method_rows, train_config_rows
         from unlearnbench.registry import methods
@@ -301,19 +327,22 @@ def _benchmarks(records: list[dict], benchmark: str | None) -> list[str]:
 
 
 @app.command()
+@_user_errors()  # a destination that cannot be written is one line
 def leaderboard(
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP, parser=_folder),
     benchmark: str | None = typer.Option(None, "--benchmark", "-b"),
     fmt: str = typer.Option("md", "--format", "-f", help="md | csv | html"),
-    dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT]"),
+    dest: Path | None = typer.Option(
+        None, "--dest", parser=_folder, help=DEST_HELP + " [default: OUT]"
+    ),
     retain_tolerance: float = typer.Option(
         0.1,  # results/stats.py RETAIN_TOLERANCE (a test holds the two equal)
         "--retain-tolerance",
-        help="Ranking: rows whose mean Δretain (nats) is at most this rank first.",
+        help="Rows whose mean Δretain (nats) is beyond this are marked ! (not cut).",
     ),
 ) -> None:
-    """Print the headline table (95% intervals over seeds, ranked by selectivity) and write the
-    full table to DEST/leaderboard[-B].FORMAT."""
+    """Print the headline table (95% intervals over seeds, ranked by the score that charges
+    damage) and write the full table to DEST/leaderboard[-B].FORMAT."""
     from unlearnbench.results.leaderboard import headline_markdown, leaderboard_rows, render
     from unlearnbench.results.store import write_text_atomic
 
@@ -329,11 +358,14 @@ def leaderboard(
 
 
 @app.command()
+@_user_errors()  # a destination that cannot be written is one line
 def plot(
     kind: str = typer.Argument(..., help="tradeoff | relearn | undiscovered | all"),
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP, parser=_folder),
     benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Default: every one."),
-    dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT/figures]"),
+    dest: Path | None = typer.Option(
+        None, "--dest", parser=_folder, help=DEST_HELP + " [default: OUT/figures]"
+    ),
     retain_tolerance: float = typer.Option(
         0.1,  # results/stats.py RETAIN_TOLERANCE (a test holds the two equal)
         "--retain-tolerance",
@@ -362,10 +394,13 @@ def plot(
 
 
 @app.command()
+@_user_errors()  # a destination that cannot be written is one line
 def report(
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP, parser=_folder),
     benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Default: every one."),
-    dest: Path | None = typer.Option(None, "--dest", help=DEST_HELP + " [default: OUT/report]"),
+    dest: Path | None = typer.Option(
+        None, "--dest", parser=_folder, help=DEST_HELP + " [default: OUT/report]"
+    ),
     retain_tolerance: float = typer.Option(
         0.1,  # results/stats.py RETAIN_TOLERANCE (a test holds the two equal)
         "--retain-tolerance",
@@ -385,7 +420,7 @@ def report(
 @app.command()
 def sweep(
     spec: Path = typer.Argument(..., help="YAML: benchmark, model, seeds, methods, grid, set."),
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP, parser=_folder),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; run nothing."),
     force: bool = typer.Option(False, "--force", help="Run again even where a record exists."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (a process pool by default)."),
@@ -457,7 +492,7 @@ DEMO_RUNS = [
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP),
+    out: Path = typer.Option(Path("runs"), "--out", help=OUT_HELP, parser=_folder),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """storyworld-lang, model tiny, seed 0: no-filter, perfect filter, filter and sgtm at recall 0.9."""
@@ -496,11 +531,16 @@ def demo(
 
 
 def _relearn_table(records: list[dict], settings: list[dict]) -> None:
-    """The relearning-attack summary: forget loss before and after each budget, steps to recover."""
+    """The relearning-attack summary: forget loss before and after each budget, steps to recover
+    (computed as every table computes them: results/references.py)."""
     from rich.console import Console
     from rich.table import Table
 
-    evs = [(r, (r.get("evals") or {}).get("quick/relearn")) for r in records]
+    from unlearnbench.results import references
+
+    key = "quick/relearn"
+    joined = references.join(records)
+    evs = [(r, (r.get("evals") or {}).get(key)) for r in records]
     budgets = sorted({e["budget"] for _, ev in evs if ev for e in ev["worst_case"]})
     table = Table(title="relearning attack (quick suite): worst-case forget loss")
     for col in ["run", "before", *[f"@{b} steps" for b in budgets], "steps to recover"]:
@@ -508,19 +548,26 @@ def _relearn_table(records: list[dict], settings: list[dict]) -> None:
     for (r, ev), setting in zip(evs, settings, strict=True):
         if not ev:
             continue
-        by_b = {
-            e["budget"]: e["forget_loss"] if e["forget_loss"] is not None else "excluded"
-            for e in ev["worst_case"]
-        }  # "excluded": every setting broke the retain tolerance within the budget
+        # None at a budget: measured, every setting broke the retain tolerance within it
+        by_b = {e["budget"]: e["forget_loss"] for e in ev["worst_case"]}
         name = r["method"] + "".join(f" {k}={v}" for k, v in setting.items())
-        steps = ev.get("steps_to_recover")
+        steps = references.attack_comparison(joined[r["run_id"]], key).get("steps_to_recover")
         table.add_row(
             name,
             _fmt(ev["before"]["forget_loss"]),
-            *[_fmt(by_b.get(b)) for b in budgets],
-            f"{steps}" if steps is not None else f"> {ev['budget']}",
+            *[_fmt(by_b[b]) if by_b.get(b) is not None else "no valid attack" for b in budgets],
+            _steps_text(steps),
         )
     Console().print(table)
+
+
+def _steps_text(steps) -> str:
+    """Steps to recover as the tables write them: a number, "> N", or the named status."""
+    from unlearnbench.results import references
+
+    if isinstance(steps, references.NotReached):
+        return f"> {steps.limit}"
+    return "-" if steps is None else str(steps)
 
 
 def main() -> None:
