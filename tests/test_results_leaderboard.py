@@ -453,3 +453,17 @@ def test_an_earlier_versions_copies_of_other_runs_numbers_are_never_read():
     # no-filter recorded no attack: the comparison is named, the old copy (7) never shown
     assert cells[RECOVER].mean is None and cells[RECOVER].note == "reference not measured"
     assert cells["d_forget"].mean == pytest.approx(1.0)  # the recall-0.9 run has its Δs
+
+
+def test_the_headline_attack_is_relearning_never_the_benign_fine_tune():
+    """The benign fine-tune sorts before relearn by name and has as many rows: the headline (and
+    so the report's) still reads the relearning attack."""
+    from unlearnbench.results.leaderboard import attack_result
+
+    benign = result("benign-finetune", {"worst_case": [{"budget": 200, "forget_loss": 2.0}],
+                                        "budget": 200})  # fmt: skip
+    relearn = relearn_summary({200: 1.0}, None)
+    ev = {"a/benign-finetune": benign, "z/relearn": relearn}
+    rows = leaderboard_rows([record("sgtm", 0, 3.0, 1.6, evals=ev)])
+    assert attack_result(rows) == "z/relearn"
+    assert "relearning outcome: z/relearn" in headline_markdown(rows)
