@@ -467,3 +467,18 @@ def test_the_headline_attack_is_relearning_never_the_benign_fine_tune():
     rows = leaderboard_rows([record("sgtm", 0, 3.0, 1.6, evals=ev)])
     assert attack_result(rows) == "z/relearn"
     assert "relearning outcome: z/relearn" in headline_markdown(rows)
+
+
+def test_runs_on_other_data_are_other_rows_and_csv_cells_never_run_as_formulas():
+    a = record("sgtm", 0, 3.0, 1.6)
+    b = record("sgtm", 1, 5.0, 1.6)
+    b["config"]["benchmark_options"] = {"n_stories": 999}  # other data, same method and labels
+    rows = leaderboard_rows([a, b])
+    assert sorted(r["setting"] for r in rows) == [
+        "recall=1.0, benchmark.n_stories=100",
+        "recall=1.0, benchmark.n_stories=999",
+    ]
+    evil = record("sgtm", 0, 3.0, 1.6)
+    evil["method"] = "=HYPERLINK(1)"
+    table = list(csv.DictReader(io.StringIO(to_csv(leaderboard_rows([evil])))))
+    assert table[0]["method"] == "'=HYPERLINK(1)"

@@ -39,24 +39,27 @@ class TrainConfig:
     micro_batch_size: int = 4
     lr: float = 1e-3  # ours for the CPU presets; paper presets set their own (methods/*.yaml)
     warmup_steps: int = 100  # ours: ~8% of the steps (the calibration's warmup)
-    warmup_start_factor: float = 0.1  # SGTM reference: LinearLR warmup from 0.1x
-    min_lr_ratio: float = 0.0  # SGTM reference: cosine to 0
+    # SGTM reference: trainer.py:400 "LinearLR(optim_v, start_factor=0.1, end_factor=1.0,"
+    warmup_start_factor: float = 0.1
+    min_lr_ratio: float = 0.0  # SGTM reference: trainer.py:401 "eta_min=0)", cosine to 0
     # decay after warmup: "cosine" (SGTM reference, trainer.py:401 "CosineAnnealingLR(optim_v") | "linear"
     # (HF Trainer's default lr_scheduler_type, for the EleutherAI unlearn methods) | "constant"
     lr_decay: str = "cosine"
-    # SGTM reference: AdamW weight_decay=0.1 (selective-gradient-masking src/sgtm/train/trainer.py:357-362)
+    # SGTM reference: selective-gradient-masking src/sgtm/train/trainer.py:360 "weight_decay=0.1,"
     weight_decay: float = 0.1
     # which parameters decay: "matrices" = ours, nanoGPT's grouping (no decay on biases and layer
     # norms; for GPT-Neo the same split as HF Trainer's get_decay_parameter_names); "all" = every
-    # parameter, as the SGTM reference (trainer.py:357, AdamW(model.parameters())) and the gradient
+    # parameter, as the SGTM reference (trainer.py:358 "model.parameters(),") and the gradient
     # routing TinyStories script (kxcloud/gradient-routing projects/tinystories/tinystories_era.py:476)
     # do: their methods set "all" in their training defaults
     weight_decay_groups: str = "matrices"
-    beta1: float = 0.9  # SGTM reference: AdamW betas (0.9, 0.95) (trainer.py:361)
-    beta2: float = 0.95  # SGTM reference: trainer.py:361
-    # max gradient norm, 0 = no clipping. SGTM reference: none (trainer.py:542-564, backward then
-    # step); nor the gradient routing TinyStories script (tinystories_era.py:545-590). Methods built
-    # on HF Trainer set 1.0 (TrainingArguments.max_grad_norm's default) in their training defaults
+    # SGTM reference: trainer.py:361 "betas=(0.9, 0.95),"
+    beta1: float = 0.9
+    beta2: float = 0.95
+    # max gradient norm, 0 = no clipping. SGTM reference: none (trainer.py:556 "loss.backward()",
+    # then :563 'optimizers["joint"].step()'); nor the gradient routing TinyStories script
+    # (tinystories_era.py:584 "loss.backward()", :589 "optim.step()"). Methods built on HF Trainer
+    # set 1.0 (TrainingArguments.max_grad_norm's default) in their training defaults
     grad_clip: float = 0.0
     context: int = 0  # tokens per block; 0 = the model preset's context
     eval_every: int = 0  # steps between periodic evaluations (0 = only at the end)

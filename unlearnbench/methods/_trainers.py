@@ -6,9 +6,10 @@ from __future__ import annotations
 # safety-research/selective-gradient-masking, src/sgtm/train/trainer.py: sgtm, gradient-routing,
 # activation-masking and the no-filter and filter baselines of the SGTM paper all train with it
 SGTM_TRAINER = {
-    "grad_clip": 0.0,  # SGTM reference: no clipping (trainer.py:542-564: backward, then step)
-    # SGTM reference: AdamW(model.parameters(), weight_decay=0.1) decays every parameter
-    # (trainer.py:357-362)
+    # SGTM reference: no clipping, trainer.py:556 "loss.backward()", then :563
+    # 'optimizers["joint"].step()'
+    "grad_clip": 0.0,
+    # SGTM reference: one AdamW decays every parameter, trainer.py:358 "model.parameters(),"
     "weight_decay_groups": "all",
 }
 

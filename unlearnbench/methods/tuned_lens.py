@@ -75,7 +75,8 @@ class TunedLensOptions:
     # tuned_lens/train.py:382 "kl_loss = F.kl_div(" to the model's final distribution | "ce"
     lens_loss: str = "kl"
     # which blocks fit the lenses: the forget corpus, scripts/train_tuned_lens.sh:13
-    # '--bio_forget_path "data/bio_forget_ds"' (here the forget-labeled blocks) | "all" (ours)
+    # '--bio_forget_path "data/bio_forget_ds"' (here the forget-labeled blocks) | "all": every
+    # training block (version 2's lenses)
     lens_data: str = "forget"
     retain_coef: float = 5.0  # lens_unlearn.py:530 "retain_coef: float = 5.0"
     remove_coef: float = 5.0  # lens_unlearn.py:531 "remove_coef: float = 5.0"

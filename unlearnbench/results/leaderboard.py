@@ -406,7 +406,23 @@ def setting_of(record: dict, with_recall: bool = True, peers: list[dict] | None 
     for k, v in sorted((nd.get("train") or {}).items()):
         if k not in _IGNORED_TRAIN:
             parts.append(f"{k}={show_value(v)}")
+    for k, v in sorted(_varying_benchmark_options(record, peers).items()):
+        parts.append(f"benchmark.{k}={show_value(v)}")  # other data: never pooled in one row
     return ", ".join(parts)
+
+
+def _varying_benchmark_options(record: dict, peers: list[dict] | None) -> dict:
+    """The record's benchmark options that differ among the runs of its benchmark in `peers`
+    (records hold every option resolved, so a default is named only where another run moved it)."""
+    mine = get(record, "config", "benchmark_options") or {}
+    same = [p for p in peers or [] if p.get("benchmark") == record.get("benchmark")]
+    keys = {
+        k
+        for p in same
+        for k, v in (get(p, "config", "benchmark_options") or {}).items()
+        if not _same(mine.get(k), v)
+    }
+    return {k: mine.get(k) for k in keys}
 
 
 def with_settings(records: list[dict]) -> list[dict]:
@@ -978,6 +994,11 @@ def to_csv(rows: list[dict]) -> str:
     def num(x):
         return "" if x is None else repr(x)
 
+    def text(x) -> str:
+        """A record-controlled string a spreadsheet would run as a formula is quoted."""
+        x = str(x)
+        return "'" + x if x[:1] in ("=", "+", "-", "@", "\t", "\r") else x
+
     head = list(_ID_COLS)
     for c in cols:
         head += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_n", f"{c.key}_ci_low"]
@@ -988,16 +1009,17 @@ def to_csv(rows: list[dict]) -> str:
             head += [f"{c.key}_chance", f"{c.key}_p", f"{c.key}_paired_runs"]
     w.writerow(head + ["rank_group", "run_ids"])
     for r in rows:
-        line = [r["benchmark"], r["model"], r["method"], r["setting"], r["seeds"]]
+        line = [text(r["benchmark"]), text(r["model"]), text(r["method"]), text(r["setting"])]
+        line.append(r["seeds"])
         for c in cols:
             cell = r["cells"][c.key]
             line += [num(cell.mean), num(cell.std), cell.n, num(cell.low), num(cell.high)]
-            line.append(cell.note)
+            line.append(text(cell.note))
             if c.paired:
                 line.append(int(cell.significant) if cell.low is not None else "")
             if c.probe:
                 line += [num(cell.chance), num(cell.p), cell.pairs]
-        w.writerow(line + [r.get("rank_group", ""), " ".join(r["run_ids"])])
+        w.writerow(line + [r.get("rank_group", ""), text(" ".join(r["run_ids"]))])
     return buf.getvalue()
 
 
