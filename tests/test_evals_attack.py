@@ -143,6 +143,7 @@ def test_shipped_suites_load_and_validate():
         "calibrated-loss",
         "direction-ablation",
         "relearn",
+        "soft-prompt",
         "disjoint-facts",
         "benign-finetune",
         "quantization",
@@ -158,3 +159,4 @@ def test_shipped_suites_load_and_validate():
     assert robust["benign-finetune"].options["eval_steps"] == schedule
     sgtm = load_suite("sgtm-paper")[0][0]
     assert sgtm.key == "relearn-sgtm-paper" and sgtm.options["forget_fraction"] == 0.5
+    assert sgtm.options["modes"] == ("full",)  # the paper's attacker only

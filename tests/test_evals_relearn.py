@@ -86,7 +86,9 @@ def test_retain_destroying_setting_is_excluded_and_reported():
     b10, b20 = rec["evals"]["k"]["worst_case"]
     assert b10["forget_loss"] == 3.9 and b10["excluded"] == []  # still fine within 10 steps
     assert b20["forget_loss"] == 3.0 and b20["lr"] == 1e-4
-    assert b20["excluded"] == [{"lr": 1e-3, "attack_seed": 0, "retain_broke_at": 20}]
+    assert b20["excluded"] == [
+        {"lr": 1e-3, "attack_seed": 0, "mode": "full", "retain_broke_at": 20}
+    ]
     # the bad setting's recovery at step 20 does not count; the good one stayed valid
     assert references.steps_to(rec, "k", 1.0) == references.NotReached(20)
     # with only the bad setting there was no valid attack at 20: named, never "> 20"
@@ -148,7 +150,7 @@ def test_attack_trains_only_on_forget_training_documents(monkeypatch, mode):
     ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
     opts = relearn.RelearnOptions(
         budgets=(2, 4), lrs=(1e-3,), seeds=(0,), eval_every=2, eval_blocks=2, n_docs=10,
-        batch_size=2, mode=mode,
+        batch_size=2, modes=(mode,), forget_fraction=1.0,
     )  # fmt: skip
     result = relearn.run(ctx, opts)
     # every trained block is made of the attack's forget training documents' tokens
@@ -187,6 +189,7 @@ def test_a_setting_that_breaks_retain_stops_there_and_the_summary_is_unchanged(m
         opts = relearn.RelearnOptions(
             budgets=(2, 8, 16), lrs=(1e-3, 0.3), seeds=(0,), eval_every=2, eval_blocks=2,
             n_docs=10, batch_size=2, retain_tolerance=0.05, stop_broken=stop_broken,
+            modes=("full",), forget_fraction=1.0,
         )  # fmt: skip
         results[stop_broken] = relearn.run(ctx, opts)
     full, stopped = results[False], results[True]
@@ -210,7 +213,7 @@ def test_an_evaluation_schedule_measures_at_its_steps_only():
         ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
         opts = relearn.RelearnOptions(
             budgets=(4, 12), lrs=(1e-3,), seeds=(0,), eval_every=2, eval_steps=steps,
-            eval_blocks=2, n_docs=10, batch_size=2,
+            eval_blocks=2, n_docs=10, batch_size=2, modes=("full",),
         )  # fmt: skip
         runs[steps] = relearn.run(ctx, opts)
     every, scheduled = runs[()], runs[(1, 2, 4, 8, 12)]
