@@ -7,6 +7,13 @@ their names (`entity_halves`, as `disjoint-facts` splits them): the probe is tra
 half's facts and tested on the second half's. Knowledge a linear probe reads out was not removed,
 only hidden: an output-layer change that stops the model from saying a value leaves it readable.
 
+The layer is chosen without the test entities: the training entities are split again by a seeded
+hash (`fit_validation`), a probe per layer is fitted on the fit part and scored on the validation
+part, and the layer with the best validation accuracy is the headline's; its test accuracy (the
+probe refitted on every training entity) is the number reported. Choosing the layer by test
+accuracy, as an earlier version did, reports the best of several noisy test scores: optimistic
+exactly where the probe reads nothing.
+
 Design. Classes are the values of one fact type (every value with at least `min_per_class`
 training items; test items of other values are dropped), so the probe must read the value in a code
 shared across entities: the code a model that predicts the value next must hold at the last layers
@@ -15,17 +22,20 @@ test entities are never seen in training.
 
 Numbers, per split and layer (0 = the embeddings, i = the output of block i, the last = after the
 final layer norm, as HF `hidden_states`): `accuracy` over the test items of every fact type,
-`chance` = the mean over test items of 1/(classes of its fact type), `majority` = the accuracy of
-always predicting the most common training value of each fact type. The headline is the best layer.
+`validation_accuracy` over the validation items, `chance` = the mean over test items of
+1/(classes of its fact type) (the split's own chance: a fact type with 8 values is at 1/8, not the
+fact probes' 1/4), `majority` = the accuracy of always predicting the most common training value
+of each fact type. The headline (`best_accuracy`) is the test accuracy at `best_layer`, the layer
+chosen on validation.
 The perfect filter's result of the same evaluation (its own run) is the floor of what the prompt
 alone gives away: the comparison is made at table time (results/references.py).
 
 Limits. A probe at chance does not prove removal: the value may sit in a non-linear or entity-
 specific code a linear probe trained on other entities cannot read. Above-chance accuracy can come
 from the prompt without the fact (storyworld's home values depend on the topic, which the entity's
-kind reveals), hence the majority baseline and the perfect-filter reference. Picking the best layer
-on the test half is optimistic; the references are read with the same rule. A split with few
-entities gives a noisy estimate (`n_test` is reported).
+kind reveals), hence the majority baseline and the perfect-filter reference. A split with few
+entities gives a noisy estimate (`n_test`, `n_validation` are reported) and a noisy choice of
+layer.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnbench.config import ConfigError
+from unlearnbench.data.splits import stable_uniform
 from unlearnbench.evals import HIGHER, LOWER, EvalContext, EvalResult, Metric, register_eval
 from unlearnbench.evals.disjoint_facts import entity_halves
 from unlearnbench.evals.fact_probes import probes_by_split
@@ -114,20 +125,34 @@ def value_of(probe) -> str:
     return probe.options[probe.answer].strip()
 
 
+def _labels(probes: list, items: list[int], index: dict[str, int]) -> torch.Tensor:
+    """Class ids (N,) of the probes `items` by their value."""
+    return torch.tensor([index[value_of(probes[i])] for i in items], dtype=torch.long)
+
+
+def fit_validation(entities: set[str], split_seed: int) -> tuple[set[str], set[str]]:
+    """(fit, validation) halves of the training entities, by a seeded hash of the name (another
+    hash than `entity_halves`', so the halves are not the same cut again)."""
+    fit = {n for n in entities if stable_uniform("hidden-probes-validation", split_seed, n) < 0.5}
+    return fit, entities - fit
+
+
 def probe_split(model, tokenizer, probes: list, options: HiddenProbeOptions) -> dict:
     """Per-layer accuracy of value probes trained on one half of the split's entities, tested on
-    the other half (module docstring)."""
+    the other half; the headline layer chosen on a validation part of the training entities
+    (module docstring)."""
     first, second = entity_halves(probes, options.split_seed)
+    fit, validation = fit_validation(first, options.split_seed)
     states = last_token_states(model, tokenizer, [p.prompt for p in probes], options.batch_size)
     n_states = states.shape[0]
     layers = list(options.layers) or list(range(n_states))
     if max(layers) >= n_states:
         raise ConfigError(f"hidden-probes layer {max(layers)} > the model's {n_states - 1}")
-    correct = torch.zeros(len(layers))
-    n_test, chance, majority = 0, 0.0, 0.0
+    correct, val_correct = torch.zeros(len(layers)), torch.zeros(len(layers))
+    n_test, n_val, chance, majority = 0, 0, 0.0, 0.0
     per_fact = {}
     for fact in sorted({p.fact for p in probes}):
-        # phase: the fact's classes (values with enough training items) and its two halves
+        # phase: the fact's classes (values with enough training items) and its parts
         rows = [i for i, p in enumerate(probes) if p.fact == fact]
         train = [i for i in rows if probes[i].entity in first]
         counts: dict[str, int] = {}
@@ -140,11 +165,21 @@ def probe_split(model, tokenizer, probes: list, options: HiddenProbeOptions) -> 
         if len(classes) < 2 or not test:
             per_fact[fact] = {"classes": len(classes), "n_test": 0, "skipped": True}
             continue
-        y_train = torch.tensor([index[value_of(probes[i])] for i in train])
-        y_test = torch.tensor([index[value_of(probes[i])] for i in test])
-        # phase: one probe per layer
+        part_fit = [i for i in train if probes[i].entity in fit]
+        part_val = [i for i in train if probes[i].entity in validation]
+        if not part_fit or not part_val:  # too few training entities to hold some out
+            part_val = []
+        y_train, y_test, y_fit, y_val = (
+            _labels(probes, items, index) for items in (train, test, part_fit, part_val)
+        )
+        # phase: per layer, a probe on the fit part scored on validation (the choice of layer)
+        # and a probe on every training entity scored on the test entities (the number)
         acc = []
         for k, layer in enumerate(layers):
+            if part_val:
+                predict = fit_probe(states[layer, part_fit], y_fit, len(classes), options.l2,
+                                    options.max_iter)  # fmt: skip
+                val_correct[k] += int((predict(states[layer, part_val]) == y_val).sum())
             predict = fit_probe(
                 states[layer, train], y_train, len(classes), options.l2, options.max_iter
             )
@@ -153,28 +188,43 @@ def probe_split(model, tokenizer, probes: list, options: HiddenProbeOptions) -> 
             acc.append(hits / len(test))
         most_common = max(range(len(classes)), key=lambda c: int((y_train == c).sum()))
         n_test += len(test)
+        n_val += len(part_val)
         chance += len(test) / len(classes)
         majority += float((y_test == most_common).sum())
         per_fact[fact] = {
             "classes": len(classes),
             "n_train": len(train),
+            "n_validation": len(part_val),
             "n_test": len(test),
             "accuracy": {str(layer): a for layer, a in zip(layers, acc, strict=True)},
         }
     if not n_test:
         return {"n_test": 0, "reason": "no fact type has two values with enough training items"}
     accuracy = (correct / n_test).tolist()
-    best = max(range(len(layers)), key=lambda k: accuracy[k])
-    return {
+    out = {
         "accuracy": {str(layer): a for layer, a in zip(layers, accuracy, strict=True)},
-        "best_layer": layers[best],
-        "best_accuracy": accuracy[best],
         "chance": chance / n_test,
         "majority": majority / n_test,
         "n_test": n_test,
-        "n_entities": {"train": len(first), "test": len(second)},
+        "n_validation": n_val,
+        "n_entities": {
+            "train": len(first),
+            "test": len(second),
+            "fit": len(fit),
+            "validation": len(validation),
+        },  # fmt: skip
         "per_fact": per_fact,
     }
+    if len(layers) == 1:  # nothing to choose
+        best = 0
+    elif not n_val:
+        return out | {"best_layer": None, "best_accuracy": None,
+                      "reason": "too few training entities to hold some out for the layer"}  # fmt: skip
+    else:
+        validation_accuracy = (val_correct / n_val).tolist()
+        out["validation_accuracy"] = dict(zip(map(str, layers), validation_accuracy, strict=True))
+        best = max(range(len(layers)), key=lambda k: validation_accuracy[k])  # ties: lowest layer
+    return out | {"best_layer": layers[best], "best_accuracy": accuracy[best]}
 
 
 def probe_model(model, bench, options: HiddenProbeOptions) -> dict:
