@@ -1,13 +1,16 @@
-"""The robust suite's cost and conclusions, before and after its cheaper attack schedule.
+"""The robust suite's cost and conclusions, before and after its relearning attack kept the model whole.
 
 On the same trained runs (by default no-filter, filter, sgtm and rmu at one seed of each built-in
 benchmark, taken from a run store), the `robust` suite runs twice per round in fresh copies of the
 store, interleaved benchmark by benchmark:
 
-- `before`: the fine-tuning attacks (relearn, benign-finetune) evaluated every 5 steps to the last
-  budget and every setting run to the end (`eval_steps: []`, `stop_broken: false`);
-- `after`: the shipped suite (every 5 steps to 50, 10 to 100, 25 to 200; a setting stops where its
-  retain loss breaks the tolerance).
+- `before`: the suite as it was before (issue 34): the relearning attack on forget documents only,
+  full fine-tuning over lrs {1e-4, 3e-4, 1e-3}, and no soft-prompt attack;
+- `after`: the shipped suite (forget documents mixed half and half with retain+adjacent, full
+  fine-tuning over {3e-5 .. 1e-3} and LoRA over {3e-4, 1e-3}, and the soft-prompt attack).
+
+Both evaluate the attacks every 5 steps to 50, 10 to 100, 25 to 200, and a setting stops where its
+retain loss breaks the tolerance.
 
 Both use today's attack loop otherwise (fused kernels, the training micro-batch, step 0 measured
 once per attack: up to rounding, the same numbers; `scripts/bench_throughput.py` measures what the
@@ -39,7 +42,9 @@ from pathlib import Path
 import yaml
 
 ATTACKS = ("relearn", "benign-finetune")
-BEFORE = {"eval_steps": [], "stop_broken": False}  # the suite's options before the change
+# the suite before the change: relearn's options then, and the entries it did not have
+BEFORE = {"relearn": {"forget_fraction": 1.0, "lrs": [1e-4, 3e-4, 1e-3], "modes": ["full"]}}
+BEFORE_ABSENT = ("soft-prompt",)
 
 
 # --smoke: the attacks at toy budgets and nothing else (checks the script, measures nothing)
@@ -47,7 +52,7 @@ SMOKE = {"budgets": [2, 4], "lrs": [1e-3], "eval_every": 1, "eval_blocks": 2, "n
 
 
 def suite_files(directory: Path, smoke: bool = False) -> dict[str, Path]:
-    """The shipped robust suite ("after") and the same with the attacks' old schedule ("before"),
+    """The shipped robust suite ("after") and the suite as it was before the change ("before"),
     both named robust (so their results have the same keys)."""
     from unlearnbench.package_files import SUITES_DIR
 
@@ -65,9 +70,10 @@ def suite_files(directory: Path, smoke: bool = False) -> dict[str, Path]:
     for name in ("before", "after"):
         suite = json.loads(json.dumps(shipped))
         if name == "before":
+            suite["evals"] = [e for e in suite["evals"] if e["eval"] not in BEFORE_ABSENT]
             for entry in suite["evals"]:
-                if entry["eval"] in ATTACKS:
-                    entry["options"] = {**(entry.get("options") or {}), **BEFORE}
+                if entry["eval"] in BEFORE:
+                    entry["options"] = {**(entry.get("options") or {}), **BEFORE[entry["eval"]]}
         path = directory / name / "robust.yaml"
         path.parent.mkdir(parents=True)
         path.write_text(yaml.safe_dump(suite, sort_keys=False))
@@ -137,11 +143,7 @@ def conclusions(record: dict) -> dict:
         seeds = sorted({r["attack_seed"] for r in rows})
         per_seed = [
             summarize(
-                [r for r in rows if r["attack_seed"] == s],
-                budgets,
-                None,
-                summary["retain_tolerance"],
-                0.9,
+                [r for r in rows if r["attack_seed"] == s], budgets, summary["retain_tolerance"]
             )["worst_case"]
             for s in seeds
         ]
