@@ -4,6 +4,7 @@ curriculum no-filter runs for several seeds, used by the runner, the leaderboard
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import subprocess
 import sys
@@ -229,6 +230,22 @@ def test_leaderboard_deltas_use_the_rule():
     cur = next(r for k, r in by.items() if k[0] == "no-filter" and "forget_after" in k[1])
     assert cur["cells"]["d_forget"].mean == pytest.approx(1.8)
     assert by[("filter", "recall=1.0")]["cells"]["d_forget"].mean == pytest.approx(6.1)
-    # a post-hoc run against the base it started from (what the unlearning changed)
+    # a post-hoc run against the plain no-filter run, and beside it against the base it started
+    # from (what the unlearning itself changed)
     ct = next(r for k, r in by.items() if k[0] == "checkpoint-transfer")
-    assert ct["cells"]["d_forget"].mean == pytest.approx(7.6 - (5.3 + 1.0))
+    plain = by[("no-filter", "")]["cells"]["forget"].mean
+    assert ct["cells"]["d_forget"].mean == pytest.approx(7.6 - plain)
+    assert ct["cells"]["base_d_forget"].mean == pytest.approx(7.6 - (5.3 + 1.0))
+
+
+def test_a_posthoc_runs_perfect_filter_is_the_plain_one_not_a_grad_clip_variant():
+    recs = store_records()
+    seed = 0
+    plain = _one(recs, "filter", seed, strict=False)
+    clipped = json.loads(json.dumps(plain))
+    clipped["run_id"] = "filter__storyworld-topic__tiny__s0__0000clip"  # sorts first by id
+    clipped["config"]["train"] |= {"grad_clip": 1.0, "weight_decay_groups": "matrices"}
+    clipped["non_default"] = {"train": {"grad_clip": 1.0, "weight_decay_groups": "matrices"}}
+    rmu = posthoc("rmu", seed, None)
+    assert matching_perfect_filter(rmu, recs + [clipped]) is plain
+    assert matching_perfect_filter(rmu, [clipped] + recs) is plain

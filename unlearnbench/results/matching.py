@@ -87,7 +87,10 @@ def matching_reference(
         labels = _labels(c["config"])
         label_rank = 0 if labels == _labels({}) else 1 if labels == target["own_labels"] else 2
         device = train.get("device") != target["train"].get("device")
-        return differs, label_rank, device, str(c["run_id"])
+        # of the candidates a post-hoc run's shared settings admit, the plain run (trained at its
+        # method's defaults, as its record states) before a variant (e.g. a grad-clip filter)
+        variant = bool((c.get("non_default") or {}).get("train"))
+        return variant, differs, label_rank, device, str(c["run_id"])
 
     return min((c for c in records if fits(c)), key=distance, default=None)
 
