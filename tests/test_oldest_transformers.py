@@ -36,12 +36,15 @@ path, texts = sys.argv[1], json.loads(sys.argv[2])
 tok = AutoTokenizer.from_pretrained(path)
 model = AutoModelForCausalLM.from_pretrained(path).eval()
 ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+batch = tok(texts[0], return_tensors="pt")  # the usual call: model(**tok(x)), generate(**tok(x))
 with torch.no_grad():
-    logits = model(torch.tensor([ids[0]])).logits[0]
+    logits = model(**batch).logits[0]
+    generated = model.generate(**batch, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id)
 print(json.dumps({
     "version": transformers.__version__, "class": type(tok).__name__, "ids": ids,
     "decoded": [tok.decode(i) for i in ids], "eos": tok.eos_token_id, "pad": tok.pad_token_id,
-    "model_max_length": tok.model_max_length, "logits": logits.tolist(),
+    "model_max_length": tok.model_max_length, "inputs": sorted(batch), "logits": logits.tolist(),
+    "generated": generated[0].tolist(),
 }))
 """
 
@@ -70,6 +73,14 @@ def test_a_saved_model_and_tokenizer_load_under_the_oldest_admitted_transformers
     assert got["ids"] == encode_batch(tok, TEXTS) and got["decoded"] == TEXTS
     assert got["eos"] == got["pad"] == tok.eos_token_id == 0
     assert got["model_max_length"] == model.config.max_position_embeddings == 256
+    # model(**tok(x)) there is model(input_ids) here: no token_type_ids (GPT-Neo would add the
+    # token-type embedding at every position), and greedy generate(**tok(x)) continues the same
+    assert got["inputs"] == ["attention_mask", "input_ids"]
+    ids = torch.tensor([got["ids"][0]])
     with torch.no_grad():
-        ours = model(torch.tensor([got["ids"][0]])).logits[0]
+        ours = model(input_ids=ids).logits[0]
+        continued = model.generate(
+            input_ids=ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id
+        )
     torch.testing.assert_close(torch.tensor(got["logits"]), ours, rtol=1e-4, atol=1e-4)
+    assert got["generated"] == continued[0].tolist()

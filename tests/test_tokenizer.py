@@ -78,3 +78,25 @@ def test_a_saved_tokenizer_names_a_portable_class_and_the_models_context(tmp_pat
     text = docs[1].text
     assert encode_batch(loaded, [text]) == encode_batch(tok, [text])
     assert tok.model_max_length > 10**6  # the benchmark's tokenizer itself is left as it was
+
+
+def test_a_saved_tokenizer_returns_only_what_the_model_takes(tmp_path, tok):
+    """`model(**tok(x))` must be `model(input_ids=...)`: transformers 4 reads `model_input_names`
+    from the saved config (without it, it returns token_type_ids and GPT-Neo adds the token-type
+    embedding at every position; tests/test_oldest_transformers.py checks it under 4.46)."""
+    import json
+
+    import torch
+
+    from unlearnbench.models.build import build_model, save_model
+
+    model = build_model("tiny", len(tok), tok.eos_token_id, seed=0).eval()
+    path = save_model(model, tok, tmp_path / "model")
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    assert config["model_input_names"] == ["input_ids", "attention_mask"]
+    batch = AutoTokenizer.from_pretrained(str(path))("Pip the fox", return_tensors="pt")
+    assert sorted(batch) == ["attention_mask", "input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(**batch).logits, model(input_ids=batch["input_ids"]).logits
+        )

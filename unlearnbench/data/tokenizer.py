@@ -19,6 +19,11 @@ from transformers import PreTrainedTokenizerFast
 
 EOS = "<|endoftext|>"
 
+# what `tok(x)` returns, so `model(**tok(x))` is `model(input_ids=..., attention_mask=...)`: in
+# transformers 4 a PreTrainedTokenizerFast also returns `token_type_ids` (all zeros), and GPT-Neo
+# adds its token-type embedding (the position-0 row of wte) at every position when given them
+MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
+
 
 def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
@@ -26,6 +31,7 @@ def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
         eos_token=EOS,
         pad_token=EOS,
         clean_up_tokenization_spaces=False,
+        model_input_names=MODEL_INPUT_NAMES,
     )
 
 
@@ -38,12 +44,14 @@ PORTABLE_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 def save_tokenizer(tokenizer, path: str | Path, model_max_length: int | None = None) -> None:
     """`tokenizer.save_pretrained(path)`, loadable by every admitted transformers (4.46 on), with
     `model_max_length` set to the model's context when given (otherwise transformers writes 1e30,
-    so nothing would warn about, or truncate at, the positions the model has)."""
+    so nothing would warn about, or truncate at, the positions the model has) and
+    `model_input_names` written out (transformers 4 would otherwise add `token_type_ids`)."""
     tokenizer.save_pretrained(str(path))
     config_path = Path(path) / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     cls = config.get("tokenizer_class")
     config["tokenizer_class"] = PORTABLE_CLASSES.get(cls, cls)
+    config["model_input_names"] = MODEL_INPUT_NAMES
     if model_max_length is not None:
         config["model_max_length"] = int(model_max_length)
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
