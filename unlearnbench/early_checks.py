@@ -39,11 +39,9 @@ def check_run_request(
     values = load_config_file(preset_path(config_file)) if config_file is not None else {}
     model = model or str(values.get("model") or "tiny")
     if model not in MODEL_PRESETS:
-        import difflib
+        from unlearnbench.suggest import unknown_name
 
-        close = difflib.get_close_matches(model, MODEL_PRESETS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownName(f"unknown model {model!r}{hint} (known: {', '.join(MODEL_PRESETS)})")
+        raise UnknownName(unknown_name("model", model, MODEL_PRESETS))
     entries = (method_entry, benchmark_entry)
     if any(e is None or e.options is None for e in entries):
         return  # registered in a way the sources do not show: resolve_run_config checks it

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import difflib
 import importlib
 import importlib.util
 import pkgutil
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from unlearnbench.config import ConfigError
+from unlearnbench.suggest import unknown_name
 
 T = TypeVar("T")
 

@@ -40,6 +40,7 @@ from unlearnbench.results.matching import (
 )
 from unlearnbench.results.store import RunStore, run_locked
 from unlearnbench.run_presets import preset_path
+from unlearnbench.suggest import unknown_name
 from unlearnbench.tracking import open_tracker
 from unlearnbench.training import Objective, select_trainable, train
 
@@ -61,11 +62,7 @@ def resolve_run_config(
     model = model or str(file_values.pop("model", None) or "tiny")
     file_values.pop("model", None)
     if model not in MODEL_PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(model, MODEL_PRESETS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownName(f"unknown model {model!r}{hint} (known: {', '.join(MODEL_PRESETS)})")
+        raise UnknownName(unknown_name("model", model, MODEL_PRESETS))
     layered: dict = dict(file_values)
     layered.update(overrides or {})
     return resolve(

@@ -36,6 +36,7 @@ from unlearnbench.config import ConfigError, parse_value, read_yaml
 from unlearnbench.data.packing import BlockGroup, pack
 from unlearnbench.package_files import SUITES_DIR, find_shipped
 from unlearnbench.registry import evals, require
+from unlearnbench.suggest import unknown_name
 
 HIGHER, LOWER = "higher", "lower"  # which way a metric is better
 UNITS = ("nats", "accuracy", "steps")  # how a value is shown (losses and accuracies: 3 decimals)
@@ -180,8 +181,6 @@ def parse_options(name: str, options_cls: type, raw: dict | None) -> dict:
 def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
     """Entries of a suite by name (a shipped suite; `evals/NAME.yaml` too, its old path) or by path;
     returns (entries, description)."""
-    import difflib
-
     path = find_shipped(name, SUITES_DIR, "evals")
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []

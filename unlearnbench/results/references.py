@@ -150,9 +150,15 @@ def join(records: list[dict]) -> dict[str, Joined]:
 
 
 def _best_version(run: dict, candidates: list[dict], name: str) -> dict | None:
-    """The matching reference, made by the run's code version when one is."""
-    same = [c for c in candidates if code_version(c) == code_version(run)]
-    return matching_reference(run, same, name) or matching_reference(run, candidates, name)
+    """The matching reference: a plain one (for no-filter: at the default labels) before one at
+    other labels, and within each, one made by the run's code version before another's."""
+    plain = [c for c in candidates if role_of(c) != "reference variant"]
+    for pool in (plain, candidates):
+        same = [c for c in pool if code_version(c) == code_version(run)]
+        found = matching_reference(run, same, name) or matching_reference(run, pool, name)
+        if found is not None:
+            return found
+    return None
 
 
 # ---- losses, score ----
