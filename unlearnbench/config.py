@@ -11,13 +11,14 @@ post-hoc method starts (`scratch`, `no-filter`, or a saved model's path).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from unlearnbench.suggest import unknown_name
 
 
 class ConfigError(ValueError):
@@ -356,9 +357,7 @@ def _locate(key: str, sections: dict[str, dict]) -> tuple[str, str]:
                 + ", ".join(f"{s}.{key}" for s in hits)
             )
     valid = sorted({n for f in sections.values() for n in f} | {"base"})
-    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise ConfigError(f"unknown key {key!r}; {hint}valid keys: {', '.join(valid)}")
+    raise ConfigError(unknown_name("key", key, valid, 0.6, closest_to=key.split(".")[-1]))
 
 
 def validate(cfg: RunConfig) -> None:

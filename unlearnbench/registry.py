@@ -191,9 +191,7 @@ class Registry(Generic[T]):
         self._unknown(name, self._entries)
 
     def _unknown(self, name: str, known) -> typing.NoReturn:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownName(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(known))})")
+        raise UnknownName(unknown_name(self.kind, name, sorted(known)))
 
     def __contains__(self, name: str) -> bool:
         return name in self.names()

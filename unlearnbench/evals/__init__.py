@@ -166,13 +166,7 @@ def parse_options(name: str, options_cls: type, raw: dict | None) -> dict:
     out = {}
     for k, v in (raw or {}).items():
         if k not in names:
-            import difflib
-
-            close = difflib.get_close_matches(k, names, n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ConfigError(
-                f"unknown option {k!r} for evaluation {name!r}; {hint}valid: {', '.join(sorted(names))}"
-            )
+            raise ConfigError(f"{name}: " + unknown_name("option", k, sorted(names), 0.6))
         out[k] = parse_value(v, hints[k], f"{name}.{k}")
     options_cls(**out)  # defaults fill the rest; raises on nothing we did not check
     return out
@@ -184,9 +178,7 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
     path = find_shipped(name, SUITES_DIR, "evals")
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown suite {name!r}{hint} (known: {', '.join(known) or 'none'})")
+        raise ConfigError(unknown_name("suite", name, known))
     data = read_yaml(path, "suite") or {}
     items = data.get("evals") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
