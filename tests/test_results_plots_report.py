@@ -7,6 +7,7 @@ import json
 import math
 from html.parser import HTMLParser
 
+import matplotlib.pyplot as plt
 import pytest
 from matplotlib.colors import to_hex
 from results_fixtures import record, relearn_rows, result, sample_records
@@ -30,6 +31,12 @@ from unlearnbench.results.report import report_html, write_reports
 BENCH = "storyworld-topic"
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")  # each test's figures: never kept open across the file
+
+
 def test_pareto_front_keeps_only_undominated_points():
     pts = [(1.0, 2.0), (1.2, 3.0), (1.1, 1.5), (1.5, 2.5), (2.0, 4.0)]
     assert pareto_front(pts) == [(1.0, 2.0), (1.2, 3.0), (2.0, 4.0)]
@@ -48,23 +55,29 @@ def test_relearn_curve_is_the_lowest_over_the_grid_per_step():
 def test_figures_draw_the_records():
     recs = sample_records()
     fig = tradeoff_figure(recs, BENCH)
-    assert len(fig.axes) == 2  # retain and adjacent panels (the benchmark has adjacent losses)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["Δforget vs Δretain", "Δforget vs Δadjacent (not used by the ranking)"]
-    assert "nats" in fig.axes[0].get_xlabel() and "nats" in fig.axes[0].get_ylabel()
+    assert titles == [
+        "score = removal credited - damage charged",
+        "Δforget vs Δretain",
+        "Δforget vs Δadjacent",
+    ]
+    assert "nats" in fig.axes[1].get_xlabel() and "nats" in fig.axes[1].get_ylabel()
     labels = _legend_labels(fig)
     assert "1 filter (recall=1.0), n=2" in labels  # rank, method, setting and seeds
-    assert any("perfect filter" in lab for lab in labels)
-    # runs without a matching no-filter run (sgtm at recall < 1 here) have no Δ: said, not drawn
-    assert "Not drawn" in _texts(fig) and "sgtm (recall=0.9), n=2" in _texts(fig)
+    assert any(lab.startswith("perfect filter's Δforget") for lab in labels)
+    # runs at recall < 1 are compared with the plain no-filter run (it ignores labels): drawn
+    assert any(lab.endswith("sgtm (recall=0.9), n=2") for lab in labels)
+    assert "Not drawn" not in _texts(fig)
 
     fig = undiscovered_figure(recs, BENCH)
-    ax = fig.axes[0]
-    sgtm = next(c for c in ax.containers if c.get_label() == "sgtm, n=1-2")  # errorbar container
-    sgtm_line = sgtm.lines[0]
-    xs = list(sgtm_line.get_xdata())
-    assert xs == pytest.approx([0.1, 0.5])  # 1 - recall for recall 0.9 and 0.5
-    assert list(sgtm_line.get_ydata()) == pytest.approx([3.2, 2.5])  # means over seeds
+    assert [ax.get_title().split(" (")[0] for ax in fig.axes] == ["Δforget", "Δretain", "Δadjacent"]
+    forget, retain, _ = fig.axes
+    line = next(c for c in forget.containers if c.get_label() == "sgtm, n=1-2").lines[0]
+    assert list(line.get_xdata()) == pytest.approx([0.1, 0.5])  # 1 - recall for 0.9 and 0.5
+    # Δ paired by seed against the plain no-filter run: (3.0 - 2.0, 3.4 - 2.2) and 2.5 - 2.0
+    assert list(line.get_ydata()) == pytest.approx([1.1, 0.5])
+    line = next(c for c in retain.containers if c.get_label() == "sgtm, n=1-2").lines[0]
+    assert list(line.get_ydata()) == pytest.approx([(0.10 - 0.08) / 2, 0.08])  # damage beside
 
     assert relearn_figure([record("filter", 0, 3.0, 1.6, benchmark=BENCH)], BENCH) is None
 
@@ -75,12 +88,14 @@ def _legend_labels(fig) -> list[str]:
 
 def _texts(fig) -> str:
     found = [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in ax.texts]
+    found += [ax.get_xlabel() for ax in fig.axes]
     return " ".join(found).replace("\n", " ")
 
 
 def _damage_records() -> list[dict]:
     """no-filter, the perfect filter and sgtm at recall 1 (so every run has a matching no-filter
-    run), and an sgtm setting that got worse everywhere: +0.78 forget, +0.85 retain."""
+    run), and an sgtm setting that got worse everywhere: +0.78 forget, +0.85 retain, +1.1
+    adjacent (the perfect filter's own Δadjacent is +0.7)."""
     recs = []
     for seed, (nf_f, nf_r) in enumerate([(2.0, 1.5), (2.2, 1.7)]):
         recs += [
@@ -101,34 +116,91 @@ def _points(ax) -> dict[str, tuple[float, float, str]]:
     return out
 
 
-def test_tradeoff_shows_damage_and_keeps_a_model_worse_everywhere_off_the_frontier():
+def _hlines(ax, label: str) -> list[float]:
+    return [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_label().startswith(label)]
+
+
+def test_tradeoff_charges_damage_and_ranks_as_the_leaderboard():
     recs = _damage_records()
     fig = tradeoff_figure(recs, BENCH)
-    ax = fig.axes[0]
-    points = _points(ax)
-    rows = leaderboard_rows(recs, BENCH)
+    score_ax, retain_ax, adjacent_ax = fig.axes
+    rows = [r for r in leaderboard_rows(recs, BENCH) if r.get("role") != "reference variant"]
     worse = next(r for r in rows if "forget_mlp_dim" in r["setting"])
-    label = next(lab for lab in points if "forget_mlp_dim=8" in lab)
-    x, y, face = points[label]
-    assert (x, y) == pytest.approx((0.85, 0.78))  # damage on x, removal on y, paired by seed
+    label = next(lab for lab in _points(retain_ax) if "forget_mlp_dim=8" in lab)
+    assert label.startswith(f"{rows.index(worse) + 1} ")  # its rank in the leaderboard
+    # the leaderboard's Δ columns, paired by seed
+    x, y, _ = _points(retain_ax)[label]
+    assert (x, y) == pytest.approx((0.85, 0.78))
     assert (x, y) == pytest.approx(
         (worse["cells"]["d_retain"].mean, worse["cells"]["d_forget"].mean)
     )
-    assert face == "white"  # hollow: beyond the retain tolerance
-    assert label.startswith(f"{rows.index(worse) + 1} ")  # its rank in the table: last
-    # the frontier joins only points within the tolerance
-    frontier = next(line for line in ax.get_lines() if line.get_label().startswith("Pareto"))
-    assert 0.85 not in list(frontier.get_xdata())
-    assert max(frontier.get_xdata()) <= stats.RETAIN_TOLERANCE
-    # the tolerance band is drawn where the ranking puts it, and the rule is printed
-    band = next(p for p in ax.patches if "ranked first" in p.get_label())
-    assert band.get_x() + band.get_width() == pytest.approx(stats.RETAIN_TOLERANCE)
-    assert stats.ranking_rule() in _texts(fig)
-    # a wider tolerance takes the same row into the band and onto the frontier
+    assert _points(adjacent_ax)[label][:2] == pytest.approx((1.1, 0.78))
+    # the score's terms: damage 0.85 retain + (1.1 - 0.7) adjacent beyond the filter's; removal
+    # credited up to the filter's 2.0; y - x is the leaderboard's score
+    x, y, _ = _points(score_ax)[label]
+    assert (x, y) == pytest.approx((0.85 + 0.4, 0.78))
+    assert y - x == pytest.approx(worse["cells"]["score"].mean)
+    # sgtm's adjacent rise (0.4) is below the filter's (0.7): only its retain rise is charged
+    x, _, _ = next(v for k, v in _points(score_ax).items() if k.endswith(" sgtm (recall=1.0), n=2"))
+    assert x == pytest.approx(0.05)
+    frontier = next(ln for ln in score_ax.get_lines() if ln.get_label().startswith("Pareto"))
+    assert 1.25 not in list(frontier.get_xdata())  # dominated
+    marker = next(ln for ln in retain_ax.get_lines() if "retain tolerance" in ln.get_label())
+    assert marker.get_xdata()[0] == pytest.approx(stats.RETAIN_TOLERANCE)
     wide = tradeoff_figure(recs, BENCH, retain_tolerance=1.0)
-    points = _points(wide.axes[0])
-    assert next(v for k, v in points.items() if "forget_mlp_dim=8" in k)[2] != "white"
-    assert stats.ranking_rule(1.0) in _texts(wide)
+    marker = next(ln for ln in wide.axes[1].get_lines() if "retain tolerance" in ln.get_label())
+    assert marker.get_xdata()[0] == pytest.approx(1.0)
+    assert "score = min(Δforget" in _texts(fig)  # the score is defined under the figure
+
+
+def _variant(r: dict) -> dict:
+    """The run trained with gradient clipping: a reference variant when it is a reference."""
+    r = json.loads(json.dumps(r))
+    r["run_id"] += "-clip"
+    r["config"]["train"]["grad_clip"] = 1.0
+    r["non_default"]["train"] = {"grad_clip": 1.0}
+    return r
+
+
+def test_the_ceiling_is_the_plain_perfect_filters_and_variants_are_never_ranked():
+    recs = _damage_records()
+    for r in list(recs):
+        if r["method"] in ("no-filter", "filter"):
+            v = _variant(r)
+            if r["method"] == "filter":  # the clipped filter removes more: +3.0 against its own
+                v["metrics"]["forget_loss"] += 1.0
+            recs.append(v)
+    fig = tradeoff_figure(recs, BENCH)
+    for ax in fig.axes:  # the plain perfect filter's Δforget (2.0), never the variant's (3.0)
+        assert _hlines(ax, "perfect filter's Δforget") == pytest.approx([2.0])
+    points = _points(fig.axes[0])
+    clipped = [k for k in points if k.startswith("ref. filter")]
+    assert len(clipped) == 1 and "reference variant, not ranked" in clipped[0]
+    x, y, face = points[clipped[0]]
+    assert face == "white" and y == pytest.approx(3.0)  # drawn, as a reference
+    frontier = next(ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("Pareto"))
+    assert (x, y) not in list(zip(frontier.get_xdata(), frontier.get_ydata(), strict=True))
+    ranks = [k.split(" ")[0] for k in points if not k.startswith("ref.")]
+    assert sorted(ranks, key=int) == [str(i) for i in range(1, len(ranks) + 1)]
+
+
+def test_a_method_that_diverges_keeps_the_others_legible():
+    recs = _damage_records()
+    for seed, (nf_f, nf_r) in enumerate([(2.0, 1.5), (2.2, 1.7)]):
+        # like circuit-breakers on topic: removal beyond the filter's, +10 nats of adjacent damage
+        recs.append(record("sgtm", seed, nf_f + 2.2, nf_r + 0.01, 11.8, options={"layers": [0]}))
+    fig = tradeoff_figure(recs, BENCH)
+    ax = fig.axes[2]
+    low, high = ax.get_xlim()
+    assert high < 5  # the bulk (0 to 1.1) is not squashed to make room for +10
+    points = _points(ax)
+    cb = next(k for k in points if "layers=0" in k)
+    line = next(c for c in ax.containers if c.get_label() == cb).lines[0]
+    assert line.get_marker() == ">" and points[cb][0] == pytest.approx(high)  # on the edge
+    assert "+10.0" in ax.get_xlabel()  # its value, under the panel
+    others = [v for k, v in points.items() if k != cb]
+    assert all(low <= x <= high for x, _, _ in others)
+    assert any("beyond the axis" in lab for lab in _legend_labels(fig))
 
 
 def test_a_point_under_another_is_still_named():
@@ -137,11 +209,11 @@ def test_a_point_under_another_is_still_named():
             "method_options": {"forget_heads": 1}}) for r in recs if r["method"] == "sgtm"
             and "forget_mlp_dim" not in r["run_id"]]  # fmt: skip
     fig = tradeoff_figure(recs + twin, BENCH)
-    rows = leaderboard_rows(recs + twin, BENCH)
+    rows = [r for r in leaderboard_rows(recs + twin, BENCH) if r.get("role") != "reference variant"]
     ranks = sorted(str(i + 1) for i, r in enumerate(rows) if r["method"] == "sgtm"
                    and "forget_mlp_dim" not in r["setting"])  # fmt: skip
     assert len(ranks) == 2  # two rows at the same point
-    tags = [t.get_text() for t in fig.axes[0].texts]
+    tags = [t.get_text() for t in fig.axes[1].texts]
     assert ",".join(ranks) in tags  # one label naming both
 
 
@@ -176,15 +248,16 @@ def test_each_method_has_one_colour_in_every_figure_and_the_report():
     for c in tradeoff_figure(_damage_records(), BENCH).axes[0].containers:
         note(c.get_label().split(" ")[1].rstrip(","), c.lines[0].get_color())
     for line in relearn.get_lines():
-        if ", n=" in line.get_label() and not line.get_label().startswith("no-filter forget"):
-            note(line.get_label().split(" ")[0].rstrip(","), line.get_color())
+        label = line.get_label().removeprefix("never-exposed floor: ")
+        if ", n=" in label and not label.startswith("no-filter forget"):
+            note(label.split(" ")[0].rstrip(","), line.get_color())
     for c in undiscovered.containers:
         note(c.get_label().split(" ")[0].rstrip(","), c.lines[0].get_color())
     assert {"filter", "sgtm", "no-filter"} <= set(seen) and tradeoff
     assert all(len(colors) == 1 for colors in seen.values()), seen
     assert len({next(iter(c)) for c in seen.values()}) == len(seen)  # and distinct
     # fixed per method, whatever else is drawn: not a palette indexed by the methods present
-    only_sgtm = [r for r in recs if r["method"] == "sgtm"]
+    only_sgtm = [r for r in recs if r["method"] in ("sgtm", "no-filter")]  # and its Δ's reference
     line = next(c for c in undiscovered_figure(only_sgtm, BENCH).axes[0].containers)
     assert to_hex(line.lines[0].get_color()) == method_color("sgtm") == next(iter(seen["sgtm"]))
     assert method_color("my-new-method") == method_color("my-new-method")  # by name, stable
@@ -207,28 +280,33 @@ def _attack(rows: list[dict]) -> dict:
     """A stored relearn result summarized from `rows` by the evaluation's own rule."""
     from unlearnbench.evals.relearn import summarize
 
-    return result("relearn", summarize(rows, (10, 25, 50), None, 0.5, 0.9))
+    return result("relearn", summarize(rows, (10, 25, 50), 0.5))
 
 
-def _broken(rows: list[dict], lr: float | None, from_step: int) -> list[dict]:
-    """The rows with the retain loss of setting `lr` (every setting: None) wrecked from a step."""
+def _broken(rows: list[dict], lr: float | None, from_step: int, stop: bool = False) -> list[dict]:
+    """The rows with the retain loss of setting `lr` (every setting: None) wrecked from a step;
+    `stop`: the attack stopped there (no later rows, as `stop_broken` leaves them)."""
     out = []
     for r in rows:
         r = dict(r)
-        if r["split"] == "retain" and r["step"] >= from_step and lr in (None, r["lr"]):
-            r["loss"] = 3.0  # 1 nat above its step-0 value: beyond the 0.5 tolerance
+        if lr in (None, r["lr"]) and r["step"] >= from_step:
+            if stop and r["step"] > from_step:
+                continue
+            if r["split"] == "retain":
+                r["loss"] = 3.0  # 1 nat above its step-0 value: beyond the 0.5 tolerance
         out.append(r)
     return out
+
+
+def _attacked(method, seed, forget, rows, key="robust/relearn", **kw) -> dict:
+    return record(method, seed, forget, 1.6, evals={key: _attack(rows)}, curves={key: rows}, **kw)
 
 
 def test_relearn_figure_plots_the_tables_worst_case_with_excluded_settings():
     # lr 1e-3 relearns further but wrecks retain loss from step 25: the table leaves it out there
     rows = _broken(relearn_rows(3.0, 2.0), 1e-3, 25)
     summary = _attack(rows)
-    recs = [
-        record("sgtm", 0, 3.0, 1.6, evals={"robust/relearn": summary},
-               curves={"robust/relearn": rows}),
-    ]  # fmt: skip
+    recs = [_attacked("sgtm", 0, 3.0, rows)]
     curve = worst_case_curve(rows, 0.5, "full")
     naive = {}  # the lowest over every setting, excluded ones included: what the table refuses
     for r in rows:
@@ -244,33 +322,105 @@ def test_relearn_figure_plots_the_tables_worst_case_with_excluded_settings():
     assert relearn_curve(recs[0], "full") == curve
 
 
-def test_relearn_figure_marks_excluded_apart_from_not_measured():
+def test_relearn_figure_marks_no_valid_attack_apart_from_not_measured():
     every = _broken(relearn_rows(3.0, 2.0), None, 25)  # every setting wrecked from step 25
     half = _broken(relearn_rows(3.2, 2.2), None, 50)  # the second seed's only from step 50
     recs = [
-        record("sgtm", 0, 3.0, 1.6, evals={"robust/relearn": _attack(every)},
-               curves={"robust/relearn": every}),
-        record("sgtm", 1, 3.2, 1.6, evals={"robust/relearn": _attack(half)},
-               curves={"robust/relearn": half}),
+        _attacked("sgtm", 0, 3.0, every),
+        _attacked("sgtm", 1, 3.2, half),
         record("filter", 0, 4.0, 1.6),  # no attack result: not measured
-    ]  # fmt: skip
+    ]
     assert budget_outcome(recs[0]["evals"]["robust/relearn"], 25) is EXCLUDED
     fig = relearn_figure(recs, BENCH)
     ax = fig.axes[0]
     line = next(ln for ln in ax.get_lines() if ln.get_label() == "sgtm (recall=1.0), n=2")
     ys = list(line.get_ydata())
     steps = list(line.get_xdata())
-    # 25: seed 1 alone (seed 0 excluded), hollow; 50: both excluded: no value, an ×
+    # 25: seed 1 alone (seed 0 has no valid attack), hollow; 50: neither: the line ends in ×
     assert ys[steps.index(25)] == pytest.approx(worst_case_curve(half)[25])
     assert math.isnan(ys[steps.index(50)])
     crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
     assert [list(c.get_xdata()) for c in crosses] == [[50]]
+    assert crosses[0].get_ydata()[0] == pytest.approx(ys[steps.index(25)])  # where it ended
     hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"]
     assert [list(h.get_xdata()) for h in hollow] == [[25]]
     labels = _legend_labels(fig)
-    assert any(lab.startswith("× on the top edge: excluded") for lab in labels)
+    assert any(lab.startswith("× where a line ends") for lab in labels)
+    assert "sgtm (recall=1.0) 0/2" in _texts(fig)  # validly attacked to 50 in 0 of 2 seeds
     assert "not measured (no robust/relearn result): filter (recall=1.0)" in _texts(fig)
-    assert not any(lab.startswith("filter") for lab in labels)  # not drawn
+    assert not any(lab.startswith(("filter", "never-exposed")) for lab in labels)  # not drawn
+
+
+def test_a_seed_with_no_valid_attack_is_never_drawn_as_reaching_the_budget():
+    # seed 0's attack stopped when every setting broke (step 25: no rows after it); seed 1 valid
+    stopped = _broken(relearn_rows(3.0, 2.0), None, 25, stop=True)
+    valid = relearn_rows(3.2, 2.2)
+    recs = [_attacked("sgtm", 0, 3.0, stopped), _attacked("sgtm", 1, 3.2, valid)]
+    assert max(r["step"] for r in stopped) == 25
+    fig = relearn_figure(recs, BENCH)
+    ax = fig.axes[0]
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "sgtm (recall=1.0), n=2")
+    steps, ys = list(line.get_xdata()), list(line.get_ydata())
+    assert ys[steps.index(50)] == pytest.approx(worst_case_curve(valid)[50])  # seed 1's alone
+    hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"]
+    assert [list(h.get_xdata()) for h in hollow] == [[25, 50]]  # said so, at the budget too
+    assert "sgtm (recall=1.0) 1/2" in _texts(fig)
+
+
+def test_the_never_exposed_floor_is_the_perfect_filters_own_attack_curve():
+    filter_rows = relearn_rows(4.0, 2.6)
+    recs = [
+        _attacked("no-filter", 0, 2.0, relearn_rows(2.0, 1.8)),
+        _attacked("filter", 0, 4.0, filter_rows),
+        _attacked("sgtm", 0, 3.0, relearn_rows(3.0, 1.9)),
+        _attacked("filter", 0, 3.0, relearn_rows(3.0, 2.0), recall=0.9),  # a weak filter
+    ]
+    ax = relearn_figure(recs, BENCH).axes[0]
+    floor = [ln for ln in ax.get_lines() if ln.get_label().startswith("never-exposed floor")]
+    assert [ln.get_label() for ln in floor] == ["never-exposed floor: filter (recall=1.0), n=1"]
+    assert list(floor[0].get_ydata()) == pytest.approx(list(worst_case_curve(filter_rows).values()))
+    others = [ln for ln in ax.get_lines() if ", n=" in ln.get_label() and ln not in floor]
+    assert all(floor[0].get_linewidth() > ln.get_linewidth() for ln in others)
+    # the target: the no-filter run's pre-attack forget loss in its own result of the attack
+    assert _hlines(ax, "no-filter forget loss") == pytest.approx([2.0])
+
+
+def test_n_counts_seeds_and_no_filter_at_other_labels_is_a_reference_variant():
+    recs = []
+    for seed in (0, 1):
+        for recall in (1.0, 0.9):  # no-filter ignores labels: two runs per seed
+            recs.append(_attacked("no-filter", seed, 2.0 + seed, relearn_rows(2.0 + seed, 1.8),
+                                  recall=recall))  # fmt: skip
+        recs.append(_attacked("sgtm", seed, 3.0, relearn_rows(3.0, 2.0)))
+    fig = relearn_figure(recs, BENCH)
+    labels = _legend_labels(fig)
+    assert "no-filter, n=2" in labels  # the plain runs, one per seed
+    variant = [lab for lab in labels if lab.startswith("no-filter (") and "recall=0.9" in lab]
+    assert len(variant) == 1 and variant[0].endswith("n=2 (reference variant)")
+    assert not any("n=4" in lab for lab in labels)
+    target = next(lab for lab in labels if lab.startswith("no-filter forget loss"))
+    assert target.endswith("n=2")
+    assert _hlines(fig.axes[0], "no-filter forget loss") == pytest.approx([2.5])
+
+
+def test_the_retain_row_is_the_retain_loss_of_the_tables_worst_case():
+    from unlearnbench.results.plots import worst_case_retain
+
+    key = "sgtm-paper/relearn-sgtm-paper"
+    rows = relearn_rows(3.0, 1.0)
+    for r in rows:  # the attack costs retain loss as it goes, the larger lr more
+        if r["split"] == "retain":
+            r["loss"] = 2.0 + r["step"] / 200 * (1 + (r["lr"] == 1e-3))
+    rec = _attacked("sgtm", 0, 3.0, rows, key=key)
+    retain = worst_case_retain(rec, "full", key)
+    for entry in rec["evals"][key]["worst_case"]:  # the table's worst case, and its retain loss
+        assert retain[entry["budget"]] == pytest.approx(entry["retain_loss"])
+    fig = relearn_figure([rec], BENCH)
+    top, bottom = fig.axes
+    assert "retain loss" in bottom.get_title() and bottom.get_ylabel().startswith("retain loss")
+    line = next(ln for ln in bottom.get_lines() if ln.get_label() == "_r")
+    assert list(line.get_ydata()) == pytest.approx(list(retain.values()))
+    assert max(line.get_ydata()) > 2.0  # what the attack cost is visible beside the forget loss
 
 
 def test_write_plots_writes_png_and_svg(tmp_path):
@@ -282,7 +432,7 @@ def test_write_plots_writes_png_and_svg(tmp_path):
         assert "<svg" in svg.read_text()[:2000]
     # records without relearning curves: that figure is skipped, not drawn empty
     plain = [record("no-filter", 0, 2.0, 1.5), record("filter", 0, 3.0, 1.6)]
-    assert set(write_plots(plain, BENCH, tmp_path / "b")) == {"tradeoff", "undiscovered"}
+    assert set(write_plots(plain, BENCH, tmp_path / "b")) == {"tradeoff"}  # and one recall
 
 
 def test_figures_are_a_pure_function_of_the_records(tmp_path):
@@ -337,10 +487,11 @@ def test_report_is_self_contained_with_tables_and_figures(tmp_path):
     ]
     lang = _Page()
     lang.feed(paths[0].read_text())
-    # no relearning curves and no no-filter run to take Δ against: one figure and two notes
-    assert len(lang.images) == 1
+    # no relearning curves, no no-filter run to take Δ against, one recall: three notes
+    assert len(lang.images) == 0
     assert "relearn: no data" in paths[0].read_text()
     assert "no run here has one" in paths[0].read_text()
+    assert "more than one recall" in paths[0].read_text()
 
 
 def test_cli_plot_and_report(tmp_path):
@@ -368,7 +519,7 @@ def test_relearn_figure_draws_every_attack_result_under_its_own_key():
     }
     recs = [record("sgtm", 0, 3.0, 1.6, curves=two), record("filter", 0, 4.0, 1.6, curves=two)]
     fig = relearn_figure(recs, BENCH)
-    titles = [ax.get_title() for ax in fig.axes]
+    titles = [ax.get_title() for ax in fig.axes[:2]]  # the top row; the retain row under it
     assert titles == ["robust-lite/relearn-mixed (full)", "robust/relearn (full)"]
     assert relearn_curve(recs[0], key="robust-lite/relearn-mixed")[50] == pytest.approx(2.5)
 

@@ -1,28 +1,41 @@
 """Figures from run records (matplotlib, PNG and SVG): a pure function of the records.
 
-Every figure says what it shows. A point is the mean over seeds; its bar or band is the 95%
-Student-t interval of that mean (results/stats.py `t_interval`); each entry's n is in its legend,
-and an entry of one seed is its single value (n=1, no interval). Each method has one colour in
-every figure and in the report (`method_color`); legends name methods and settings, never run ids.
+Every figure says what it shows. A point is the mean over seeds (one run per seed); its bar or
+band is the 95% Student-t interval of that mean (results/stats.py `t_interval`); each entry's n
+in its legend is its number of seeds, and an entry of one seed is its single value (n=1, no
+interval). Each method has one colour in every figure and in the report (`method_color`);
+legends name methods and settings, never run ids.
 
-- tradeoff: removal against damage, paired by seed against the matching no-filter run (the
-  leaderboard's Δ): x = Δretain, y = Δforget, and a second panel with Δadjacent. The ranking's
-  retain tolerance is a shaded band; the Pareto frontier is computed only among the rows within
-  it; each point carries its rank in the leaderboard's order (`stats.ranking_rule`, printed under
-  the figure), filled within the tolerance and hollow beyond it. A model that got worse
-  everywhere sits outside the band, off the frontier, ranked after every row within it.
-- relearn: the attack's worst case at each step, per run exactly as the tables compute it
-  (results/attack.py `worst_case_curve`: a setting that broke the retain tolerance is left out
-  from the step it broke), then mean and interval over seeds. A step at which every seed's every
-  setting was excluded is an × on the panel's top edge (measured, no valid attack); a point
-  averaged over fewer seeds because the others were excluded is hollow; a run of the benchmark
-  without this attack result (not measured) is not drawn and is named under the panel. The
-  dashed line is the no-filter forget loss the steps to recover aim at. One panel per attack
-  result (`record["curves"][KEY]`, whatever key its suite gave) and mode.
-- undiscovered: forget loss against the undiscovered rate (1 - recall), per method.
+What a run is compared with is results/references.py's one rule (`join`): its plain no-filter
+run (any labels) and its plain perfect filter, paired by seed; every Δ and score is its
+`deltas`. A reference variant (the curriculum no-filter, a grad-clip filter, no-filter at other
+labels) is drawn as a reference (hollow, "ref."), never ranked, never on a Pareto front. A
+reference line is the plain reference's mean over seeds.
 
-A reference line is the mean over seeds of the matching runs (results/matching.py) of the runs
-drawn: the plain no-filter run, never its curriculum variant; one line per distinct setting.
+- tradeoff: removal against damage, three panels. (1) the score's own terms: x = damage charged
+  (max(0, Δretain) + max(0, Δadjacent - the perfect filter's Δadjacent)), y = removal credited
+  (min(Δforget, the perfect filter's Δforget)), so score = y - x (grey diagonals), and the Pareto
+  frontier of the ranked rows; (2) Δforget against Δretain, the leaderboard's retain tolerance a
+  marker line; (3) Δforget against Δadjacent with the perfect filter's Δadjacent. The dotted
+  ceiling in each is the plain perfect filter's Δforget. Each point carries its rank in the
+  leaderboard's order.
+- relearn: per attack result and mode, the attack's worst case at each step, per run exactly as
+  the tables compute it (results/attack.py `worst_case_curve`), then mean and interval over seeds;
+  under it the retain loss of that worst case (the setting and step it came from). A seed whose
+  every setting broke the retain tolerance has no valid attack from then on: it is counted as
+  such at every later step (an attack stopped when it broke has no later rows), never as having
+  reached the budget; a line ends in × where no seed had a valid attack left; a point averaged
+  over fewer seeds is hollow; entries validly attacked in fewer than all seeds are named under
+  the panel with their count.
+  The plain perfect filter's own curve is the never-exposed floor (thick); the dashed line is the
+  no-filter run's pre-attack forget loss from its own result of the same attack (the target of
+  steps to recover).
+- undiscovered: Δforget, Δretain and Δadjacent against the undiscovered rate (1 - recall), per
+  method measured at more than one recall.
+
+A method that diverges does not squash the others: each axis keeps the bulk of the points (those
+within 3 interquartile ranges of the quartiles, and the reference lines); a point beyond it is
+drawn on the edge as a triangle pointing out, with its value written beside it.
 
 Each `*_figure` returns a matplotlib Figure, or None when the records hold nothing to draw.
 """
@@ -35,6 +48,7 @@ import math
 import os
 import textwrap
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -42,11 +56,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from unlearnbench.results import stats  # noqa: E402
+from unlearnbench.results import references, stats  # noqa: E402
 from unlearnbench.results.attack import (  # noqa: E402
     EXCLUDED,
+    broke_at,
     record_tolerance,
+    settings_curves,
     worst_case_curve,
 )
 from unlearnbench.results.leaderboard import (  # noqa: E402
@@ -55,11 +72,15 @@ from unlearnbench.results.leaderboard import (  # noqa: E402
     setting_of,
     with_settings,
 )
-from unlearnbench.results.matching import matching_reference  # noqa: E402
 
 NATS = "nats/token"
 PLOTS = ("tradeoff", "relearn", "undiscovered")
 MARKERS = "osD^vP*Xh<>"
+OUTLIER_IQR = 3.0  # an axis keeps the points within this many interquartile ranges of quartiles
+SCORE_TEXT = (
+    "score = min(Δforget, perfect filter's Δforget) - max(0, Δretain) - max(0, Δadjacent - "
+    "perfect filter's Δadjacent), per seed (results/references.py)"
+)
 
 # ---- one colour per method, in every figure and in the report ----
 
@@ -184,25 +205,6 @@ def _legend_below(fig, axes, note: str = "", extra: list | None = None) -> None:
                  fontsize=7, color="0.3")  # fmt: skip
 
 
-def reference_rows(records: list[dict], benchmark: str, name: str, runs: list[dict]) -> list:
-    """Leaderboard rows of the matching `name` runs ("no-filter" | "perfect-filter") of `runs`
-    (each distinct reference run once)."""
-    refs: dict[str, dict] = {}
-    for r in runs:
-        ref = matching_reference(r, records, name)
-        if ref is not None:
-            refs.setdefault(ref["run_id"], ref)
-    return [
-        row
-        for row in leaderboard_rows(list(refs.values()), benchmark)
-        if row["cells"]["forget"].mean is not None
-    ]
-
-
-def _reference_label(text: str, row: dict, rows: list[dict]) -> str:
-    return text + (f" [{row['model']}, {row['setting']}]" if len(rows) > 1 else "")
-
-
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Points not dominated when lower x and higher y are better, ordered by x."""
     front: list[tuple[float, float]] = []
@@ -238,116 +240,322 @@ def _label_points(ax, points: list[tuple[float, float, str]]) -> None:
                     textcoords="offset points", fontsize=7.5, zorder=5)  # fmt: skip
 
 
+# ---- entries: one method and setting, its runs by seed, joined to their references ----
+
+
+@dataclass
+class Group:
+    """One method and setting of a benchmark and model (a leaderboard row): its runs by seed."""
+
+    model: str | None
+    method: str
+    setting: str  # as the tables name it (with the recall)
+    family: str  # the setting less the recall
+    role: str  # references.role_of: "method", "no-filter", "perfect-filter", "reference variant"
+    recall: float | None
+    runs: dict[str, list[dict]] = field(default_factory=dict)  # seed -> its runs (one, as a rule)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def ranked(self) -> bool:
+        return self.role != "reference variant"
+
+    def per_seed(self, value) -> list[float]:
+        """One number per seed: `value(run)` (None: the seed is left out); several runs of one
+        seed are averaged first, so an interval is over seeds."""
+        out = []
+        for runs in self.runs.values():
+            vals = [v for r in runs if (v := value(r)) is not None and math.isfinite(v)]
+            if vals:
+                out.append(sum(vals) / len(vals))
+        return out
+
+    def interval(self, value) -> stats.Interval:
+        return stats.t_interval(self.per_seed(value))
+
+
+def _variant_labels(record: dict, role: str) -> str:
+    """What sets a no-filter reference variant at other labels apart (its setting omits labels)."""
+    labels = (record.get("non_default") or {}).get("labels") or {}
+    if record.get("method") != "no-filter" or role != "reference variant" or not labels:
+        return ""
+    return "labels " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def groups(records: list[dict], benchmark: str) -> tuple[list[Group], dict]:
+    """The benchmark's entries (by model, method, setting and role) and {run id: Joined}."""
+    recs = with_settings(records)
+    joined = references.join(recs)
+    found: dict[tuple, Group] = {}
+    for r in recs:
+        if r.get("benchmark") != benchmark:
+            continue
+        role = joined[r["run_id"]].role
+        setting, extra = setting_of(r), _variant_labels(r, role)
+        if extra and extra.split(" ", 1)[1] not in setting:  # labels the setting does not name
+            setting = ", ".join(p for p in (setting, extra) if p)
+        key = (r.get("model"), r.get("method"), setting, role)
+        if key not in found:
+            recall = get(r, "config", "labels", "recall")
+            found[key] = Group(
+                r.get("model"), r.get("method"), setting, setting_of(r, with_recall=False), role,
+                float(recall) if r.get("method") != "no-filter" and recall is not None else None,
+            )  # fmt: skip
+        found[key].runs.setdefault(str(r.get("seed")), []).append(r)
+    order = sorted(found.items(), key=lambda kv: tuple(str(k) for k in kv[0]))
+    return [g for _, g in order], joined
+
+
+def plain_references(gs: list[Group], role: str) -> list[Group]:
+    """The plain no-filter (role "no-filter") or perfect filter entry of each model: of several
+    with that role (runs trained with other settings are the references of runs like them), the
+    one with no setting of its own."""
+    best: dict = {}
+    for g in sorted((g for g in gs if g.role == role), key=lambda g: (len(g.family), g.family)):
+        best.setdefault(g.model, g)
+    return list(best.values())
+
+
+def _places(records: list[dict], benchmark: str, retain_tolerance: float) -> tuple[dict, str]:
+    """{(model, method, setting): rank} in the leaderboard's order (per model; reference variants
+    unranked), and the leaderboard's ranking rule."""
+    rows = leaderboard_rows(records, benchmark, retain_tolerance)
+    places: dict[tuple, int] = {}
+    count: dict = defaultdict(int)
+    for row in rows:
+        if row.get("role") == "reference variant":
+            continue
+        key = (row["model"], row["method"], row["setting"])
+        if key not in places:
+            count[row["model"]] += 1
+            places[key] = count[row["model"]]
+    rule = (rows[0].get("rule") if rows else None) or ""
+    return places, rule
+
+
+def _num(x) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+# ---- axes that keep the bulk legible ----
+
+
+def bulk_limits(values, include=(), log: bool = False) -> tuple[float, float]:
+    """(low, high) of an axis: the values within OUTLIER_IQR interquartile ranges of their
+    quartiles, and every `include` (reference lines), padded; a value beyond is left outside
+    (drawn on the edge by `_edge`). Of four values or fewer, all are kept. `log`: in log space."""
+    tf = (lambda v: math.log(v)) if log else (lambda v: v)
+    back = (lambda v: math.exp(v)) if log else (lambda v: v)
+    vals = sorted(
+        tf(v) for v in values if v is not None and math.isfinite(v) and (v > 0 or not log)
+    )
+    keep = list(vals)
+    if len(vals) > 4:
+        q1, q3 = _quantile(vals, 0.25), _quantile(vals, 0.75)
+        span = max(q3 - q1, 0.05 * (vals[-1] - vals[0]))
+        keep = [v for v in vals if q1 - OUTLIER_IQR * span <= v <= q3 + OUTLIER_IQR * span]
+    keep += [tf(v) for v in include if v is not None and math.isfinite(v) and (v > 0 or not log)]
+    if not keep:
+        return (0.0, 1.0) if not log else (0.1, 1.0)
+    low, high = min(keep), max(keep)
+    pad = 0.07 * (high - low) if high > low else 0.5 if not log else 0.2
+    return back(low - pad), back(high + pad)
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted values (numpy's default)."""
+    pos = q * (len(sorted_values) - 1)
+    i = int(math.floor(pos))
+    j = min(i + 1, len(sorted_values) - 1)
+    return sorted_values[i] + (sorted_values[j] - sorted_values[i]) * (pos - i)
+
+
+def _edge(x: float, y: float, xlim, ylim) -> tuple[float, float, str | None]:
+    """(x, y) kept within the limits, and the marker pointing where the value really is (None
+    when inside)."""
+    marker = None
+    if y > ylim[1]:
+        y, marker = ylim[1], "^"
+    elif y < ylim[0]:
+        y, marker = ylim[0], "v"
+    if x > xlim[1]:
+        x, marker = xlim[1], ">"
+    elif x < xlim[0]:
+        x, marker = xlim[0], "<"
+    return x, y, marker
+
+
+EDGE_NOTE = "▲▶ on an edge: beyond the axis (a method that diverged), its value beside it"
+
 # ---- trade-off: removal against damage ----
+
+
+def _deltas(joined: dict):
+    """run -> references.deltas of its join (cached per run id)."""
+    cache: dict[str, dict] = {}
+
+    def of(run: dict) -> dict:
+        rid = run["run_id"]
+        if rid not in cache:
+            cache[rid] = references.deltas(joined[rid])
+        return cache[rid]
+
+    return of
+
+
+def credited(d: dict) -> float | None:
+    """Removal the score credits: Δforget capped at the perfect filter's (references.score with
+    no damage)."""
+    return references.score(d.get("d_forget"), 0.0, None, d.get("pf_d_forget"), None)
+
+
+def damage_charged(d: dict) -> float | None:
+    """What the score charges for damage: retain rise plus adjacent rise beyond the perfect
+    filter's (the credited removal minus the score)."""
+    gain, score = credited(d), d.get("score")
+    return gain - score if gain is not None and score is not None else None
+
+
+# (key, x value, y value, x name, title) of each trade-off panel
+TRADEOFF_PANELS = (
+    ("score", damage_charged, credited, "damage charged by the score",
+     "score = removal credited - damage charged"),
+    ("d_retain", lambda d: d.get("d_retain"), lambda d: d.get("d_forget"), "Δretain",
+     "Δforget vs Δretain"),
+    ("d_adjacent", lambda d: d.get("d_adjacent"), lambda d: d.get("d_forget"), "Δadjacent",
+     "Δforget vs Δadjacent"),
+)  # fmt: skip
+
+
+def _reference_level(refs: list[Group], value, many_models: bool) -> list[tuple[float, str]]:
+    """(mean over seeds, model tag) of a plain reference's value, one per model."""
+    out = []
+    for g in refs:
+        iv = g.interval(value)
+        if iv.mean is not None:
+            out.append((iv.mean, f" [{g.model}]" if many_models else ""))
+    return out
 
 
 def tradeoff_figure(
     records: list[dict], benchmark: str, retain_tolerance: float = stats.RETAIN_TOLERANCE
 ):
-    rows = leaderboard_rows(records, benchmark, retain_tolerance)
-    by_model: dict = defaultdict(int)
-    for r in rows:  # the rank each row has in the leaderboard's order (per benchmark and model)
-        by_model[r["model"]] += 1
-        r["_place"] = by_model[r["model"]]
-    drawn = [
-        r
-        for r in rows
-        if r["cells"]["d_forget"].mean is not None and r["cells"]["d_retain"].mean is not None
-    ]
+    gs, joined = groups(records, benchmark)
+    delta = _deltas(joined)
+
+    def value(fn):
+        return lambda run: fn(delta(run))
+
+    drawn = [g for g in gs if g.interval(value(TRADEOFF_PANELS[1][2])).n]
     if not drawn:
         return None
-    many_models = len({r["model"] for r in rows}) > 1
+    places, rule = _places(records, benchmark, retain_tolerance)
+    many_models = len({g.model for g in gs}) > 1
     by_id = {r.get("run_id"): r for r in records}
-    runs = [r for r in records if r.get("benchmark") == benchmark]
-    perfect_ids = {
-        ref["run_id"]
-        for r in runs
-        if (ref := matching_reference(r, records, "perfect-filter")) is not None
-    }
-    perfect = [r for r in drawn if perfect_ids & set(r["run_ids"])]
-    panels = [("d_retain", "Δretain")]
-    if any(r["cells"]["d_adjacent"].mean is not None for r in drawn):
-        panels.append(("d_adjacent", "Δadjacent"))
     markers = setting_markers(records, benchmark)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.6), squeeze=False)
-    for ax, (key, name) in zip(axes[0], panels, strict=True):
-        tags = []
-        for r in drawn:
-            x, y = r["cells"][key], r["cells"]["d_forget"]
-            if x.mean is None:
-                continue
-            ranked_first = r["rank_group"] == 0
-            color = method_color(r["method"])
-            ax.errorbar(
-                x.mean,
-                y.mean,
-                xerr=_err(x),
-                yerr=_err(y),
-                fmt=markers.get((r["method"], r["setting"]), "o"),
-                color=color,
-                mfc=color if ranked_first else "white",
-                mec="black" if ranked_first else color,
-                mew=0.7 if ranked_first else 1.6,
-                ms=7,
-                alpha=0.9,
-                elinewidth=1,
-                capsize=2.5,
-                label=f"{r['_place']} " + entry_label(
-                    r["method"], r["setting"], r["seeds"], r["model"] if many_models else None,
-                    by_id,
-                ),
-                zorder=3,
-            )  # fmt: skip
-            tags.append((x.mean, y.mean, str(r["_place"])))
+    perfect = plain_references(gs, references.PERFECT_FILTER)
+    ceiling = _reference_level(perfect, lambda r: delta(r).get("d_forget"), many_models)
+    pf_adjacent = _reference_level(perfect, lambda r: delta(r).get("d_adjacent"), many_models)
+    panels = [p for p in TRADEOFF_PANELS if any(g.interval(value(p[1])).n for g in drawn)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 5.0), squeeze=False)
+    beyond = False
+    for ax, (key, xfn, yfn, xname, title) in zip(axes[0], panels, strict=True):
+        points = []  # (group, x interval, y interval)
+        for g in drawn:
+            xi, yi = g.interval(value(xfn)), g.interval(value(yfn))
+            if xi.mean is not None and yi.mean is not None:
+                points.append((g, xi, yi))
+        x_lines = {"d_retain": [retain_tolerance], "d_adjacent": [v for v, _ in pf_adjacent]}
+        xlim = bulk_limits([x.mean for _, x, _ in points], [0.0, *x_lines.get(key, [])])
+        ylim = bulk_limits([y.mean for _, _, y in points], [0.0, *(v for v, _ in ceiling)])
+        tags, outside = [], []
+        for g, xi, yi in points:
+            place = places.get((g.model, g.method, g.setting)) if g.ranked else None
+            tag = str(place) if place else "ref."
+            x, y, out = _edge(xi.mean, yi.mean, xlim, ylim)
+            color = method_color(g.method)
+            label = entry_label(g.method, g.setting, g.n, g.model if many_models else None, by_id)
+            label = f"{tag} {label}" + ("" if g.ranked else " (reference variant, not ranked)")
+            style = dict(color=color, ms=7, alpha=0.9, zorder=3, label=label)
+            if g.ranked:
+                style |= dict(mfc=color, mec="black", mew=0.7)
+            else:
+                style |= dict(mfc="white", mec=color, mew=1.6)
+            if out is None:
+                ax.errorbar(x, y, xerr=_err(xi), yerr=_err(yi), elinewidth=1, capsize=2.5,
+                            fmt=markers.get((g.method, g.setting), "o"), **style)  # fmt: skip
+                tags.append((x, y, tag))
+            else:  # beyond the bulk: on the edge, pointing out, its value under the panel
+                ax.errorbar(x, y, fmt=out, clip_on=False, **style)
+                tags.append((x, y, tag))
+                outside.append(f"{tag} ({xi.mean:+.1f}, {yi.mean:+.1f})")
         ax.axhline(0, color="0.55", lw=0.8, zorder=1)
         ax.axvline(0, color="0.55", lw=0.8, zorder=1, label="no-filter (Δ = 0)")
-        for r in perfect:
-            ax.axhline(
-                r["cells"]["d_forget"].mean, ls=":", color="0.2", lw=1, zorder=1,
-                label="perfect filter's Δforget (filter, recall 1): selectivity's ceiling",
-            )  # fmt: skip
-        ax.autoscale_view()
-        if key == "d_retain":
-            # the tolerance band: rows whose mean Δretain is within it rank first
-            x0, x1 = ax.get_xlim()
-            pad = 0.05 * (max(x1, retain_tolerance) - min(x0, 0.0))
-            x0, x1 = min(x0, -pad), max(x1, retain_tolerance + pad)
-            ax.axvspan(x0, retain_tolerance, color="tab:green", alpha=0.08, lw=0, zorder=0,
-                       label=f"Δretain ≤ {retain_tolerance:g} nats: ranked first")  # fmt: skip
-            ax.axvline(retain_tolerance, color="tab:green", lw=1, ls="-.", zorder=1)
-            ax.set_xlim(x0, x1)
-            within = [
-                (r["cells"][key].mean, r["cells"]["d_forget"].mean)
-                for r in drawn
-                if r["rank_group"] == 0
-            ]
-            front = pareto_front(within)
+        for level, model in ceiling:
+            ax.axhline(level, ls=":", color="0.2", lw=1.1, zorder=1,
+                       label=f"perfect filter's Δforget{model}: the most removal credited")  # fmt: skip
+        if key == "score":
+            _iso_scores(ax, xlim, ylim)
+            ranked = [(x.mean, y.mean) for g, x, y in points if g.ranked]
+            front = pareto_front(ranked)
             if len(front) > 1:
                 fx, fy = zip(*front, strict=True)
                 ax.step(fx, fy, where="post", color="0.35", lw=1.2, zorder=2,
-                        label="Pareto frontier of the rows within the tolerance")  # fmt: skip
-            ax.set_title(f"Δforget vs {name}")
+                        label="Pareto frontier (ranked rows; reference variants left out)")  # fmt: skip
+            ax.set_ylabel(f"removal credited ({NATS}; higher = more removed)")
         else:
-            ax.set_title(f"Δforget vs {name} (not used by the ranking)")
+            ax.set_ylabel(f"Δforget vs no-filter ({NATS}; higher = more removed)")
+        if key == "d_retain":
+            ax.axvline(retain_tolerance, color="tab:green", lw=1, ls="-.", zorder=1,
+                       label=f"Δretain = {retain_tolerance:g} nats (the leaderboard's retain "
+                       "tolerance: a marker)")  # fmt: skip
+        if key == "d_adjacent":
+            for level, model in pf_adjacent:
+                ax.axvline(level, ls=":", color="tab:orange", lw=1.1, zorder=1,
+                           label=f"perfect filter's Δadjacent{model}: beyond it is charged")  # fmt: skip
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
         _label_points(ax, tags)
-        ax.set_xlabel(f"{name} vs no-filter ({NATS}; lower = less damage)")
-        ax.set_ylabel(f"Δforget vs no-filter ({NATS}; higher = more removed)")
+        xlabel = f"{xname} vs no-filter ({NATS}; lower = less damage)"
+        if outside:  # named under the axis, so a long list never squeezes the panel
+            xlabel += "\n" + _wrap("beyond the axes (x, y): " + "; ".join(outside), 70)
+            beyond = True
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
         ax.grid(alpha=0.25)
     fig.suptitle(
-        f"{benchmark}: removal vs damage, Δ paired by seed against no-filter\n"
-        f"{spread_text([r['seeds'] for r in drawn])}"
+        f"{benchmark}: removal vs damage, Δ paired by seed against the plain no-filter run\n"
+        f"{spread_text([g.n for g in drawn])}"
     )
-    missing = [r for r in rows if r not in drawn]
     note = (
-        "Numbers: rank in the leaderboard's order; filled: within the retain tolerance, hollow: "
-        "beyond it. Order: " + rows[0]["rule"] + "."
+        f"Numbers: rank in the leaderboard's order; ref.: a reference variant (hollow, not ranked). "
+        f"{SCORE_TEXT}."
     )
+    note += f" Order: {rule}." if rule else ""
+    missing = [g for g in gs if g not in drawn]
     if missing:
-        names = ", ".join(entry_label(r["method"], r["setting"], r["seeds"], None, by_id)
-                          for r in missing)  # fmt: skip
-        note += f" Not drawn (no matching no-filter run, no Δ): {names}."
-    _legend_below(fig, axes[0], note)
+        names = ", ".join(entry_label(g.method, g.setting, g.n, None, by_id) for g in missing)
+        note += f" Not drawn ({references.REFERENCE_NOT_MEASURED}, no Δ): {names}."
+    extra = [Line2D([], [], ls="", marker="^", color="0.3", label=EDGE_NOTE)] if beyond else []
+    _legend_below(fig, axes[0], note, extra)
     return fig
+
+
+def _iso_scores(ax, xlim, ylim) -> None:
+    """Grey diagonals of equal score (score = y - x), each named at its upper end."""
+    low, high = ylim[0] - xlim[1], ylim[1] - xlim[0]
+    for s in MaxNLocator(5).tick_values(low, high):
+        if not low < s < high:
+            continue
+        xs = [max(xlim[0], ylim[0] - s), min(xlim[1], ylim[1] - s)]
+        ax.plot(xs, [x + s for x in xs], color="0.8", lw=0.8, zorder=0, label="_iso")
+        ax.annotate(f"score {s:g}", (xs[1], xs[1] + s), xytext=(-2, -2), ha="right", va="top",
+                    textcoords="offset points", fontsize=6.5, color="0.55")  # fmt: skip
 
 
 # ---- relearning: the tables' worst case, step by step ----
@@ -367,6 +575,28 @@ def relearn_curve(
     if not any(row.get("split") == "forget" for row in rows):
         return {}
     return worst_case_curve(rows, record_tolerance(get(record, "evals", key)), mode)
+
+
+def worst_case_retain(record: dict, mode: str | None, key: str) -> dict[int, float | object]:
+    """{attack step: retain loss of the worst case at that step}: of the setting and step whose
+    forget loss is the worst case (`relearn_curve`), its retain loss there; EXCLUDED where every
+    setting broke the retain tolerance."""
+    rows = _attack_rows(record, key)
+    tolerance = record_tolerance(get(record, "evals", key))
+    curves = settings_curves(rows, mode)
+    broke = {s: broke_at(c, tolerance) for s, c in curves.items()}
+    out: dict[int, float | object] = {}
+    for step in sorted({s for c in curves.values() for s in (c.get("forget") or {})}):
+        best = None  # (forget loss, retain loss)
+        for setting, c in curves.items():
+            if broke[setting] is not None and broke[setting] <= step:
+                continue
+            for s, v in (c.get("forget") or {}).items():
+                retain = (c.get("retain") or {}).get(s)
+                if s <= step and retain is not None and (best is None or v < best[0]):
+                    best = (v, retain)
+        out[step] = EXCLUDED if best is None else best[1]
+    return out
 
 
 def _attack_rows(record: dict, key: str) -> list[dict]:
@@ -396,113 +626,182 @@ def _panels(records: list[dict]) -> list[tuple[str, str | None]]:
 
 
 def seed_spread(curves: list[dict]) -> dict[int, dict]:
-    """Per step of the runs' worst-case curves (one per seed): the t-interval over the seeds
-    with a valid attack there, and how many seeds were excluded."""
+    """Per step of the seeds' curves (one per seed): the t-interval over the seeds with a valid
+    attack there, and how many had none. A seed whose curve ends in EXCLUDED (an attack stopped
+    when every setting broke) has no valid attack at every later step too, never a value."""
     out = {}
-    for step in sorted(set().union(*curves)):
-        at = [c[step] for c in curves if step in c]
-        values = [v for v in at if v is not EXCLUDED]
-        out[step] = {"interval": stats.t_interval(values), "excluded": len(at) - len(values)}
+    steps = sorted(set().union(*curves))
+    for step in steps:
+        values, excluded = [], 0
+        for c in curves:
+            if step in c:
+                v = c[step]
+            elif c and step > max(c) and c[max(c)] is EXCLUDED:
+                v = EXCLUDED
+            else:
+                continue  # not evaluated there
+            if v is EXCLUDED:
+                excluded += 1
+            else:
+                values.append(v)
+        out[step] = {"interval": stats.t_interval(values), "excluded": excluded}
     return out
 
 
-def _no_filter_target(recs: list[dict], key: str, model) -> list[float]:
-    """The no-filter forget loss each seed's steps to recover aim at (the attack summary's
-    `reference_forget_loss`), one per seed."""
-    per_seed = {}
-    for r in recs:
-        value = get(r, "evals", key, "reference_forget_loss")
-        if r.get("model") == model and isinstance(value, int | float):
-            per_seed.setdefault(str(r.get("seed")), float(value))
-    return list(per_seed.values())
+def _seed_curves(g: Group, curve) -> list[dict]:
+    """One curve per seed of the entry (`curve(run)`; several runs of a seed: the first by id)."""
+    out = []
+    for runs in g.runs.values():
+        found = [c for r in sorted(runs, key=lambda r: str(r.get("run_id"))) if (c := curve(r))]
+        if found:
+            out.append(found[0])
+    return out
+
+
+def validly_attacked(curves: list[dict]) -> int:
+    """Seeds whose attack kept some setting within the retain tolerance to its last step."""
+    return sum(1 for c in curves if c and c[max(c)] is not EXCLUDED)
+
+
+def no_filter_target(gs: list[Group], key: str) -> dict:
+    """{model: interval over seeds} of the plain no-filter run's pre-attack forget loss in its own
+    result of attack `key` (what steps to recover aim at); its final forget loss where it has no
+    such result."""
+    out = {}
+    for g in plain_references(gs, references.NO_FILTER):
+
+        def before(r):
+            mine = references.result(r, key)
+            return _num(((mine or {}).get("before") or {}).get("forget_loss"))
+
+        iv = g.interval(before)
+        out[g.model] = iv if iv.n else g.interval(lambda r: _num(get(r, "metrics", "forget_loss")))
+    return out
+
+
+def _draw_spread(ax, steps, spread, style: dict, marker: str, hollow: bool, band: bool):
+    """A mean line over seeds (gaps where no seed had a valid attack), hollow markers where some
+    seeds had none, the interval band; returns the finite (step, mean) points."""
+    ys = [math.nan if s["interval"].mean is None else s["interval"].mean for s in spread.values()]
+    ax.plot(steps, ys, marker=marker, **style)
+    part = [(s, y) for s, y, v in zip(steps, ys, spread.values(), strict=True)
+            if v["excluded"] and not math.isnan(y)]  # fmt: skip
+    if part and hollow:
+        ax.plot(*zip(*part, strict=True), marker, ms=5.5, mfc="white", mec=style["color"],
+                mew=1.2, zorder=4, label="_hollow")  # fmt: skip
+    lows = [s["interval"].low for s in spread.values()]
+    highs = [s["interval"].high for s in spread.values()]
+    if band and any(v is not None for v in lows):
+        ax.fill_between(steps, [math.nan if v is None else v for v in lows],
+                        [math.nan if v is None else v for v in highs], color=style["color"],
+                        alpha=0.12, lw=0, zorder=2)  # fmt: skip
+    return [(s, y) for s, y in zip(steps, ys, strict=True) if not math.isnan(y)], bool(part)
 
 
 def relearn_figure(records: list[dict], benchmark: str):
-    recs = [r for r in with_settings(records) if r.get("benchmark") == benchmark]
-    panels = _panels(recs)
+    gs, joined = groups(records, benchmark)
+    panels = _panels([r for g in gs for runs in g.runs.values() for r in runs])
     if not panels:
         return None
-    many_models = len({r.get("model") for r in recs}) > 1
+    many_models = len({g.model for g in gs}) > 1
     by_id = {r.get("run_id"): r for r in records}
     markers = setting_markers(records, benchmark)
     width = max(7.5, 5.8 * len(panels))
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.4), squeeze=False)
-    nf = reference_rows(records, benchmark, "no-filter", recs)
+    fig, axes = plt.subplots(2, len(panels), figsize=(width, 8.4), squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": [3, 2]})  # fmt: skip
     marks: set[str] = set()
     ns: list[int] = []
-    for ax, (key, mode) in zip(axes[0], panels, strict=True):
-        groups: dict[tuple, list[dict]] = defaultdict(list)
-        unmeasured: dict[tuple, None] = {}
-        for r in recs:
-            ident = (r["method"], setting_of(r), r.get("model"))
-            c = relearn_curve(r, mode, key)
-            if c:
-                groups[ident].append(c)
-            else:
-                unmeasured[ident] = None
-        for (method, setting, model), curves in sorted(groups.items()):
-            color, marker = method_color(method), markers.get((method, setting), "o")
-            spread = seed_spread(curves)
+    for col, (key, mode) in enumerate(panels):
+        ax, axr = axes[0][col], axes[1][col]
+        drawn, unmeasured = [], []  # (entry, its seeds' forget curves, their retain curves)
+        for g in gs:
+            curves = _seed_curves(g, lambda r, k=key, m=mode: relearn_curve(r, m, k))
+            if not curves:
+                unmeasured.append(g)
+                continue
+            retains = _seed_curves(g, lambda r, k=key, m=mode: worst_case_retain(r, m, k))
+            drawn.append((g, curves, retains))
+        budget = max(max(c) for _, curves, _ in drawn for c in curves)
+        starts, forget_means, retain_means, ends, invalid, peaks = [], [], [], [], [], []
+        for g, curves, retains in drawn:
+            spread, rspread = seed_spread(curves), seed_spread(retains)
             steps = list(spread)
-            mean = [s["interval"].mean for s in spread.values()]
-            ys = [math.nan if m is None else m for m in mean]  # a gap where all were excluded
-            label = entry_label(method, setting, len(curves), model if many_models else None,
-                                by_id)  # fmt: skip
+            color, marker = method_color(g.method), markers.get((g.method, g.setting), "o")
+            floor = g.role == references.PERFECT_FILTER
+            label = entry_label(g.method, g.setting, len(curves),
+                                g.model if many_models else None, by_id)  # fmt: skip
+            if floor:
+                label = "never-exposed floor: " + label
+            elif not g.ranked:
+                label += " (reference variant)"
+            valid = validly_attacked(curves)
+            if valid < len(curves):  # named under the panel: seeds with no valid attack
+                invalid.append(f"{label.split(', n=')[0].split(': ')[-1]} {valid}/{len(curves)}")
             ns.append(len(curves))
-            ax.plot(steps, ys, "-", marker=marker, ms=4, lw=1.4, color=color, alpha=0.9,
-                    label=label, zorder=3)  # fmt: skip
-            part = [(s, y) for s, y, v in zip(steps, ys, spread.values(), strict=True)
-                    if v["excluded"] and not math.isnan(y)]  # fmt: skip
-            gone = [s for s, y in zip(steps, ys, strict=True) if math.isnan(y)]
-            if part:  # averaged over the seeds not excluded: hollow over the line's marker
-                ax.plot(*zip(*part, strict=True), marker, ms=5.5, mfc="white", mec=color,
-                        mew=1.2, zorder=4)  # fmt: skip
-                marks.add("partly")
-            if gone:  # measured, and no valid attack remained
-                ax.plot(gone, [0.98] * len(gone), "x", ms=6, mew=1.6, color=color,
-                        transform=ax.get_xaxis_transform(), clip_on=False, zorder=4)  # fmt: skip
-                marks.add("excluded")
-            lows = [s["interval"].low for s in spread.values()]
-            highs = [s["interval"].high for s in spread.values()]
-            if any(v is not None for v in lows):
-                ax.fill_between(
-                    steps,
-                    [math.nan if v is None else v for v in lows],
-                    [math.nan if v is None else v for v in highs],
-                    color=color, alpha=0.15, lw=0, zorder=2,
-                )  # fmt: skip
-        models = sorted({m for _, _, m in groups}, key=str)
-        drew_target = False
-        for model in models:
-            target = stats.t_interval(_no_filter_target(recs, key, model))
-            if target.mean is not None:
-                text = "no-filter forget loss (the steps-to-recover target)"
+            style = dict(color=color, alpha=0.95 if floor else 0.85, label=label,
+                         lw=3.0 if floor else 1.0 if not g.ranked else 1.4,
+                         ls=":" if not g.ranked else "-", ms=4, zorder=5 if floor else 3)  # fmt: skip
+            points, partly = _draw_spread(ax, steps, spread, style, marker, True, True)
+            rpoints, _ = _draw_spread(axr, list(rspread), rspread, style | {"label": "_r"},
+                                      marker, False, False)  # fmt: skip
+            starts += [points[0][1]] if points else []
+            forget_means += [y for _, y in points]
+            retain_means += [y for _, y in rpoints]
+            peaks += [max(y for _, y in rpoints)] if rpoints else []
+            marks |= {"partly"} if partly else set()
+            gone = [s for s in steps if spread[s]["interval"].mean is None]
+            if gone and points:  # the line ends: from here no seed had a valid attack
+                ends.append((ax, min(gone), points[-1][1], color))
+                ends.append((axr, min(gone), rpoints[-1][1] if rpoints else None, color))
+        levels = no_filter_target(gs, key)
+        for model, iv in levels.items():
+            if iv.mean is not None:
+                text = "no-filter forget loss (before the attack: the steps-to-recover target)"
                 text += f" [{model}]" if many_models else ""
-                ax.axhline(target.mean, ls="--", color="0.2", lw=1, zorder=1,
-                           label=f"{text}, n={target.n}")  # fmt: skip
-                drew_target = True
-        if not drew_target:
-            for r in nf:
-                label = _reference_label("no-filter forget loss (before any attack)", r, nf)
-                ax.axhline(r["cells"]["forget"].mean, ls="--", color="0.2", lw=1, label=label)
-        not_measured = [i for i in unmeasured if i not in groups]
-        if not_measured:
-            names = ", ".join(method + (f" ({short_setting(s, by_id)})" if s else "")
-                              for method, s, _ in not_measured)  # fmt: skip
-            ax.text(0.0, -0.2, _wrap(f"not measured (no {key} result): {names}", 90),
-                    transform=ax.transAxes, va="top", fontsize=7, color="0.3")  # fmt: skip
-        ax.set_xlabel("attack fine-tuning steps")
+                ax.axhline(iv.mean, ls="--", color="0.15", lw=1.1, zorder=4,
+                           label=f"{text}, n={iv.n}")  # fmt: skip
+        # the bulk of the starting losses sets the top (a method far above is marked on it)
+        include = [iv.mean for iv in levels.values()] + [min(forget_means, default=None)]
+        _relearn_axis(ax, starts, forget_means, include, marks)
+        _relearn_axis(axr, peaks, retain_means, [min(retain_means, default=None)], marks)
+        for a, step, y, color in ends:
+            if y is not None:
+                y = min(max(y, a.get_ylim()[0]), a.get_ylim()[1])
+                a.plot([step], [y], "x", ms=7, mew=2, color=color, zorder=6, label="_end")
+                marks.add("ended")
+        notes = []
+        if invalid:
+            notes.append(f"validly attacked to {budget} steps in fewer than all seeds (seeds "
+                         f"with a valid attack / seeds): {'; '.join(invalid)}")  # fmt: skip
+        names = [g for g in unmeasured if g.ranked]
+        if names:
+            text = ", ".join(entry_label(g.method, g.setting, g.n, None, by_id).rsplit(",", 1)[0]
+                             for g in names)  # fmt: skip
+            if len(names) > 8:
+                text = f"{len(names)} method settings (the report's runs table lists them)"
+            notes.append(f"not measured (no {key} result): {text}")
+        if notes:
+            axr.text(0.0, -0.2, "\n".join(_wrap(n, 95) for n in notes), transform=axr.transAxes,
+                     va="top", fontsize=7, color="0.3")  # fmt: skip
         ax.set_ylabel(f"worst-case forget loss ({NATS})")
+        axr.set_ylabel(f"retain loss of the worst case ({NATS})")
+        axr.set_xlabel("attack fine-tuning steps")
         ax.set_title(f"{key}{f' ({mode})' if mode else ''}")
-        ax.grid(alpha=0.25)
+        axr.set_title("retain loss along the attack (the worst case's setting and step)",
+                      fontsize=9)  # fmt: skip
+        for a in (ax, axr):
+            a.grid(alpha=0.25, which="both")
     extra = []
     if "partly" in marks:
         extra.append(Line2D([], [], ls="", marker="o", mfc="white", mec="0.3", mew=1.2,
-                            label="hollow: some seeds excluded, mean of the others"))  # fmt: skip
-    if "excluded" in marks:
-        extra.append(Line2D([], [], ls="", marker="x", color="0.3", mew=1.6,
-                            label="× on the top edge: excluded (every setting broke the retain "
-                            "tolerance; measured, no valid attack)"))  # fmt: skip
+                            label="hollow: some seeds had no valid attack left, mean of the "
+                            "others"))  # fmt: skip
+    if "ended" in marks:
+        extra.append(Line2D([], [], ls="", marker="x", color="0.3", mew=2,
+                            label="× where a line ends: no seed had a valid attack left (every "
+                            "setting broke the retain tolerance; measured, not a bound)"))  # fmt: skip
+    if "beyond" in marks:
+        extra.append(Line2D([], [], ls="", marker="^", color="0.3", label=EDGE_NOTE))
     fig.suptitle(
         f"{benchmark}: relearning, worst case over the attack grid (as the tables)\n"
         f"{spread_text(ns)}"
@@ -512,71 +811,130 @@ def relearn_figure(records: list[dict], benchmark: str):
         axes[0],
         "Worst case at step s: the lowest forget loss reached by step s over the attack's "
         "learning rates and attack seeds, among the settings whose retain loss stayed within the "
-        "attack's retain tolerance up to s; a run without the attack result is not measured "
-        "(not drawn).",
+        "attack's retain tolerance up to s; a seed with no such setting left has no valid attack "
+        "from then on (never counted as reaching the budget). Thick: the perfect filter, which "
+        "never saw the forget data (a method relearning faster than it kept what it was to "
+        "remove). A run without the attack result is not measured (not drawn).",
         extra,
     )
     return fig
 
 
-# ---- forget loss against the undiscovered rate ----
+def _relearn_axis(ax, bulk: list[float], means: list[float], include: list, marks: set):
+    """Log scale when the losses span more than 8x; limits that keep the bulk of `bulk` (and
+    `include`); a mean above them marked on the top edge."""
+    include = [v for v in include if v is not None]
+    vals = [v for v in means + include if v > 0]
+    log = bool(vals) and max(vals) / min(vals) > 8
+    if log:
+        ax.set_yscale("log")
+    low, high = bulk_limits(bulk, include, log=log)
+    ax.set_ylim(low, high)
+    for line in list(ax.get_lines()):
+        if line.get_label().startswith("_") and line.get_label() != "_r":
+            continue  # hollow marks, ends: drawn on their line's points
+        over = [x for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
+                if isinstance(y, float) and not math.isnan(y) and y > high]  # fmt: skip
+        if over:
+            ax.plot(over, [high] * len(over), "^", ms=6, color=line.get_color(), clip_on=False,
+                    zorder=6, label="_beyond")  # fmt: skip
+            marks.add("beyond")
+
+
+# ---- removal and damage against the undiscovered rate ----
+
+UNDISCOVERED_PANELS = (
+    ("d_forget", "Δforget (higher = more removed)"),
+    ("d_retain", "Δretain (lower = less damage)"),
+    ("d_adjacent", "Δadjacent (lower = less damage)"),
+)
 
 
 def undiscovered_figure(records: list[dict], benchmark: str):
-    rows = [
-        r
-        for r in leaderboard_rows(records, benchmark)
-        if r["method"] != "no-filter"
-        and r["recall"] is not None
-        and r["cells"]["forget"].mean is not None
-    ]
-    if not rows:
+    gs, joined = groups(records, benchmark)
+    delta = _deltas(joined)
+    lines: dict[tuple, list[Group]] = defaultdict(list)
+    for g in gs:
+        if g.ranked and g.method != "no-filter" and g.recall is not None:
+            lines[(g.method, g.family, g.model)].append(g)
+    single = {k: v for k, v in lines.items() if len({g.recall for g in v}) < 2}
+    lines = {k: v for k, v in lines.items() if k not in single}
+    if not lines:
         return None
-    many_models = len({r["model"] for r in rows}) > 1
+    many_models = len({m for _, _, m in lines}) > 1
     by_id = {r.get("run_id"): r for r in records}
-    fig, ax = plt.subplots(figsize=(7.4, 4.4))
-    lines: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        lines[(r["method"], r["family"], r["model"])].append(r)
-    xs_all = []
-    for i, ((method, family, model), rs) in enumerate(sorted(lines.items())):
-        rs = sorted(rs, key=lambda r: 1 - r["recall"])
-        xs = [1 - r["recall"] for r in rs]
-        xs_all += xs
-        cells = [r["cells"]["forget"] for r in rs]
-        ns = sorted({c.n for c in cells})
-        n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-        label = entry_label(method, family, n, model if many_models else None, by_id)
-        lo = [0.0 if c.low is None else c.mean - c.low for c in cells]
-        hi = [0.0 if c.high is None else c.high - c.mean for c in cells]
-        ax.errorbar(
-            xs,
-            [c.mean for c in cells],
-            yerr=[lo, hi],
-            fmt="-" + MARKERS[i % len(MARKERS)],
-            color=method_color(method),
-            mec="black",
-            mew=0.6,
-            alpha=0.9,
-            capsize=3,
-            label=label,
-        )
-    runs = [
-        r for r in records if r.get("benchmark") == benchmark and r.get("method") != "no-filter"
-    ]
-    nf = reference_rows(records, benchmark, "no-filter", runs)
-    for r in nf:
-        label = _reference_label("no-filter level (reference)", r, nf)
-        ax.axhline(r["cells"]["forget"].mean, ls="--", color="0.2", lw=1, label=label)
+    panels = [(k, name) for k, name in UNDISCOVERED_PANELS
+              if any(g.interval(lambda r, k=k: delta(r).get(k)).n for v in lines.values()
+                     for g in v)]  # fmt: skip
+    if not panels:
+        return None
+    perfect = plain_references(gs, references.PERFECT_FILTER)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    xs_all, ns_all, beyond = [], [], False
+    for ax, (key, name) in zip(axes[0], panels, strict=True):
+
+        def value(r, k=key):
+            return delta(r).get(k)
+
+        levels = _reference_level(perfect, value, many_models)
+        drawn = []  # (line key, xs, intervals)
+        for i, ((method, family, model), gl) in enumerate(sorted(lines.items())):
+            gl = sorted(gl, key=lambda g: 1 - g.recall)
+            cells = [(1 - g.recall, g.interval(value)) for g in gl]
+            cells = [(x, iv) for x, iv in cells if iv.mean is not None]
+            if cells:
+                drawn.append(((method, family, model), i, cells))
+        ylim = bulk_limits([iv.mean for *_, cells in drawn for _, iv in cells],
+                           [0.0, *(v for v, _ in levels)])  # fmt: skip
+        for (method, family, model), i, cells in drawn:
+            ns = sorted({iv.n for _, iv in cells})
+            n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+            ns_all += ns
+            xs = [x for x, _ in cells]
+            xs_all += xs
+            ys = [min(max(iv.mean, ylim[0]), ylim[1]) for _, iv in cells]
+            ax.errorbar(
+                xs, ys,
+                yerr=[[0.0 if iv.low is None or iv.mean > ylim[1] else iv.mean - iv.low
+                       for _, iv in cells],
+                      [0.0 if iv.high is None or iv.mean > ylim[1] else iv.high - iv.mean
+                       for _, iv in cells]],
+                fmt="-" + MARKERS[i % len(MARKERS)], color=method_color(method), mec="black",
+                mew=0.6, alpha=0.9, capsize=3,
+                label=entry_label(method, family, n, model if many_models else None, by_id),
+            )  # fmt: skip
+            for x, (_, iv) in zip(xs, cells, strict=True):
+                if not ylim[0] <= iv.mean <= ylim[1]:
+                    _, y, out = _edge(x, iv.mean, (-math.inf, math.inf), ylim)
+                    ax.plot([x], [y], out, ms=8, color=method_color(method), clip_on=False)
+                    ax.annotate(f"{iv.mean:+.1f}", (x, y), xytext=(5, -8), fontsize=7,
+                                textcoords="offset points")  # fmt: skip
+                    beyond = True
+        ax.axhline(0, color="0.35", lw=0.9, ls="--", label="no-filter (Δ = 0)")
+        for level, model_tag in levels:
+            ax.axhline(level, ls=":", color="0.2", lw=1.1,
+                       label=f"perfect filter (recall 1){model_tag}")  # fmt: skip
+        ax.set_ylim(*ylim)
+        ax.set_ylabel(f"{name.split(' (')[0]} vs no-filter ({NATS})")
+        ax.set_title(name)
+        ax.grid(alpha=0.25)
     positive = sorted(x for x in xs_all if x > 0)
-    if positive and max(positive) / positive[0] >= 10:  # spans a decade: 0.01 and 0.5 both visible
-        ax.set_xscale("symlog", linthresh=positive[0])
-    ax.set_xlabel("undiscovered rate = 1 - recall (fraction of forget documents left unlabeled)")
-    ax.set_ylabel(f"forget loss ({NATS}, higher is better)")
-    ns_all = [r["cells"]["forget"].n for r in rows]
-    ax.set_title(f"{benchmark}: forget loss vs undiscovered forget data\n{spread_text(ns_all)}")
-    ax.grid(alpha=0.25)
-    _legend_below(fig, [ax])
+    for ax in axes[0]:
+        if positive and max(positive) / positive[0] >= 10:  # spans a decade: both visible
+            ax.set_xscale("symlog", linthresh=positive[0])
+        ax.set_xlabel("undiscovered rate = 1 - recall")
+    fig.suptitle(f"{benchmark}: removal and damage vs undiscovered forget data (1 - recall), "
+                 f"Δ paired by seed against no-filter\n{spread_text(ns_all)}")  # fmt: skip
+    note = (
+        "Undiscovered rate: the fraction of forget documents left unlabeled. Removal (Δforget) "
+        "beside the damage it costs (Δretain, Δadjacent); dotted: the perfect filter, which "
+        "never saw the forget data."
+    )
+    if single:
+        names = ", ".join(sorted({m for m, _, _ in single}))
+        note += f" Measured at one recall only (in the trade-off figure): {names}."
+    extra = [Line2D([], [], ls="", marker="^", color="0.3", label=EDGE_NOTE)] if beyond else []
+    _legend_below(fig, axes[0], note, extra)
     return fig
 
 

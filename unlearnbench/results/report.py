@@ -49,29 +49,39 @@ td.text { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .95e
 
 
 def captions(retain_tolerance: float = stats.RETAIN_TOLERANCE) -> dict[str, str]:
-    """What each figure shows, said under it (with the ranking rule the trade-off is drawn by)."""
+    """What each figure shows, said under it (with the retain tolerance the trade-off marks)."""
     return {
-        "tradeoff": "Removal against damage: Δforget (forget loss minus the matching no-filter "
-        "run's, paired by seed; higher = more removed) against Δretain and Δadjacent (lower = less "
-        "damage). Points: mean over seeds; bars: 95% Student-t interval of the mean (n per entry "
-        "in the legend; n=1: one seed, no interval). Shaded: mean Δretain within the ranking's "
-        f"retain tolerance ({retain_tolerance:g} nats); filled points are within it, hollow ones "
-        "beyond it. Grey step line: the Pareto frontier of the rows within the tolerance only. "
-        "Dotted: the perfect filter's Δforget (filter at recall 1), the ceiling of selectivity. "
-        "Numbers: each row's rank in the leaderboard; points that coincide share one label. "
-        f"Order: {stats.ranking_rule(retain_tolerance)}.",
-        "relearn": "Relearning attacks, one panel per attack result (SUITE/KEY) and mode: the "
-        "worst case at each step, computed as the tables compute it: the lowest forget loss "
+        "tradeoff": "Removal against damage, every Δ paired by seed against the run's plain "
+        "no-filter run (results/references.py). Left: the score's own terms, removal credited "
+        "(Δforget capped at the perfect filter's) against damage charged (retain rise plus "
+        "adjacent rise beyond the perfect filter's), so score = y - x (grey diagonals); the grey "
+        "step line is the Pareto frontier of the ranked rows. Middle: Δforget against Δretain, "
+        f"the dash-dot line the leaderboard's retain tolerance ({retain_tolerance:g} nats, a "
+        "marker). Right: Δforget against Δadjacent, the orange dotted line the perfect filter's "
+        "Δadjacent. Dotted: the plain perfect filter's Δforget (filter at recall 1, no other "
+        "setting), the most removal credited. Points: mean over seeds; bars: 95% Student-t "
+        "interval of the mean (n seeds per entry in the legend; n=1: one seed, no interval). "
+        "Numbers: each row's rank in the leaderboard; ref. (hollow): a reference variant, never "
+        "ranked nor on the frontier. A point beyond the bulk of the others is drawn on the edge "
+        "as a triangle pointing out, its values under the panel.",
+        "relearn": "Relearning attacks, one column per attack result (SUITE/KEY) and mode. Top: "
+        "the worst case at each step, computed as the tables compute it: the lowest forget loss "
         "reached by that step over the attack's learning rates and attack seeds, among the "
         "settings whose retain loss stayed within the attack's retain tolerance; then the mean "
-        "over seeds (band: 95% Student-t interval; n per entry). Hollow point: some seeds had "
-        "no valid attack there (excluded), the mean is of the others; × on the top edge: every "
-        "seed excluded (measured, no valid attack). Runs without the attack result are not "
-        "measured: named under the panel, not drawn. Dashed: the no-filter forget loss the steps "
-        "to recover aim at.",
-        "undiscovered": "Forget loss against the fraction of forget documents left unlabeled "
-        "(1 - recall). Points: mean over seeds; bars: 95% Student-t interval (n per entry). "
-        "Dashed: no-filter.",
+        "over seeds (band: 95% Student-t interval; n seeds per entry). Bottom: the retain loss "
+        "of that worst case (its setting and step). A seed whose every setting broke the "
+        "tolerance has no valid attack from then on and is never counted as reaching the "
+        "budget: hollow points are means of the other seeds, and a line ends in × where no seed "
+        "had a valid attack left; entries validly attacked in fewer than all seeds are named "
+        "under the column. Thick: the perfect filter, which never saw the forget data (the "
+        "never-exposed floor). Dashed: the plain no-filter run's forget loss before the attack, "
+        "the target of steps to recover. Runs without the attack result are not measured (not "
+        "drawn). Forget losses on a log scale where they span more than 8x.",
+        "undiscovered": "Removal and damage against the fraction of forget documents left "
+        "unlabeled (1 - recall), for the methods run at more than one recall: Δforget, Δretain "
+        "and Δadjacent against the plain no-filter run (any labels), paired by seed. Points: "
+        "mean over seeds; bars: 95% Student-t interval (n per entry). Dashed: no-filter; "
+        "dotted: the perfect filter.",
     }
 
 
@@ -79,6 +89,7 @@ CAPTIONS = captions()
 # why a figure can be empty when the records hold runs
 EMPTY = {
     "tradeoff": " (it draws Δ against the matching no-filter run; no run here has one)",
+    "undiscovered": " (no method was run at more than one recall)",
     "relearn": " (no attack curves)",
 }
 
