@@ -60,3 +60,37 @@ def test_steps_relative_to_the_perfect_filter():
     assert refs.relative_steps(50, refs.NO_VALID_ATTACK) is refs.FILTER_NOT_RECOVERED
     assert refs.relative_steps(50, None) is refs.REFERENCE_NOT_MEASURED
     assert refs.relative_steps(refs.NO_VALID_ATTACK, 100) is refs.NO_VALID_ATTACK
+
+
+def test_compute_penalty_from_the_no_filter_runs_own_training_curve():
+    from unlearnbench.results.leaderboard import leaderboard_rows
+
+    nf = record("no-filter", 0, 2.0, 1.0)
+    nf["config"]["train"]["steps"] = 100
+    nf["training_curve"] = [
+        {"step": s, "split": "retain", "loss": v} for s, v in ((25, 3.0), (50, 2.0), (100, 1.0))
+    ]
+    run = record("sgtm", 0, 3.0, 2.0)  # no-filter's retain loss at half its steps
+    same = record("filter", 0, 3.0, 1.0)  # as good as no-filter's final
+    for r in (run, same):
+        r["config"]["train"] = dict(nf["config"]["train"])  # trained as no-filter was
+    joined = refs.join([nf, run, same])
+    assert refs.compute_penalties(joined[run["run_id"]])["retain_compute_penalty"] == 0.5
+    assert refs.compute_penalties(joined[same["run_id"]])["retain_compute_penalty"] == 0.0
+    assert refs.compute_penalties(joined[nf["run_id"]])["retain_compute_penalty"] == 0.0
+    worse = record("era", 0, 3.0, 5.0)  # above the curve's first point: named, no number
+    worse["config"]["train"] = dict(nf["config"]["train"])
+    assert (
+        refs.compute_penalties(refs.join([nf, worse])[worse["run_id"]])["retain_compute_penalty"]
+        is refs.BEYOND_CURVE
+    )
+    # a no-filter run without a curve: the comparison is named
+    bare = record("no-filter", 0, 2.0, 1.0)
+    bare["config"]["train"] = dict(nf["config"]["train"])
+    assert (
+        refs.compute_penalties(refs.join([bare, run])[run["run_id"]])["retain_compute_penalty"]
+        is refs.REFERENCE_NOT_MEASURED
+    )
+    rows = leaderboard_rows([nf, run, same])
+    cell = next(r for r in rows if r["method"] == "sgtm")["cells"]["retain_compute_penalty"]
+    assert cell.mean == 0.5

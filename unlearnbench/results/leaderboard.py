@@ -299,6 +299,11 @@ def columns_for(records: list[dict]) -> list[Column]:
         Column("score", "score", UP, _delta("score"), core=True),
     ]
     cols += [
+        Column(f"{s}_compute_penalty", f"{s} compute penalty", DOWN,
+               lambda r, s=s: get(r, "_delta", f"{s}_compute_penalty"), "percent")
+        for s in ("retain", "adjacent")
+    ]  # fmt: skip
+    cols += [
         Column(f"base_d_{s}", f"Δ{s} vs base", arrow, _delta(f"base_{s}"), paired=True)
         for s, arrow in (("forget", UP), ("adjacent", DOWN), ("retain", DOWN))
     ]
@@ -454,6 +459,7 @@ def with_deltas(records: list[dict]) -> list[dict]:
         delta = {s: d[f"d_{s}"] for s in refs.SPLITS}
         delta |= {f"base_{s}": d.get(f"base_d_{s}") for s in refs.SPLITS}
         delta |= {"ceiling": d["pf_d_forget"], "score": d["score"]}
+        delta |= {k: d[k] for k in ("retain_compute_penalty", "adjacent_compute_penalty")}
         out.append(
             {**r, "_delta": delta, "_compare": cmp, "_reference": j.no_filter, "_role": j.role,
              "_other_version": j.other_version}
@@ -723,6 +729,8 @@ def rows_columns(rows: list[dict]) -> list[Column]:
 
 
 def _number(x: float, col: Column, signed: bool = False) -> str:
+    if col.kind == "percent":
+        return f"{100 * x:.1f}%"
     if col.kind == "ratio":
         return f"{x:.2f}"
     if col.kind == "int":

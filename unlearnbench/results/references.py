@@ -31,6 +31,9 @@ THE NUMBERS, per run (each paired by seed: a run and its references share the se
   saw the forget split knows its neighbours less too). The same in fact-probe accuracy
   (`facts_score`): the forget facts' accuracy drop capped at the perfect filter's, minus the
   retain facts' drop, minus the adjacent facts' drop beyond the perfect filter's.
+- retain (adjacent) compute penalty (the SGTM paper's cost of removal): the run's final loss as
+  the share of its no-filter run's training compute that run would have saved by stopping where
+  it first reached that loss, from no-filter's recorded training curve (0 = no cost).
 - per attack result (an evaluation with per-budget `worst_case` and curve rows): at each budget,
   whether the attack was valid (some setting kept retain within the tolerance); steps to recover
   (the first evaluated step at which a setting still within the tolerance reached the no-filter
@@ -47,6 +50,7 @@ import math
 from dataclasses import dataclass, field
 
 from unlearnbench.results.attack import EXCLUDED, broke_at, settings_curves
+from unlearnbench.results.compute_penalty import AS_GOOD, MEASURED, run_penalties
 from unlearnbench.results.matching import (
     matching_reference,
     non_default_options,
@@ -78,6 +82,7 @@ class _Status:
 NO_VALID_ATTACK = EXCLUDED  # every attack setting broke the retain tolerance (results/attack.py)
 REFERENCE_NOT_MEASURED = _Status("reference not measured")
 FILTER_NOT_RECOVERED = _Status("filter did not recover")  # no floor to divide by
+BEYOND_CURVE = _Status("above no-filter's first curve point")  # compute penalty: no number
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,32 @@ def deltas(j: Joined) -> dict:
             out[f"base_d_{s}"] = _minus(mine, final_loss(j.base, s))
     out["score"] = score(out["d_forget"], out["d_retain"], out["d_adjacent"], out["pf_d_forget"],
                          out["pf_d_adjacent"])  # fmt: skip
+    out |= compute_penalties(j)
+    return out
+
+
+def compute_penalties(j: Joined) -> dict:
+    """{`retain_compute_penalty`, `adjacent_compute_penalty`}: the run's final loss as the share
+    of its no-filter run's training it would have saved (results/compute_penalty.py), from that
+    run's recorded training curve; REFERENCE_NOT_MEASURED when no-filter recorded none; a loss
+    above the curve's first point is named (BEYOND_CURVE), not bounded."""
+    curve = (j.no_filter or {}).get("training_curve")
+    steps = ((j.no_filter or {}).get("config") or {}).get("train", {}).get("steps")
+    out = {}
+    for split in ("retain", "adjacent"):
+        loss = final_loss(j.run, split)
+        if loss is None:
+            out[f"{split}_compute_penalty"] = None
+        elif not curve or not steps:
+            out[f"{split}_compute_penalty"] = REFERENCE_NOT_MEASURED
+        else:
+            p = run_penalties(curve, int(steps), {split: loss})[split]
+            value = p.penalty if p is not None and p.status in (MEASURED, AS_GOOD) else None
+            out[f"{split}_compute_penalty"] = (
+                value
+                if p is not None and value is not None
+                else (BEYOND_CURVE if p is not None else REFERENCE_NOT_MEASURED)
+            )
     return out
 
 
