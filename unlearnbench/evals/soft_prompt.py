@@ -4,13 +4,14 @@ reference code SchwinnL/LLM_Embedding_Attack, `embedding_attack_unlearning.py`).
 
 `n_tokens` embedding vectors, initialized to the embedding of `init_token`, are prepended to every
 forget input and optimized on forget-split TRAINING documents (never test documents) to minimize
-the forget loss, the model frozen: one prompt for every input (the reference's "universal" attack).
-Then, with the prompt prepended, the forget loss on the test blocks and the forget fact-probe
-accuracy (the prompt before each probe) are measured, with the same numbers without the prompt on
-the same tokens beside them. The worst case is over learning rates and attack seeds: the lowest
-forget loss and the highest forget-fact accuracy. Knowledge that returns under a prompt alone is
-still in the weights. This evaluation measures its own run; the no-filter model and the perfect
-filter under the same attack are their own runs' results, joined at table time.
+the forget loss, the model frozen: one prompt for every input (the reference's "universal" attack,
+the one it tests on held-out data: embedding_attack_unlearning.py:570 "Attack type must be
+universal for test data"). Then, with the prompt prepended, the forget loss on the test blocks and
+the forget fact-probe accuracy (the prompt before each probe) are measured, with the same numbers
+without the prompt on the same tokens beside them. The worst case is over learning rates and attack
+seeds: the lowest forget loss and the highest forget-fact accuracy. Knowledge that returns under a
+prompt alone is still in the weights. This evaluation measures its own run; the no-filter model and
+the perfect filter under the same attack are their own runs' results, joined at table time.
 
 Every block is cut to `context - n_tokens` tokens so the prompt and the block fit the model's
 positions; losses with and without the prompt are on the same tokens.
@@ -43,20 +44,21 @@ from unlearnbench.training import Objective, train
 
 @dataclass(frozen=True)
 class SoftPromptOptions:
-    # reference (embedding_attack_unlearning.py:25): "control_prompt": "! ! ! ! ! ! ! ! ! ! ! ! !
-    # ! ! ! ! ! ! !" (20 tokens of "!" with Llama's tokenizer): 20 vectors initialized to "!"
+    # reference embedding_attack_unlearning.py:25 '"control_prompt": "! ! ! !' (20 "!" tokens
+    # with Llama's tokenizer): 20 vectors, each initialized to the embedding of "!"
     n_tokens: int = 20
     init_token: str = "!"  # reference, same line
-    # reference (:23) "iters": 100 passes over its few training examples; ours: 100 optimizer
+    # reference :23 '"iters": 100' (passes over its few training examples); ours: 100 optimizer
     # steps of `batch_size` forget training blocks
     steps: int = 100
-    # reference (:24) "step_size": 0.001 of signed gradient descent (`embeddings_attack.data -=
-    # torch.sign(grad) * self.step_size`, :462). Ours: THE loop's Adam, whose update has about
-    # the size of lr in every coordinate (like a signed step); 1e-2 ours too: the tiny models'
-    # embedding entries are ~10x larger than a 7B Llama's, so the reference's step moves less
+    # reference :24 '"step_size": 0.001' of signed gradient descent (:462 "torch.sign(grad)").
+    # Ours: THE loop's Adam, whose early updates have about the size of lr in every coordinate,
+    # like a signed step; and 1e-2 beside 1e-3: a small trained GPT-Neo's embedding entries are
+    # large against 1e-3 (std 0.2 on the toy model of tests/test_evals_soft_prompt.py, where 100
+    # steps took the forget loss 0.266 -> 0.241 at 1e-3 and -> 0.228 at 1e-2, measured)
     lrs: tuple[float, ...] = (1e-3, 1e-2)
     seeds: tuple[int, ...] = (0,)  # ours: attack seeds (batch order); the prompt starts fixed
-    batch_size: int = 8  # ours: blocks per step (the reference: batch_size 1 of short QA pairs)
+    batch_size: int = 8  # ours: blocks per step (reference :26 '"batch_size": 1', short QA pairs)
     n_docs: int = 1024  # ours: forget training documents the prompt is fitted on (0 = all)
     eval_blocks: int = 16  # ours: forget test blocks measured (as `relearn`)
     max_probes: int = 300  # ours: forget fact probes scored with the prompt (0 = all)
@@ -102,7 +104,7 @@ def initial_prompt(model: nn.Module, tokenizer, o: SoftPromptOptions) -> torch.T
 
 
 def fit_prompt(ctx: EvalContext, model, groups, o: SoftPromptOptions, lr: float, seed: int):
-    """Optimize a prompt for `model` (frozen) on `groups` with THE loop; returns the Prompted model."""
+    """Optimize a prompt for `model` (frozen) on `groups` with THE loop; the Prompted model."""
     prompted = Prompted(model, initial_prompt(model, ctx.benchmark.tokenizer, o))
     train_cfg = ctx.record["config"]["train"]
     cfg = TrainConfig(
