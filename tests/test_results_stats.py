@@ -1,6 +1,7 @@
 """Statistics in the tables, on hand-made 3-seed records with known spreads: t-intervals, paired
-deltas, McNemar on per-probe outcomes, the selectivity ranking, excluded attack budgets, and
-`load_records` giving the numbers the table shows. Expected values are computed here by hand."""
+deltas, exact and per-seed McNemar tests, the retain-tolerance marker, attack budgets without a
+valid attack, and `load_records` giving the numbers the table shows. Expected values are computed
+here by hand."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def test_cells_hold_the_t_interval_over_three_seeds_and_paired_deltas():
     r = f["cells"]["d_retain"]
     assert r.low < 0 < r.high and not r.significant  # +0.01, -0.02, +0.04: no change shown
     md = to_markdown(rows)
-    line = next(x for x in md.splitlines() if "| filter |" in x)
+    line = next(x for x in md.splitlines() if "| filter (reference) |" in x)
     assert f"+{mean:.3f} ± {half:.3f}*" in line
     assert f"+{f['cells']['d_retain'].mean:.3f} ± " in line and "*" not in line.split("|")[11]
 
@@ -135,11 +136,11 @@ def test_one_seed_shows_the_value_and_n1_without_an_interval():
     rows = leaderboard_rows(three_seeds()[:1] + three_seeds()[3:4])
     f = _row(rows, "filter", "recall=1.0")
     assert f["cells"]["d_forget"].low is None and f["cells"]["d_forget"].std is None
-    line = next(x for x in to_markdown(rows).splitlines() if "| filter |" in x)
+    line = next(x for x in to_markdown(rows).splitlines() if "| filter (reference) |" in x)
     assert "+1.000 (n=1)" in line and "±" not in line
 
 
-def test_ranking_counts_damage_and_caps_at_the_perfect_filter():
+def test_the_retain_tolerance_marks_damage_and_never_cuts_the_ranking():
     nf = [record("no-filter", s, 2.0, 1.5) for s in range(3)]
     # a breaker: most forget gain, but retain rises 0.85 nats (beyond the tolerance)
     breaker = [record("sgtm", s, 2.78, 2.35, options={"layers": [9]}) for s in range(3)]
@@ -149,20 +150,20 @@ def test_ranking_counts_damage_and_caps_at_the_perfect_filter():
     beyond = [record("sgtm", s, 3.6, 1.55, options={"layers": [1]}) for s in range(3)]
     rows = leaderboard_rows(nf + breaker + honest + perfect + beyond)
     order = [(r["method"], r["setting"]) for r in rows]
-    assert order.index(("sgtm", "recall=1.0")) < order.index(("sgtm", "recall=1.0, layers=9"))
-    assert rows[-1]["setting"] == "recall=1.0, layers=9" and rows[-1]["rank_group"] == 1
-    sel = _row(rows, "sgtm", "recall=1.0, layers=1")["cells"]["selectivity"]
-    assert sel.mean == pytest.approx(1.0 - 0.05)  # capped at the perfect filter's +1.0
-    assert _row(rows, "filter", "recall=1.0")["cells"]["selectivity"].mean == pytest.approx(1.0)
-    assert order[0] == ("filter", "recall=1.0")  # 1.0 beats the capped 0.95
-    md = headline_markdown(rows)
-    assert "at most 0.1 nats" in md  # the rule is printed
-    breaker_line = next(x for x in md.splitlines() if "layers=9" in x)
+    score = {o: r["cells"]["score"].mean for o, r in zip(order, rows, strict=True)}
+    assert score[("sgtm", "recall=1.0, layers=1")] == pytest.approx(1.0 - 0.05)  # capped
+    assert score[("sgtm", "recall=1.0, layers=9")] == pytest.approx(0.78 - 0.85)  # damage charged
+    # ranked by the score alone: the breaker last, below no-filter (which removes nothing)
+    assert order == sorted(order, key=lambda o: -score[o])
+    assert order[0] == ("filter", "recall=1.0") and order[-1] == ("sgtm", "recall=1.0, layers=9")
+    breaker_row = _row(rows, "sgtm", "recall=1.0, layers=9")
+    assert breaker_row["beyond_tolerance"] and breaker_row["rank_group"] == 0  # marked, ranked
+    breaker_line = next(x for x in headline_markdown(rows).splitlines() if "layers=9" in x)
     assert "+0.850 ± 0.000* !" in breaker_line  # the damage beside the gain, marked
-    # a looser tolerance puts the breaker back among the ranked-first group, still by its score
-    loose = leaderboard_rows(nf + breaker + honest, retain_tolerance=1.0)
-    assert [r["rank_group"] for r in loose] == [0, 0, 0]
-    assert loose[-1]["setting"] == "recall=1.0, layers=9"  # score 0.78 - 0.85 < 0
+    # another tolerance moves the marker, never the order
+    loose = leaderboard_rows(nf + breaker + honest + perfect + beyond, retain_tolerance=1.0)
+    assert [(r["method"], r["setting"]) for r in loose] == order
+    assert not _row(loose, "sgtm", "recall=1.0, layers=9")["beyond_tolerance"]
 
 
 def _probe_summary(correct: str, chance: float = 0.25, ids: str = "") -> dict:
@@ -275,7 +276,7 @@ def test_the_figure_curve_and_the_tables_worst_case_are_one_definition():
 
     for breaks in ({1e-4: None, 1e-3: 20}, {1e-4: 10, 1e-3: 20}, {1e-4: None, 1e-3: None}):
         rows = _attack_rows(breaks)
-        summary = summarize(rows, (10, 20, 30), None, 0.5, 0.9)
+        summary = summarize(rows, (10, 20, 30), 0.5)
         curve = worst_case_curve(rows, 0.5)
         for b in (10, 20, 30):
             stored = budget_outcome(summary, b)
@@ -288,7 +289,7 @@ def test_the_figure_curve_and_the_tables_worst_case_are_one_definition():
     assert both[20] is EXCLUDED and both[0] == pytest.approx(3.0)
 
 
-def test_an_all_excluded_budget_reads_excluded_not_blank():
+def test_an_all_excluded_budget_reads_no_valid_attack_not_blank():
     def relearn(worst: list[dict]) -> dict:
         return {"robust/relearn": result("relearn", {"worst_case": worst, "budget": 50})}
 
@@ -302,9 +303,9 @@ def test_an_all_excluded_budget_reads_excluded_not_blank():
     ]
     rows = leaderboard_rows(recs)
     cell = _row(rows, "filter", "recall=1.0")["cells"]["robust/relearn:forget_loss@50"]
-    assert cell.mean is None and cell.note == "excluded"
+    assert cell.mean is None and cell.note == "no valid attack"
     md = to_markdown(rows)
-    assert "excluded = measured, but every attack setting broke" in md
+    assert "no valid attack = measured, but every attack setting broke" in md
     assert "blank = not measured" in md
     three = recs + [
         record("filter", 2, 3.1, 1.5, evals=relearn([worst[0], worst[0] | {"budget": 50}]))
@@ -312,7 +313,7 @@ def test_an_all_excluded_budget_reads_excluded_not_blank():
     cell = _row(leaderboard_rows(three), "filter", "recall=1.0")["cells"][
         "robust/relearn:forget_loss@50"
     ]
-    assert cell.mean == 2.5 and cell.note == "1/2 seeds excluded"
+    assert cell.mean == 2.5 and cell.note == "1/2 seeds no valid attack"
 
 
 def test_load_records_is_the_frame_the_leaderboard_is_computed_from(tmp_path):
@@ -355,17 +356,10 @@ def test_headline_table_is_short_and_the_cli_prints_it_with_the_rule(tmp_path):
     recs += [record("filter", s, 3.0 + 0.2 * s, 1.5, evals=ev) for s in range(3)]
     rows = leaderboard_rows(recs)
     keys = [c.key for c in headline_columns(rows)]
-    assert keys == [
-        "d_forget",
-        "d_retain",
-        "selectivity",
-        "robust/fp:forget_accuracy",
-        "robust/relearn:forget_loss@200",  # the largest budget only
-        "robust/relearn:steps_to_recover",
-        "tokens",
-    ]
+    # damage beside removal, the probe accuracy and the score that charges the damage
+    assert keys[:5] == ["d_forget", "d_adjacent", "d_retain", "robust/fp:forget_accuracy", "score"]
     head = headline_markdown(rows).splitlines()[2]
-    assert head.count("|") - 1 <= 8  # at most eight columns, the run's name included
+    assert head.count("|") - 1 <= 10  # at most ten columns, the run's name included
     full = to_csv(rows).splitlines()[0].split(",")
     assert "d_forget_ci_low" in full and "robust/fp:forget_accuracy_p" in full
     assert "robust/relearn:forget_loss@10_mean" in full  # the full table keeps every budget
@@ -375,9 +369,11 @@ def test_headline_table_is_short_and_the_cli_prints_it_with_the_rule(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["leaderboard", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "| filter (recall=1.0; 3 seeds) |" in res.output and "Order: rows ranked" in res.output
-    assert "forget after 10-step attack" not in res.output  # the full table is in the file
-    assert "forget after 10-step attack" in (tmp_path / "leaderboard.md").read_text()
+    assert "| filter (reference) (recall=1.0; 3 seeds) |" in res.output
+    assert "Order: rows ranked" in res.output
+    column = "robust/relearn: forget after 10-step attack"
+    assert column not in res.output  # the full table is in the file
+    assert column in (tmp_path / "leaderboard.md").read_text()
     res = runner.invoke(app, ["leaderboard", "--out", str(tmp_path), "--retain-tolerance", "-1"])
     assert res.exit_code == 2 and "--retain-tolerance" in res.output
     assert "Traceback" not in res.output

@@ -1,4 +1,4 @@
-"""Statistics of every comparison the tables show: intervals over seeds, paired tests, the ranking.
+"""Statistics of every comparison the tables show: intervals over seeds and paired tests.
 
 Every distribution comes from scipy.stats; the tables stay a pure function of the run records.
 
@@ -19,8 +19,8 @@ Every distribution comes from scipy.stats; the tables stay a pure function of th
   and one that is consistent over seeds (a t-test of the z-scores, the seed as the unit). (A
   Cochran-Mantel-Haenszel test of the per-seed discordant pairs reduces to the pooled McNemar
   statistic, so it would not help here.)
-- `selectivity` and `RANKING_RULE`: how rows are ranked; a run that damages retain is never ranked
-  above one that removes as much without the damage.
+- `RETAIN_TOLERANCE`: the retain rise the tables mark (a marker, not a cut; the ranking's score is
+  results/references.py's).
 """
 
 from __future__ import annotations
@@ -167,38 +167,12 @@ def flips(run: dict | None, reference: dict | None) -> tuple[int, int] | None:
     return lost, gained
 
 
-# ---- the ranking: removal that counts damage ----
+# ---- the retain tolerance: a marker beside the score ----
 
-# ours: a retain rise of 0.1 nats is a 10.5% rise in retain perplexity (e^0.1); below it a run
-# counts as keeping the retain capability (a stated choice; `--retain-tolerance` changes it).
+# ours: a retain rise of 0.1 nats is a 10.5% rise in retain perplexity (e^0.1); beyond it a row is
+# marked as damaging the retain capability (a stated choice; `--retain-tolerance` changes it).
 RETAIN_TOLERANCE = 0.1
-
-
-def selectivity(d_forget: float, d_retain: float, ceiling: float | None = None) -> float:
-    """Forget gain, capped at the perfect filter's gain (`ceiling`, when known), minus retain
-    damage: min(Δforget, ceiling) - max(0, Δretain), in nats. A forget loss beyond the perfect
-    filter's is not more removal (a model that never saw the forget data is the target), and a
-    retain rise is subtracted nat for nat."""
-    gain = d_forget if ceiling is None else min(d_forget, ceiling)
-    return gain - max(0.0, d_retain)
 
 
 def within_tolerance(d_retain: float | None, tolerance: float = RETAIN_TOLERANCE) -> bool:
     return d_retain is not None and d_retain <= tolerance
-
-
-def ranking_rule(tolerance: float = RETAIN_TOLERANCE) -> str:
-    return (
-        f"rows ranked by selectivity within each benchmark and model: first the rows whose mean "
-        f"Δretain is at most {tolerance:g} nats, then those beyond it (marked !), then those "
-        "without a matching no-filter run; within each group by mean selectivity = min(Δforget, "
-        "the perfect filter's Δforget of the same seed) - max(0, Δretain), per seed, highest first"
-    )
-
-
-def rank_key(d_forget, d_retain, score, tolerance: float = RETAIN_TOLERANCE) -> tuple:
-    """Sort key of a row (lower first) by `ranking_rule`, from its mean Δforget, Δretain and
-    selectivity; the trade-off figure and the tables call this one function."""
-    if d_forget is None or d_retain is None or score is None:
-        return (2, 0.0)
-    return (0 if within_tolerance(d_retain, tolerance) else 1, -score)
