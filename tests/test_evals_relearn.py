@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPTNeoConfig, GPTNeoForCausalLM
+from toy_bilingual import tiny_model
 
 import unlearnbench.evals.relearn as relearn
 from unlearnbench.data import pipeline
@@ -118,16 +118,6 @@ def _bench() -> Benchmark:
     return Benchmark("toy", train, test, tok)
 
 
-def _model(vocab: int):
-    cfg = GPTNeoConfig(
-        vocab_size=vocab, max_position_embeddings=32, hidden_size=32, num_layers=2,
-        attention_types=[[["global", "local"], 1]], num_heads=4, intermediate_size=64,
-        window_size=8, resid_dropout=0.0, embed_dropout=0.0, attention_dropout=0.0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return GPTNeoForCausalLM(cfg)
-
-
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_attack_trains_only_on_forget_training_documents(monkeypatch, mode):
     bench = _bench()
@@ -144,7 +134,7 @@ def test_attack_trains_only_on_forget_training_documents(monkeypatch, mode):
         return real_train(objective, groups, cfg, *args, **kwargs)
 
     monkeypatch.setattr(relearn, "train", spy)
-    model = _model(len(bench.tokenizer))
+    model = tiny_model(len(bench.tokenizer))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     record = {"seed": 0, "run_id": "x", "config": {"train": {"bf16": False}}}
     ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
@@ -183,7 +173,7 @@ def test_a_setting_that_breaks_retain_stops_there_and_the_summary_is_unchanged(m
     record = {"seed": 0, "run_id": "x", "config": {"train": {"bf16": False}}}
     results = {}
     for stop_broken in (False, True):
-        model = _model(len(bench.tokenizer))
+        model = tiny_model(len(bench.tokenizer))
         ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
         # lr 0.3 wrecks the model within a few steps, 1e-3 does not; a tight tolerance
         opts = relearn.RelearnOptions(
@@ -209,7 +199,7 @@ def test_an_evaluation_schedule_measures_at_its_steps_only():
     record = {"seed": 0, "run_id": "x", "config": {"train": {"bf16": False}}}
     runs = {}
     for steps in ((), (1, 2, 4, 8, 12)):
-        model = _model(len(bench.tokenizer))
+        model = tiny_model(len(bench.tokenizer))
         ctx = EvalContext(record, bench, model, 16, pipeline.test_blocks(bench, 16, 4), store=None)
         opts = relearn.RelearnOptions(
             budgets=(4, 12), lrs=(1e-3,), seeds=(0,), eval_every=2, eval_steps=steps,
