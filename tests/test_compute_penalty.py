@@ -9,6 +9,7 @@ from unlearnbench.results.compute_penalty import (
     BEFORE_CURVE,
     MEASURED,
     compute_penalty,
+    record_penalties,
     run_penalties,
     split_curve,
 )
@@ -57,6 +58,16 @@ def test_a_loss_above_the_measured_curve_is_only_bounded_and_named():
         "adjacent": None,
         "retain": None,
     }
+
+
+def test_records_a_run_against_the_no_filter_record():
+    no_filter = {"training_curve": ROWS, "metrics": {"retain_loss": 1.2, "forget_loss": 1.7}}
+    run = {"metrics": {"retain_loss": dict(split_curve(ROWS, "retain"))[500], "forget_loss": 9.0}}
+    p = record_penalties(no_filter, run)
+    assert p["retain"].penalty == pytest.approx(0.5)
+    assert p["forget"].status == BEFORE_CURVE and p["adjacent"] is None
+    # a no-filter record from before the curve was kept: not measured, never a number
+    assert record_penalties({"metrics": {}}, run) is None
 
 
 def test_the_module_is_pure():

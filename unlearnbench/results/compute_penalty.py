@@ -79,3 +79,16 @@ def run_penalties(
             compute_penalty(curve, total_steps, loss) if curve and loss is not None else None
         )
     return out
+
+
+def record_penalties(no_filter: dict, run: dict) -> dict[str, Penalty | None] | None:
+    """{split: Penalty} of `run`'s final test losses against the `no-filter` record's training
+    curve (its last point is the end of its training: the total steps); None when that record has
+    no curve (recorded before it kept one: the penalty was not measured)."""
+    rows = no_filter.get("training_curve") or []
+    if not rows:
+        return None
+    total = max(int(r["step"]) for r in rows)
+    metrics = run.get("metrics") or {}
+    losses = {s: metrics.get(f"{s}_loss") for s in ("forget", "adjacent", "retain")}
+    return run_penalties(rows, total, losses)
