@@ -472,10 +472,12 @@ def _robustness(grid: Grid, benchmarks) -> list:
                                          after_attack(name, budget, "retain")), sgtm, sgtm, 0,
                              "context", names=("sgtm: forget", "sgtm: retain")),
             ]  # fmt: skip
-        rows.append(
-            grid.compare(bench, "recall 1.0", "retain loss (damage)", loss("retain"), sgtm, rmu,
-                         0, "damage")
-        )  # fmt: skip
+        splits = ("retain", "adjacent") if has_adjacent(grid.records, bench) else ("retain",)
+        rows += [
+            grid.compare(bench, "recall 1.0", f"{split} loss (damage)", loss(split), sgtm, rmu, 0,
+                         "damage")
+            for split in splits
+        ]  # fmt: skip
     return rows
 
 
