@@ -482,3 +482,10 @@ def test_runs_on_other_data_are_other_rows_and_csv_cells_never_run_as_formulas()
     evil["method"] = "=HYPERLINK(1)"
     table = list(csv.DictReader(io.StringIO(to_csv(leaderboard_rows([evil])))))
     assert table[0]["method"] == "'=HYPERLINK(1)"
+
+
+def test_hidden_probe_accuracies_show_their_own_chance():
+    hp = result("hidden-probes", {"forget": {"best_accuracy": 0.3, "chance": 0.139},
+                                  "retain": {"best_accuracy": 0.9, "chance": 0.2}})  # fmt: skip
+    rows = leaderboard_rows([record("sgtm", 0, 3.0, 1.6, evals={"robust/hidden-probes": hp})])
+    assert rows[0]["cells"]["robust/hidden-probes:forget_probe_accuracy"].chance == 0.139

@@ -126,7 +126,10 @@ def _probe_part(record: dict, key: str, name: str) -> dict | None:
     summary = get(record, "evals", key)
     if not isinstance(summary, dict) or not name.endswith("_accuracy"):
         return None
-    part = summary.get(name[: -len("_accuracy")])
+    split = name[: -len("_accuracy")]
+    part = summary.get(split)
+    if not isinstance(part, dict) and split.endswith("_probe"):  # hidden-probes: SPLIT_probe_...
+        part = summary.get(split[: -len("_probe")])
     return part if isinstance(part, dict) else None
 
 
