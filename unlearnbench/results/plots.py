@@ -34,7 +34,7 @@ reference line is the plain reference's mean over seeds.
   method measured at more than one recall.
 
 A method that diverges does not squash the others: each axis keeps the bulk of the points (those
-within 3 interquartile ranges of the quartiles, and the reference lines); a point beyond it is
+within 5 interquartile ranges of the quartiles, and the reference lines); a point beyond it is
 drawn on the edge as a triangle pointing out, with its value written beside it.
 
 Each `*_figure` returns a matplotlib Figure, or None when the records hold nothing to draw.
@@ -76,7 +76,7 @@ from unlearnbench.results.leaderboard import (  # noqa: E402
 NATS = "nats/token"
 PLOTS = ("tradeoff", "relearn", "undiscovered")
 MARKERS = "osD^vP*Xh<>"
-OUTLIER_IQR = 3.0  # an axis keeps the points within this many interquartile ranges of quartiles
+OUTLIER_IQR = 5.0  # an axis keeps the points within this many interquartile ranges of quartiles
 SCORE_TEXT = (
     "score = min(Δforget, perfect filter's Δforget) - max(0, Δretain) - max(0, Δadjacent - "
     "perfect filter's Δadjacent), per seed (results/references.py)"
@@ -390,7 +390,9 @@ def _edge(x: float, y: float, xlim, ylim) -> tuple[float, float, str | None]:
     return x, y, marker
 
 
-EDGE_NOTE = "▲▶ on an edge: beyond the axis (a method that diverged), its value beside it"
+EDGE_NOTE = (
+    "▲▶ on an edge: beyond the axis (a method far from the others; its value is written out)"
+)
 
 # ---- trade-off: removal against damage ----
 
@@ -423,7 +425,7 @@ def damage_charged(d: dict) -> float | None:
 
 # (key, x value, y value, x name, title) of each trade-off panel
 TRADEOFF_PANELS = (
-    ("score", damage_charged, credited, "damage charged by the score",
+    ("score", damage_charged, credited, "damage charged",
      "score = removal credited - damage charged"),
     ("d_retain", lambda d: d.get("d_retain"), lambda d: d.get("d_forget"), "Δretain",
      "Δforget vs Δretain"),
@@ -533,10 +535,13 @@ def tradeoff_figure(
         f"{spread_text([g.n for g in drawn])}"
     )
     note = (
-        f"Numbers: rank in the leaderboard's order; ref.: a reference variant (hollow, not ranked). "
-        f"{SCORE_TEXT}."
+        "Numbers: rank in the leaderboard's order; ref.: a reference variant (hollow, not ranked). "
     )
-    note += f" Order: {rule}." if rule else ""
+    note += (
+        f"Order: {rule}."
+        if "score = " in rule
+        else f"{SCORE_TEXT}." + (f" Order: {rule}." if rule else "")
+    )
     missing = [g for g in gs if g not in drawn]
     if missing:
         names = ", ".join(entry_label(g.method, g.setting, g.n, None, by_id) for g in missing)
@@ -801,7 +806,9 @@ def relearn_figure(records: list[dict], benchmark: str):
                             label="× where a line ends: no seed had a valid attack left (every "
                             "setting broke the retain tolerance; measured, not a bound)"))  # fmt: skip
     if "beyond" in marks:
-        extra.append(Line2D([], [], ls="", marker="^", color="0.3", label=EDGE_NOTE))
+        extra.append(Line2D([], [], ls="", marker="^", color="0.3",
+                            label="▲ on the top edge: a mean above the axis (a method far above "
+                            "the others' starting losses)"))  # fmt: skip
     fig.suptitle(
         f"{benchmark}: relearning, worst case over the attack grid (as the tables)\n"
         f"{spread_text(ns)}"
