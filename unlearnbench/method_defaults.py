@@ -72,18 +72,26 @@ def _sources(path: str, entries: list[tuple[str, int, int]], group: str = "") ->
 
 
 def option_sources(cls: type) -> dict[str, str]:
-    """Field name -> source comment of a dataclass defined at a module's top level."""
-    path = inspect.getsourcefile(cls)
-    tree, _, _ = _parsed(path)
-    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
-    entries = [
-        (stmt.target.id, stmt.lineno, stmt.end_lineno)
-        for stmt in node.body
-        if isinstance(stmt, ast.AnnAssign)
-        and isinstance(stmt.target, ast.Name)
-        and "ClassVar" not in ast.unparse(stmt.annotation)
-    ]
-    return _sources(path, entries)
+    """Field name -> source comment of a dataclass defined at a module's top level, with the
+    fields it inherits from dataclasses of the same kind (e.g. the coherence phase's options)."""
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        path = inspect.getsourcefile(klass)
+        tree, _, _ = _parsed(path)
+        node = next(
+            n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == klass.__name__
+        )
+        entries = [
+            (stmt.target.id, stmt.lineno, stmt.end_lineno)
+            for stmt in node.body
+            if isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and "ClassVar" not in ast.unparse(stmt.annotation)
+        ]
+        out.update(_sources(path, entries))
+    return out
 
 
 def _module_path(module_name: str) -> str:

@@ -17,10 +17,34 @@ trained by the runner with THE loop; the runner keeps the best step (`Phase.sele
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from unlearnbench.methods import Phase
 from unlearnbench.training import Objective
+
+
+@dataclass(frozen=True)
+class CoherenceOptions:
+    """The coherence phase's options, shared by `era` and `demix` (their options extend it)."""
+
+    # 41 optimizer steps: tinystories_era.py:724 "range(run_type_cfg.num_steps_coherence_finetuning
+    # + 1)" with bulk_runs_for_paper.py:45 "coherence_finetuning = 40"
+    coherence_steps: int = 41
+    coherence_lr: float = 5e-5  # tinystories_era.py:694 "lr=5e-5,"
+    # shared_settings.py:87 "optimizer_kwargs=dict(betas=(0.9, 0.95), weight_decay=0.1)"
+    coherence_weight_decay: float = 0.1
+    coherence_betas: tuple[float, float] = (0.9, 0.95)
+    # no clipping: tinystories_era.py:730-731 "loss.backward() optim.step()"
+    coherence_grad_clip: float = 0.0
+    # ours: 16 blocks of 256 tokens, the reference's 64 retain stories (~12k GPT-2 tokens, ~50 of
+    # our blocks; tinystories_era.py:700 "n_retain_train = 64") cut to a quarter for the CPU budget
+    coherence_blocks: int = 16
+    # reference: 1000 other retain stories (~200k tokens, line 701) to pick the best step; ours:
+    # 64 blocks (~16k tokens), as 41 evaluations of 1000 stories would cost more than the tiny
+    # preset's whole ERA run; set 800 for the reference's amount
+    coherence_eval_blocks: int = 64
 
 
 def coherence_phase(ctx, options) -> Phase | None:

@@ -26,33 +26,18 @@ from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoMLP
 
 from unlearnbench.losses import lm_loss
 from unlearnbench.methods import Phase, Plan, RunContext, Stage, register_method
-from unlearnbench.methods._coherence import coherence_phase
+from unlearnbench.methods._coherence import CoherenceOptions, coherence_phase
 from unlearnbench.methods._trainers import ERA_TRAINER
 from unlearnbench.methods.routing import resolve_route_tokens, routed_positions
 from unlearnbench.training import Objective
 
 
 @dataclass(frozen=True)
-class DEMixOptions:
+class DEMixOptions(CoherenceOptions):  # the coherence phase's options first
     route_tokens: tuple[
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels
     route_tokens_file: str = ""  # ours: the same, one token per line
-    # the coherence phase, as ERA's (see _coherence.py for the reference's lines)
-    # 41 optimizer steps: tinystories_era.py:724 "range(run_type_cfg.num_steps_coherence_finetuning
-    # + 1)" with bulk_runs_for_paper.py:45 "coherence_finetuning = 40"
-    coherence_steps: int = 41
-    coherence_lr: float = 5e-5  # tinystories_era.py:694 "lr=5e-5,"
-    # shared_settings.py:87 "optimizer_kwargs=dict(betas=(0.9, 0.95), weight_decay=0.1)"
-    coherence_weight_decay: float = 0.1
-    coherence_betas: tuple[float, float] = (0.9, 0.95)
-    # no clipping: tinystories_era.py:730-731 "loss.backward() optim.step()"
-    coherence_grad_clip: float = 0.0
-    # ours: 16 blocks of 256 tokens, the reference's 64 retain stories (~12k GPT-2 tokens, ~50 of
-    # our blocks; tinystories_era.py:700 "n_retain_train = 64") cut to a quarter for the CPU budget
-    coherence_blocks: int = 16
-    # reference: 1000 retain stories (line 701); ours: 64 blocks (see era.py for the cost)
-    coherence_eval_blocks: int = 64
 
 
 class TwoExperts(nn.Module):

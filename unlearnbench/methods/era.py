@@ -45,7 +45,7 @@ import torch
 from unlearnbench.data.packing import IGNORE
 from unlearnbench.losses import lm_loss
 from unlearnbench.methods import Phase, Plan, RunContext, Stage, register_method
-from unlearnbench.methods._coherence import coherence_phase
+from unlearnbench.methods._coherence import CoherenceOptions, coherence_phase
 from unlearnbench.methods._token_weights import token_weights, unigram_counts
 from unlearnbench.methods._trainers import ERA_TRAINER
 from unlearnbench.methods.routing import labeled_blocks, resolve_route_tokens, routed_positions
@@ -54,7 +54,7 @@ from unlearnbench.training import Objective
 
 
 @dataclass(frozen=True)
-class ERAOptions:
+class ERAOptions(CoherenceOptions):  # the coherence phase's options first
     expand_mlp_dim: int = 64  # Cloud et al.: +64 MLP units per target layer
     # target layers; empty = the first ceil(5/8 of them): bulk_runs_for_paper.py:18 "layers_to_mask=[0,
     # 1, 2, 3, 4]," of 8 (Cloud et al. 2024, TinyStories section)
@@ -69,23 +69,6 @@ class ERAOptions:
     # reference (kxcloud/gradient-routing, tinystories_era.py, 0 = every labeled block, ours):
     # lines 318-323 count 25,000 forget and 25,000 retain stories; N: N labeled blocks of each
     token_weight_blocks: int = 0
-    # the coherence phase, see _coherence.py for the reference's lines
-    # 41 optimizer steps: tinystories_era.py:724 "range(run_type_cfg.num_steps_coherence_finetuning
-    # + 1)" with bulk_runs_for_paper.py:45 "coherence_finetuning = 40"
-    coherence_steps: int = 41
-    coherence_lr: float = 5e-5  # tinystories_era.py:694 "lr=5e-5,"
-    # shared_settings.py:87 "optimizer_kwargs=dict(betas=(0.9, 0.95), weight_decay=0.1)"
-    coherence_weight_decay: float = 0.1
-    coherence_betas: tuple[float, float] = (0.9, 0.95)
-    # no clipping: tinystories_era.py:730-731 "loss.backward() optim.step()"
-    coherence_grad_clip: float = 0.0
-    # ours: 16 blocks of 256 tokens, the reference's 64 retain stories (~12k GPT-2 tokens, ~50 of
-    # our blocks; tinystories_era.py:700 "n_retain_train = 64") cut to a quarter for the CPU budget
-    coherence_blocks: int = 16
-    # reference: 1000 other retain stories (~200k tokens, line 701) to pick the best step; ours:
-    # 64 blocks (~16k tokens), as 41 evaluations of 1000 stories would cost more than the tiny
-    # preset's whole ERA run; set 800 for the reference's amount
-    coherence_eval_blocks: int = 64
     route_tokens: tuple[
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels
