@@ -75,3 +75,11 @@ def test_a_suite_whose_evaluation_needs_a_missing_extra_is_refused_when_it_loads
     )
     assert result.exit_code == 2 and 'pip install "unlearnbench[lm-eval]"' in result.stderr
     assert not (tmp_path / "records").exists()  # refused before the run trained
+
+
+def test_the_cli_framework_has_an_upper_bound():
+    """typer is 0.x (minor releases change option parsing): a new minor must not break the CLI
+    of an installed release unseen."""
+    text = (ROOT / "pyproject.toml").read_text()
+    (spec,) = re.findall(r'"(typer[^"]*)"', text)
+    assert re.search(r"<\s*[0-9]", spec), spec

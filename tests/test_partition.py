@@ -13,6 +13,7 @@ from unlearnbench.models.partition import (
     activation_mode,
     forget_masks,
     joint_parameter_names,
+    retain_bias_names,
     row_modes,
     theta_forget_rows,
 )
@@ -53,27 +54,45 @@ def test_forget_masks_slice_shapes(model_and_part):
     assert "transformer.h.0.attn.attention.out_proj.bias" not in masks
 
 
-@pytest.mark.parametrize("mask_embeddings", [False, True])
-def test_forget_mode_only_theta_forget_and_joint_get_gradient(model_and_part, mask_embeddings):
+def test_forget_rows_give_theta_retain_exactly_zero_gradient(model_and_part):
+    """SGTM's forget pass as the method runs it (rows marked forget, no mask applied afterwards):
+    theta_retain's slices and output biases get exactly zero, theta_forget and joint get some."""
     model, part = model_and_part
-    grads = _backward(model)
-    allowed = masks_for(model, part, mask_embeddings)["forget"]
-    for name, g in grads.items():
-        if name in allowed:
-            g = g * allowed[name]
-        grads[name] = g
+    inputs, targets = inputs_and_targets(random_blocks(3), EOS)
+    model.zero_grad(set_to_none=True)
+    with row_modes(model, part, ["plain"] * 3), theta_forget_rows(model, part, torch.ones(3) > 0):
+        lm_loss(model, inputs, targets).backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
     fmask = forget_masks(model, part)
-    joint = set(joint_parameter_names(model, part))
     for name, g in grads.items():
         if name in fmask:
             assert (g[~fmask[name]] == 0).all(), f"{name}: retain slice got gradient"
             assert g[fmask[name]].abs().sum() > 0, f"{name}: forget slice got no gradient"
-        elif name in joint and mask_embeddings:
-            assert (g == 0).all(), f"{name}: masked joint parameter got gradient"
         elif name.endswith(("c_proj.bias", "out_proj.bias")):
             assert (g == 0).all(), f"{name} is theta_retain and must not learn on forget data"
         else:
             assert g.abs().sum() > 0, f"{name}: joint parameter got no gradient"
+
+
+def test_masked_embeddings_leave_forget_data_only_theta_forget(model_and_part):
+    """The forget update mask admits theta_forget's elements and never theta_retain's output
+    biases; with mask_embeddings it freezes the joint parameters too, without it leaves them."""
+    model, part = model_and_part
+    fmask = forget_masks(model, part)
+    joint = set(joint_parameter_names(model, part))
+    assert joint, "the partition names joint parameters"
+    for mask_embeddings in (False, True):
+        allowed = masks_for(model, part, mask_embeddings)["forget"]
+        for name, _ in model.named_parameters():
+            if name in fmask:
+                assert torch.equal(allowed[name], fmask[name]), name
+            elif name in joint:
+                assert (name in allowed) == mask_embeddings, name
+                assert name not in allowed or not allowed[name].any(), name
+            elif name in retain_bias_names(model, part):  # theta_retain's output biases
+                assert not allowed[name].any(), name
+            else:  # outside the masked blocks (the final layer norm): free on forget data
+                assert name not in allowed, name
 
 
 def test_retain_mode_gives_theta_forget_exactly_zero_gradient(model_and_part):

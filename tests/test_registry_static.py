@@ -138,3 +138,20 @@ def test_a_module_the_reader_cannot_follow_is_imported(tmp_path, monkeypatch):
         reg.static_entry("plian")
     entries, complete = scan_module(pkg / "computed.py", "plugins_pkg.computed", "register")
     assert entries == [] and not complete
+
+
+def test_a_name_registered_twice_is_an_error_even_under_python_O():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-O",
+            "-c",
+            "from unlearnbench.registry import Registry\n"
+            "reg = Registry('plugin')\n"
+            "reg.register('a')(1)\n"
+            "reg.register('a')(2)\n",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "ValueError: plugin 'a' registered twice" in out.stderr

@@ -123,7 +123,8 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
-            assert name not in self._entries, f"{self.kind} {name!r} registered twice"
+            if name in self._entries:  # a plugin reusing a name: an error even under python -O
+                raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = obj
             return obj
 
