@@ -102,6 +102,28 @@ def test_list_commands():
     assert runner.invoke(app, ["list", "nothing"]).exit_code == 2
 
 
+def test_list_evals_and_suites_show_descriptions_metrics_and_contents():
+    r = runner.invoke(app, ["list", "evals"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.stdout.splitlines() if "fact-probes" in line)
+    assert "Multiple-choice fact accuracy" in row and "forget_accuracy ↓" in row
+    assert "relearn" in r.stdout and "forget_loss ↑" in r.stdout  # an attack: higher is better
+    r = runner.invoke(app, ["list", "suites"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.stdout.splitlines() if line.startswith("│ quick "))
+    assert "relearn, fact-probes, generations" in row and "light relearning attack" in row
+    assert "unlearnbench[lm-eval]" in r.stdout  # the text's brackets are shown, not markup
+
+
+def test_version_and_run_help_name_no_source_file():
+    from unlearnbench import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"unlearnbench {__version__}"
+    r = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and ".py" not in r.stdout
+
+
 def test_compare_fact_probes_script_pairs_runs_and_rejects_unknown_ones(tmp_path):
     import os
     import subprocess

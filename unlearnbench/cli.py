@@ -21,7 +21,10 @@ app = typer.Typer(
 )
 
 OUT_HELP = "Run store directory (records and models)."
-LOG_HELP = "Track curves and metrics: tensorboard | wandb (repeatable; see tracking.py)."
+LOG_HELP = (
+    "Track curves, metrics and hyperparameters (repeatable): tensorboard (event files under "
+    "OUT/tensorboard) | wandb (under OUT/wandb; WANDB_MODE decides online or offline)."
+)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -35,8 +38,20 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from unlearnbench import __version__
+
+        sys.stdout.write(f"unlearnbench {__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
-def _check_environment() -> None:
+def _check_environment(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
     """Before every command: the `UNLEARNBENCH_*` variables are ones the harness reads, with
     values it can use (a misspelt one would be ignored without a word)."""
     from unlearnbench.config import ConfigError, check_environment
@@ -226,12 +241,15 @@ def _print_run(record: dict, existed: bool) -> None:
 
 @app.command("list")
 def list_(
-    what: str = typer.Argument(..., help="methods | benchmarks | models | presets"),
+    what: str = typer.Argument(
+        ..., help="methods | benchmarks | models | presets | evals | suites"
+    ),
     defaults: bool = typer.Option(
         False, "--defaults", help="methods: every option's default and its source"
     ),
 ) -> None:
-    """List registered methods, benchmarks, model presets or YAML run presets."""
+    """List registered methods, benchmarks, model presets, YAML run presets, evaluations (with
+    their headline metrics) or evaluation suites (with what they run)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -298,9 +316,46 @@ def list_(
             table.add_column(col)
         for p in run_presets():
             table.add_row(p.name, p.model, p.source)
+    elif what == "evals":
+        _eval_table(table)
+    elif what == "suites":
+        _suite_table(table)
     else:
-        fail(f"unknown list {what!r}; choose methods, benchmarks, models or presets")
+        fail(f"unknown list {what!r}; choose methods, benchmarks, models, presets, evals or suites")
     Console().print(table)
+
+
+def _eval_table(table) -> None:
+    """One row per registered evaluation: what it does and its headline metrics, each with the
+    direction that is better for the method (an attack's forget loss: higher)."""
+    from rich.markup import escape
+
+    from unlearnbench.evals import HIGHER
+    from unlearnbench.registry import evals
+
+    for col in ("evaluation", "description", "headline metrics (↑ higher is better)"):
+        table.add_column(col, overflow="fold")
+    for name in evals.names():
+        spec = evals.get(name)
+        metrics = ", ".join(
+            f"{m.name} {'↑' if m.direction == HIGHER else '↓'}" for m in spec.metrics
+        )
+        table.add_row(name, escape(spec.description), metrics or "-")
+
+
+def _suite_table(table) -> None:
+    """One row per shipped suite: its description and the evaluations it runs (KEY: eval)."""
+    from rich.markup import escape
+
+    from unlearnbench.evals import load_suite
+    from unlearnbench.package_files import SUITES_DIR
+
+    for col in ("suite (--suite NAME)", "description", "runs"):
+        table.add_column(col, overflow="fold")
+    for name in sorted(p.stem for p in SUITES_DIR.glob("*.yaml")):
+        entries, description = load_suite(name)
+        runs = ", ".join(e.key if e.key == e.eval else f"{e.key} ({e.eval})" for e in entries)
+        table.add_row(name, escape(" ".join(description.split())), runs)
 
 
 DEST_HELP = "Directory for the written files (default: inside the run store)."
