@@ -29,7 +29,8 @@ from unlearnbench.methods.orthogonal_circuit_breakers import (
     orth_circuit_breaker_objective,
 )
 from unlearnbench.methods.rmu import RMUOptions, adaptive_control, random_direction, rmu_objective
-from unlearnbench.models.hidden import block_outputs, transformer_body
+from unlearnbench.models.arch import final_norm
+from unlearnbench.models.hidden import block_outputs
 from unlearnbench.training import train
 
 
@@ -82,7 +83,7 @@ def test_circuit_breakers_retain_l2_covers_the_model_cut_after_the_last_lora_blo
     randomize_lora(peft_model)
     objective.on_step(10, 10)  # p = 1/2: c_retain = alpha / 2 = 5
     x, y = inputs_and_targets(groups()[1].blocks, EOS)
-    ln_f = transformer_body(peft_model).ln_f
+    ln_f = final_norm(peft_model)
 
     def by_hand(cut: bool):
         with torch.no_grad():
@@ -152,7 +153,7 @@ def perturb_final_norm(model, seed=0):
     """Change only the final layer norm: the logits move, the block outputs do not."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in transformer_body(model).ln_f.parameters():
+        for p in final_norm(model).parameters():
             p.add_(0.5 * torch.randn(p.shape, generator=g))
 
 

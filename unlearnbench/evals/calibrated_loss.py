@@ -30,6 +30,7 @@ from unlearnbench.evals import (
     register_eval,
 )
 from unlearnbench.losses import split_losses
+from unlearnbench.models import arch
 from unlearnbench.models.kernels import fused_kernels_on
 from unlearnbench.training import Objective, train
 
@@ -68,8 +69,8 @@ def calibrate(model, groups, options: CalibrationOptions, eos_id: int, device: s
     def loss(m, inputs, targets, label):
         # only the bias trains: the body runs without graph, the head with it
         with torch.no_grad():
-            h = m.transformer(input_ids=inputs).last_hidden_state  # (B, T, d)
-        logits = m.lm_head(h)  # (B, T, V)
+            h = arch.body(m)(input_ids=inputs, use_cache=False).last_hidden_state  # (B, T, d)
+        logits = m.get_output_embeddings()(h)  # (B, T, V)
         ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         return coef[label] * ce
 

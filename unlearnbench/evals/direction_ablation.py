@@ -24,7 +24,8 @@ from unlearnbench.evals import (
     register_eval,
 )
 from unlearnbench.losses import split_losses
-from unlearnbench.models.hidden import block_outputs, num_blocks, transformer_body
+from unlearnbench.models import arch
+from unlearnbench.models.hidden import block_outputs
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def estimate_directions(model, base, blocks: torch.Tensor, layers, micro_batch_s
 def projected_out(model, directions: dict[int, torch.Tensor]):
     """Within the block, every block l in `directions` has its output projected off the unit
     direction: h <- h - (h . u) u."""
-    body = transformer_body(model)
+    stack = arch.blocks(model)
 
     def hook(u):
         def fn(module, args, output):
@@ -92,7 +93,7 @@ def projected_out(model, directions: dict[int, torch.Tensor]):
 
         return fn
 
-    handles = [body.h[i].register_forward_hook(hook(u)) for i, u in directions.items()]
+    handles = [stack[i].register_forward_hook(hook(u)) for i, u in directions.items()]
     try:
         yield model
     finally:
@@ -126,7 +127,7 @@ def _load_base(ctx: EvalContext):
 )
 def run(ctx: EvalContext, options: DirectionAblationOptions) -> EvalResult:
     """Project out the direction a representation method added at its layer; losses again."""
-    layers = method_layers(ctx.record, num_blocks(ctx.model))
+    layers = method_layers(ctx.record, arch.num_blocks(ctx.model))
     if not layers:
         return EvalResult({"applicable": False, "reason": "the method records no steered layer"})
     base = _load_base(ctx)

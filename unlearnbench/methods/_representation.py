@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from unlearnbench.models.hidden import transformer_body
+from unlearnbench.models import arch
 
 
 def hidden_stack(model, inputs: torch.Tensor) -> torch.Tensor:
-    """HF hidden states (L + 1, B, T, d): embeddings, then each block (the last after ln_f).
-    Only the body runs: the states are those of the full model, without the unembedding."""
-    out = transformer_body(model)(input_ids=inputs, output_hidden_states=True)
+    """HF hidden states (L + 1, B, T, d): embeddings, then each block (the last after the final
+    norm). Only the body runs: the states are those of the full model, without the unembedding."""
+    out = arch.body(model)(input_ids=inputs, output_hidden_states=True, use_cache=False)
     return torch.stack(out.hidden_states)
 
 

@@ -35,7 +35,8 @@ from unlearnbench.methods._loss_based import nll
 from unlearnbench.methods._posthoc import all_parameter_names, ramped_coefficients
 from unlearnbench.methods.routing import labeled_blocks
 from unlearnbench.methods.token_selection import apply_token_selection, position_mask
-from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks
+from unlearnbench.models.arch import num_blocks
+from unlearnbench.models.hidden import block_outputs, frozen_copy
 from unlearnbench.training import Objective
 
 RETAIN_LOSSES = ("kl", "mse", "ce")

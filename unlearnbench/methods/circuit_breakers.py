@@ -14,8 +14,14 @@ adapters disabled (no copy). Per step, at progress p = step / (2 * total steps):
   and the final layer norm of block D+1's output. `full_layers` (the reference's flag) keeps
   every hidden state of the whole model instead.
 Our blocks are packed without padding, so every position is a real token (the reference masks
-padding). Finalize merges the adapters: the saved model is a plain GPTNeoForCausalLM with every
-block (the reference likewise saves the dropped layers back, unchanged).
+padding). Finalize merges the adapters: the saved model is the plain causal LM with every block
+(the reference likewise saves the dropped layers back, unchanged).
+
+LoRA adapts every linear map of the adapted blocks: the reference's default target modules for
+Llama/Mistral, and their counterparts in GPT-NeoX, GPT-2 and GPT-Neo (models/arch.py; the
+reference's copy in EleutherAI/unlearn, reference/grey_swan_circuit_breaker/args.py:79-92
+"lora_target_modules" ... "Llama/Mistral: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"
+"GPT-NeoX: query_key_value dense dense_h_to_4h dense_4h_to_h").
 
 Per-token unlearning (`forget_tokens`, token_selection.py) averages the rerouting term over the
 selected positions only (the default "all" counts every position).
@@ -35,7 +41,7 @@ import torch.nn.functional as F
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._representation import hidden_stack, retain_l2_loss
 from unlearnbench.methods.token_selection import apply_token_selection, position_mask
-from unlearnbench.models.hidden import num_blocks, transformer_body
+from unlearnbench.models import arch
 from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective
 
@@ -96,17 +102,16 @@ def lora_blocks(targets, n_blocks: int) -> range:
 def retain_states(model, inputs: torch.Tensor, last_block: int, full_layers: bool) -> torch.Tensor:
     """The hidden states the retain L2 compares, (K, B, T, d). The reference trains the model cut
     after `last_block` (its deepest LoRA block), whose HF stack is the embeddings, the outputs of
-    blocks 0..last_block-1 and ln_f of block last_block's output: K = last_block + 2.
+    blocks 0..last_block-1 and the final norm of block last_block's output: K = last_block + 2.
     `full_layers`: all L + 1 states of the whole model."""
-    body = transformer_body(model)
-    hs = body(input_ids=inputs, output_hidden_states=True).hidden_states  # L + 1 of (B, T, d)
-    if full_layers or last_block + 1 >= len(body.h):  # the cut model is the whole model
-        return torch.stack(hs)
-    return torch.stack([*hs[: last_block + 1], body.ln_f(hs[last_block + 1])])
+    hs = hidden_stack(model, inputs)  # (L + 1, B, T, d)
+    if full_layers or last_block + 1 >= arch.num_blocks(model):  # the cut model is the whole model
+        return hs
+    return torch.stack([*hs[: last_block + 1], arch.final_norm(model)(hs[last_block + 1])])
 
 
 def circuit_breaker_objective(model, options: CircuitBreakerOptions) -> Objective:
-    n = num_blocks(model)
+    n = arch.num_blocks(model)
     targets = tuple(options.target_layers) or default_target_layers(n)
     if not all(0 <= i < n for i in targets):
         raise ValueError(f"circuit-breakers target_layers {targets} outside 0..{n - 1}")

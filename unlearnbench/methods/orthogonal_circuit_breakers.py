@@ -27,13 +27,10 @@ import torch.nn.functional as F
 
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods.token_selection import apply_token_selection, masked_mean
-from unlearnbench.models.hidden import block_outputs, num_blocks
+from unlearnbench.models import arch
+from unlearnbench.models.hidden import block_outputs
 from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective
-
-# the reference's GPT-NeoX maps (orth_circuit_breakers.py:452-453) by role in a GPT-Neo block
-ATTENTION_MAPS = ("q_proj", "k_proj", "v_proj", "out_proj")  # query_key_value, dense
-MLP_MAPS = ("c_fc", "c_proj")  # dense_h_to_4h, dense_4h_to_h
 
 
 @dataclass(frozen=True)
@@ -84,15 +81,17 @@ def orthogonality_loss(h: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
     return F.relu(off).sum() / (B * (B - 1)) * lengths.mean()
 
 
-def lora_targets(which: str) -> tuple[str, ...]:
-    choices = {"attn": ATTENTION_MAPS, "mlp": MLP_MAPS, "all": ATTENTION_MAPS + MLP_MAPS}
-    if which not in choices:
-        raise ValueError(f"lora_target must be one of {', '.join(choices)}, got {which!r}")
-    return choices[which]
+def lora_targets(model, which: str) -> tuple[str, ...]:
+    """The reference's maps by role, orth_circuit_breakers.py:451-453 "# GPT-NeoX style" |
+    "attn_modules = ["query_key_value", "dense"]" | "mlp_modules = ["dense_h_to_4h",
+    "dense_4h_to_h"]", in the model's architecture (models/arch.py)."""
+    if which not in ("attn", "mlp", "all"):
+        raise ValueError(f"lora_target must be one of attn, mlp, all, got {which!r}")
+    return arch.lora_targets(model, which)
 
 
 def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) -> Objective:
-    n = num_blocks(model)
+    n = arch.num_blocks(model)
     layers = tuple(options.target_layers) or tuple(range(n))
     if not all(0 <= li < n for li in layers):
         raise ValueError(f"target_layers {layers} outside 0..{n - 1}")
@@ -102,7 +101,7 @@ def orth_circuit_breaker_objective(model, options: OrthCircuitBreakerOptions) ->
         options.lora_r,
         float(options.lora_r),
         options.lora_dropout,
-        lora_targets(options.lora_target),
+        lora_targets(model, options.lora_target),
     )
     coeffs = schedule(0, 1, options)
 

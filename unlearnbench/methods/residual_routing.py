@@ -33,7 +33,7 @@ from unlearnbench.data.packing import IGNORE
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods.routing import labeled_blocks, resolve_route_tokens
 from unlearnbench.methods.token_selection import select_by_ratio
-from unlearnbench.models.hidden import transformer_body
+from unlearnbench.models import arch
 from unlearnbench.training import Objective
 
 
@@ -81,7 +81,7 @@ def route(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 def routing_hooks(model, layers, mask: torch.Tensor) -> list:
     """Forward hooks masking the residual stream leaving each block of `layers` (the reference's
     Block.forward applies the mask after the MLP's residual add, model.py:213-215)."""
-    body = transformer_body(model)
+    stack = arch.blocks(model)
 
     def hook(module, args, output):
         if isinstance(output, tuple):
@@ -89,7 +89,7 @@ def routing_hooks(model, layers, mask: torch.Tensor) -> list:
             return (route(x, mask.to(x.dtype)),) + tuple(output[1:])
         return route(output, mask.to(output.dtype))
 
-    return [body.h[li].register_forward_hook(hook) for li in layers]
+    return [stack[li].register_forward_hook(hook) for li in layers]
 
 
 def nearest_vocabulary(model, dim: int, top: int) -> tuple[list[int], torch.Tensor]:
@@ -97,7 +97,7 @@ def nearest_vocabulary(model, dim: int, top: int) -> tuple[list[int], torch.Tens
     and the cosines of all entries (V,)."""
     with torch.no_grad():
         W = model.get_output_embeddings().weight.float()  # (V, d)
-        gain = transformer_body(model).ln_f.weight.float()  # (d,)
+        gain = arch.final_norm(model).weight.float()  # (d,)
         U = W * gain  # (V, d): the logit of v is U[v] . normalized residual (+ bias terms)
         cos = U[:, dim] / U.norm(dim=-1).clamp(min=1e-12)  # (V,)
     return torch.argsort(cos, descending=True)[:top].tolist(), cos

@@ -54,7 +54,8 @@ from unlearnbench.data.pipeline import token_ids
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._posthoc import all_parameter_names
 from unlearnbench.methods.token_selection import apply_token_selection
-from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks
+from unlearnbench.models.arch import num_blocks
+from unlearnbench.models.hidden import block_outputs, frozen_copy
 from unlearnbench.training import Objective
 
 

@@ -8,8 +8,12 @@ With h_l the output of block l (the residual stream after it):
 - retain-labeled blocks: alpha * MSE(h_l(x_r), h_l^frozen(x_r)) against a frozen copy of the base.
 MSE averages over batch, positions and hidden units (reference: `F.mse_loss`). The step's loss is the
 sum of the two (the loop's "labels" reduction). Only the MLP weights of blocks l-2..l are updated,
-chosen by parameter name: a positional index (the reference's `params[6]`) selects a different
-tensor in a GPT-Neo block than in Llama/Mistral.
+chosen by parameter name: a positional index (the reference's `params[6]`, Zephyr's
+`mlp.down_proj.weight`) selects another tensor in other architectures (`attn.attention.out_proj.bias`
+in a GPT-Neo block, `attention.dense.weight` in a GPT-NeoX block). The
+default names GPT-Neo's MLP down-projection, `mlp.c_proj.weight`; on another architecture it means
+that architecture's down-projection (models/arch.py): GPT-NeoX `mlp.dense_4h_to_h.weight`, GPT-2
+`mlp.c_proj.weight` (a Conv1D), Llama/Mistral/Qwen2 `mlp.down_proj.weight`.
 
 Scale of c (`coef_scale`):
 - "relative" (ours, the default; neither the WMDP recipe nor adaptive RMU): one constant per run,
@@ -43,7 +47,8 @@ import torch.nn.functional as F
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._posthoc import run_groups
 from unlearnbench.methods.token_selection import apply_token_selection, position_mask
-from unlearnbench.models.hidden import block_outputs, frozen_copy, mean_hidden_norm, num_blocks
+from unlearnbench.models import arch
+from unlearnbench.models.hidden import block_outputs, frozen_copy, mean_hidden_norm
 from unlearnbench.training import Objective
 
 
@@ -54,7 +59,8 @@ class RMUOptions:
     layer: int = -1
     update_layers: int = 3  # reference: blocks l-2..l are updated
     # parameter names (suffixes inside each updated block) that train. Reference: only the MLP
-    # down-projection weight (Mistral `mlp.down_proj.weight` = GPT-Neo `mlp.c_proj.weight`)
+    # down-projection weight (Mistral `mlp.down_proj.weight` = GPT-Neo `mlp.c_proj.weight`); on
+    # GPT-NeoX, GPT-2 or Llama GPT-Neo's name means their down-projection (models/arch.py)
     params: tuple[str, ...] = ("mlp.c_proj.weight",)
     # "relative" (ours): c = steering_coef x the mean norm of h_l on retain data. The reference's c
     # (6.5 published, 20 argparse) is an absolute norm tied to Zephyr-7B's activation scale; a
@@ -80,7 +86,7 @@ COEF_SCALES = ("relative", "absolute", "adaptive")
 
 
 def resolve_layer(model, layer: int) -> int:
-    n = num_blocks(model)
+    n = arch.num_blocks(model)
     index = n // 2 if layer < 0 else layer
     if not 0 <= index < n:
         raise ValueError(f"rmu layer {layer} outside 0..{n - 1}")
@@ -88,10 +94,15 @@ def resolve_layer(model, layer: int) -> int:
 
 
 def rmu_parameter_names(model, layer: int, update_layers: int, suffixes) -> list[str]:
-    """Names of the updated parameters: `transformer.h.{i}.{suffix}` for i in l-update_layers+1..l."""
+    """Names of the updated parameters: each block-relative name in `suffixes` (GPT-Neo's MLP
+    down-projection translated to the model's architecture) in blocks l-update_layers+1..l."""
     names = {n for n, _ in model.named_parameters()}
     first = max(0, layer - update_layers + 1)
-    out = [f"transformer.h.{i}.{s}" for i in range(first, layer + 1) for s in suffixes]
+    out = [
+        arch.block_prefix(model, i) + arch.in_architecture(model, s)
+        for i in range(first, layer + 1)
+        for s in suffixes
+    ]
     missing = [n for n in out if n not in names]
     if missing:
         raise ValueError(f"rmu: no parameters named {missing[:3]} in the model")
@@ -198,5 +209,5 @@ def setup(ctx: RunContext, options: RMUOptions) -> Objective:
         groups = run_groups(ctx)
         retain = torch.cat([g.blocks for g in groups if g.label == "retain"])[: options.norm_blocks]
         c = options.steering_coef * mean_hidden_norm(model, retain, layer)
-    u = random_direction(model.config.hidden_size, ctx.config.seed)
+    u = random_direction(arch.hidden_size(model), ctx.config.seed)
     return apply_token_selection(ctx, rmu_objective(model, layer, c * u, options), options)

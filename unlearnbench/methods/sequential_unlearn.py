@@ -29,7 +29,8 @@ from unlearnbench.methods import Phase, Plan, RunContext, register_method
 from unlearnbench.methods._posthoc import ramped_coefficients
 from unlearnbench.methods.token_selection import apply_token_selection
 from unlearnbench.methods.tuned_lens import forget_objective, retain_l2
-from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks, transformer_body
+from unlearnbench.models import arch
+from unlearnbench.models.hidden import block_outputs, frozen_copy
 from unlearnbench.training import Objective
 
 
@@ -66,15 +67,10 @@ def layer_order(n: int, options: SequentialOptions) -> list[int]:
     return list(range(start, end - 1, -options.layer_step))
 
 
-def block_parameter_names(model, layer: int) -> list[str]:
-    prefix = f"transformer.h.{layer}."
-    return [n for n, _ in model.named_parameters() if n.startswith(prefix)]
-
-
 def logits_through(frozen, inputs: torch.Tensor, layer: int, h: torch.Tensor) -> torch.Tensor:
     """Logits (B, T, V) of the frozen model with block `layer`'s output replaced by h (B, T, d):
     its later blocks, final norm and head run on h, and the gradient flows back into h."""
-    block = transformer_body(frozen).h[layer]
+    block = arch.blocks(frozen)[layer]
 
     def replace(module, args, output):
         if isinstance(output, tuple):
@@ -91,7 +87,7 @@ def logits_through(frozen, inputs: torch.Tensor, layer: int, h: torch.Tensor) ->
 def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Objective:
     """One phase: only block `layer` trains."""
     coeffs, on_step = ramped_coefficients(options.remove_coef, options.retain_coef)
-    n = num_blocks(model)
+    n = arch.num_blocks(model)
 
     def loss(m, inputs, targets, label):
         if label == "forget":
@@ -109,7 +105,7 @@ def layer_objective(model, frozen, layer: int, options: SequentialOptions) -> Ob
         # sequential_retain.py:460 "global_batch_size = 32" of (retain, forget) pairs
         batch_plan={"forget": 0.5, "retain": 0.5},
         loss=loss,
-        trainable=block_parameter_names(model, layer),
+        trainable=arch.block_parameter_names(model, layer),
         reduction="labels",
         on_step=on_step,
     )
@@ -146,7 +142,7 @@ def setup(ctx: RunContext, options: SequentialOptions) -> Plan:
     if options.objective not in ("entropy", "ce"):
         raise ValueError(f"objective must be 'entropy' or 'ce', got {options.objective!r}")
     model = ctx.model
-    layers = layer_order(num_blocks(model), options)
+    layers = layer_order(arch.num_blocks(model), options)
     frozen = frozen_copy(model)
     objectives = [
         apply_token_selection(ctx, layer_objective(model, frozen, layer, options), options)

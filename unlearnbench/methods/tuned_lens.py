@@ -54,8 +54,9 @@ from unlearnbench.data.packing import IGNORE
 from unlearnbench.methods import Phase, Plan, RunContext, Stage, register_method
 from unlearnbench.methods._posthoc import all_parameter_names, ramped_coefficients
 from unlearnbench.methods.token_selection import apply_token_selection, check_token_options
-from unlearnbench.models.hidden import block_outputs, frozen_copy, num_blocks, transformer_body
-from unlearnbench.models.lora import GPT_NEO_LORA_TARGETS, add_lora, lora_parameter_names, merge
+from unlearnbench.models import arch
+from unlearnbench.models.hidden import block_outputs, frozen_copy
+from unlearnbench.models.lora import add_lora, lora_parameter_names, merge
 from unlearnbench.training import Objective
 
 
@@ -84,10 +85,11 @@ class TunedLensOptions:
     lora_alpha: float = 16.0  # lens_unlearn.py:586 "lora_alpha=16,"
     lora_dropout: float = 0.05  # lens_unlearn.py:600 "lora_dropout=0.05,"
     # lens_unlearn.py:584-603 give peft no target_modules for non-OLMo models, so peft's default
-    # for GPT-NeoX applies: one adapter on the fused q/k/v projection `query_key_value`. Ours: "qkv"
-    # = three adapters, on q_proj, k_proj, v_proj (GPT-Neo has no fused projection; three rank-16
-    # adapters can express more than one rank-16 adapter of the fused map); "all" = every linear
-    # map of a block
+    # for GPT-NeoX applies: one adapter on the fused q/k/v projection `query_key_value`. "qkv" = the
+    # attention's query/key/value maps (models/arch.py): that fused map on GPT-NeoX (the reference's
+    # choice), `c_attn` on GPT-2; ours on GPT-Neo and Llama, which have no fused projection: three
+    # adapters, on q_proj, k_proj, v_proj (three rank-16 adapters can express more than one rank-16
+    # adapter of the fused map); "all" = every linear map of a block
     lora_target: str = "qkv"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
     forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
@@ -101,15 +103,14 @@ class Lenses(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        body = transformer_body(model)
-        n, d = len(body.h), body.ln_f.normalized_shape[0]
+        n, d = arch.num_blocks(model), arch.hidden_size(model)
         self.translators = nn.ModuleList(nn.Linear(d, d) for _ in range(n - 1))
         for t in self.translators:  # zero init: the lens starts as the logit lens
             nn.init.zeros_(t.weight)
             nn.init.zeros_(t.bias)
-        self.ln_f = copy.deepcopy(body.ln_f)
+        self.final_norm = copy.deepcopy(arch.final_norm(model))
         self.head = copy.deepcopy(model.get_output_embeddings())
-        for p in list(self.ln_f.parameters()) + list(self.head.parameters()):
+        for p in list(self.final_norm.parameters()) + list(self.head.parameters()):
             p.requires_grad_(False)
 
     def translator_parameters(self) -> list[nn.Parameter]:
@@ -119,10 +120,10 @@ class Lenses(nn.Module):
         """Lens logits (B, T, V) of block `layer`'s output h (B, T, d); the last block: identity."""
         if layer < len(self.translators):
             h = h + self.translators[layer](h)  # (B, T, d)
-        return self.head(self.ln_f(h))  # (B, T, V)
+        return self.head(self.final_norm(h))  # (B, T, V)
 
 
-LORA_TARGETS = {"qkv": ("q_proj", "k_proj", "v_proj"), "all": GPT_NEO_LORA_TARGETS}
+LORA_TARGETS = ("qkv", "all")  # models/arch.py `lora_targets` names the maps per architecture
 
 
 def lens_losses(lenses: Lenses, model, inputs, targets, kind: str = "ce") -> list[torch.Tensor]:
@@ -203,7 +204,7 @@ def unlearning_objective(model, lenses: Lenses, options: TunedLensOptions) -> Ob
     frozen copy of the model (the reference's default), or LoRA against the adapter-free model."""
     for p in lenses.parameters():
         p.requires_grad_(False)
-    n = num_blocks(model)
+    n = arch.num_blocks(model)
     if options.lora:
         trained = add_lora(
             model,
@@ -211,7 +212,7 @@ def unlearning_objective(model, lenses: Lenses, options: TunedLensOptions) -> Ob
             options.lora_r,
             options.lora_alpha,
             options.lora_dropout,
-            targets=LORA_TARGETS[options.lora_target],
+            targets=arch.lora_targets(model, options.lora_target),
         )
         trainable, finalize = lora_parameter_names(trained), merge
 

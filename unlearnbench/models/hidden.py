@@ -1,12 +1,13 @@
-"""Hidden states of GPT-Neo blocks, and a frozen copy of a model.
+"""Hidden states of the blocks of a causal LM, and a frozen copy of a model.
 
 `h_l` everywhere in unlearnbench is the output of block `l` (the residual stream after it), indexed
-from 0. We capture it with forward hooks on `transformer.h[i]` rather than reading HF's
-`output_hidden_states`: there `hidden_states[i + 1]` is block l's output except for the last block,
-whose entry has the final layer norm already applied.
+from 0. We capture it with forward hooks on the blocks (models/arch.py locates them in GPT-Neo,
+GPT-NeoX, GPT-2 and Llama-family models) rather than reading HF's `output_hidden_states`: there
+`hidden_states[i + 1]` is block l's output except for the last block, whose entry has the final
+norm already applied.
 
-The helpers find the blocks through wrappers (a peft `PeftModel` around a GPTNeoForCausalLM), so the
-same function serves plain and LoRA-adapted models.
+The helpers see through wrappers (a peft `PeftModel` around the causal LM), so the same function
+serves plain and LoRA-adapted models.
 """
 
 from __future__ import annotations
@@ -16,25 +17,7 @@ import copy
 import torch
 from torch import nn
 
-
-def transformer_body(model: nn.Module) -> nn.Module:
-    """The GPT-Neo body (`GPTNeoModel`: wte, wpe, h, ln_f) inside `model` or its wrappers."""
-    m = model
-    for _ in range(4):  # PeftModel -> LoraModel -> GPTNeoForCausalLM -> GPTNeoModel
-        if hasattr(m, "h") and hasattr(m, "ln_f"):
-            return m
-        if hasattr(m, "transformer"):
-            m = m.transformer
-        elif hasattr(m, "base_model") and m.base_model is not m:
-            m = m.base_model
-        elif hasattr(m, "model"):
-            m = m.model
-    assert hasattr(m, "h") and hasattr(m, "ln_f"), f"not a GPT-Neo model: {type(model).__name__}"
-    return m
-
-
-def num_blocks(model: nn.Module) -> int:
-    return len(transformer_body(model).h)
+from unlearnbench.models import arch
 
 
 def block_outputs(model: nn.Module, inputs: torch.Tensor, layers) -> dict[int, torch.Tensor]:
@@ -42,8 +25,8 @@ def block_outputs(model: nn.Module, inputs: torch.Tensor, layers) -> dict[int, t
 
     Only the body runs (no unembedding). Gradients flow as usual; wrap in no_grad where not needed.
     """
-    body = transformer_body(model)
-    n = len(body.h)
+    stack = arch.blocks(model)
+    n = len(stack)
     layers = sorted(set(layers))
     assert all(0 <= i < n for i in layers), f"layers {layers} outside 0..{n - 1}"
     out: dict[int, torch.Tensor] = {}
@@ -54,9 +37,9 @@ def block_outputs(model: nn.Module, inputs: torch.Tensor, layers) -> dict[int, t
 
         return fn
 
-    handles = [body.h[i].register_forward_hook(hook(i)) for i in layers]
+    handles = [stack[i].register_forward_hook(hook(i)) for i in layers]
     try:
-        body(input_ids=inputs)
+        arch.body(model)(input_ids=inputs, use_cache=False)
     finally:
         for h in handles:
             h.remove()

@@ -1,32 +1,34 @@
-"""LoRA adapters on GPT-Neo through `peft`, for post-hoc methods that train adapters only.
+"""LoRA adapters through `peft`, for post-hoc methods that train adapters only.
 
 The adapted model is what the training loop sees (its parameter names carry peft's prefixes);
-`merge` folds the adapters into the weights and returns a plain GPTNeoForCausalLM, so the saved
-model loads anywhere without peft.
+`merge` folds the adapters into the weights and returns the plain causal LM, so the saved model
+loads anywhere without peft. Target maps are block-relative names of the model's architecture
+(models/arch.py `lora_targets`).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-# every linear map of a GPT-Neo block: attention q/k/v/out and the MLP in/out projections
-GPT_NEO_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")
+from unlearnbench.models import arch
 
 
 def add_lora(
-    model: nn.Module, layers, r: int, alpha: float, dropout: float, targets=GPT_NEO_LORA_TARGETS
+    model: nn.Module, layers, r: int, alpha: float, dropout: float, targets=None
 ) -> nn.Module:
-    """Wrap `model` with LoRA adapters on the linear maps `targets` (default: every linear map) of
-    the blocks in `layers`."""
+    """Wrap `model` with LoRA adapters on the linear maps `targets` (block-relative names; None:
+    every linear map of the architecture's blocks) of the blocks in `layers`."""
     from peft import LoraConfig, get_peft_model
 
+    layout = arch.layout(model)
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=list(targets),
+        target_modules=list(targets or arch.lora_targets(model, "all")),
         layers_to_transform=sorted(set(layers)),
-        layers_pattern="h",  # GPT-Neo blocks live in transformer.h
+        layers_pattern=layout.blocks,  # the blocks' list: transformer.h, model.layers, ...
+        fan_in_fan_out=layout.conv1d,  # GPT-2's Conv1D stores weights as (in, out)
         bias="none",
     )
     return get_peft_model(model, config)
