@@ -175,9 +175,17 @@ def test_a_model_whose_layers_cannot_be_located_is_refused_in_one_line():
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="'opt' model"):
         rmu_objective(opt, 1, random_direction(D, 0), RMUOptions())
-    with pytest.raises(ConfigError, match="sgtm partitions GPT-Neo blocks .* not on a 'llama'"):
-        arch.require_gpt_neo(tiny("llama"), "sgtm")
-    arch.require_gpt_neo(tiny("gpt_neo"), "sgtm")
+
+
+def test_the_partition_and_expansion_refuse_other_architectures_in_one_line():
+    from unlearnbench.models.expand import expand_mlp
+    from unlearnbench.models.partition import Partition
+
+    with pytest.raises(ConfigError, match="partition runs on GPT-Neo only .* not on a 'llama'"):
+        Partition.for_model(tiny("llama"), 8, 1)
+    with pytest.raises(ConfigError, match="runs on GPT-Neo only .* not on a 'gpt2' model"):
+        expand_mlp(tiny("gpt2"), (0,), 4)
+    assert Partition.for_model(tiny("gpt_neo"), 8, 1).forget_mlp_dim == 8
 
 
 # ---------------------------------------------------------------- RMU

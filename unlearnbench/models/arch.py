@@ -133,12 +133,13 @@ def check_supported(model: nn.Module, what: str = "model") -> nn.Module:
     return model
 
 
-def require_gpt_neo(model: nn.Module, method: str) -> None:
-    """Refuse, in one line, a training-time partitioned method on a model that is not GPT-Neo."""
+def require_gpt_neo(model: nn.Module, what: str) -> None:
+    """Refuse, in one line, to partition or expand a model that is not GPT-Neo (`what` does)."""
     kind = model_type(model)
     if kind != "gpt_neo":
         raise UnsupportedModel(
-            f"{method} partitions GPT-Neo blocks and runs on GPT-Neo only, not on a {kind!r} model"
+            f"{what} runs on GPT-Neo only (the training-time partitioned methods build their own "
+            f"GPT-Neo), not on a {kind!r} model"
         )
 
 

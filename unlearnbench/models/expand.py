@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from unlearnbench.models.arch import require_gpt_neo
+
 
 def _mlp_dim(model) -> int:
     cfg = model.config
@@ -22,6 +24,7 @@ def _mlp_dim(model) -> int:
 def expand_mlp(model, layers: tuple[int, ...], n: int, generator: torch.Generator | None = None):
     """Append `n` units to the MLPs of `layers` in place; returns the model."""
     assert n > 0, "expand by at least one unit"
+    require_gpt_neo(model, "expanding the MLP")
     d_mlp, std = _mlp_dim(model), model.config.initializer_range
     for i in layers:
         mlp = model.transformer.h[i].mlp

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unlearnbench.models.arch import require_gpt_neo
+
 # activation masking modes (see `activation_mode`)
 MODES = ("plain", "zero_forget", "detach_retain", "zero_retain")
 
@@ -33,6 +35,7 @@ class Partition:
 
     @staticmethod
     def for_model(model, forget_mlp_dim: int, forget_heads: int, layers=None) -> Partition:
+        require_gpt_neo(model, "the forget/retain partition")
         cfg = model.config
         d_mlp = cfg.intermediate_size or 4 * cfg.hidden_size
         if not 0 <= forget_mlp_dim < d_mlp:
