@@ -726,6 +726,10 @@ def relearn_figure(records: list[dict], benchmark: str):
                 continue
             retains = _seed_curves(g, lambda r, k=key, m=mode: worst_case_retain(r, m, k))
             drawn.append((g, curves, retains))
+        if not drawn:  # a mode whose rows hold no forget curve of any run
+            ax.set_visible(False)
+            axr.set_visible(False)
+            continue
         budget = max(max(c) for _, curves, _ in drawn for c in curves)
         starts, forget_means, retain_means, ends, invalid, peaks = [], [], [], [], [], []
         for g, curves, retains in drawn:
