@@ -324,3 +324,18 @@ def test_the_evaluator_losses_calibration_and_direction_ablation_run(kind):
     with torch.no_grad(), projected_out(model, {1: u}):
         h = block_outputs(model, x, [1])[1]
     assert float((h @ u).abs().max()) < 1e-4  # block 1's output has no component along u
+
+
+@pytest.mark.parametrize("kind", OTHERS)
+def test_the_relearning_attack_fine_tunes_with_lora(kind):
+    from unlearnbench.evals.relearn import fine_tune
+
+    model = tiny(kind)
+    forget = [groups()[0]]
+    data = {"forget": forget[0].blocks}
+    points = fine_tune(
+        model, forget, steps=3, lr=1e-2, seed=0, eos_id=EOS, batch_plan=None, batch_size=4,
+        evaluate=lambda m: split_losses(m, data, EOS), eval_every=3, mode="lora", lora_r=2,
+    )  # fmt: skip
+    (step0, _, first), (step3, _, last) = points
+    assert (step0, step3) == (0, 3) and last["forget"] < first["forget"]

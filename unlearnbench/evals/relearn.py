@@ -44,10 +44,9 @@ from unlearnbench.evals import (
     register_eval,
 )
 from unlearnbench.losses import split_losses
+from unlearnbench.models import arch
 from unlearnbench.models.kernels import fused_kernels_on
 from unlearnbench.training import Objective, train
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")  # every GPT-Neo linear
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,11 @@ def fine_tune(
 
         torch.manual_seed(seed)  # LoRA's A matrices are drawn here
         cfg = LoraConfig(
-            r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=list(LORA_TARGETS)
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=0.0,
+            target_modules=list(arch.lora_targets(model, "all")),  # every linear map of a block
+            fan_in_fan_out=arch.layout(model).conv1d,  # GPT-2's Conv1D stores (in, out)
         )
         model = get_peft_model(model, cfg)
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
