@@ -141,8 +141,8 @@ def test_a_completed_run_leaves_no_checkpoint_folder_and_no_lock(tmp_path):
         "run", "no-filter", *TINY_ARGS, "--set", "checkpoint_every=1", "--out", str(tmp_path)
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "checkpoints").is_dir()  # it held the run's checkpoints while training
-    assert not list((tmp_path / "checkpoints").iterdir())
+    # it held the run's checkpoints while training (step 1 of 2); no empty folder is left
+    assert not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / ".locks").exists()
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")], "temporary files left"
 

@@ -65,8 +65,9 @@ class Checkpointer:
         if not self.writer:
             return
         self.path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # not empty: something else is kept there
-            self.path.parent.rmdir()
+        for folder in (self.path.parent, self.path.parent.parent):  # the run's, `checkpoints/`
+            with contextlib.suppress(OSError):  # not empty: something else is kept there
+                folder.rmdir()
 
     def read(self) -> dict | None:
         """The run's checkpoint as found when the run started, whatever its phase (None: none, or
@@ -92,7 +93,17 @@ class Checkpointer:
 
 
 def save_atomic(path: Path, state: dict) -> None:
-    write_atomic(path, lambda f: torch.save(state, f), binary=True)
+    """Write a checkpoint atomically; a failed write (a full disk, a file size limit) is a
+    `StoreWriteError` naming the file, and leaves the previous checkpoint in place."""
+
+    def write(f):
+        try:
+            torch.save(state, f)
+        except RuntimeError as e:  # torch's zip writer reports a failed write as this
+            first = (str(e).strip().splitlines() or ["RuntimeError"])[0]
+            raise OSError(f"the write failed (is the disk full?): {first}") from None
+
+    write_atomic(path, write, binary=True)
 
 
 def load(path: Path) -> dict:

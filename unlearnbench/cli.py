@@ -146,6 +146,7 @@ def run(
         record = execute(
             cfg, store, force=force, progress=not (quiet or as_json), resume=resume, log=trackers
         )
+        existed = cfg.run_id not in store.trained  # a run that waited for an identical one
         from unlearnbench.distributed import is_main
 
         if not is_main():
@@ -184,6 +185,7 @@ def attack(
         load_suite(suite)
         store = RunStore(out)
         store.load(run_id)  # a missing run is a one-line error
+        store.check_writable()  # results that could not be recorded are not computed
         record = run_suite(run_id, suite, store, progress=not quiet, force=force, log=trackers)
     _print_evals(record)
 

@@ -250,19 +250,16 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 
 def load_config_file(path: str | Path) -> dict:
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = read_yaml(p, "config file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of key: value")
     flat: dict = {}
     for k, v in data.items():
+        if not isinstance(k, str) or (isinstance(v, dict) and not all(map(_is_str, v))):
+            raise ConfigError(f"config file {p}: keys must be names, got {k!r}: {v!r}")
         if k in ("train", "labels", "method", "benchmark") and isinstance(v, dict):
             flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
         elif k in ("source", "sources", "description", "notes"):
@@ -270,6 +267,27 @@ def load_config_file(path: str | Path) -> dict:
         else:
             flat[k] = v
     return flat
+
+
+def _is_str(x) -> bool:
+    return isinstance(x, str)
+
+
+def read_yaml(path: Path, what: str):
+    """The YAML document in `path` (a config file, a suite, a sweep spec: `what`), or a one-line
+    ConfigError naming the file when it cannot be read, is not UTF-8 or is not YAML."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
 
 
 def resolve(
@@ -360,8 +378,16 @@ def _locate(key: str, sections: dict[str, dict]) -> tuple[str, str]:
     raise ConfigError(unknown_name("key", key, valid, 0.6, closest_to=key.split(".")[-1]))
 
 
+# seeds are 32-bit unsigned integers: what every generator a run seeds (torch, numpy) accepts
+MAX_SEED = 2**32 - 1
+# ours: a block predicts each token from those before it; with one token there is nothing before
+MIN_CONTEXT = 2
+
+
 def validate(cfg: RunConfig) -> None:
     t, lab = cfg.train, cfg.labels
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {cfg.seed}")
     for name in ("recall", "retain_label_rate", "adjacent_label_rate", "false_positive_rate"):
         v = getattr(lab, name)
         if not 0.0 <= v <= 1.0:
@@ -394,9 +420,82 @@ def validate(cfg: RunConfig) -> None:
         )
     if t.grad_clip < 0:
         raise ConfigError(f"grad_clip must be >= 0 (0 = no clipping), got {t.grad_clip}")
-    if t.device not in ("cpu", "cuda") and not t.device.startswith("cuda:"):
-        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {t.device!r}")
+    for name in ("beta1", "beta2"):  # Adam's moving averages: a rate in [0, 1) (torch's rule)
+        if not 0.0 <= getattr(t, name) < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(t, name)}")
+    if t.weight_decay < 0:  # a negative decay grows the weights
+        raise ConfigError(f"weight_decay must be >= 0, got {t.weight_decay}")
+    if 0 < t.context < MIN_CONTEXT:
+        raise ConfigError(
+            f"context must be 0 (the model's) or at least {MIN_CONTEXT}, got {t.context}"
+        )
+    check_device(t.device)
+    _validate_benchmark_options(cfg.benchmark, cfg.benchmark_options)
     _validate_context(cfg)
+
+
+def check_device(device: str) -> None:
+    """`cpu`, or a CUDA device this machine has (a missing one would fail at the first tensor)."""
+    import re
+
+    found = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device != "cpu" and not found:
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    if found:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(found.group(1) or 0)
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise ConfigError(f"device={device}: this machine has {have}")
+
+
+# benchmark options that count something (documents, stories, tokens): never negative, and a
+# vocabulary of at least one token; a text column is named
+_COUNT_PREFIXES = ("n_", "max_")
+
+
+def _validate_benchmark_options(benchmark: str, options: dict) -> None:
+    for name, value in options.items():
+        if isinstance(value, bool):
+            continue
+        if name == "vocab_size" and isinstance(value, int) and value < 1:
+            raise ConfigError(f"benchmark {benchmark!r}: vocab_size must be >= 1, got {value}")
+        if name.startswith(_COUNT_PREFIXES) and isinstance(value, int) and value < 0:
+            raise ConfigError(f"benchmark {benchmark!r}: {name} must be >= 0, got {value}")
+        if name.endswith("_column") and name != "id_column" and not str(value).strip():
+            raise ConfigError(f"benchmark {benchmark!r}: {name} must name a column, got ''")
+
+
+# the environment variables the harness reads (progress.py, data/tokenizer.py; the last one the
+# test suite's, set by CI): a misspelt one would be ignored without a word
+ENVIRONMENT = (
+    "UNLEARNBENCH_CACHE",
+    "UNLEARNBENCH_LOG_EVERY",
+    "UNLEARNBENCH_PROGRESS",
+    "UNLEARNBENCH_OLDEST_PYTHON",
+)
+
+
+def check_environment(environ) -> None:
+    """Refuse an `UNLEARNBENCH_*` variable the harness does not read, or a value it cannot use."""
+    from unlearnbench.progress import MODES
+
+    for name in sorted(k for k in environ if k.startswith("UNLEARNBENCH_")):
+        value = environ[name].strip()
+        if name not in ENVIRONMENT:
+            raise ConfigError(unknown_name("variable", name, ENVIRONMENT, 0.6))
+        if name == "UNLEARNBENCH_PROGRESS" and value.lower() not in (*MODES, ""):
+            raise ConfigError(f"{name} must be one of {', '.join(MODES)}, got {value!r}")
+        if name == "UNLEARNBENCH_LOG_EVERY" and value and not (value.isdigit() and int(value)):
+            raise ConfigError(f"{name} must be a whole number of steps >= 1, got {value!r}")
+        if name == "UNLEARNBENCH_CACHE" and value:
+            p = Path(value).expanduser().absolute()
+            while not p.exists() and p != p.parent:
+                p = p.parent
+            if not p.is_dir():
+                raise ConfigError(f"{name}={value}: {p} is a file, not a cache directory")
 
 
 def _validate_context(cfg: RunConfig) -> None:

@@ -115,7 +115,9 @@ def _losses_record(losses: dict) -> dict:
     return {f"{s}_loss": losses.get(s) for s in ("forget", "adjacent", "retain")}
 
 
-def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[object, str]:
+def base_model_for(
+    cfg: RunConfig, store: RunStore, progress: bool, before_training=None
+) -> tuple[object, str]:
     """The base of a post-hoc method by its run-level `base` setting: a saved model (a path or hub
     name), or by default the matching `no-filter` run (results/matching.py), trained first when
     the store holds none (the method's `base_settings` variant of it, when it names one). ("scratch"
@@ -123,7 +125,8 @@ def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[obj
 
     That no-filter run shares the post-hoc run's data and evaluation settings
     (`BASE_SHARED_TRAIN_KEYS` there), so both records measure losses on the same test blocks; its
-    training budget is no-filter's own."""
+    training budget is no-filter's own. `before_training(base_config)` is called before the base
+    is trained (or trained again), so the post-hoc run's own mistakes are found first."""
     if cfg.base:
         try:
             model = load_model(cfg.base)
@@ -142,12 +145,61 @@ def base_model_for(cfg: RunConfig, store: RunStore, progress: bool) -> tuple[obj
     # the run those settings name, or one that differs only in where it ran or what it kept
     record = matching_no_filter(nf.to_dict(), saved_records(store), variant or None)
     if record is None:
-        recorded = matching_no_filter(nf.to_dict(), store.records(), variant or None)
-        record = (
-            execute(nf, store, force=False, progress=progress) if recorded is None else recorded
-        )
+        record = matching_no_filter(nf.to_dict(), store.records(), variant or None)
+    if record is None or not _model_saved(record):  # the base is trained (again) first
+        if before_training is not None:
+            before_training(nf)
+        if record is None:
+            record = execute(nf, store, force=False, progress=progress)
     record = with_model(record, store, progress)
     return load_model(record["model_path"]), record["run_id"]
+
+
+def _model_saved(record: dict) -> bool:
+    return bool(record.get("model_path")) and Path(record["model_path"]).is_dir()
+
+
+def check_setup(cfg: RunConfig, bench, groups, base: RunConfig) -> None:
+    """Set the post-hoc run `cfg` up on a stand-in for its base (a fresh model of the same shape;
+    a snapshot of it when the base `base` records snapshots), so that a mistake in the run's
+    options is refused before its base is trained, not after. The global RNG state is kept."""
+    import tempfile
+
+    spec: MethodSpec = methods.get(cfg.method)
+    with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
+        model = build_model(cfg.model, len(bench.tokenizer), bench.eos_id, cfg.seed)
+        record = {"run_id": base.run_id, "config": base.to_dict(), "metrics": {}}
+        if base.train.snapshot_every:  # what the base will record (checkpoint-transfer reads it)
+            path = save_model(model, bench.tokenizer, Path(tmp) / "snapshot")
+            snapshot = {"step": base.train.snapshot_every, "path": str(path), "forget_loss": 1.0}
+            record["metrics"]["snapshots"] = [snapshot]
+        ctx = RunContext(
+            config=cfg,
+            benchmark=bench,
+            model=model,
+            base_record=record,
+            training_blocks=labeled_view(groups),
+        )
+        method_plan(spec, ctx)
+
+
+def method_plan(spec: MethodSpec, ctx: RunContext):
+    """The method's phases and stages for the run in `ctx`; an option out of range for this model
+    or data (a ValueError of its setup) is the user's mistake: a ConfigError."""
+    try:
+        return as_plan(spec.setup(ctx, spec.options(**ctx.config.method_options)))
+    except ValueError as e:
+        raise ConfigError(f"{ctx.config.method}: {e}") from None
+
+
+def check_suite_request(cfg: RunConfig, suite: str | None) -> None:
+    """A suite evaluates the run's saved model: refuse, before anything trains, a run that would
+    keep none."""
+    if suite and not cfg.train.save_model:
+        raise ConfigError(
+            f"the suite {suite!r} evaluates the run's saved model, but save_model=false keeps "
+            "none: drop save_model=false or the suite"
+        )
 
 
 def saved_records(store: RunStore) -> list[dict]:
@@ -192,7 +244,7 @@ def with_model(record: dict, store: RunStore, progress: bool = True) -> dict:
     waited for another's retraining finds the model and does not train it again. Its evaluations
     are kept when the retrained run's final losses match the record's; otherwise a warning line
     says they are dropped."""
-    if record.get("model_path") and Path(record["model_path"]).is_dir():
+    if _model_saved(record):
         return record
     cfg = RunConfig.from_dict(record["config"])
     if not cfg.train.save_model:
@@ -316,9 +368,20 @@ def execute(
     groups, label_counts = training_groups(bench, cfg.labels, cfg.seed, context)
     evaluation = test_blocks(bench, context, t.eval_blocks)
 
+    checkpoint = Checkpointer(
+        store.checkpoint_path(cfg.run_id),
+        every=t.checkpoint_every,
+        resume=resume,
+        writer=is_main(),
+        run_key=cfg.run_id,
+    )
+    checkpoint.read()  # a damaged checkpoint to resume from is refused before anything trains
+
     base_ref = None
     if spec.kind == "posthoc" and cfg.base != SCRATCH:
-        model, base_ref = base_model_for(cfg, store, progress)
+        model, base_ref = base_model_for(
+            cfg, store, progress, lambda base: check_setup(cfg, bench, groups, base)
+        )
     else:  # a training-time method, or a post-hoc one asked to start from a fresh model
         model = build_model(cfg.model, len(bench.tokenizer), bench.eos_id, cfg.seed)
     model.to(t.device)
@@ -342,18 +405,7 @@ def execute(
         base_record=recorded_base({"config": {}, "base": base_ref}, store.records()),
         training_blocks=labeled_view(groups),
     )
-    try:
-        plan = as_plan(spec.setup(ctx, spec.options(**cfg.method_options)))
-    except ValueError as e:  # an option out of range for this model: the user's mistake
-        raise ConfigError(f"{cfg.method}: {e}") from None
-
-    checkpoint = Checkpointer(
-        store.checkpoint_path(cfg.run_id),
-        every=t.checkpoint_every,
-        resume=resume,
-        writer=is_main(),
-        run_key=cfg.run_id,
-    )
+    plan = method_plan(spec, ctx)
 
     def snapshot(m, step: int) -> dict:
         """Save the model under training (HF format) and measure its test losses."""
@@ -428,7 +480,7 @@ def execute(
     }
     if model_path:
         write_model_card(model_path, record)  # README.md: method, config, metrics
-    store.write(record)
+    store.write(record, trained=True)
     if tracker:
         tracker.log_metrics(record, step=sum(p["steps"] for p in phases))
         tracker.close()

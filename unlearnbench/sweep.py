@@ -153,7 +153,7 @@ def plan(spec: dict, store) -> list[PlannedRun]:
             raise ConfigError(f"sweep spec: {key} must be a name, got {value!r}")
     seeds = _as_list(spec.get("seeds", [0]), "seeds")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):  # not 1.5 -> 1
-        raise ConfigError(f"sweep spec: seeds must be whole numbers, got {seeds}")
+        raise ConfigError(f"sweep spec: seeds must be integers, got {seeds}")
     fixed = spec.get("set") or {}
     if not isinstance(fixed, dict):
         raise ConfigError("sweep spec: set must be a mapping of key: value")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
+from unlearnbench.config import ConfigError
 from unlearnbench.data.tokenizer import save_tokenizer
 from unlearnbench.models.presets import MODEL_PRESETS, ModelPreset
 from unlearnbench.results.store import StoreWriteError, umask
@@ -110,23 +112,92 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+class DamagedModel(ConfigError):
+    """A saved model directory whose files cannot be loaded (the message names the file)."""
+
+
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
 def load_model(path: str | Path) -> GPTNeoForCausalLM:
     """A saved GPT-Neo (a directory or a hub name); a local path that is not a saved model is named
-    as such (transformers would take it for a malformed hub name)."""
-    from transformers.utils import logging as hf_logging
-
+    as such (transformers would take it for a malformed hub name), and a damaged one is a
+    `DamagedModel` naming the file (its config or its weights) and what is wrong with it."""
     name = str(path)
     local = Path(name).expanduser()
     looks_local = local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1
-    if local.exists() or looks_local:
-        if not local.exists():
-            raise FileNotFoundError(f"{name} does not exist")
-        if not local.is_dir():
-            raise NotADirectoryError(f"{name} is a file, not a saved model directory")
-        if not (local / "config.json").is_file():
-            raise FileNotFoundError(f"{name} is not a saved model (no config.json in it)")
-        name = str(local)
-    hf_logging.disable_progress_bar()  # a base or checkpoint load would draw its own bar
-    model = GPTNeoForCausalLM.from_pretrained(name)
+    if not (local.exists() or looks_local):  # a hub name
+        with _quiet_transformers():
+            model = GPTNeoForCausalLM.from_pretrained(name)
+        model.config.use_cache = False
+        return model
+    if not local.exists():
+        raise FileNotFoundError(f"{name} does not exist")
+    if not local.is_dir():
+        raise NotADirectoryError(f"{name} is a file, not a saved model directory")
+    if not (local / "config.json").is_file():
+        raise FileNotFoundError(f"{name} is not a saved model (no config.json in it)")
+    config = _saved_config(local, name)
+    weights = next((local / f for f in WEIGHTS_FILES if (local / f).is_file()), None)
+    if weights is None:
+        raise DamagedModel(f"saved model {name} has no weights file ({WEIGHTS_FILES[0]})")
+    try:
+        with _quiet_transformers():
+            model, info = GPTNeoForCausalLM.from_pretrained(
+                str(local), config=config, output_loading_info=True
+            )
+    except Exception as e:  # truncated or foreign bytes, tensors of other shapes: many types
+        if "ignore_mismatched_sizes" in str(e):  # its text points at a report we silenced
+            raise DamagedModel(
+                f"saved model {name}: the tensors in {weights.name} have other shapes than its "
+                "config.json says"
+            ) from None
+        raise DamagedModel(
+            f"saved model {name}: {weights.name} is damaged: {_first_line(e)}"
+        ) from None
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:  # transformers would initialize them at random, without an error
+        raise DamagedModel(
+            f"saved model {name}: {weights.name} lacks {len(missing)} tensor(s) ({missing[0]}, ...)"
+        )
     model.config.use_cache = False
     return model
+
+
+def _saved_config(local: Path, name: str) -> GPTNeoConfig:
+    """The GPT-Neo config saved in `local`, or a DamagedModel naming its config.json."""
+    import json
+
+    path = local / "config.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DamagedModel(
+            f"saved model {name}: {path} is not valid JSON ({_first_line(e)})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise DamagedModel(f"saved model {name}: {path} is not a JSON object")
+    if raw.get("model_type") != "gpt_neo":
+        kind = raw.get("model_type")
+        raise DamagedModel(f"saved model {name}: {path} describes a {kind!r} model, not GPT-Neo")
+    try:
+        with _quiet_transformers():
+            return GPTNeoConfig.from_pretrained(str(local))
+    except Exception as e:  # values out of range, wrong types: transformers' own checks
+        text = " ".join(str(e).split())  # its first line is often only a heading
+        text = text if len(text) <= 200 else text[:197] + "..."
+        raise DamagedModel(f"saved model {name}: {path} is invalid: {text}") from None
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No progress bar and no load report from transformers (a failed load is our one line)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a base or checkpoint load would draw its own bar
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)

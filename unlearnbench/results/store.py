@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -32,24 +33,45 @@ class StoreWriteError(OSError):
     """The store could not be written (no space, no permission): the message says what was kept."""
 
 
+# a name that becomes a file or folder name (a run id; a record's method, benchmark and model,
+# which reports and figures are named by): letters, digits and `._+-`, not starting with a dot
+# (no `..`, no hidden file, no separator, no control character)
+SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,199}")
+
+
+def safe_component(name, what: str = "name") -> str:
+    """`name` when it can be one file-name component under a chosen folder, else a ConfigError:
+    a name read from a record or typed by a user never reaches outside the folder it is put in."""
+    if not isinstance(name, str) or not SAFE_COMPONENT.fullmatch(name):
+        raise ConfigError(
+            f"{what} {name!r} is not a safe file name (letters, digits and ._+- only, "
+            "not starting with a dot, at most 200 characters)"
+        )
+    return name
+
+
 class RunStore:
     def __init__(self, root: str | Path = DEFAULT_ROOT):
         self.root = Path(root)
         self.records_dir = self.root / "records"
         self.models_dir = self.root / "models"
         self.unreadable: list[str] = []  # what the last records() call skipped, with the reason
+        self.trained: set[str] = set()  # the runs whose records this object wrote after training
         self._warned: set[str] = set()
 
     def record_path(self, run_id: str) -> Path:
-        return self.records_dir / f"{run_id}.json"
+        return self.records_dir / f"{safe_component(run_id, 'run id')}.json"
 
     def model_path(self, run_id: str) -> Path:
-        return self.models_dir / run_id
+        return self.models_dir / safe_component(run_id, "run id")
 
     def checkpoint_path(self, run_id: str) -> Path:
-        return self.root / "checkpoints" / run_id / "checkpoint.pt"
+        return self.root / "checkpoints" / safe_component(run_id, "run id") / "checkpoint.pt"
 
     def exists(self, run_id: str) -> bool:
+        """Whether the store holds run `run_id` (a name that is no run id, a path, holds none)."""
+        if not isinstance(run_id, str) or not SAFE_COMPONENT.fullmatch(run_id):
+            return False
         return self.record_path(run_id).is_file()
 
     def load(self, run_id: str) -> dict:
@@ -57,22 +79,26 @@ class RunStore:
         if not path.is_file():
             raise FileNotFoundError(f"no record for run {run_id!r} in {self.records_dir}")
         record, problem = _read_record(path)
-        if problem:
+        if problem:  # unreadable, or not a run record (a schema), or another run's
             raise CorruptRecord(
                 f"record {path} is unreadable ({problem}); move it aside "
                 f"(mv {path} {path}.bad) and run that run again (`unlearnbench run`) to recreate it"
             )
         return self._located(upgrade_record(record))
 
-    def write(self, record: dict) -> Path:
+    def write(self, record: dict, trained: bool = False) -> Path:
+        """Write `record` atomically; `trained`: the run was just trained (a failed write says
+        where its saved model is kept; a record rewritten with new results has none to keep)."""
         path = self.record_path(record["run_id"])
         try:
             write_json_atomic(path, self._relative(record))
         except StoreWriteError as e:
             kept = record.get("model_path")
-            if kept and Path(kept).is_dir():  # the trained model was saved before its record
+            if trained and kept and Path(kept).is_dir():  # saved before its record
                 raise StoreWriteError(f"{e}; the trained model is kept in {kept}") from None
             raise
+        if trained:
+            self.trained.add(record["run_id"])
         return path
 
     def merge_results(self, run_id: str, results: dict, replace: bool) -> dict:
@@ -246,6 +272,7 @@ def _flock(path: Path, run_id: str, wait_message: bool):
         if same:
             break
         os.close(fd)
+    _remove_stale_locks(path)
     try:
         yield
     finally:
@@ -254,6 +281,28 @@ def _flock(path: Path, run_id: str, wait_message: bool):
             with contextlib.suppress(OSError):  # and a store that got nothing is left as found
                 d.rmdir()
         os.close(fd)
+
+
+def _remove_stale_locks(held: Path) -> None:
+    """Remove the lock files beside `held` that no process holds (left by a killed process). A
+    process about to lock one that is removed here finds it replaced and locks anew (`_flock`)."""
+    import fcntl
+
+    for other in held.parent.glob("*.lock"):
+        if other == held:
+            continue
+        try:
+            fd = os.open(other, os.O_RDWR)
+        except OSError:
+            continue  # removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: BlockingIOError, kept
+            if os.fstat(fd).st_ino == os.stat(other).st_ino:
+                other.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _make_dirs(path: Path) -> list[Path]:
@@ -298,7 +347,74 @@ def _read_record(path: Path) -> tuple[dict | None, str]:
         return None, f"truncated or invalid JSON at line {e.lineno} column {e.colno}"
     if not isinstance(record, dict) or "run_id" not in record:
         return None, "not a run record"
-    return record, ""
+    problem = record_problem(record)
+    if not problem and record["run_id"] != path.stem:  # another run's record under this name
+        problem = f"its run_id {record['run_id']!r} is not its file name"
+    return (None, problem) if problem else (record, "")
+
+
+# The fields a run record may hold and their types (checked where present: a record of an older
+# version may lack some). A field of another type is a record edited by hand or written by
+# something else; tables, attacks and reruns would crash on it or show "nan": it is left out.
+_NUMBER = (int, float)
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "config_hash": (str,),
+    "method": (str,),
+    "kind": (str,),
+    "benchmark": (str,),
+    "model": (str,),
+    "seed": (int,),
+    "config": (dict,),
+    "non_default": (dict,),
+    "metrics": (dict,),
+    "tokens_seen": (int,),
+    "tokens_by_split": (dict,),
+    "phases": (list,),
+    "label_counts": (dict,),
+    "base": (str, type(None)),
+    "history": (list,),
+    "train_seconds": _NUMBER,
+    "wall_seconds": _NUMBER,
+    "resumed_from_step": (int,),
+    "device": (str,),
+    "torch_threads": (int, type(None)),
+    "versions": (dict,),
+    "model_path": (str, type(None)),
+    "created": (str,),
+    "evals": (dict,),
+    "curves": (dict,),
+}
+# names that become file names (the record's own, its report's and figures')
+NAMED_FIELDS = ("run_id", "method", "benchmark", "model")
+CONFIG_SECTIONS = ("train", "labels", "method_options", "benchmark_options")
+
+
+def record_problem(record: dict) -> str:
+    """Why `record` is not a run record this code can use ("" when it is)."""
+    for name, types in RECORD_FIELDS.items():
+        if name not in record:
+            continue
+        value = record[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"field {name!r} holds {type(value).__name__} {_short(value)}"
+    for name in NAMED_FIELDS:
+        if name in record and not SAFE_COMPONENT.fullmatch(record[name]):
+            return f"field {name!r} {_short(record[name])} is not a safe file name"
+    config = record.get("config") or {}
+    for section in CONFIG_SECTIONS:
+        if not isinstance(config.get(section, {}), dict):
+            return f"field 'config.{section}' holds {type(config[section]).__name__}"
+    for name in ("evals", "curves"):
+        bad = [k for k, v in (record.get(name) or {}).items() if not isinstance(v, dict | list)]
+        if bad:
+            return f"field {name!r} entry {_short(bad[0])} is not a result"
+    return ""
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def umask() -> int:
@@ -321,11 +437,16 @@ def write_atomic(path: Path, write, binary: bool = False) -> None:
     a reader sees the old content or the new, never a part; a failed write leaves nothing (and
     raises `StoreWriteError` naming the file and the reason)."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise StoreWriteError(f"cannot write {path}: {e.strerror or e}") from None
+    for attempt in range(3):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            break
+        except FileNotFoundError:  # the folder was tidied away meanwhile (an empty checkpoints/)
+            if attempt == 2:
+                raise StoreWriteError(f"cannot write {path}: its folder keeps vanishing") from None
+        except OSError as e:
+            raise StoreWriteError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide the file from the group
         with os.fdopen(fd, "wb" if binary else "w") as f:
