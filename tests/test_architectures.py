@@ -339,3 +339,34 @@ def test_the_relearning_attack_fine_tunes_with_lora(kind):
     )  # fmt: skip
     (step0, _, first), (step3, _, last) = points
     assert (step0, step3) == (0, 3) and last["forget"] < first["forget"]
+
+
+# ---------------------------------------------------------------- a run on a saved Llama
+
+
+def test_a_posthoc_run_unlearns_a_saved_llama_given_as_its_base(tmp_path):
+    """`--set base=PATH` with a Llama saved beside the benchmark's tokenizer: RMU and circuit
+    breakers run end to end, evaluate, and save a Llama; RMU changed only its down-projections."""
+    from safetensors.torch import load_file
+
+    from unlearnbench import runner
+    from unlearnbench.data.benchmarks import load_benchmark
+    from unlearnbench.models.build import load_model, save_model
+    from unlearnbench.results.store import RunStore
+
+    small = {"n_stories": 200, "steps": 2, "context": 32, "eval_blocks": 2, "batch_size": 4}
+    cfg = runner.resolve_run_config("rmu", "storyworld-lang", "tiny", 0, small)
+    bench = load_benchmark(cfg.benchmark, cfg.benchmark_options)
+    base = save_model(tiny("llama", vocab=len(bench.tokenizer)), bench.tokenizer, tmp_path / "base")
+    store = RunStore(tmp_path / "store")
+    for method in ("rmu", "circuit-breakers"):
+        cfg = runner.resolve_run_config(method, cfg.benchmark, "tiny", 0, small | {"base": base})
+        record = runner.execute(cfg, store, progress=False)
+        assert record["base"] == str(base)
+        assert all(record["metrics"][f"{s}_loss"] > 0 for s in ("forget", "retain"))
+        assert type(load_model(record["model_path"])).__name__ == "LlamaForCausalLM"
+        if method == "rmu":  # layer 2 of 4: blocks 0..2's down-projections moved, nothing else
+            before = load_file(base / "model.safetensors")
+            after = load_file(f"{record['model_path']}/model.safetensors")
+            moved = {n for n in before if not torch.equal(before[n], after[n])}
+            assert moved == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}

@@ -128,7 +128,7 @@ below; A: a folder of test files; OUT: the store; ID: the run id; known names cu
 | base-truncated-weights | `run rmu --set base=A/truncated SMALL` | cannot load base model 'A/truncated': saved model A/truncated: model.safetensors is damaged: Error while deserializing header: ... |
 | base-no-weights | `run rmu --set base=A/no-weights SMALL` | cannot load base model 'A/no-weights': saved model A/no-weights has no weights file (model.safetensors) |
 | base-config-not-json | `run rmu --set base=A/bad-config SMALL` | cannot load base model 'A/bad-config': saved model A/bad-config: A/bad-config/config.json is not valid JSON (...) |
-| base-config-other-model | `run rmu --set base=A/bert-config SMALL` | cannot load base model 'A/bert-config': saved model A/bert-config: A/bert-config/config.json describes a 'bert' model, not GPT-Neo |
+| base-config-other-model | `run rmu --set base=A/bert-config SMALL` | cannot load base model 'A/bert-config': saved model A/bert-config: A/bert-config/config.json describes a 'bert' model, not GPT-Neo, GPT-NeoX, GPT-2 or Llama-family (the model types unlearnbench loads: ...) |
 | base-missing-tensor | `run rmu --set base=A/missing-tensor SMALL` | cannot load base model 'A/missing-tensor': saved model A/missing-tensor: model.safetensors lacks 1 tensor(s) (...) |
 | list-defaults-models | `list models --defaults` | --defaults lists the defaults of methods only, not of models |
 | attack-store-unwritable | `attack r1 --suite quick` (OUT/models is a file) | cannot write the run store OUT: OUT/models is not writable |

@@ -11,10 +11,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import GPTNeoConfig, GPTNeoForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, GPTNeoConfig, GPTNeoForCausalLM
 
 from unlearnbench.config import ConfigError
 from unlearnbench.data.tokenizer import save_tokenizer
+from unlearnbench.models import arch
 from unlearnbench.models.presets import MODEL_PRESETS, ModelPreset
 from unlearnbench.results.store import StoreWriteError, umask
 
@@ -119,8 +120,9 @@ class DamagedModel(ConfigError):
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-def load_model(path: str | Path) -> GPTNeoForCausalLM:
-    """A saved GPT-Neo (a directory or a hub name); a local path that is not a saved model is named
+def load_model(path: str | Path):
+    """A saved causal LM whose layers models/arch.py locates (GPT-Neo, GPT-NeoX, GPT-2, Llama
+    family), from a directory or a hub name; a local path that is not a saved model is named
     as such (transformers would take it for a malformed hub name), and a damaged one is a
     `DamagedModel` naming the file (its config or its weights) and what is wrong with it."""
     name = str(path)
@@ -128,7 +130,7 @@ def load_model(path: str | Path) -> GPTNeoForCausalLM:
     looks_local = local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1
     if not (local.exists() or looks_local):  # a hub name
         with _quiet_transformers():
-            model = GPTNeoForCausalLM.from_pretrained(name)
+            model = arch.check_supported(AutoModelForCausalLM.from_pretrained(name), name)
         model.config.use_cache = False
         return model
     if not local.exists():
@@ -143,7 +145,7 @@ def load_model(path: str | Path) -> GPTNeoForCausalLM:
         raise DamagedModel(f"saved model {name} has no weights file ({WEIGHTS_FILES[0]})")
     try:
         with _quiet_transformers():
-            model, info = GPTNeoForCausalLM.from_pretrained(
+            model, info = AutoModelForCausalLM.from_pretrained(
                 str(local), config=config, output_loading_info=True
             )
     except Exception as e:  # truncated or foreign bytes, tensors of other shapes: many types
@@ -164,8 +166,9 @@ def load_model(path: str | Path) -> GPTNeoForCausalLM:
     return model
 
 
-def _saved_config(local: Path, name: str) -> GPTNeoConfig:
-    """The GPT-Neo config saved in `local`, or a DamagedModel naming its config.json."""
+def _saved_config(local: Path, name: str):
+    """The config saved in `local` (of a model type arch.py locates), or a DamagedModel naming its
+    config.json."""
     import json
 
     path = local / "config.json"
@@ -177,12 +180,15 @@ def _saved_config(local: Path, name: str) -> GPTNeoConfig:
         ) from None
     if not isinstance(raw, dict):
         raise DamagedModel(f"saved model {name}: {path} is not a JSON object")
-    if raw.get("model_type") != "gpt_neo":
+    if raw.get("model_type") not in arch.LAYOUTS:
         kind = raw.get("model_type")
-        raise DamagedModel(f"saved model {name}: {path} describes a {kind!r} model, not GPT-Neo")
+        raise DamagedModel(
+            f"saved model {name}: {path} describes a {kind!r} model, not GPT-Neo, GPT-NeoX, GPT-2 "
+            f"or Llama-family (the model types unlearnbench loads: {', '.join(arch.LAYOUTS)})"
+        )
     try:
         with _quiet_transformers():
-            return GPTNeoConfig.from_pretrained(str(local))
+            return AutoConfig.from_pretrained(str(local))
     except Exception as e:  # values out of range, wrong types: transformers' own checks
         text = " ".join(str(e).split())  # its first line is often only a heading
         text = text if len(text) <= 200 else text[:197] + "..."
