@@ -75,7 +75,7 @@ def test_run_writes_a_record_reproducibly_and_skips_existing(tmp_path):
     assert model.config.vocab_size == len(tok)
 
     board = runner.invoke(app, ["leaderboard", "--out", out])
-    assert board.exit_code == 0 and "| sgtm (recall=0.9" in board.stdout
+    assert board.exit_code == 0 and "sgtm (recall=0.9" in board.stdout
 
 
 def test_labels_are_identical_across_methods(tmp_path):
@@ -184,3 +184,34 @@ def test_run_summary_names_the_selected_forget_tokens(capsys):
     del record["metrics"]["forget_tokens"]
     _print_run(record, existed=False)
     assert "forget tokens" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("width", [120, 100])
+def test_leaderboard_prints_the_headline_as_a_terminal_table_that_fits(tmp_path, width):
+    """Not raw Markdown (lines of a thousand characters): a table within the terminal's width,
+    every headline column and row in it; the file keeps the full Markdown table."""
+    from results_fixtures import sample_records
+
+    from unlearnbench.results.leaderboard import (
+        _by_benchmark_model,
+        _headline_table,
+        leaderboard_rows,
+    )
+
+    (tmp_path / "records").mkdir()
+    records = sample_records()
+    for r in records:
+        (tmp_path / "records" / f"{r['run_id']}.json").write_text(json.dumps(r))
+    res = runner.invoke(app, ["leaderboard", "--out", str(tmp_path)], env={"COLUMNS": str(width)})
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(map(len, lines)) <= width and not any(line.startswith("|") for line in lines)
+    words = set(res.stdout.split())
+    for title, rows in _by_benchmark_model(leaderboard_rows(records)):
+        head, body = _headline_table(rows)
+        assert title in res.stdout
+        for text in [*head, *(cells[0] for cells in body)]:  # every column and row, whole
+            assert all(w in words for w in text.split() if len(w) <= 6), text
+    full = tmp_path / "leaderboard.md"
+    assert str(full) in res.stdout.replace("\n", "")  # where the full table is
+    assert "| method" in full.read_text()

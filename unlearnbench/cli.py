@@ -400,7 +400,7 @@ def leaderboard(
 ) -> None:
     """Print the headline table (95% intervals over seeds, ranked by the score that charges
     damage) and write the full table to DEST/leaderboard[-B].FORMAT."""
-    from unlearnbench.results.leaderboard import headline_markdown, leaderboard_rows, render
+    from unlearnbench.results.leaderboard import leaderboard_rows, render
     from unlearnbench.results.store import write_text_atomic
 
     if fmt not in ("md", "csv", "html"):
@@ -411,7 +411,49 @@ def leaderboard(
     rows = leaderboard_rows(records, benchmark, retain_tolerance)
     path = (dest or out) / f"leaderboard{'-' + benchmark if benchmark else ''}.{fmt}"
     write_text_atomic(path, render(rows, fmt))
-    sys.stdout.write(headline_markdown(rows) + f"\nFull table: {path}\n")
+    _print_headline(rows, path)
+
+
+def _print_headline(rows: list[dict], full: Path) -> None:
+    """The headline of each benchmark and model as a terminal table, with the columns' sources,
+    metric validity and the order; the file `full` keeps every column and the legend."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from unlearnbench.results.leaderboard import (
+        SORT_RULE,
+        _by_benchmark_model,
+        _headline_table,
+        headline_sources,
+        separation_text,
+    )
+
+    console = Console()
+    for title, group in _by_benchmark_model(rows):
+        head, body = _headline_table(group)
+        shown = [i for i in range(len(head)) if i == 0 or any(cells[i] for cells in body)]
+        # no vertical rules, rows apart by a blank line; the name column 22 characters wide and
+        # the others sharing the rest (rich alone lets ten columns overflow a 120-column terminal)
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_lines=True)
+        share = max(8, (console.width - 24) // max(1, len(shown) - 1)) - 2  # less its padding
+        for i in shown:
+            table.add_column(
+                Text(head[i]),
+                justify="left" if i == 0 else "right",
+                width=20 if i == 0 else share,
+                overflow="fold",  # a word wider than its column is folded, never cut
+            )
+        for cells in body:  # a cell's own brackets are text, not markup (Text)
+            table.add_row(*(Text(cells[i]) for i in shown))
+        console.print(table)
+        for note in (headline_sources(group), separation_text(group)):
+            if note:
+                console.print(Text(note, style="dim"))
+    rule = rows[0]["rule"] if rows else SORT_RULE
+    console.print(Text(f"Order: {rule}."))
+    console.print(Text(f"Full table and legend: {full}"))
 
 
 @app.command()
@@ -558,11 +600,7 @@ def demo(
     from rich.console import Console
 
     with _user_errors():
-        from unlearnbench.results.leaderboard import (
-            headline_markdown,
-            leaderboard_rows,
-            to_markdown,
-        )
+        from unlearnbench.results.leaderboard import leaderboard_rows, to_markdown
         from unlearnbench.results.store import RunStore, write_text_atomic
         from unlearnbench.runner import execute, resolve_run_config
 
@@ -582,7 +620,7 @@ def demo(
         records = [store.load(r) for r in run_ids]
         rows = leaderboard_rows(records)
         write_text_atomic(out / "demo.md", to_markdown(rows))  # the full table
-    sys.stdout.write(headline_markdown(rows) + f"\nFull table: {out / 'demo.md'}\n")
+    _print_headline(rows, out / "demo.md")
     _relearn_table(records, [o for _, o in DEMO_RUNS])
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s; records in {out}/records")
 
