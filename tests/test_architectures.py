@@ -370,3 +370,32 @@ def test_a_posthoc_run_unlearns_a_saved_llama_given_as_its_base(tmp_path):
             after = load_file(f"{record['model_path']}/model.safetensors")
             moved = {n for n in before if not torch.equal(before[n], after[n])}
             assert moved == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
+
+
+def test_the_cli_unlearns_a_saved_gpt_neox_with_its_own_tokenizer_on_local_files(tmp_path):
+    """A Pythia-like workflow: a GPT-NeoX saved with its (GPT-2-style BPE) tokenizer, a local
+    JSONL benchmark tokenized by that same tokenizer, `run rmu --set base=PATH`."""
+    from gpt2_fixture import FIXTURES, gpt2_dir
+    from typer.testing import CliRunner
+
+    from unlearnbench.cli import app
+    from unlearnbench.data.gpt2 import load_gpt2_tokenizer
+    from unlearnbench.models.build import load_model, save_model
+    from unlearnbench.results.store import RunStore
+
+    tokenizer_dir = gpt2_dir(tmp_path)
+    tokenizer = load_gpt2_tokenizer(str(tokenizer_dir))
+    base = save_model(tiny("gpt_neox", vocab=len(tokenizer)), tokenizer, tmp_path / "neox")
+    settings = {
+        "path": FIXTURES / "files" / "stories.jsonl", "split_by": "language", "forget": "es",
+        "tokenizer": tokenizer_dir, "base": base, "steps": 2, "context": 16, "batch_size": 4,
+        "eval_blocks": 2, "test_fraction": 0.3,
+    }  # fmt: skip
+    sets = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", "rmu", "-b", "files", *sets, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (record,) = RunStore(out).records()
+    assert record["base"] == str(base) and record["metrics"]["forget_loss"] > 0
+    model = load_model(record["model_path"])
+    assert type(model).__name__ == "GPTNeoXForCausalLM"
