@@ -399,3 +399,26 @@ def test_the_cli_unlearns_a_saved_gpt_neox_with_its_own_tokenizer_on_local_files
     assert record["base"] == str(base) and record["metrics"]["forget_loss"] > 0
     model = load_model(record["model_path"])
     assert type(model).__name__ == "GPTNeoXForCausalLM"
+
+
+def test_a_models_own_sentencepiece_style_tokenizer_loads_as_saved(tmp_path):
+    """A Llama-2/Mistral-style tokenizer (Metaspace pre-tokenizer) given as a benchmark's
+    `tokenizer=DIR` gives the ids the model was trained on, not GPT-2's byte-level ones."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from unlearnbench.data.gpt2 import load_gpt2_tokenizer
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer, backend.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"])
+    words = [a + b + c for a in "abcdefghij" for b in "klmnopqrst" for c in "uvwxyz"]
+    backend.train_from_iterator(["the fox lives in the cave by the river", *words], trainer)
+    own = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    own.save_pretrained(tmp_path / "tok")
+    loaded = load_gpt2_tokenizer(str(tmp_path / "tok"))
+    text = "the fox lives by the river"
+    assert loaded(text)["input_ids"] == own(text)["input_ids"]
+    assert loaded.eos_token == "</s>" and loaded.get_vocab() == own.get_vocab()

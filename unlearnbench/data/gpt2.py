@@ -29,17 +29,24 @@ from unlearnbench.data.tokenizer import EOS, cached_bpe, encode_batch
 
 
 def load_gpt2_tokenizer(name_or_dir: str) -> PreTrainedTokenizerFast:
-    """GPT-2's tokenizer from a directory (`vocab.json` + `merges.txt`, or a saved `tokenizer.json`)
-    or a hub name already in the local cache. End-of-text doubles as the pad token."""
+    """GPT-2's tokenizer from a directory (`vocab.json` + `merges.txt`), a model's own tokenizer
+    saved as `tokenizer.json` (Pythia's, Llama's: loaded as saved, with its own pre-tokenizer and
+    normalizer), or a hub name already in the local cache. End-of-text doubles as the pad token."""
     local = Path(name_or_dir).expanduser()
     try:
         if local.is_dir():
             files = {f.name for f in local.iterdir()}
             if "tokenizer.json" not in files and not {"vocab.json", "merges.txt"} <= files:
                 raise OSError("no tokenizer.json, nor vocab.json with merges.txt")
-            # from_pretrained(dir), not the vocab_file/merges_file constructor: in transformers 5
-            # the constructor silently built an empty tokenizer.
-            tok = GPT2TokenizerFast.from_pretrained(str(local))
+            if "tokenizer.json" in files:
+                # as saved: GPT2TokenizerFast would rebuild GPT-2's byte-level pipeline around its
+                # vocabulary, and a SentencePiece-style tokenizer (Llama 2, Mistral) would then
+                # give other ids for the same vocabulary, silently
+                tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
+            else:
+                # from_pretrained(dir), not the vocab_file/merges_file constructor: in
+                # transformers 5 the constructor silently built an empty tokenizer.
+                tok = GPT2TokenizerFast.from_pretrained(str(local))
         else:
             tok = AutoTokenizer.from_pretrained(name_or_dir, local_files_only=True)
     except (OSError, ValueError) as e:
