@@ -259,6 +259,27 @@ def test_the_check_before_a_base_trains_accepts_valid_post_hoc_runs():
     assert torch.equal(torch.get_rng_state(), state)  # the run that follows draws the same numbers
 
 
+def test_a_run_needing_snapshots_its_default_base_will_not_record_trains_nothing(
+    tmp_path, monkeypatch
+):
+    """checkpoint-transfer reads its base's snapshots: a base too short to record one is refused
+    before it is trained, not after."""
+    import unlearnbench.runner as runner
+    from unlearnbench.registry import methods
+
+    monkeypatch.setitem(methods.get("no-filter").train_defaults, "steps", 4)  # < snapshot_every
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(runner, "train", no_training)
+    sets = {"n_stories": "300", "steps": "1", "eval_blocks": "2", "context": "32"}
+    cfg = runner.resolve_run_config("checkpoint-transfer", "storyworld-lang", "tiny", 0, sets)
+    with pytest.raises(ConfigError, match="recorded no snapshots with a forget loss"):
+        runner.execute(cfg, RunStore(tmp_path), progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 def test_importing_gpt_neo_asks_the_hub_nothing_unless_asked():
     pytest.importorskip("kernels")
     code = "import unlearnbench.models.build"

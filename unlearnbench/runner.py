@@ -169,7 +169,9 @@ def check_setup(cfg: RunConfig, bench, groups, base: RunConfig) -> None:
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
         model = build_model(cfg.model, len(bench.tokenizer), bench.eos_id, cfg.seed)
         record = {"run_id": base.run_id, "config": base.to_dict(), "metrics": {}}
-        if base.train.snapshot_every:  # what the base will record (checkpoint-transfer reads it)
+        # the snapshots the base will record (checkpoint-transfer reads them): one at least when
+        # its steps reach the first; none otherwise, so a run that needs them is refused now
+        if 0 < base.train.snapshot_every <= base.train.steps:
             path = save_model(model, bench.tokenizer, Path(tmp) / "snapshot")
             snapshot = {"step": base.train.snapshot_every, "path": str(path), "forget_loss": 1.0}
             record["metrics"]["snapshots"] = [snapshot]
