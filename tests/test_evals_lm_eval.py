@@ -11,7 +11,8 @@ from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from unlearnbench.data.tokenizer import train_bpe
 from unlearnbench.evals import headline, load_suite
-from unlearnbench.evals.lm_eval_tasks import LMEvalOptions, evaluate_tasks, shipped_task_config
+from unlearnbench.evals.lm_eval_tasks import Z95, LMEvalOptions, evaluate_tasks
+from unlearnbench.package_files import LM_EVAL_TASKS_DIR
 from unlearnbench.registry import evals
 
 if os.environ.get("CI"):
@@ -37,7 +38,7 @@ metric_list:
 def tiny_model(texts):
     tok = train_bpe(texts, 280)
     cfg = GPTNeoConfig(
-        vocab_size=len(tok), max_position_embeddings=64, hidden_size=32, num_layers=2,
+        vocab_size=len(tok), max_position_embeddings=256, hidden_size=32, num_layers=2,
         attention_types=[[["global", "local"], 1]], num_heads=4, intermediate_size=64,
         window_size=8, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
     )  # fmt: skip
@@ -78,21 +79,21 @@ def test_the_shipped_suite_runs_its_tasks_from_any_directory_and_shows_accuracy(
 ):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.chdir(tmp_path)  # the tasks' data paths are relative to their YAML, not here
+    monkeypatch.chdir(tmp_path)  # the tasks' data is read next to their YAML, not here
     (entry,), _ = load_suite("lm-eval")
-    options = LMEvalOptions(**entry.options)
+    options = LMEvalOptions(**{**entry.options, "limit": 30})  # the first 30 items: fast
     assert options.tasks == ("story_cloze_en", "story_cloze_es") and not options.include_path
     items = {}
     for task in options.tasks:
-        path = shipped_task_config(task)["dataset_kwargs"]["data_files"]["test"]
-        items[task] = [json.loads(line) for line in open(path)]
+        path = LM_EVAL_TASKS_DIR / f"{task}.jsonl"
+        items[task] = [json.loads(line) for line in open(path)][: options.limit]
     texts = [x["context"] + " " + c for rows in items.values() for x in rows for c in x["choices"]]
     model, tok = tiny_model(texts * 3)
     results = evaluate_tasks(model, tok, options)
     from unlearnbench.evals.fact_probes import option_logprobs
 
     for task, rows in items.items():
-        assert len(rows) == 16 and len({x["answer"] for x in rows}) == 3  # answers not in one place
+        assert len({x["answer"] for x in rows}) == 3  # answers not in one place
         scores = option_logprobs(
             model,
             tok,
@@ -104,9 +105,27 @@ def test_the_shipped_suite_runs_its_tasks_from_any_directory_and_shows_accuracy(
             for s, x in zip(scores, rows, strict=True)
         )
         assert results[task]["acc,none"] == pytest.approx(right / len(rows))
-    # the declared headline reads lm-eval's `acc,none`: one accuracy per task, shown by the tables
+    # the declared headline reads lm-eval's `acc,none` and its interval: both shown by the tables
     shown = headline(evals.get("lm-eval").metrics, {"results": results})
-    assert {e["title"]: e["value"] for e in shown} == {
-        f"{t} acc": results[t]["acc,none"] for t in options.tasks
-    }
-    assert all(e["unit"] == "accuracy" and e["direction"] == "higher" for e in shown)
+    values = {e["title"]: e["value"] for e in shown}
+    for t in options.tasks:
+        assert values[f"{t} acc"] == results[t]["acc,none"]
+        assert values[f"{t} acc ± (95%)"] == pytest.approx(Z95 * results[t]["acc_stderr,none"])
+    assert all(e["unit"] == "accuracy" for e in shown)
+
+
+def test_the_shipped_tasks_load_with_lm_evals_own_loader_from_any_directory(tmp_path, monkeypatch):
+    """What `lm_eval --include_path unlearnbench/lm_eval_tasks` does, run from elsewhere: every
+    item is read (a data path relative to the YAML was read from the working directory)."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    manager = TaskManager(include_path=str(LM_EVAL_TASKS_DIR), include_defaults=False)
+    tasks = get_task_dict(["story_cloze_en", "story_cloze_es"], manager)
+    for name, task in tasks.items():
+        docs = list(task.test_docs())
+        rows = [json.loads(line) for line in open(LM_EVAL_TASKS_DIR / f"{name}.jsonl")]
+        assert [d["context"] for d in docs] == [r["context"] for r in rows]
+        # enough items to tell accuracies 0.1 apart: a 95% half-width of at most 0.05 at p = 0.5
+        assert Z95 * (0.25 / len(docs)) ** 0.5 <= 0.05, len(docs)

@@ -4,10 +4,11 @@
 The model is wrapped with `HFLM(pretrained=model, tokenizer=...)` (no reload from disk). Tasks are
 local task YAMLs whose data are local files (`dataset_path: json`), so nothing is downloaded:
 - by default the tasks shipped in `unlearnbench/lm_eval_tasks/` (`story_cloze_en`, `story_cloze_es`:
-  next-word choices in children's-story English and Spanish), whose data paths are relative to
-  their YAML and are made absolute here (lm-eval would read them relative to the working directory);
-- with `include_path`, the tasks of that directory, as lm-eval loads them
-  (`TaskManager(include_path=DIR, include_defaults=False)`).
+  400 next-word choices each in children's-story English and Spanish), whose data is read next to
+  their YAML (so `lm_eval --include_path` on that folder works from any directory too);
+- with `include_path`, the tasks of that directory.
+Both are loaded as lm-eval loads them (`TaskManager(include_path=DIR, include_defaults=False)`).
+The summary keeps lm-eval's standard errors; the headline shows each accuracy's 95% half-width.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from unlearnbench.config import ConfigError
-from unlearnbench.evals import HIGHER, EvalContext, EvalResult, Metric, register_eval
+from unlearnbench.evals import HIGHER, LOWER, EvalContext, EvalResult, Metric, register_eval
 from unlearnbench.package_files import LM_EVAL_TASKS_DIR
 
 
@@ -46,17 +47,6 @@ def shipped_tasks() -> list[str]:
     return sorted(p.stem for p in LM_EVAL_TASKS_DIR.glob("*.yaml"))
 
 
-def shipped_task_config(name: str) -> dict:
-    """A shipped task's YAML as an lm-eval config dict, its data files made absolute."""
-    import yaml
-
-    config = yaml.safe_load((LM_EVAL_TASKS_DIR / f"{name}.yaml").read_text())
-    files = config.get("dataset_kwargs", {}).get("data_files", {})
-    for split, path in files.items():
-        files[split] = str(LM_EVAL_TASKS_DIR / path)
-    return config
-
-
 def evaluate_tasks(model, tokenizer, options: LMEvalOptions, device: str = "cpu") -> dict:
     """{task: {metric: value}} from lm-evaluation-harness, offline. Metric keys are lm-eval's
     `METRIC,FILTER` (e.g. `acc,none`, `acc_stderr,none`)."""
@@ -69,15 +59,11 @@ def evaluate_tasks(model, tokenizer, options: LMEvalOptions, device: str = "cpu"
             'the lm-eval evaluation needs lm-evaluation-harness: pip install "unlearnbench[lm-eval]"'
         ) from None
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size, device=device)
-    if options.include_path:
-        manager = TaskManager(include_path=options.include_path, include_defaults=False)
-        tasks = list(options.tasks)
-    else:  # the shipped tasks, as config dicts (their data paths resolved)
-        manager = TaskManager(include_defaults=False)
-        tasks = [shipped_task_config(name) for name in options.tasks]
+    folder = options.include_path or str(LM_EVAL_TASKS_DIR)
+    manager = TaskManager(include_path=folder, include_defaults=False)
     out = lm_eval.simple_evaluate(
         model=lm,
-        tasks=tasks,
+        tasks=list(options.tasks),
         task_manager=manager,
         num_fewshot=options.num_fewshot,
         limit=options.limit or None,
@@ -93,25 +79,34 @@ def evaluate_tasks(model, tokenizer, options: LMEvalOptions, device: str = "cpu"
     return results
 
 
-def _task_metric(metric: str):
-    """Read `metric` per task from the summary: lm-eval names it `METRIC,FILTER`; the unfiltered
-    one (`none`), else the first filter's."""
+def _task_metric(metric: str, scale: float = 1.0):
+    """Read `metric` per task from the summary (times `scale`): lm-eval names it `METRIC,FILTER`;
+    the unfiltered one (`none`), else the first filter's."""
 
     def read(summary: dict) -> dict:
         out = {}
         for task, metrics in (summary.get("results") or {}).items():
             keys = [k for k in metrics if k.split(",")[0] == metric]
             if keys:
-                out[task] = metrics.get(f"{metric},none", metrics[sorted(keys)[0]])
+                out[task] = scale * metrics.get(f"{metric},none", metrics[sorted(keys)[0]])
         return out
 
     return read
 
 
+# the 95% half-width of an accuracy from lm-eval's standard error (normal approximation, as
+# lm-eval's own stderr): 400 items near 0.7 give about 0.045, 16 items gave about 0.22
+Z95 = 1.959964
+
+
 @register_eval(
     "lm-eval",
     options=LMEvalOptions,
-    metrics=[Metric("acc", HIGHER, _task_metric("acc"), "{} acc", "accuracy")],
+    metrics=[
+        Metric("acc", HIGHER, _task_metric("acc"), "{} acc", "accuracy"),
+        # narrower is better: an interval that cannot separate two models is a weak test
+        Metric("acc_ci95", LOWER, _task_metric("acc_stderr", Z95), "{} acc ± (95%)", "accuracy"),
+    ],
     requires=("lm_eval",),
 )
 def run(ctx: EvalContext, options: LMEvalOptions) -> EvalResult:
