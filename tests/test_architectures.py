@@ -326,6 +326,22 @@ def test_the_evaluator_losses_calibration_and_direction_ablation_run(kind):
     assert float((h @ u).abs().max()) < 1e-4  # block 1's output has no component along u
 
 
+def test_quantization_rounds_gpt2_conv1d_maps_per_output_channel():
+    from unlearnbench.evals import quantization as quant
+
+    model = tiny("gpt2")
+    expected = {
+        f"transformer.h.{i}.{m}.weight" for i in range(LAYERS) for m in EVERY_LINEAR_MAP["gpt2"]
+    }
+    assert set(quant.quantized_weights(model, embeddings=False)) == expected
+    before = snapshot(model)
+    quant.quantize_model_(model, 4, "symmetric", 0, embeddings=False)
+    assert changed(before, model) == expected
+    w = model.transformer.h[0].mlp.c_proj.weight  # Conv1D: (in, out); a column is a channel
+    assert all(len(torch.unique(w[:, j])) <= 15 for j in range(w.shape[1]))  # 4-bit: +-7
+    assert max(len(torch.unique(w[i])) for i in range(w.shape[0])) > 15  # not per input row
+
+
 @pytest.mark.parametrize("kind", OTHERS)
 def test_the_relearning_attack_fine_tunes_with_lora(kind):
     from unlearnbench.evals.relearn import fine_tune

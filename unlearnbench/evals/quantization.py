@@ -8,7 +8,8 @@ intact knowledge; a model that never learned it (the perfect filter) has nothing
 
 The scheme, since the numbers depend on it:
 - which weights: the weight matrix of every `nn.Linear` in the transformer blocks (GPT-Neo's
-  attention q/k/v/out_proj and MLP c_fc/c_proj). Biases, layer norms, the token and position
+  attention q/k/v/out_proj and MLP c_fc/c_proj; GPT-2's `Conv1D` maps likewise, per output
+  channel). Biases, layer norms, the token and position
   embeddings and the LM head stay in float32. GPT-Neo's LM head is the token embedding matrix
   (tied), so keeping one keeps the other; the reference's loading does the same (transformers'
   bitsandbytes path converts only `nn.Linear` modules and skips the output embedding:
@@ -116,15 +117,20 @@ def quantize_weight(
     return (q * scale).reshape(out_dim, in_dim).to(w.dtype)
 
 
-def quantized_weights(model, embeddings: bool) -> dict[str, nn.Parameter]:
-    """{name: weight} of what the scheme quantizes: every block `nn.Linear` weight (the LM head,
-    tied to the token embedding, excepted) and, with `embeddings`, the embedding tables."""
+def quantized_weights(model, embeddings: bool) -> dict[str, torch.Tensor]:
+    """{name: weight (out, in)} of what the scheme quantizes: every block `nn.Linear` weight (the
+    LM head, tied to the token embedding, excepted) and, with `embeddings`, the embedding tables.
+    GPT-2's linear maps are transformers' `Conv1D`, weight (in, out): its transpose, a view, so
+    writing to it writes the parameter."""
+    from transformers.pytorch_utils import Conv1D
+
     head = model.get_output_embeddings()
-    out = {
-        f"{name}.weight": m.weight
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and m is not head
-    }
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and m is not head:
+            out[f"{name}.weight"] = m.weight
+        elif isinstance(m, Conv1D):
+            out[f"{name}.weight"] = m.weight.T  # (out, in)
     if embeddings:
         for name, m in model.named_modules():
             if isinstance(m, nn.Embedding):  # wte (also the tied head) and wpe, per row
