@@ -1,10 +1,16 @@
 """Run records and what is drawn from them: the store, the leaderboard, its statistics, figures.
 
 `load_records(store)` gives the records of a run store as a pandas DataFrame, one row per run: the
-same frame, and so the same numbers, the leaderboard's cells are computed from.
+same frame, and so the same numbers, the leaderboard's cells are computed from. For notebooks,
+`metrics_long(store)` (one row per run and metric) and `curves_long(store)` (one row per attack
+curve point) give the same records in long form, every cell a scalar (results/tidy.py).
 """
 
 from __future__ import annotations
+
+from unlearnbench.results.tidy import curves_long, metrics_long
+
+__all__ = ["curves_long", "load_records", "metrics_long"]
 
 
 def load_records(store, benchmark: str | None = None):
