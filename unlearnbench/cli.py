@@ -360,6 +360,30 @@ def _suite_table(table) -> None:
         table.add_row(name, escape(" ".join(description.split())), runs)
 
 
+@app.command("export-benchmark")
+@_user_errors()
+def export_benchmark(
+    benchmark: str = typer.Argument(
+        ..., help="Benchmark name (see `unlearnbench list benchmarks`)."
+    ),
+    dest: Path = typer.Argument(..., help="A new or empty folder.", parser=_folder),
+    set_: list[str] = typer.Option([], "--set", help="Benchmark option key=value, as for `run`."),
+) -> None:
+    """Write a benchmark as a Hugging Face dataset: documents (text, true split, metadata) in its
+    train and test parts, and its fact probes. DEST/dataset loads with `datasets.load_from_disk`;
+    DEST/parquet/*.parquet with any parquet reader."""
+    from unlearnbench.config import parse_assignments
+    from unlearnbench.data.export import benchmark_options
+    from unlearnbench.data.export import export_benchmark as export
+
+    options = benchmark_options(benchmark, parse_assignments(set_))
+    for part, n in export(benchmark, dest, options).items():
+        sys.stdout.write(f"{part}: {n} rows\n")
+    sys.stdout.write(
+        f"datasets.load_from_disk({str(dest / 'dataset')!r}); parquet in {dest / 'parquet'}\n"
+    )
+
+
 DEST_HELP = "Directory for the written files (default: inside the run store)."
 
 
