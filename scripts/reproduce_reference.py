@@ -176,14 +176,14 @@ def _eval_seconds(record: dict) -> float:
 
 def write_results(records: list[dict], out: Path, note: str, progress=None) -> None:
     from unlearnbench.results.claims import claims_markdown
-    from unlearnbench.results.leaderboard import leaderboard_rows, to_csv, to_markdown
+    from unlearnbench.results.leaderboard import headline_markdown, leaderboard_rows, render, to_csv
     from unlearnbench.results.plots import write_plots
     from unlearnbench.results.report import write_reports
     from unlearnbench.results.store import write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     rows = leaderboard_rows(records)
-    write_text_atomic(out / "leaderboard.md", to_markdown(rows))
+    write_text_atomic(out / "leaderboard.md", render(rows, "md"))  # headline, then full table
     write_text_atomic(out / "leaderboard.csv", to_csv(rows))
     write_text_atomic(out / "claims.md", claims_markdown(records))
     benches = sorted({r["benchmark"] for r in records})
@@ -227,7 +227,12 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
             f"| `{r['run_id']}` | {r['method']} | {r['seed']} | {recall} | "
             f"{(r.get('wall_seconds') or 0):.0f} | {', '.join(sorted(r.get('evals') or {})) or 'none'} |"
         )
-    lines += ["", "## Leaderboard", "", to_markdown(rows)]
+    lines += [
+        "",
+        "## Leaderboard (headline; the full table: leaderboard.md)",
+        "",
+        headline_markdown(rows),
+    ]
     write_text_atomic(out / "README.md", "\n".join(lines) + "\n")
     # figures and reports of an earlier build that this one did not write would be stale
     written = {p for figs in figures.values() for pair in figs.values() for p in pair}

@@ -11,7 +11,7 @@ import sys
 from html.parser import HTMLParser
 
 import pytest
-from results_fixtures import record, relearn_summary, result, sample_records
+from results_fixtures import probes, record, relearn_summary, result, sample_records
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
@@ -489,3 +489,20 @@ def test_hidden_probe_accuracies_show_their_own_chance():
                                   "retain": {"best_accuracy": 0.9, "chance": 0.2}})  # fmt: skip
     rows = leaderboard_rows([record("sgtm", 0, 3.0, 1.6, evals={"robust/hidden-probes": hp})])
     assert rows[0]["cells"]["robust/hidden-probes:forget_probe_accuracy"].chance == 0.139
+
+
+def test_a_column_that_does_not_separate_the_perfect_filter_from_no_filter_is_marked():
+    """Forget loss separates the never-exposed model from no-filter over seeds; a fact-probe
+    accuracy that is the same for both does not, and the headline marks it uninformative."""
+    recs = []
+    for seed, jitter in enumerate((0.0, 0.01, -0.01)):
+        recs.append(record("no-filter", seed, 2.0 + jitter, 1.5,
+                           evals={"robust/fact-probes": probes(0.5 + jitter, 0.9)}))  # fmt: skip
+        recs.append(record("filter", seed, 4.0 + jitter, 1.5,
+                           evals={"robust/fact-probes": probes(0.5 - jitter, 0.9)}))  # fmt: skip
+    rows = leaderboard_rows(recs)
+    sep = rows[0]["separation"]
+    assert sep["forget"]["informative"] is True
+    assert sep[PROBE_FORGET]["informative"] is False
+    md = headline_markdown(rows)
+    assert "forget facts acc ↓ †" in md and "uninformative here: forget facts acc" in md

@@ -707,7 +707,8 @@ def separations(rows: list[dict], cols: list[Column]) -> dict[tuple, dict[str, d
         out[bm] = {}
         for c in cols:
             forget_side = "forget" in c.key or c.key.endswith(("steps_to_recover", "close_gap"))
-            if not forget_side or c.arrow not in (UP, DOWN) or c.paired:
+            relative = c.key.endswith("over_perfect_filter")  # a comparison with the filter itself
+            if not forget_side or relative or c.arrow not in (UP, DOWN) or c.paired:
                 continue
             a = dict(zip(pf["seed"].astype(str), pf[c.key], strict=True))
             b = dict(zip(nf["seed"].astype(str), nf[c.key], strict=True))
