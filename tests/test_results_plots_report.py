@@ -592,3 +592,17 @@ def test_cli_tolerance_defaults_are_the_rules():
     for command in (plot, report):
         default = inspect.signature(command).parameters["retain_tolerance"].default.default
         assert default == stats.RETAIN_TOLERANCE
+
+
+def test_a_benchmark_name_that_is_not_a_file_name_never_writes_outside_dest(tmp_path):
+    from unlearnbench.config import ConfigError
+    from unlearnbench.results.plots import write_plots
+    from unlearnbench.results.report import write_reports
+
+    recs = [r | {"benchmark": "../escape"} for r in sample_records()]
+    with pytest.raises(ConfigError, match="not a safe file name"):
+        write_reports(recs, tmp_path / "out")
+    with pytest.raises(ConfigError, match="not a safe file name"):
+        write_plots(recs, "../escape", tmp_path / "out")
+    assert not (tmp_path / "escape-tradeoff.png").exists()
+    assert not any(tmp_path.glob("*.html"))

@@ -1014,9 +1014,12 @@ def write_plots(
     retain_tolerance: float = stats.RETAIN_TOLERANCE,
 ) -> dict[str, list[Path]]:
     """Draw each requested figure that has data; {kind: [png, svg]} (kinds without data absent)."""
+    from unlearnbench.results.store import safe_component
+
     written = {}
     for kind in kinds:
         fig = figure(kind, records, benchmark, retain_tolerance)
         if fig is not None:
-            written[kind] = save_figure(fig, out_dir, f"{benchmark}-{kind}")
+            stem = f"{safe_component(benchmark, 'benchmark')}-{kind}"  # never outside out_dir
+            written[kind] = save_figure(fig, out_dir, stem)
     return written

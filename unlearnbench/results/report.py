@@ -362,7 +362,7 @@ def write_reports(
     retain_tolerance: float = stats.RETAIN_TOLERANCE,
 ) -> list[Path]:
     """`report-<benchmark>.html` for the given benchmark, or for every benchmark in the records."""
-    from unlearnbench.results.store import write_text_atomic
+    from unlearnbench.results.store import safe_component, write_text_atomic
 
     by_bench: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -372,7 +372,7 @@ def write_reports(
     for name in names:
         if not by_bench.get(name):
             raise FileNotFoundError(f"no run records for benchmark {name!r}")
-        p = Path(out_dir) / f"report-{name}.html"
+        p = Path(out_dir) / f"report-{safe_component(name, 'benchmark')}.html"
         write_text_atomic(p, report_html(records, name, retain_tolerance=retain_tolerance))
         paths.append(p)
     return paths
