@@ -49,6 +49,11 @@ def merge_eval(store: RunStore, run_id: str, key: str, summary: dict, curves: li
         if curves is not None:
             record.setdefault("curves", {})[key] = curves
         store.write(record)
+        model_dir = Path(record.get("model_path") or "")
+        if record.get("model_path") and (model_dir / "config.json").is_file():
+            from unlearnbench.models.card import write_model_card
+
+            write_model_card(model_dir, record)  # the card's metrics include the new result
     return record
 
 
