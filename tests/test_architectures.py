@@ -360,32 +360,84 @@ def test_the_relearning_attack_fine_tunes_with_lora(kind):
 # ---------------------------------------------------------------- a run on a saved Llama
 
 
-def test_a_posthoc_run_unlearns_a_saved_llama_given_as_its_base(tmp_path):
-    """`--set base=PATH` with a Llama saved beside the benchmark's tokenizer: RMU and circuit
-    breakers run end to end, evaluate, and save a Llama; RMU changed only its down-projections."""
-    from safetensors.torch import load_file
-
+@pytest.fixture(scope="module")
+def llama_runs(tmp_path_factory):
+    """A tiny Llama saved beside the benchmark's tokenizer, and the store of the RMU and circuit
+    breaker runs given it as `base` (`--set base=PATH`)."""
     from unlearnbench import runner
     from unlearnbench.data.benchmarks import load_benchmark
-    from unlearnbench.models.build import load_model, save_model
+    from unlearnbench.models.build import save_model
     from unlearnbench.results.store import RunStore
 
+    tmp = tmp_path_factory.mktemp("llama")
     small = {"n_stories": 200, "steps": 2, "context": 32, "eval_blocks": 2, "batch_size": 4}
     cfg = runner.resolve_run_config("rmu", "storyworld-lang", "tiny", 0, small)
     bench = load_benchmark(cfg.benchmark, cfg.benchmark_options)
-    base = save_model(tiny("llama", vocab=len(bench.tokenizer)), bench.tokenizer, tmp_path / "base")
-    store = RunStore(tmp_path / "store")
+    base = save_model(tiny("llama", vocab=len(bench.tokenizer)), bench.tokenizer, tmp / "base")
+    store = RunStore(tmp / "store")
+    records = {}
     for method in ("rmu", "circuit-breakers"):
         cfg = runner.resolve_run_config(method, cfg.benchmark, "tiny", 0, small | {"base": base})
-        record = runner.execute(cfg, store, progress=False)
+        records[method] = runner.execute(cfg, store, progress=False)
+    return base, store, records
+
+
+def test_a_posthoc_run_unlearns_a_saved_llama_given_as_its_base(llama_runs):
+    """RMU and circuit breakers run end to end, evaluate, and save a Llama; RMU changed only the
+    down-projections of blocks l-2..l."""
+    from safetensors.torch import load_file
+
+    from unlearnbench.models.build import load_model
+
+    base, _, records = llama_runs
+    for record in records.values():
         assert record["base"] == str(base)
         assert all(record["metrics"][f"{s}_loss"] > 0 for s in ("forget", "retain"))
         assert type(load_model(record["model_path"])).__name__ == "LlamaForCausalLM"
-        if method == "rmu":  # layer 2 of 4: blocks 0..2's down-projections moved, nothing else
-            before = load_file(base / "model.safetensors")
-            after = load_file(f"{record['model_path']}/model.safetensors")
-            moved = {n for n in before if not torch.equal(before[n], after[n])}
-            assert moved == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
+    before = load_file(base / "model.safetensors")  # layer 2 of 4: blocks 0..2 moved
+    after = load_file(f"{records['rmu']['model_path']}/model.safetensors")
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
+
+
+def test_every_evaluation_runs_on_an_unlearned_llama(llama_runs, tmp_path):
+    from unlearnbench.suites import run_suite
+
+    _, store, records = llama_runs
+    suite = tmp_path / "every-eval.yaml"
+    suite.write_text(EVERY_EVAL)
+    run = records["rmu"]["run_id"]
+    recorded = run_suite(run, str(suite), store, progress=False, references=False)["evals"]
+    evals = {k.split("/")[1]: v for k, v in recorded.items() if k.startswith("every-eval/")}
+    assert set(evals) == {line.split()[-1] for line in EVERY_EVAL.splitlines() if "eval:" in line}
+    assert evals["direction-ablation"]["ablated"]["forget_loss"] > 0  # against the saved base
+    assert evals["quantization"]["n_matrices"] == 7 * LAYERS  # q, k, v, o, gate, up, down
+    assert evals["relearn"]["budget"]
+
+
+EVERY_EVAL = """\
+references: false
+evals:
+  - eval: relearn
+    options: {budgets: [2], lrs: [1e-3], modes: [full, lora], seeds: [0], eval_every: 2,
+              eval_blocks: 2, n_docs: 20, batch_size: 2}
+  - eval: fact-probes
+    options: {max_per_split: 8}
+  - eval: hidden-probes
+    options: {max_per_split: 40, max_iter: 5}
+  - eval: in-context
+    options: {max_per_split: 2}
+  - eval: soft-prompt
+    options: {n_tokens: 2, steps: 2, lrs: [1e-2], n_docs: 8, eval_blocks: 2, max_probes: 8}
+  - eval: generations
+    options: {max_new_tokens: 4}
+  - eval: direction-ablation
+    options: {n_blocks: 4}
+  - eval: calibrated-loss
+    options: {steps: 2, n_docs: 8}
+  - eval: quantization
+    options: {bits: [4], max_probes: 8}
+"""
 
 
 def test_the_cli_unlearns_a_saved_gpt_neox_with_its_own_tokenizer_on_local_files(tmp_path):
