@@ -48,7 +48,9 @@ class FilesOptions:
     documents: str = "auto"  # .txt files: "lines", "blank" (blank-line separated) or "auto"
     test_fraction: float = 0.1
     split_seed: int = 0
-    tokenizer: str = "bpe"  # "bpe" (trained on the training split) or a GPT-2 tokenizer directory
+    # "bpe" (trained on the training split), a GPT-2 tokenizer directory, or the directory of a
+    # model's own tokenizer (tokenizer.json: the base model of a post-hoc run, e.g. a Pythia)
+    tokenizer: str = "bpe"
     vocab_size: int = 2048  # ours, for tokenizer=bpe: a small output layer for CPU models
     compact_vocab: bool = False  # GPT-2 tokenizer: renumber to the ids the corpus uses
     max_tokens: int = 0  # keep each document's first N tokens (0 = whole documents)
