@@ -172,3 +172,40 @@ def test_unknown_or_missing_tracker_is_one_red_line_before_training(tmp_path, mo
     assert res.exit_code == 2 and len(lines) == 1, res.output
     assert 'pip install "unlearnbench[track]"' in lines[0]
     assert not (tmp_path / "records").exists()
+
+
+def test_wandb_mode_follows_the_users_setting_and_login(tmp_path):
+    netrc = tmp_path / "netrc"
+    missing = {"NETRC": str(tmp_path / "none"), "HOME": str(tmp_path)}
+    assert tracking.wandb_mode({**missing, "WANDB_MODE": "online"}) == "online"
+    assert tracking.wandb_mode({**missing, "WANDB_MODE": "disabled"}) == "disabled"
+    assert tracking.wandb_mode(missing) == "offline"  # not logged in: no network needed
+    assert tracking.wandb_mode({**missing, "WANDB_API_KEY": "k" * 40}) == "online"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    assert tracking.wandb_mode({"NETRC": str(netrc)}) == "online"  # after `wandb login`
+    assert tracking.wandb_mode({"NETRC": str(netrc), "WANDB_MODE": "offline"}) == "offline"
+
+
+def test_tensorboard_gets_the_runs_hyperparameters(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = {"method": "sgtm", "seed": 3, "train": {"lr": 0.001, "betas": [0.9, 0.95]}}
+    with tracking.Tracker(("tensorboard",), tmp_path, "r1", "train", config) as tracker:
+        tracker.log_metrics({"metrics": {"forget_loss": 3.0, "retain_loss": 1.0}})
+    got, metrics = {}, set()
+    for f in (tmp_path / "tensorboard" / "r1").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        try:
+            contents = acc.PluginTagToContent("hparams").values()
+        except KeyError:  # the scalars' own event file
+            continue
+        for content in contents:
+            data = plugin_data_pb2.HParamsPluginData.FromString(content)
+            for k, v in data.session_start_info.hparams.items():
+                got[k] = v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+            metrics |= {m.name.tag for m in data.experiment.metric_infos}
+    assert got == {"method": "sgtm", "seed": 3, "train.lr": 0.001, "train.betas": "[0.9, 0.95]"}
+    assert metrics == {"hparams/forget_loss", "hparams/retain_loss"}

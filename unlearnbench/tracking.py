@@ -4,14 +4,16 @@ TensorBoard or Weights & Biases (`--log tensorboard`, `--log wandb`, or both).
 - `tensorboard`: event files under `<store>/tensorboard/<run_id>/` (`tensorboard --logdir
   <store>/tensorboard`); an attack suite adds its own event file to the run's directory.
 - `wandb`: one W&B run per training run and per attack suite (grouped by run id), written under
-  `<store>/wandb/`, offline unless `WANDB_MODE` says otherwise (no network needed; `wandb sync`
-  uploads it later); the project is `WANDB_PROJECT`, default `unlearnbench`.
+  `<store>/wandb/`; `WANDB_MODE` decides online or offline when set, else online once you are
+  logged in (`wandb login`, or `WANDB_API_KEY`) and offline before (no network needed; `wandb
+  sync` uploads it later); the project is `WANDB_PROJECT`, default `unlearnbench`.
 
 What is written (the record stays the source of truth; this is a view of it):
 - every training step: `train/loss`, `train/lr` (a run of several phases: `train/<phase>/...`),
   and the test losses measured every `eval_every` steps, `train/eval/<split>_loss`;
 - at the end of a run: each number of its metrics, `metrics/<key>` (`metrics/forget_loss`,
-  `metrics/pre_finalize/forget_loss`, ...), tokens seen and training seconds;
+  `metrics/pre_finalize/forget_loss`, ...), tokens seen and training seconds; in TensorBoard also
+  the run's config as HParams (section.key, e.g. `train.lr`), with the final losses as its metrics;
 - after a suite: each evaluation's headline metrics, `<SUITE/KEY>/<metric>`, and its curve rows as
   `<SUITE/KEY>/<setting>/<split>_loss` over the attack's steps (setting e.g.
   `lr=0.001,attack_seed=0,mode=full`).
@@ -67,6 +69,8 @@ class Tracker:
         config: dict | None = None,
     ):
         self.names = tuple(names)
+        self._config = config or {}
+        self._job = job
         self._tb = self._wandb = None
         self._namespaces: set[str] = set()
         root = Path(root)
@@ -85,7 +89,7 @@ class Tracker:
                 job_type=job,
                 config=config or {},
                 dir=str(root),
-                mode=os.environ.get("WANDB_MODE", "offline"),
+                mode=wandb_mode(os.environ),
             )
 
     # ---- what the harness logs ----
@@ -105,6 +109,10 @@ class Tracker:
         self.scalars("metrics", step, values)
         if self._wandb is not None:
             self._wandb.summary.update({f"metrics/{k}": v for k, v in values.items()})
+        if self._tb is not None and self._job == "train" and self._config:
+            # HParams: one row per run in TensorBoard's table, its final losses as the metrics
+            final = {f"hparams/{k}": v for k, v in values.items() if k.endswith("_loss")}
+            self._tb.add_hparams(hparams(self._config), final, run_name=".")
 
     def log_eval(self, key: str, summary: dict, curves: list[dict] | None) -> None:
         """One suite entry's headline metrics and its curve rows (step, split, loss, setting)."""
@@ -167,6 +175,39 @@ def open_tracker(
     """A Tracker for the chosen trackers, or None when none is chosen."""
     names = parse_trackers(names)
     return Tracker(names, root, run_id, job, config) if names else None
+
+
+def wandb_mode(environ) -> str:
+    """`WANDB_MODE` when set; else online when the user is logged in (`WANDB_API_KEY`, or the
+    key `wandb login` stores in ~/.netrc), offline otherwise (a run needs no network)."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if environ.get("WANDB_MODE"):
+        return environ["WANDB_MODE"]
+    if environ.get("WANDB_API_KEY"):
+        return "online"
+    host = urlparse(environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    try:
+        stored = netrc.netrc(environ.get("NETRC") or None).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        stored = None
+    return "online" if stored else "offline"
+
+
+def hparams(config: dict, prefix: str = "") -> dict:
+    """A run config flattened for TensorBoard's HParams: `section.key` -> a number, bool or
+    string (lists and None as text)."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= hparams(value, f"{name}.")
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out
 
 
 def _loss_name(split: str) -> str:
