@@ -215,3 +215,20 @@ def test_leaderboard_prints_the_headline_as_a_terminal_table_that_fits(tmp_path,
     full = tmp_path / "leaderboard.md"
     assert str(full) in res.stdout.replace("\n", "")  # where the full table is
     assert "| method" in full.read_text()
+
+
+def test_ctrl_c_is_one_line_saying_what_was_kept_and_exit_130(tmp_path, monkeypatch):
+    import unlearnbench.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(unlearnbench.runner, "execute", interrupted)
+    res = runner.invoke(app, ["run", "no-filter", "--out", str(tmp_path / "runs"), "--quiet"])
+    assert res.exit_code == 130, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) <= 3 and "Traceback" not in res.output  # one (wrapped) line
+    text = " ".join(res.output.split())
+    assert text.startswith("error: interrupted; kept: the records of the runs that finished")
+    assert f"{tmp_path / 'runs'}/records" in "".join(res.output.split())  # where they are
+    assert "--resume" in text

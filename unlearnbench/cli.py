@@ -70,8 +70,21 @@ def _folder(value) -> Path:
     return Path(value)
 
 
+# what an interrupted command leaves (every file is written whole: temp file, then rename)
+KEPT_RUNS = (
+    "the records of the runs that finished, in {out}/records (a run is recorded when complete), "
+    "and a run's last checkpoint where checkpoint_every is set (`run ... --resume` continues it)"
+)
+KEPT_EVALS = "the results of the evaluations that finished, merged into {out}/records"
+KEPT_FILES = "every file written so far, each complete (nothing half-written)"
+
+
 class _user_errors(contextlib.ContextDecorator):
-    """Turn user mistakes into one-line errors (a `with` block, or a command's decorator)."""
+    """Turn user mistakes into one-line errors (a `with` block, or a command's decorator), and
+    Ctrl-C into one line saying what was kept (`kept`), exit 130 as a shell expects."""
+
+    def __init__(self, kept: str = KEPT_FILES):
+        self.kept = kept
 
     def __enter__(self):
         return self
@@ -79,6 +92,8 @@ class _user_errors(contextlib.ContextDecorator):
     def __exit__(self, exc_type, exc, tb):
         if exc is None:
             return False
+        if isinstance(exc, KeyboardInterrupt):
+            fail(f"interrupted; kept: {self.kept}", code=130)
         from unlearnbench.config import ConfigError
         from unlearnbench.registry import UnknownName
 
@@ -120,7 +135,7 @@ def run(
     log: list[str] = typer.Option([], "--log", help=LOG_HELP),
 ) -> None:
     """Train or unlearn, evaluate (losses; with --suite also attacks and probes), write the record."""
-    with _user_errors():
+    with _user_errors(KEPT_RUNS.format(out=out)):
         from unlearnbench.config import parse_assignments
         from unlearnbench.early_checks import check_run_request
 
@@ -175,7 +190,7 @@ def attack(
     log: list[str] = typer.Option([], "--log", help=LOG_HELP),
 ) -> None:
     """Run an evaluation suite on an existing run's saved model; add the results to its record."""
-    with _user_errors():
+    with _user_errors(KEPT_EVALS.format(out=out)):
         from unlearnbench.evals import load_suite
         from unlearnbench.results.store import RunStore
         from unlearnbench.suites import run_suite
@@ -561,7 +576,7 @@ def sweep(
     """Run the grid methods x seeds x settings, skipping recorded runs; a failure does not stop it."""
     from rich.console import Console
 
-    with _user_errors():
+    with _user_errors(KEPT_RUNS.format(out=out)):
         from unlearnbench.launch import check_launcher, check_submitit, submitit_parameters
         from unlearnbench.results.store import RunStore
         from unlearnbench.sweep import (
@@ -587,7 +602,7 @@ def sweep(
     print_plan(runs, console)
     if dry_run:
         return
-    with _user_errors():
+    with _user_errors(KEPT_RUNS.format(out=out)):
         summary = launch_sweep(
             runs,
             store,
@@ -623,7 +638,7 @@ def demo(
 
     from rich.console import Console
 
-    with _user_errors():
+    with _user_errors(KEPT_RUNS.format(out=out)):
         from unlearnbench.results.leaderboard import leaderboard_rows, to_markdown
         from unlearnbench.results.store import RunStore, write_text_atomic
         from unlearnbench.runner import execute, resolve_run_config
