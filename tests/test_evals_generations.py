@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 import torch
-from test_evals_relearn import _bench, _model
+from test_evals_relearn import _bench
+from toy_bilingual import tiny_model as _model
 
 import unlearnbench.evals.generations as gen
 from unlearnbench.config import ConfigError

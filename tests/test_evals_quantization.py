@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import tiny_gpt_neo
-from test_evals_relearn import _bench, _model
+from test_evals_relearn import _bench
+from toy_bilingual import tiny_model as _model
 
 import unlearnbench.evals.quantization as quant
 from unlearnbench.config import ConfigError
