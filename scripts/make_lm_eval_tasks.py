@@ -1,7 +1,7 @@
 """Write the shipped lm-eval tasks' items (unlearnbench/lm_eval_tasks/story_cloze_{en,es}.jsonl).
 
-Each item is the opening of a story up to a word, that word and two distractors: frequent words of
-the same language that do not follow there. The stories come from a storyworld with its own seed
+Each item is the opening of a story up to a word, that word and two distractors: words of about
+the same frequency in the same language that never follow the context's last word. The stories come from a storyworld with its own seed
 (WORLD_SEED, not the benchmarks' 0), so the tasks measure the language, not the benchmark's facts.
 400 items a task: the 95% interval of an accuracy near 0.7 is about +-0.045, so two models 0.1
 apart are told apart (16 hand-written items gave +-0.2).
@@ -28,7 +28,11 @@ def items(language: str, n: int = N_ITEMS, seed: int = 0) -> list[dict]:
     world = sw.build_world(WORLD_SEED)
     texts = [sw.render(p, world, language) for p in sw.plan_stories(world, 4 * n, seed=seed)]
     counts = Counter(w for t in texts for w in t.split() if WORD.fullmatch(w))
-    frequent = [w for w, c in counts.most_common(300) if len(w) > 2]  # distractor pool
+    # answers and distractors: words of 3+ letters seen 5+ times, ranked by frequency; distractors
+    # are the answer's neighbours in that ranking, so a choice's frequency (and so its number of
+    # BPE tokens, which a summed log-likelihood penalizes) does not give the answer away
+    ranked = [w for w, c in counts.most_common() if len(w) > 2 and c >= 5]
+    rank = {w: i for i, w in enumerate(ranked)}
     follows: dict[str, set[str]] = {}  # word -> the words that follow it anywhere in the corpus
     for t in texts:
         ws = t.split()
@@ -39,7 +43,7 @@ def items(language: str, n: int = N_ITEMS, seed: int = 0) -> list[dict]:
     for text in texts:
         words = text.split()
         # a target word after at least 6 words: lowercase, no punctuation attached
-        spots = [i for i in range(6, len(words)) if WORD.fullmatch(words[i])]
+        spots = [i for i in range(6, len(words)) if words[i] in rank]
         if not spots:
             continue
         i = r.choice(spots)
@@ -47,7 +51,10 @@ def items(language: str, n: int = N_ITEMS, seed: int = 0) -> list[dict]:
         starts = [0] + [j + 1 for j in range(i) if words[j][-1] in ".!?"]
         answer, context = words[i], " ".join(words[starts[-2] if len(starts) > 1 else 0 : i])
         # distractors: frequent words that never follow the context's last word in the corpus
-        pool = [w for w in frequent if w != answer and w not in follows[words[i - 1]]]
+        near = ranked[max(0, rank[answer] - 8) : rank[answer] + 9]
+        pool = [w for w in near if w != answer and w not in follows[words[i - 1]]]
+        if len(pool) < 2:
+            continue
         choices = [answer, *r.sample(pool, 2)]
         r.shuffle(choices)
         out.append({"context": context, "choices": choices, "answer": choices.index(answer)})

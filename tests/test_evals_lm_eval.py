@@ -129,3 +129,35 @@ def test_the_shipped_tasks_load_with_lm_evals_own_loader_from_any_directory(tmp_
         assert [d["context"] for d in docs] == [r["context"] for r in rows]
         # enough items to tell accuracies 0.1 apart: a 95% half-width of at most 0.05 at p = 0.5
         assert Z95 * (0.25 / len(docs)) ** 0.5 <= 0.05, len(docs)
+
+
+def test_an_untrained_model_is_at_chance_on_the_shipped_tasks():
+    """The choices do not give the answer away: distractors of the answer's frequency have about
+    as many tokens, so a random model's summed log-likelihoods pick it a third of the time (with
+    frequent-word distractors, one scored 0.85 on story_cloze_en)."""
+    from unlearnbench.data import storyworld as sw
+    from unlearnbench.evals.fact_probes import option_logprobs
+    from unlearnbench.models.build import build_model
+
+    world = sw.build_world(0)  # the benchmark's world: its tokenizer, not the tasks' own text
+    texts = [
+        sw.render(p, world, lang)
+        for p in sw.plan_stories(world, 300, 1)
+        for lang in "en es".split()
+    ]
+    tok = train_bpe(texts, 1024)
+    model = build_model("tiny", len(tok), tok.eos_token_id, seed=0).eval()
+    for task in ("story_cloze_en", "story_cloze_es"):
+        rows = [json.loads(line) for line in open(LM_EVAL_TASKS_DIR / f"{task}.jsonl")]
+        with torch.no_grad():
+            scores = option_logprobs(
+                model,
+                tok,
+                [r["context"] for r in rows],
+                [[" " + c for c in r["choices"]] for r in rows],
+            )
+        acc = sum(
+            max(range(3), key=s.__getitem__) == r["answer"]
+            for s, r in zip(scores, rows, strict=True)
+        )
+        assert abs(acc / len(rows) - 1 / 3) < 0.1, (task, acc / len(rows))
