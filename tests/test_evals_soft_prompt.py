@@ -32,12 +32,30 @@ def test_the_prompt_changes_no_weight_and_lowers_forget_loss_on_a_no_filter_mode
         assert p.requires_grad, f"{n} left frozen"
     # the prompt lowers the forget test loss (measured on the same tokens without it)
     assert s["forget_loss"] < s["before"]["forget_loss"] - 0.02, s
-    assert s["forget_loss"] == min(x["forget_loss"] for x in s["settings"])
+    assert s["forget_loss"] == min(x["forget_loss"] for x in s["settings"])  # a prompt won
+    # no prompt is a candidate too: the accuracy is never below the unprompted model's
+    assert s["forget_accuracy"] >= s["before"]["forget_accuracy"]
     assert len(s["settings"]) == 2 and s["n_probes"] == 1 and s["chance"] == 0.5
     assert s["forget_accuracy"] in (0.0, 1.0)
     # without the prompt, the same tokens give the run's own loss on those blocks
     plain = split_losses(model, {"forget": blocks["forget"]}, bench.eos_id)["forget"]
     assert s["before"]["forget_loss"] == pytest.approx(plain)  # 16 tokens fit beside 4 of 32
+
+
+def test_the_worst_case_counts_no_prompt_as_a_candidate(monkeypatch):
+    bench = toy_benchmark()
+    model = trained_model(bench, steps=5)
+    ctx = EvalContext(RECORD, bench, model, CONTEXT, pipeline.test_blocks(bench, CONTEXT, 2), None)
+    # measurements in call order: no prompt, then the prompt fitted at each lr
+    scripted = iter([(1.0, 0.8), (0.9, 0.5), (1.2, 0.6)])
+    monkeypatch.setattr(sp, "fit_prompt", lambda ctx, model, *a: model)
+    monkeypatch.setattr(
+        sp, "forget_measures",
+        lambda *a: dict(zip(("forget_loss", "forget_accuracy"), next(scripted), strict=True)),
+    )  # fmt: skip
+    s = sp.run(ctx, sp.SoftPromptOptions(lrs=(1e-3, 1e-2), n_tokens=2, steps=1)).summary
+    assert (s["forget_loss"], s["lr"]) == (0.9, 1e-3)  # the lowest loss: a prompt's
+    assert s["forget_accuracy"] == 0.8  # the highest accuracy: without a prompt
 
 
 def test_the_prompted_model_predicts_the_real_tokens_only():

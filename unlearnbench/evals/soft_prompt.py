@@ -9,9 +9,10 @@ the one it tests on held-out data: embedding_attack_unlearning.py:570 "Attack ty
 universal for test data"). Then, with the prompt prepended, the forget loss on the test blocks and
 the forget fact-probe accuracy (the prompt before each probe) are measured, with the same numbers
 without the prompt on the same tokens beside them. The worst case is over learning rates and attack
-seeds: the lowest forget loss and the highest forget-fact accuracy. Knowledge that returns under a
-prompt alone is still in the weights. This evaluation measures its own run; the no-filter model and
-the perfect filter under the same attack are their own runs' results, joined at table time.
+seeds, and no prompt (an attacker may leave it out): the lowest forget loss and the highest forget-
+fact accuracy. Knowledge that returns under a prompt alone is still in the weights. This evaluation
+measures its own run; the no-filter model and the perfect filter under the same attack are their
+own runs' results, joined at table time.
 
 Every block is cut to `context - n_tokens` tokens so the prompt and the block fit the model's
 positions; losses with and without the prompt are on the same tokens.
@@ -189,9 +190,12 @@ def run(ctx: EvalContext, options: SoftPromptOptions) -> EvalResult:
     for p, flag in zip(model.parameters(), grad_flags, strict=True):  # as it came (unfrozen)
         p.requires_grad_(flag)
 
-    # the worst case for the removal: the lowest loss and the highest accuracy over settings
-    worst = min(settings, key=lambda s: s["forget_loss"])
-    accs = [s["forget_accuracy"] for s in settings if s["forget_accuracy"] is not None]
+    # the worst case for the removal: the lowest loss and the highest accuracy over the settings
+    # and no prompt at all (an attacker may leave it out, as relearn's worst case counts step 0;
+    # lr None: no prompt did better)
+    candidates = [{"lr": None, "attack_seed": None, **before}, *settings]
+    worst = min(candidates, key=lambda s: s["forget_loss"])
+    accs = [s["forget_accuracy"] for s in candidates if s["forget_accuracy"] is not None]
     summary = {
         "before": before,
         "forget_loss": worst["forget_loss"],
