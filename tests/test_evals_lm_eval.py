@@ -74,6 +74,25 @@ def test_local_task_runs_offline_on_an_in_memory_model(tmp_path, monkeypatch):
     assert results["toy_mc"]["acc,none"] == pytest.approx(ours / len(items))
 
 
+def our_accuracy(model, tok, rows: list[dict]) -> float:
+    """Accuracy of the argmax of each choice's summed log-likelihood after " ", as lm-eval's `acc`
+    (our fact probes' scoring)."""
+    from unlearnbench.evals.fact_probes import option_logprobs
+
+    with torch.no_grad():
+        scores = option_logprobs(
+            model,
+            tok,
+            [r["context"] for r in rows],
+            [[" " + c for c in r["choices"]] for r in rows],
+        )
+    right = sum(
+        max(range(len(s)), key=s.__getitem__) == r["answer"]
+        for s, r in zip(scores, rows, strict=True)
+    )
+    return right / len(rows)
+
+
 def test_the_shipped_suite_runs_its_tasks_from_any_directory_and_shows_accuracy(
     tmp_path, monkeypatch
 ):
@@ -90,21 +109,9 @@ def test_the_shipped_suite_runs_its_tasks_from_any_directory_and_shows_accuracy(
     texts = [x["context"] + " " + c for rows in items.values() for x in rows for c in x["choices"]]
     model, tok = tiny_model(texts * 3)
     results = evaluate_tasks(model, tok, options)
-    from unlearnbench.evals.fact_probes import option_logprobs
-
     for task, rows in items.items():
         assert len({x["answer"] for x in rows}) == 3  # answers not in one place
-        scores = option_logprobs(
-            model,
-            tok,
-            [x["context"] for x in rows],
-            [[" " + c for c in x["choices"]] for x in rows],
-        )
-        right = sum(
-            max(range(3), key=s.__getitem__) == x["answer"]
-            for s, x in zip(scores, rows, strict=True)
-        )
-        assert results[task]["acc,none"] == pytest.approx(right / len(rows))
+        assert results[task]["acc,none"] == pytest.approx(our_accuracy(model, tok, rows))
     # the declared headline reads lm-eval's `acc,none` and its interval: both shown by the tables
     shown = headline(evals.get("lm-eval").metrics, {"results": results})
     values = {e["title"]: e["value"] for e in shown}
@@ -136,7 +143,6 @@ def test_an_untrained_model_is_at_chance_on_the_shipped_tasks():
     as many tokens, so a random model's summed log-likelihoods pick it a third of the time (with
     frequent-word distractors, one scored 0.85 on story_cloze_en)."""
     from unlearnbench.data import storyworld as sw
-    from unlearnbench.evals.fact_probes import option_logprobs
     from unlearnbench.models.build import build_model
 
     world = sw.build_world(0)  # the benchmark's world: its tokenizer, not the tasks' own text
@@ -149,15 +155,5 @@ def test_an_untrained_model_is_at_chance_on_the_shipped_tasks():
     model = build_model("tiny", len(tok), tok.eos_token_id, seed=0).eval()
     for task in ("story_cloze_en", "story_cloze_es"):
         rows = [json.loads(line) for line in open(LM_EVAL_TASKS_DIR / f"{task}.jsonl")]
-        with torch.no_grad():
-            scores = option_logprobs(
-                model,
-                tok,
-                [r["context"] for r in rows],
-                [[" " + c for c in r["choices"]] for r in rows],
-            )
-        acc = sum(
-            max(range(3), key=s.__getitem__) == r["answer"]
-            for s, r in zip(scores, rows, strict=True)
-        )
-        assert abs(acc / len(rows) - 1 / 3) < 0.1, (task, acc / len(rows))
+        acc = our_accuracy(model, tok, rows)
+        assert abs(acc - 1 / 3) < 0.1, (task, acc)
