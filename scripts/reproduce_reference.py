@@ -183,9 +183,11 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
 
     out.mkdir(parents=True, exist_ok=True)
     rows = leaderboard_rows(records)
-    write_text_atomic(out / "leaderboard.md", render(rows, "md"))  # headline, then full table
+    # what these records are (e.g. made by earlier code) stands above the tables themselves
+    about = f"> {note}\n\n" if note else ""
+    write_text_atomic(out / "leaderboard.md", about + render(rows, "md"))  # headline, full table
     write_text_atomic(out / "leaderboard.csv", to_csv(rows))
-    write_text_atomic(out / "claims.md", claims_markdown(records))
+    write_text_atomic(out / "claims.md", about + claims_markdown(records))
     benches = sorted({r["benchmark"] for r in records})
     figures = {b: write_plots(records, b, out / "figures") for b in benches}
     reports = write_reports(records, out)

@@ -57,7 +57,7 @@ def test_steps_relative_to_the_perfect_filter():
     assert refs.relative_steps(50, 100) == 0.5
     assert refs.relative_steps(refs.NotReached(200), 100) == refs.NotReached(2.0)
     assert refs.relative_steps(50, refs.NotReached(200)) is refs.FILTER_NOT_RECOVERED
-    assert refs.relative_steps(50, refs.NO_VALID_ATTACK) is refs.FILTER_NOT_RECOVERED
+    assert refs.relative_steps(50, refs.NO_VALID_ATTACK) is refs.FILTER_NOT_ATTACKED
     assert refs.relative_steps(50, None) is refs.REFERENCE_NOT_MEASURED
     assert refs.relative_steps(refs.NO_VALID_ATTACK, 100) is refs.NO_VALID_ATTACK
 

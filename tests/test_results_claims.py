@@ -204,7 +204,10 @@ def test_steps_to_recover_are_a_sign_test_with_its_p_and_never_read_holds():
     assert row.censored and [str(row.a[s]) for s in range(3)] == ["NotReached(limit=200)"] * 3
     assert row.verdict() == "sign test, A more steps in 3 of 3 seeds, p = 0.25 two-sided"
     assert "holds" not in row.verdict()
+    # steps do not charge damage: a raw row, never listed among the verdicts net of damage
+    assert row.role == "raw"
     text = claims_markdown(recs)
+    assert "relearn steps to recover (raw), damage not charged: sign test" in text
     assert "s0: > 200" in text and "p = 0.25 two-sided" in text
     # the perfect filter is beside both methods, from its own result against the same target
     steps = "relearn steps to recover"
@@ -229,7 +232,7 @@ def test_a_seed_with_no_valid_attack_reads_no_valid_attack_never_a_bound():
         "sign test, A more steps in 2 of 2 seeds, p = 0.5 two-sided; 1 seed(s) with no valid attack"
     )
     text = claims_markdown(recs)
-    line = next(x for x in text.splitlines() if "| relearn steps to recover | claim |" in x)
+    line = next(x for x in text.splitlines() if "| relearn steps to recover (raw) | raw |" in x)
     assert "s1: no valid attack" in line and "s1: > 200" not in line
     # every seed without a valid attack: not measured, the count named
     recs = _steps_grid(sgtm_end=1.5, sgtm_broke=10)

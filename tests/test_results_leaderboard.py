@@ -125,6 +125,8 @@ def test_steps_to_recover_name_seeds_that_never_recovered_and_seeds_with_no_vali
     md = headline_markdown(rows)
     line = next(x for x in md.splitlines() if x.startswith("| sgtm"))
     assert "no valid attack" in line and "2/3" in line  # seeds validly attacked at 50
+    # the outcome at a shorter budget every seed was attacked at says so, never reads as robust
+    assert "@10; not every seed validly attacked @50" in line
     # relative to the perfect filter's own steps (it recovers at 50 too): 1.0
     assert _row(rows, "sgtm", "recall=1.0")["cells"][f"{RECOVER[:-len('steps_to_recover')]}"
                                                      "steps_vs_filter"].mean == 1.0  # fmt: skip

@@ -457,8 +457,10 @@ def _robustness(grid: Grid, benchmarks) -> list:
         for setting, name, budget in attacks:
             steps = steps_to_recover(name)
             rows += [
-                grid.compare(bench, setting, "relearn steps to recover", steps, sgtm, rmu, +1,
-                             test="sign", unit="steps"),
+                # raw: a model whose retain ability the removal damaged may never reach
+                # no-filter's forget loss on anything; the judged row is the net one below
+                grid.compare(bench, setting, "relearn steps to recover (raw)", steps, sgtm, rmu,
+                             +1, "raw", test="sign", unit="steps"),
                 grid.compare(bench, setting, "relearn steps to recover", steps, sgtm, pf, 0,
                              "context", test="sign", unit="steps"),
                 grid.compare(bench, setting, "relearn steps to recover", steps, rmu, pf, 0,
@@ -634,6 +636,10 @@ def _summary(claim: Claim) -> list[str]:
         if c.notes:
             text += f"; {'; '.join(c.notes)}"
         lines.append(text)
+    for c in claim.rows:  # sign tests on steps: damage not charged, said so, never judged
+        if c.role == "raw" and c.censored:
+            lines.append(f"- {c.benchmark}, {c.setting}: {c.quantity}, damage not charged: "
+                         f"{c.verdict()}")  # fmt: skip
     return lines
 
 
@@ -666,7 +672,7 @@ def claims_markdown(records: list[dict]) -> str:
             "",
             f"Source: {claim.source}. Claim: {claim.statement}",
             "",
-            "Verdicts (net of damage):",
+            "Verdicts (net of damage; raw sign tests on steps listed after, not judged):",
             "",
             *(_summary(claim) or ["- none measured"]),
             "",

@@ -60,9 +60,10 @@ LEGEND = (
     "steps to recover: first attack step at which a setting still within the retain tolerance "
     "reached the no-filter run's own pre-attack forget loss; vs filter: over the perfect filter's "
     "own steps (1.0 = as hard to relearn as data never seen); "
-    "probe accuracies give their chance level and an exact McNemar p-value of the per-probe "
-    "outcomes against no-filter, stratified by seed (* = p < 0.05; no correction for the number "
-    "of comparisons); "
+    "probe accuracies give their chance level and a p-value of the per-probe outcomes against "
+    "no-filter from an exact McNemar test per seed, combined over seeds (the larger of "
+    "Stouffer's combination and a t-test of the per-seed scores: seeds, not pooled probes, are "
+    "the replicates; * = p < 0.05; no correction for the number of comparisons); "
     "an evaluation's columns are named SUITE/KEY: metric, the suite that ran it and its key there; "
     f"{UP} higher is better, {DOWN} lower is better; blank = not measured; "
     "no valid attack = measured, but every attack setting broke the retain tolerance within that "
@@ -585,7 +586,8 @@ def _sum(g, key: str) -> int:
     return int(g[key].fillna(0).sum()) if key in g else 0
 
 
-STATUSES = ("not reached", "no valid attack", "reference not measured", "filter did not recover")
+STATUSES = ("not reached", "no valid attack", "reference not measured", "filter did not recover",
+            "filter: no valid attack", "above no-filter's first curve point")  # fmt: skip
 
 
 def frame_cell(g, col: Column) -> Cell:
@@ -602,7 +604,8 @@ def frame_cell(g, col: Column) -> Cell:
             continue
         if text == "not reached":
             limits = g.loc[status == text, f"{col.key} limit"].dropna()
-            text = f"> {_limit(limits.max())}" if len(limits) else text
+            # each seed is beyond its own limit: all of them only beyond the smallest
+            text = f"> {_limit(limits.min())}" if len(limits) else text
         notes.append(f"{k}/{total} seeds {text}" if total > k else text)
     extra = {}
     if col.probe is not None:
@@ -871,7 +874,10 @@ def attack_outcome(row: dict, result: str, budgets: list[int]) -> tuple[str, str
         cell = row["cells"].get(f"{result}:forget_loss@{b}")
         if cell is not None and cell.n and cell.n == row["seeds"]:
             col = Column("", "", UP, lambda r: None)
-            return f"{format_cell(replace(cell, note=''), col, row['seeds'])} @{b}", valid
+            text = f"{format_cell(replace(cell, note=''), col, row['seeds'])} @{b}"
+            if b < largest:  # a shorter attack is not robustness: say where validity ended
+                text += f"; not every seed validly attacked @{largest}"
+            return text, valid
     return "no valid attack", valid
 
 
@@ -1019,7 +1025,7 @@ def to_csv(rows: list[dict]) -> str:
             head.append(f"{c.key}_significant")
         if c.probe:
             head += [f"{c.key}_chance", f"{c.key}_p", f"{c.key}_paired_runs"]
-    w.writerow(head + ["rank_group", "run_ids"])
+    w.writerow(head + ["rank_group", "role", "run_ids"])
     for r in rows:
         line = [text(r["benchmark"]), text(r["model"]), text(r["method"]), text(r["setting"])]
         line.append(r["seeds"])
@@ -1031,7 +1037,9 @@ def to_csv(rows: list[dict]) -> str:
                 line.append(int(cell.significant) if cell.low is not None else "")
             if c.probe:
                 line += [num(cell.chance), num(cell.p), cell.pairs]
-        w.writerow(line + [r.get("rank_group", ""), text(" ".join(r["run_ids"]))])
+        w.writerow(
+            line + [r.get("rank_group", ""), r.get("role", ""), text(" ".join(r["run_ids"]))]
+        )
     return buf.getvalue()
 
 

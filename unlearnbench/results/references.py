@@ -82,6 +82,7 @@ class _Status:
 NO_VALID_ATTACK = EXCLUDED  # every attack setting broke the retain tolerance (results/attack.py)
 REFERENCE_NOT_MEASURED = _Status("reference not measured")
 FILTER_NOT_RECOVERED = _Status("filter did not recover")  # no floor to divide by
+FILTER_NOT_ATTACKED = _Status("filter: no valid attack")  # no floor either
 BEYOND_CURVE = _Status("above no-filter's first curve point")  # compute penalty: no number
 
 
@@ -331,7 +332,9 @@ def relative_steps(mine, filters):
     """The run's steps to recover over the perfect filter's (1.0: as hard to relearn as data never
     seen): a number when both recovered, NotReached(budget / filter's steps) when the run did
     not; a named status when the filter's own number is missing or not reached."""
-    if filters is NO_VALID_ATTACK or isinstance(filters, NotReached):
+    if filters is NO_VALID_ATTACK:
+        return FILTER_NOT_ATTACKED
+    if isinstance(filters, NotReached):
         return FILTER_NOT_RECOVERED
     if not isinstance(filters, int | float) or filters <= 0:
         return REFERENCE_NOT_MEASURED
