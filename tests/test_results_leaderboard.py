@@ -125,8 +125,8 @@ def test_steps_to_recover_name_seeds_that_never_recovered_and_seeds_with_no_vali
     md = headline_markdown(rows)
     line = next(x for x in md.splitlines() if x.startswith("| sgtm"))
     assert "no valid attack" in line and "2/3" in line  # seeds validly attacked at 50
-    # the outcome at a shorter budget every seed was attacked at says so, never reads as robust
-    assert "@10; not every seed validly attacked @50" in line
+    # no budget at which every seed was validly attacked: the outcome says over which seeds
+    assert "@50, 2 of 3 seeds" in line
     # relative to the perfect filter's own steps (it recovers at 50 too): 1.0
     assert _row(rows, "sgtm", "recall=1.0")["cells"][f"{RECOVER[:-len('steps_to_recover')]}"
                                                      "steps_vs_filter"].mean == 1.0  # fmt: skip
@@ -508,3 +508,16 @@ def test_a_column_that_does_not_separate_the_perfect_filter_from_no_filter_is_ma
     assert sep[PROBE_FORGET]["informative"] is False
     md = headline_markdown(rows)
     assert "forget facts acc ↓ †" in md and "uninformative here: forget facts acc" in md
+
+
+def test_the_relearning_outcome_names_the_budget_and_where_validity_ended():
+    from unlearnbench.results.leaderboard import Cell, attack_outcome
+
+    key = "robust/relearn:forget_loss@"
+    row = {"seeds": 3, "cells": {
+        f"{key}10": Cell(2.0, 0.1, 3, low=1.9, high=2.1),
+        f"{key}50": Cell(1.5, 0.1, 2, low=1.4, high=1.6, statuses=(("no valid attack", 1),)),
+    }}  # fmt: skip
+    text, valid = attack_outcome(row, "robust/relearn", [10, 50])
+    assert text.startswith("2.000 ± 0.100 @10") and "not every seed validly attacked @50" in text
+    assert valid == "2/3"

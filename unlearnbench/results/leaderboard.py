@@ -874,11 +874,19 @@ def attack_outcome(row: dict, result: str, budgets: list[int]) -> tuple[str, str
         cell = row["cells"].get(f"{result}:forget_loss@{b}")
         if cell is not None and cell.n and cell.n == row["seeds"]:
             col = Column("", "", UP, lambda r: None)
-            text = f"{format_cell(replace(cell, note=''), col, row['seeds'])} @{b}"
+            text = f"{format_cell(cell_without_notes(cell), col, row['seeds'])} @{b}"
             if b < largest:  # a shorter attack is not robustness: say where validity ended
                 text += f"; not every seed validly attacked @{largest}"
             return text, valid
+    if last.n:  # some seeds were validly attacked to the end, not every one at any budget
+        col = Column("", "", UP, lambda r: None)
+        text = format_cell(cell_without_notes(last), col, last.n)
+        return f"{text} @{largest}, {last.n} of {row['seeds']} seeds", valid
     return "no valid attack", valid
+
+
+def cell_without_notes(cell: Cell) -> Cell:
+    return replace(cell, note="")
 
 
 HEADLINE = ["d_forget", "d_adjacent", "d_retain", "facts", "score", "attack", "recover",
