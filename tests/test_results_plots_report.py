@@ -606,3 +606,18 @@ def test_a_benchmark_name_that_is_not_a_file_name_never_writes_outside_dest(tmp_
         write_plots(recs, "../escape", tmp_path / "out")
     assert not (tmp_path / "escape-tradeoff.png").exists()
     assert not any(tmp_path.glob("*.html"))
+
+
+def test_the_report_opens_with_a_table_of_contents_linking_every_section():
+    import re
+
+    from unlearnbench.results.report import report_html
+
+    page = report_html(sample_records(), "storyworld-topic")
+    toc = page.split('<nav class="toc">', 1)[1].split("</nav>", 1)[0]
+    links = re.findall(r'href="#([\w-]+)"', toc)
+    sections = re.findall(r'<h[23] id="([\w-]+)"', page)
+    assert (
+        links and set(links) <= set(sections) and set(links) >= {"leaderboard", "figures", "runs"}
+    )
+    assert page.index('<nav class="toc">') < page.index('id="leaderboard"')

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from unlearnbench.results import references as refs
 from unlearnbench.results import stats
 from unlearnbench.results.attack import EXCLUDED, budget_outcome
+from unlearnbench.results.style import STYLE
 
 UP, DOWN = "↑", "↓"  # higher is better, lower is better
 RANKING_RULE = (
@@ -1073,8 +1074,6 @@ def to_html(rows: list[dict], caption: str = "", hide: tuple[str, ...] = ()) -> 
 
 
 def html_page(rows: list[dict], title: str = "unlearnbench leaderboard") -> str:
-    from unlearnbench.results.report import STYLE
-
     esc = html.escape
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}'

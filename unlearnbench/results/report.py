@@ -27,25 +27,7 @@ from unlearnbench.results.leaderboard import (
     to_html,
     with_settings,
 )
-
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-       margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; line-height: 1.4; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
-th, td { border: 1px solid #ccc; padding: .25em .5em; vertical-align: top; }
-th { background: #f3f3f3; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.note, .muted { color: #555; font-size: .85em; max-width: 70em; }
-.scroll { overflow-x: auto; }
-figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { color: #555; font-size: .85em; }
-code { font-size: .9em; }
-.swatch { display: inline-block; width: .8em; height: .8em; margin-right: .3em;
-          border: 1px solid #333; vertical-align: baseline; }
-td.text { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .95em; max-width: 60em;
-          white-space: pre-wrap; }
-"""
+from unlearnbench.results.style import STYLE  # one stylesheet: the leaderboard page's too
 
 
 def captions(retain_tolerance: float = stats.RETAIN_TOLERANCE) -> dict[str, str]:
@@ -86,6 +68,16 @@ def captions(retain_tolerance: float = stats.RETAIN_TOLERANCE) -> dict[str, str]
 
 
 CAPTIONS = captions()
+# the page's sections, linked at its top (each <h2> below carries the id)
+SECTIONS = [("leaderboard", "Leaderboard"), ("full-table", "Full table"), ("figures", "Figures"),
+            ("generations", "Sample generations"), ("evaluations", "Evaluations"),
+            ("settings", "Method settings"), ("environment", "Versions and hardware"),
+            ("runs", "Runs")]  # fmt: skip
+TABLE_OF_CONTENTS = (
+    '<nav class="toc"><strong>Contents</strong><ol>'
+    + "".join(f'<li><a href="#{i}">{t}</a></li>' for i, t in SECTIONS)
+    + "</ol></nav>"
+)
 # why a figure can be empty when the records hold runs
 EMPTY = {
     "tradeoff": " (it draws Δ against the matching no-filter run; no run here has one)",
@@ -316,6 +308,7 @@ def report_html(
         f'<p class="muted">{len(recs)} runs; model {esc(", ".join(models))}; seeds '
         f"{esc(', '.join(map(str, seeds)))}; generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         " from the run records (nothing was retrained to draw this page).</p>",
+        TABLE_OF_CONTENTS,
         '<h2 id="leaderboard">Leaderboard</h2>',
         f'<div class="scroll">{headline_html(rows)}</div>',
         '<h3 id="full-table">Full table</h3>',
