@@ -260,7 +260,17 @@ def test_each_method_has_one_colour_in_every_figure_and_the_report():
     only_sgtm = [r for r in recs if r["method"] in ("sgtm", "no-filter")]  # and its Δ's reference
     line = next(c for c in undiscovered_figure(only_sgtm, BENCH).axes[0].containers)
     assert to_hex(line.lines[0].get_color()) == method_color("sgtm") == next(iter(seen["sgtm"]))
-    assert method_color("my-new-method") == method_color("my-new-method")  # by name, stable
+    # a method the palette does not know gets its colour from its name: the same in another
+    # process (not from the order methods were first seen, nor Python's salted str hash)
+    import subprocess
+    import sys
+
+    code = (
+        "from unlearnbench.results.plots import method_color; print(method_color('my-new-method'))"
+    )
+    env = {**__import__("os").environ, "PYTHONHASHSEED": "123"}
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert other.stdout.strip() == method_color("my-new-method")
     page = report_html(recs, BENCH)
     assert f"background:{method_color('sgtm')}" in page  # the report's colour key
 
