@@ -100,3 +100,16 @@ def test_a_saved_tokenizer_returns_only_what_the_model_takes(tmp_path, tok):
         torch.testing.assert_close(
             model(**batch).logits, model(input_ids=batch["input_ids"]).logits
         )
+
+
+def test_a_damaged_tokenizer_cache_is_named_and_rebuilt(tmp_path, capsys):
+    from unlearnbench.data.tokenizer import cached_bpe
+
+    texts = ["the fox lives in the cave", "el zorro vive en la cueva"] * 20
+    tok = cached_bpe(lambda: texts, 300, "toy", tmp_path)
+    path = next((tmp_path / "tokenizers").iterdir()) / "tokenizer.json"
+    path.write_text("{ not json")
+    again = cached_bpe(lambda: texts, 300, "toy", tmp_path)
+    assert again("the fox")["input_ids"] == tok("the fox")["input_ids"]
+    err = capsys.readouterr().err
+    assert "tokenizer cache" in err and str(path) in err and "Traceback" not in err

@@ -93,7 +93,15 @@ def cached_bpe(
     parent = root / "tokenizers"
     path = parent / f"{key}-{vocab_size}"
     if (path / "tokenizer.json").exists():
-        return PreTrainedTokenizerFast.from_pretrained(str(path))
+        try:
+            return PreTrainedTokenizerFast.from_pretrained(str(path))
+        except Exception as e:  # a damaged cache is rebuilt, and said so with its file
+            from unlearnbench.progress import say
+
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            say(f"warning: the tokenizer cache {path / 'tokenizer.json'} is damaged ({why}); "
+                "training it again")  # fmt: skip
+            shutil.rmtree(path, ignore_errors=True)
     tokenizer = train_bpe(texts_fn(), vocab_size)
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-{vocab_size}-", dir=parent))
