@@ -63,18 +63,57 @@ def _annotation_type(node: ast.expr) -> object:
         return object
 
 
-def _options_fields(tree: ast.Module, class_name: str) -> dict[str, object] | None:
-    """The fields of the top-level dataclass `class_name` (ClassVars are not fields)."""
+def _options_fields(
+    tree: ast.Module, class_name: str, path: Path | None = None, depth: int = 0
+) -> dict[str, object] | None:
+    """The fields of the top-level dataclass `class_name` (ClassVars are not fields), its bases'
+    first when each is a dataclass of this module or imported by name from a sibling module
+    (`from unlearnbench.methods._coherence import CoherenceOptions`); None when a base cannot be
+    read that way (only an import can tell)."""
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == class_name:
-            if node.bases or not any("dataclass" in ast.unparse(d) for d in node.decorator_list):
-                return None  # inherited fields or no dataclass: only an import can tell
-            fields = {}
+            if not any("dataclass" in ast.unparse(d) for d in node.decorator_list) or depth > 4:
+                return None
+            fields: dict[str, object] = {}
+            for base in node.bases:  # dataclass fields: the bases' first, in order
+                inherited = _base_fields(tree, base, path, depth)
+                if inherited is None:
+                    return None
+                fields |= inherited
             for stmt in node.body:
                 if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
                     if "ClassVar" not in ast.unparse(stmt.annotation):
                         fields[stmt.target.id] = _annotation_type(stmt.annotation)
             return fields
+    return None
+
+
+def _base_fields(tree: ast.Module, base: ast.expr, path: Path | None, depth: int):
+    """The fields of a base class named in `tree`: defined there, or imported from a module of
+    this package beside `path`."""
+    if not isinstance(base, ast.Name):
+        return None
+    if any(isinstance(n, ast.ClassDef) and n.name == base.id for n in tree.body):
+        return _options_fields(tree, base.id, path, depth + 1)
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and path is not None:
+            if any(a.name == base.id and a.asname is None for a in node.names):
+                parts = node.module.split(".")
+                source = _package_file(path, parts)
+                if source is None:
+                    return None
+                other = ast.parse(source.read_text(encoding="utf-8"), str(source))
+                return _options_fields(other, base.id, source, depth + 1)
+    return None
+
+
+def _package_file(path: Path, parts: list[str]) -> Path | None:
+    """The source file of module `parts` (e.g. unlearnbench.methods._coherence), found by walking up
+    from `path` to the folder that holds the package `parts[0]`."""
+    for folder in path.parents:
+        if folder.name == parts[0]:
+            candidate = folder.parent.joinpath(*parts).with_suffix(".py")
+            return candidate if candidate.is_file() else None
     return None
 
 
@@ -99,7 +138,7 @@ def scan_module(path: Path, module: str, decorator: str) -> tuple[list[StaticEnt
             keywords, options = {}, None
             for kw in d.keywords:
                 if kw.arg == "options" and isinstance(kw.value, ast.Name):
-                    options = _options_fields(tree, kw.value.id)
+                    options = _options_fields(tree, kw.value.id, path)
                 else:
                     try:
                         keywords[kw.arg] = ast.literal_eval(kw.value)
