@@ -86,7 +86,11 @@ def test_tensorboard_gets_training_curves_metrics_and_attack_curves(tmp_path):
     series = _scalars(logdir)
     for lr in (0.001, 0.01):
         tag = f"attack/relearn/lr={lr:g},attack_seed=0,mode=full/forget_loss"
-        want = [(r["step"], r["loss"]) for r in rows if r["lr"] == lr and r["split"] == "forget"]
+        want = [
+            (r["step"], r["loss"])
+            for r in rows  # the full fine-tuning attacker's (the LoRA one has series of its own)
+            if r["lr"] == lr and r["split"] == "forget" and r["mode"] == "full"
+        ]
         _same(sorted(series[tag]), sorted(want))
     headline = {h["name"]: h["value"] for h in stored["evals"]["attack/relearn"]["headline"]}
     logged = {
