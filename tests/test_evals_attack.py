@@ -86,8 +86,10 @@ def test_attack_adds_results_without_changing_earlier_metrics(tmp_path):
     steps = cmp["attacks"][K + "relearn"]["steps_to_recover"]
     target = nf["evals"][K + "relearn"]["before"]["forget_loss"]
     assert steps == references.steps_to(after, K + "relearn", target)
-    assert isinstance(steps, int) or steps is references.NO_VALID_ATTACK or (
-        isinstance(steps, references.NotReached) and steps.limit == 4
+    assert (
+        isinstance(steps, int)
+        or steps is references.NO_VALID_ATTACK
+        or (isinstance(steps, references.NotReached) and steps.limit == 4)
     )
     floor = pf["evals"][K + "hidden-probes"]["forget"]["best_accuracy"]
     mine = ev[K + "hidden-probes"]["forget"]["best_accuracy"]

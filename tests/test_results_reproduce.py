@@ -118,8 +118,12 @@ def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):
     claims = (tmp_path / "claims.md").read_text()
     assert "(claims.md)" in readme and "## SGTM vs RMU: steps to recover" in claims
     # the sample's filter and sgtm runs share no recall, so no comparison of them is a measurement
-    row = "| storyworld-topic | recall 0.9 | Δforget - Δretain - Δadjacent (net of damage) | claim |"
-    assert any(line.startswith(row) and "not measured (n=0)" in line for line in claims.splitlines())
+    row = (
+        "| storyworld-topic | recall 0.9 | Δforget - Δretain - Δadjacent (net of damage) | claim |"
+    )
+    assert any(
+        line.startswith(row) and "not measured (n=0)" in line for line in claims.splitlines()
+    )
 
 
 def test_a_committed_record_with_its_suite_results_is_skipped_on_a_fresh_machine(tmp_path):
