@@ -21,6 +21,11 @@ AUDITED = (
     "demix",
     "rewritten-transfer",
     "circuit-breakers",
+    "filter",
+    "no-filter",
+    "npo",
+    "grad-ascent",
+    "grad-diff",
 )
 
 

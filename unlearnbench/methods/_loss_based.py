@@ -30,11 +30,17 @@ LOSS_BASED_TRAIN_DEFAULTS = {
     "lr": 1e-4,
     "batch_size": 8,  # ours (open-unlearning TOFU: 8 x 4 accumulation = 32)
     "warmup_steps": 10,  # ours: 10% of the steps (open-unlearning: one of ten epochs)
-    "weight_decay": 0.01,  # open-unlearning TOFU (tofu/default.yaml:46)
-    "beta2": 0.999,  # HF Trainer AdamW default
+    "weight_decay": 0.01,  # tofu/default.yaml:46 "weight_decay: 0.01"
+    # transformers TrainingArguments' defaults, which open-unlearning's trainer args leave as they
+    # are (trainer/finetune.yaml:2-24 set neither adam_beta2 nor max_grad_norm; :15 "optim:
+    # paged_adamw_32bit"): adam_beta2 0.999, max_grad_norm 1.0
+    "beta2": 0.999,
     "min_lr_ratio": 1.0,  # ours: constant after warmup (open-unlearning TOFU: linear decay to 0)
-    "grad_clip": 1.0,  # open-unlearning: HF Trainer, TrainingArguments.max_grad_norm default 1.0
-    # open-unlearning: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+    # max_grad_norm's default, as beta2 above: trainer/finetune.yaml:2-24 (no max_grad_norm,
+    # :15 "optim: paged_adamw_32bit")
+    "grad_clip": 1.0,
+    # HF Trainer decays all but biases and layer norms (get_decay_parameter_names): base.py:15
+    # "class FinetuneTrainer(Trainer):" keeps the HF Trainer's optimizer
     "weight_decay_groups": "matrices",
 }
 

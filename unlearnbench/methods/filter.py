@@ -13,7 +13,9 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class FilterOptions:
-    strict: bool = False  # SGTM: the strict filter also removes adjacent topics
+    # the weak filter (adjacent documents kept) by default: wiki/run.sh:69 "--upsample-adjacent-set
+    # 1.0" in the run "wiki_254M_weak_filter"; strict drops them too, :89 "--upsample-adjacent-set 0.0"
+    strict: bool = False
 
 
 # version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)

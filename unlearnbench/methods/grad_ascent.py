@@ -15,9 +15,9 @@ from unlearnbench.training import Objective
 @dataclass(frozen=True)
 class GradAscentOptions:
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
-    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    # which positions (ours): "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
 
 

@@ -14,12 +14,12 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class GradDiffOptions:
-    gamma: float = 1.0  # open-unlearning GradDiff: weight of the forget (ascent) term
-    alpha: float = 1.0  # open-unlearning GradDiff: weight of the retain NLL term
+    gamma: float = 1.0  # weight of the forget (ascent) term: GradDiff.yaml:6 "gamma: 1.0"
+    alpha: float = 1.0  # weight of the retain NLL term: GradDiff.yaml:7 "alpha: 1.0"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
-    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    # which positions (ours): "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
 
 

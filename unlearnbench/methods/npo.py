@@ -30,13 +30,14 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class NPOOptions:
-    beta: float = 0.1  # Zhang et al. 2024 and open-unlearning NPO: beta 0.1
-    alpha: float = 1.0  # open-unlearning NPO: retain NLL weight 1 (0 = plain NPO, no retain data)
-    gamma: float = 1.0  # open-unlearning NPO: forget-term weight
+    beta: float = 0.1  # Zhang et al. 2024; open-unlearning trainer/NPO.yaml:6 "beta: 0.1"
+    # retain NLL weight (0 = plain NPO, no retain data): NPO.yaml:7 "alpha: 1.0"
+    alpha: float = 1.0
+    gamma: float = 1.0  # forget-term weight: NPO.yaml:8 "gamma: 1.0"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
-    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    # which positions (ours): "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
 
 
