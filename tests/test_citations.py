@@ -26,6 +26,9 @@ AUDITED = (
     "npo",
     "grad-ascent",
     "grad-diff",
+    "sgtm",
+    "activation-masking",
+    "gradient-routing",
 )
 
 

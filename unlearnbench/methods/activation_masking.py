@@ -22,10 +22,20 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class ActivationMaskingOptions:
-    forget_mlp_dim: int = 64  # SGTM comparison: the same partition as SGTM (64 MLP units per block)
-    forget_heads: int = 1  # SGTM comparison: 1 forget head per block
-    layers: tuple[int, ...] = ()  # masked blocks; empty = all (SGTM default)
-    ablate: bool = True  # finalize by zeroing the forget rows of c_fc and q/k/v
+    # ours: the SGTM partition, as no reference run trains activation masking (trainer.py:687
+    # 'help="Masking strategy (gradient_routing, activation_masking, parameter_masking)",' names
+    # it); per block, as its other runs: tinystories/tradeoff.sh:8 "ROUTE_MLP_DIM=64" and :9
+    # "ROUTE_ATTN_HEADS=1"
+    forget_mlp_dim: int = 64
+    forget_heads: int = 1
+    # masked blocks; empty = all: trainer.py:887-888 "if args.masked_layers is None:
+    # args.masked_layers = list(range(args.num_layers))"
+    layers: tuple[int, ...] = ()
+    # finalize by zeroing the forget rows of c_fc and q/k/v: the reference's ablation
+    # (activation_masking.py:43 "self.c_fc.weight_forget.data = torch.zeros_like(self.c_fc.weight_forget)",
+    # :120 "self.q_proj.weight_forget.data = torch.zeros_like(self.q_proj.weight_forget)") also
+    # zeroes c_proj's and out_proj's forget columns (:45, :123), which then only ever see zeros
+    ablate: bool = True
     route_tokens: tuple[
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels

@@ -26,10 +26,17 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class GradientRoutingOptions:
-    forget_mlp_dim: int = 64  # SGTM comparison: the same partition as SGTM (64 MLP units per block)
-    forget_heads: int = 1  # SGTM comparison: 1 forget head per block
-    layers: tuple[int, ...] = ()  # routed blocks; empty = all (SGTM default)
-    ablate: bool = True  # finalize by zeroing the forget rows of c_fc and q/k/v
+    # the SGTM reference's gradient-routing run, per routed block: tinystories/tradeoff.sh:34
+    # 'ROUTE_STRATEGY="gradient_routing"' with :8 "ROUTE_MLP_DIM=64" and :9 "ROUTE_ATTN_HEADS=1"
+    forget_mlp_dim: int = 64
+    forget_heads: int = 1
+    # routed blocks; empty = all: trainer.py:887-888 "if args.masked_layers is None:
+    # args.masked_layers = list(range(args.num_layers))"
+    layers: tuple[int, ...] = ()
+    # finalize by zeroing the forget rows of c_fc and q/k/v, the reference's ablation
+    # (gradient_routing.py:44 "self.c_fc.weight_forget.data = torch.zeros_like(self.c_fc.weight_forget)",
+    # :114 "self.q_proj.weight_forget.data = torch.zeros_like(self.q_proj.weight_forget)")
+    ablate: bool = True
     route_tokens: tuple[
         str, ...
     ] = ()  # Cloud et al. virology: route by target token; empty = labels

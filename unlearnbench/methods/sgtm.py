@@ -54,12 +54,26 @@ from unlearnbench.training import Objective
 
 @dataclass(frozen=True)
 class SGTMOptions:
-    forget_mlp_dim: int = 64  # SGTM paper: 64 MLP units per block
-    forget_heads: int = 1  # SGTM paper: 1 of 32 heads (our tiny preset has 8 heads)
-    mask_embeddings: bool = False  # SGTM: on for Wikipedia, off for TinyStories
-    optimizer: str = "shared"  # "shared" (reference, one AdamW) | "strict"
-    layers: tuple[int, ...] = ()  # masked blocks; empty = all (SGTM default)
-    ablate: bool = True  # finalize by zeroing theta_forget
+    forget_mlp_dim: int = 64  # per masked block: tinystories/tradeoff.sh:8 "ROUTE_MLP_DIM=64"
+    # per masked block: tradeoff.sh:9 "ROUTE_ATTN_HEADS=1" of 32 (configs/tinystories/64M.yaml:4
+    # "num_heads: 32"); our tiny preset has 8 heads
+    forget_heads: int = 1
+    # off, as in the TinyStories runs (tradeoff.sh:15-31 pass no --mask-embeddings) and the
+    # reference's default (trainer.py:692 "default=False,"); the Wikipedia runs set it (wiki/run.sh:29
+    # "--mask-embeddings"), as the sgtm-wikipedia presets do
+    mask_embeddings: bool = False
+    # "shared": the reference's one AdamW over every parameter, trainer.py:356-357 'if
+    # args.optimizer_strategy == "legacy": optimizers["joint"] = optim.AdamW(' (:816
+    # 'default="legacy")' is its default); "strict" is ours (no momentum or decay moves a masked
+    # element)
+    optimizer: str = "shared"
+    # masked blocks; empty = all: trainer.py:887-888 "if args.masked_layers is None:
+    # args.masked_layers = list(range(args.num_layers))"
+    layers: tuple[int, ...] = ()
+    # finalize by zeroing theta_forget, the reference's ablated model: trainer.py:431
+    # "model.module.ablate(trainable=False)", which zeroes (parameter_masking.py:46
+    # "self.c_fc.weight_forget.data = torch.zeros_like(self.c_fc.weight_forget)")
+    ablate: bool = True
     # "mixed" = ours: labels mixed within a step, exact per-label masking; "single_source" = the
     # reference's: one source per step (trainer.py:248-259, 510-533)
     sampling: str = "mixed"
