@@ -29,6 +29,7 @@ AUDITED = (
     "sgtm",
     "activation-masking",
     "gradient-routing",
+    "rmu",
 )
 
 

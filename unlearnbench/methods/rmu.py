@@ -57,26 +57,34 @@ class RMUOptions:
     # RMU layer l: -1 = num_layers // 2 (ours: the middle block, as SGTM's RMU baseline at block 7
     # of its 16-layer model; the reference's layer 7 of 32 for Zephyr is shallower)
     layer: int = -1
-    update_layers: int = 3  # reference: blocks l-2..l are updated
-    # parameter names (suffixes inside each updated block) that train. Reference: only the MLP
-    # down-projection weight (Mistral `mlp.down_proj.weight` = GPT-Neo `mlp.c_proj.weight`); on
-    # GPT-NeoX, GPT-2 or Llama GPT-Neo's name means their down-projection (models/arch.py)
+    # blocks l-2..l are updated: wiki/rmu.sh:22 "--layer-ids 5 6 7" (SGTM's RMU baseline; the
+    # WMDP code of Li et al. 2024, read in a copy, defaults to layer_id 7 and layer_ids "5,6,7")
+    update_layers: int = 3
+    # parameter names (suffixes inside each updated block) that train. Li et al. 2024 (WMDP code,
+    # rmu/unlearn.py param_ids default "6": Mistral's `mlp.down_proj.weight`, not checkable here as
+    # centerforaisafety/wmdp is not in the references fetched) = GPT-Neo `mlp.c_proj.weight`; on
+    # GPT-NeoX, GPT-2 or Llama GPT-Neo's name means their down-projection (models/arch.py). SGTM's
+    # baseline trains the whole MLP, wiki/rmu.sh:23 "--param-ids 9 10 11 12" (the 254M preset)
     params: tuple[str, ...] = ("mlp.c_proj.weight",)
     # "relative" (ours): c = steering_coef x the mean norm of h_l on retain data. The reference's c
     # (6.5 published, 20 argparse) is an absolute norm tied to Zephyr-7B's activation scale; a
     # relative c of a few times the typical norm makes the forget term dominate at any scale.
     # 6.5 is the published absolute value reused as a ratio (ours)
     steering_coef: float = 6.5
-    coef_scale: str = "relative"  # "relative" | "absolute" (reference) | "adaptive" (adaptive RMU)
+    # "relative" (ours, the reason above) | "absolute" (reference) | "adaptive" (adaptive RMU)
+    coef_scale: str = "relative"
     # "adaptive": c(x) = adaptive_beta x ||h_l^frozen(x)|| per forget block (steering_coef unused);
-    # adaptive RMU's runs: --scale 5.0 (RebelsNLU-jaist/llm-unlearning experiments/adap_rmu.sh)
+    # adaptive RMU's runs (Dang et al. 2025): --scale 5.0 (RebelsNLU-jaist/llm-unlearning README
+    # and experiments/adap_rmu.sh, not among the references fetched)
     adaptive_beta: float = 5.0
-    alpha: float = 1200.0  # reference published Zephyr run: alpha 1200 (argparse default 100)
+    # Li et al. 2024, the published Zephyr run (WMDP README: "--alpha 1200,1200"; its argparse
+    # default is "100,100", as SGTM's wiki/rmu.sh:17 "--alpha 100")
+    alpha: float = 1200.0
     norm_blocks: int = 16  # retain blocks used to measure the mean norm of h_l (ours)
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
-    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    # which positions (ours): "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
     # added after runs were recorded: left out of the run id while at its default
     OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("adaptive_beta",)
@@ -182,15 +190,21 @@ def rmu_objective(model, layer: int, control: torch.Tensor, options: RMUOptions)
         # hardly moves in 150 steps; lr 1e-3 (our pretraining lr) for 150 steps
         "steps": 150,
         "lr": 1e-3,
-        # WMDP rmu/unlearn.py run_rmu: --batch_size 4, one forget and one retain batch per step
+        # 4 forget + 4 retain blocks: wiki/rmu.sh:19 "--batch-size 4", one forget and one retain
+        # batch per step (train/rmu.py:216 'unlearn_batch = train_loader.get_batch("forget")')
         "batch_size": 8,
-        # reference: plain torch AdamW at a constant lr, no clipping
+        # plain torch AdamW at a constant lr (no scheduler), no clipping: train/rmu.py:237-238
+        # "loss.backward() optimizer.step()"
         "warmup_steps": 0,
         "min_lr_ratio": 1.0,
+        # torch AdamW's defaults (weight_decay 0.01, betas (0.9, 0.999)): train/rmu.py:201
+        # "optimizer = optim.AdamW(params, lr=args.lr)". The WMDP code (read in a copy, as
+        # centerforaisafety/wmdp could not be fetched) uses transformers' AdamW, whose default
+        # weight_decay is 0.0: not followed
         "weight_decay": 0.01,
         "beta2": 0.999,
-        "grad_clip": 0.0,
-        # SGTM src/sgtm/train/rmu.py:201 (and WMDP run_rmu): AdamW(params) decays every updated one
+        "grad_clip": 0.0,  # train/rmu.py:237-238 "loss.backward() optimizer.step()"
+        # AdamW(params) decays every updated one: train/rmu.py:201 "optim.AdamW(params,"
         "weight_decay_groups": "all",
     },
 )
