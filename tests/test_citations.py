@@ -30,6 +30,7 @@ AUDITED = (
     "activation-masking",
     "gradient-routing",
     "rmu",
+    "checkpoint-transfer",
 )
 
 

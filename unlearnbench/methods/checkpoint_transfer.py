@@ -44,24 +44,33 @@ RETAIN_LOSSES = ("kl", "mse", "ce")
 
 @dataclass(frozen=True)
 class CheckpointTransferOptions:
-    checkpoint: str = ""  # an earlier saved model of the same run; empty = from base snapshots
+    # an earlier saved model of the same run; empty = ours: chosen from the base run's snapshots
+    # (the reference names a fixed pretraining checkpoint, checkpoint_transfer_unlearn.py:554
+    # 'checkpoint_revision: str = "global_step38144"')
+    checkpoint: str = ""
     # ours: "near the initial level" = forget loss within 10% below the first snapshot's
     checkpoint_tolerance: float = 0.1
-    layers: tuple[int, ...] = ()  # empty = every block (reference: its LoRA target layers)
+    # empty = every block, as the reference's target layers, checkpoint_transfer_unlearn.py:549
+    # "layers: list[int] = field(default_factory=lambda: list(range(32)))" (all 32 blocks)
+    layers: tuple[int, ...] = ()
     fit_blocks: int = 64  # ours: retain-labeled blocks for the fit (reference: 100000 examples)
-    # ridge penalty on A (added to the centered sums of squares; b is not penalized). Reference:
-    # alpha 0.01 (online_affine_fitter.py:18, :66-77); the hub maps its checkpoint_transfer_unlearn.py
-    # loads by default (:561) were fit with alpha 0.01 (:717). 0 = plain least squares
+    # ridge penalty on A (added to the centered sums of squares; b is not penalized; 0 = plain
+    # least squares): online_affine_fitter.py:18 'def __init__(self, hidden_dim, device="cpu",
+    # alpha=0.01):' (solved at :66-77); the hub maps the reference loads by default
+    # (checkpoint_transfer_unlearn.py:561 'load_affine_from_hub: str | None =
+    # "EleutherAI/affine-checkpoint-transfer"') were fit with checkpoint_transfer_unlearn.py:717
+    # "alpha=0.01,"
     ridge_alpha: float = 0.01
     # "kl" (KL on output logits) | "mse" (hidden states of the target blocks) | "ce" (LM loss);
-    # reference: retain_kl_loss True, retain_ce_loss False (checkpoint_transfer_unlearn.py:562-563)
+    # reference: checkpoint_transfer_unlearn.py:562 "retain_kl_loss: bool = True", :563
+    # "retain_ce_loss: bool = False"
     retain_loss: str = "kl"
-    remove_coef: float = 5.0  # reference: remove_coef 5 (checkpoint_transfer_unlearn.py:542)
-    retain_coef: float = 5.0  # reference: retain_coef 5 (:541)
+    remove_coef: float = 5.0  # checkpoint_transfer_unlearn.py:542 "remove_coef: float = 5.0"
+    retain_coef: float = 5.0  # checkpoint_transfer_unlearn.py:541 "retain_coef: float = 5.0"
     forget_tokens: str = "all"  # per-token unlearning: "all" | "ratio" | "list" (ours)
-    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts
+    forget_token_list: tuple[str, ...] = ()  # "list": vocabulary entries or one-token texts (ours)
     forget_token_threshold: float = 0.5  # "ratio": ERA weight below this (ours: w = 1/2)
-    # which positions: "target" (those predicting a selected token, as ERA routes) | "input"
+    # which positions (ours): "target" (those predicting a selected token, as ERA routes) | "input"
     forget_token_position: str = "target"
 
 
@@ -180,15 +189,22 @@ def checkpoint_transfer_objective(model, checkpoint, fit, options) -> Objective:
         "lr": 1e-4,
         # ours: 4 + 4 blocks (reference: checkpoint_transfer_unlearn.py:539-566, 4 per device, 32)
         "batch_size": 8,
-        # reference: HF Trainer without max_grad_norm (checkpoint_transfer_unlearn.py:753-769): 1.0
+        # transformers TrainingArguments' max_grad_norm default 1.0, which the reference's
+        # checkpoint_transfer_unlearn.py:753-769 leaves as it is (:767 'optim="adamw_torch",')
         "grad_clip": 1.0,
-        # reference: HF Trainer decays all but biases and layer norms (get_decay_parameter_names)
+        # HF Trainer decays all but biases and layer norms (get_decay_parameter_names): the default
+        # optimizer (checkpoint_transfer_unlearn.py:568 'optimizer: Literal["adamw", "muon"] =
+        # "adamw"') trains with :166 "class RRTrainer(UnlearningTrainer):", which keeps the HF
+        # Trainer's create_optimizer
         "weight_decay_groups": "matrices",
-        # reference: no warmup (lr_warmup False, checkpoint_transfer_unlearn.py:565, :765), then
-        # the HF Trainer's default linear decay to 0; ours: cosine to 0
+        # no warmup: checkpoint_transfer_unlearn.py:765 "warmup_steps=10 if run_cfg.lr_warmup else
+        # 0," with :565 "lr_warmup: bool = False"; then the HF Trainer's default linear decay to 0
+        # (ours: cosine to 0)
         "warmup_steps": 0,
-        "weight_decay": 0.01,  # reference: TrainingArguments(weight_decay=0.01) (:760)
-        "beta2": 0.999,  # reference: HF Trainer "adamw_torch" default (:767)
+        "weight_decay": 0.01,  # checkpoint_transfer_unlearn.py:760 "weight_decay=0.01,"
+        # transformers' adam_beta2 default, left as it is: checkpoint_transfer_unlearn.py:767
+        # 'optim="adamw_torch",'
+        "beta2": 0.999,
     },
     # ours: its default base is the curriculum no-filter run (presets/no-filter-curriculum.yaml):
     # forget-labeled documents enter halfway and 10 snapshots are saved per run, so an earlier
