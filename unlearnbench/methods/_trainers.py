@@ -6,7 +6,7 @@ from __future__ import annotations
 # safety-research/selective-gradient-masking, src/sgtm/train/trainer.py: sgtm, gradient-routing,
 # activation-masking and the no-filter and filter baselines of the SGTM paper all train with it
 SGTM_TRAINER = {
-    # SGTM reference: no clipping, trainer.py:556 "loss.backward()", then :563
+    # SGTM reference: no clipping, trainer.py:558 "loss.backward()", then :564
     # 'optimizers["joint"].step()'
     "grad_clip": 0.0,
     # SGTM reference: one AdamW decays every parameter, trainer.py:358 "model.parameters(),"
