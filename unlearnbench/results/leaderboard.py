@@ -940,12 +940,13 @@ def separation_text(rows: list[dict]) -> str:
     titles = {c.key: _short_header(c).rstrip(" ↑↓†") for c in rows_columns(rows)}
     bad = [titles.get(k, k) for k, v in sep.items() if v["informative"] is False]
     unknown = [titles.get(k, k) for k, v in sep.items() if v["informative"] is None]
+    told = len(sep) - len(unknown)  # with one seed there is no interval: nothing can be told
     text = (f"Metric validity (perfect filter minus no-filter, paired by seed, 95% interval): "
-            f"{len(sep) - len(bad) - len(unknown)} of {len(sep)} forget-side columns separate them")  # fmt: skip
+            f"{told - len(bad)} of {told} forget-side columns with two or more seeds separate them")  # fmt: skip
     if bad:
         text += "; † uninformative here: " + ", ".join(bad)
     if unknown:
-        text += "; fewer than two seeds: " + ", ".join(unknown)
+        text += "; fewer than two seeds, not told: " + ", ".join(unknown)
     return text + "."
 
 
