@@ -130,6 +130,11 @@ def test_attack_user_mistakes(tmp_path):
         app, ["run", "no-filter", "--suite", str(bad), "--out", str(tmp_path)] + TINY_RUN
     )
     assert res.exit_code == 2 and "multiple of eval_every" in res.stderr
+    bad.write_text("references: maybe\nevals:\n  - eval: fact-probes\n")
+    res = runner.invoke(
+        app, ["run", "no-filter", "--suite", str(bad), "--out", str(tmp_path)] + TINY_RUN
+    )
+    assert res.exit_code == 2 and "`references:` must be true or false" in res.stderr
     assert not (tmp_path / "records").exists()  # rejected before training
 
 

@@ -183,6 +183,8 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
     items = data.get("evals") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(f"suite {path} must hold a non-empty list `evals:`")
+    if not isinstance(data.get("references", True), bool):  # read by suites.suite_compares
+        raise ConfigError(f"suite {path}: `references:` must be true or false")
     entries = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("eval"), str):
@@ -206,9 +208,7 @@ def load_suite(name: str) -> tuple[list[SuiteEntry], str]:
 
 def suite_field(name: str, field: str, default=None):
     """A suite file's top-level `field` (e.g. `references`), or `default`."""
-    import yaml
-
-    data = yaml.safe_load(find_shipped(name, SUITES_DIR, "evals").read_text()) or {}
+    data = read_yaml(find_shipped(name, SUITES_DIR, "evals"), "suite") or {}
     return data.get(field, default) if isinstance(data, dict) else default
 
 

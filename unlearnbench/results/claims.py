@@ -126,7 +126,7 @@ def net_removal(j: Joined):
 def _fact_accuracy(record: dict | None, split: str) -> float | None:
     _, summary = _first(record or {}, "fact-probes")
     part = (summary or {}).get(split)
-    return refs._num(part.get("accuracy")) if isinstance(part, dict) else None
+    return refs.number(part.get("accuracy")) if isinstance(part, dict) else None
 
 
 def fact_accuracy(split: str) -> Reader:
@@ -159,7 +159,7 @@ def after_attack(name: str, budget: int, split: str = "forget") -> Reader:
             return outcome
         for e in summary.get("worst_case") or []:
             if isinstance(e, dict) and str(e.get("budget")) == str(budget):
-                return refs._num(e.get("retain_loss"))
+                return refs.number(e.get("retain_loss"))
         return None
 
     return read
@@ -194,7 +194,7 @@ def ablation(stage: str, split: str = "forget") -> Reader:
 
     def read(j: Joined):
         _, summary = _first(j.run, "direction-ablation")
-        return refs._num(((summary or {}).get(stage) or {}).get(f"{split}_loss"))
+        return refs.number(((summary or {}).get(stage) or {}).get(f"{split}_loss"))
 
     return read
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from unlearnbench.results import references as refs
 from unlearnbench.results import stats
 from unlearnbench.results.attack import EXCLUDED, budget_outcome
+from unlearnbench.results.references import number
 from unlearnbench.results.style import STYLE
 
 UP, DOWN = "↑", "↓"  # higher is better, lower is better
@@ -87,12 +88,6 @@ def get(record: dict | None, *path):
     return x
 
 
-def _num(x) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
 # ---- evaluation results: the headline metrics each evaluation declared, stored with its summary ----
 
 
@@ -113,7 +108,7 @@ def metric_value(record: dict, key: str, name: str):
     summary = get(record, "evals", key)
     for e in headline(summary):
         if e["name"] == name:
-            value = _num(e.get("value"))
+            value = number(e.get("value"))
             if "limit" in e and value is None:
                 return NotReached(e["limit"])
             if value is None and "@" in name and isinstance(summary.get("worst_case"), list):
@@ -138,11 +133,11 @@ def _probe_part(record: dict, key: str, name: str) -> dict | None:
 def chance_of(record: dict, key: str, name: str) -> float | None:
     """The chance level of an accuracy metric: the headline entry's, else its split part's."""
     for e in headline(get(record, "evals", key)):
-        if e["name"] == name and _num(e.get("chance")) is not None:
-            return _num(e["chance"])
-    part = _num((_probe_part(record, key, name) or {}).get("chance"))
+        if e["name"] == name and number(e.get("chance")) is not None:
+            return number(e["chance"])
+    part = number((_probe_part(record, key, name) or {}).get("chance"))
     if part is None and name.split("@", 1)[0].endswith("_accuracy"):  # one level per result
-        return _num((get(record, "evals", key) or {}).get("chance"))  # (benign-finetune)
+        return number((get(record, "evals", key) or {}).get("chance"))  # (benign-finetune)
     return part
 
 
@@ -158,7 +153,7 @@ def unread_results(records: list[dict]) -> list[str]:
 
 
 def format_value(entry: dict) -> str:
-    v = _num(entry.get("value"))
+    v = number(entry.get("value"))
     if v is None:
         return f"> {entry['limit']}" if entry.get("limit") is not None else "-"
     return f"{v:,.0f}" if entry.get("unit") == "steps" else f"{v:.3f}"
@@ -173,7 +168,7 @@ def summary_text(summary: dict) -> str:
         return "recorded without headline metrics (attack again with its suite to add them)"
     if summary.get("headline") == []:  # an evaluation that declares none (generations: text)
         return "recorded (no headline numbers; the report shows it)"
-    measured = [e for e in entries if _num(e.get("value")) is not None or "limit" in e]
+    measured = [e for e in entries if number(e.get("value")) is not None or "limit" in e]
     if not measured:
         return "no headline metric measured"
     return ", ".join(f"{e.get('title') or e['name']} {format_value(e)}" for e in measured)
@@ -201,7 +196,7 @@ class Column:
 
 
 def _loss(split: str, pre: bool = False):
-    return lambda r: _num(
+    return lambda r: number(
         get(r, "metrics", "pre_finalize", f"{split}_loss")
         if pre
         else get(r, "metrics", f"{split}_loss")
@@ -209,7 +204,7 @@ def _loss(split: str, pre: bool = False):
 
 
 def _delta(split: str):
-    return lambda r: _num(get(r, "_delta", split))
+    return lambda r: number(get(r, "_delta", split))
 
 
 KINDS = {"nats": "loss", "accuracy": "acc", "steps": "int", "ratio": "ratio"}
@@ -314,9 +309,9 @@ def columns_for(records: list[dict]) -> list[Column]:
     ]
     cols += metric_columns(records)
     cols += [
-        Column("tokens", "tokens", DOWN, lambda r: _num(r.get("tokens_seen")), "int", core=True),
+        Column("tokens", "tokens", DOWN, lambda r: number(r.get("tokens_seen")), "int", core=True),
         Column(
-            "time", "time (s)", DOWN, lambda r: _num(r.get("wall_seconds")), "seconds", core=True
+            "time", "time (s)", DOWN, lambda r: number(r.get("wall_seconds")), "seconds", core=True
         ),
     ]
     return cols
@@ -345,7 +340,7 @@ def show_value(v) -> str:
 
 
 def recall_of(record: dict) -> float | None:
-    return _num(get(record, "config", "labels", "recall"))
+    return number(get(record, "config", "labels", "recall"))
 
 
 def _non_default(record: dict, peers: list[dict] | None) -> dict:
@@ -509,19 +504,19 @@ def _frame(recs: list[dict], cols: list[Column]):
             "recall": recall_of(r) if r.get("method") != "no-filter" else None,
             "kind": r.get("kind"),
             "no_filter_run": ref.get("run_id") if ref else None,
-            "ceiling": _num(get(r, "_delta", "ceiling")),
+            "ceiling": number(get(r, "_delta", "ceiling")),
             "role": r.get("_role"),
             "code_version": refs.code_version(r),
             "other_version_references": ", ".join(r.get("_other_version") or []),
         }
         for c in cols:
             v = c.value(r)
-            row[c.key] = float(v) if _num(v) is not None else nan
+            row[c.key] = float(v) if number(v) is not None else nan
             if isinstance(v, NotReached):
                 row[f"{c.key} status"] = "not reached"
                 row[f"{c.key} limit"] = v.limit
             elif v is EXCLUDED:
-                row[f"{c.key} status"] = "no valid attack"
+                row[f"{c.key} status"] = EXCLUDED.text
             elif isinstance(v, refs._Status):
                 row[f"{c.key} status"] = v.text
             if c.probe is not None:
@@ -587,8 +582,7 @@ def _sum(g, key: str) -> int:
     return int(g[key].fillna(0).sum()) if key in g else 0
 
 
-STATUSES = ("not reached", "no valid attack", "reference not measured", "filter did not recover",
-            "filter: no valid attack", "above no-filter's first curve point")  # fmt: skip
+STATUSES = refs.STATUSES
 
 
 def frame_cell(g, col: Column) -> Cell:
@@ -649,7 +643,7 @@ def leaderboard_rows(
         for (bench, model, method, setting), g in frame.groupby(ids, sort=False, dropna=False):
             row = {"benchmark": bench, "model": model, "method": method, "setting": setting}
             row["seeds"] = g["seed"].astype(str).nunique()
-            row["recall"] = _num(g["recall"].iloc[0]) if method != "no-filter" else None
+            row["recall"] = number(g["recall"].iloc[0]) if method != "no-filter" else None
             row["family"] = g["family"].iloc[0]  # the setting less the recall
             row["role"] = g["role"].iloc[0]
             row["run_ids"] = sorted(str(x) for x in g["run_id"])

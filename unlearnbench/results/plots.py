@@ -72,6 +72,7 @@ from unlearnbench.results.leaderboard import (  # noqa: E402
     setting_of,
     with_settings,
 )
+from unlearnbench.results.references import number  # noqa: E402
 
 NATS = "nats/token"
 PLOTS = ("tradeoff", "relearn", "undiscovered")
@@ -334,12 +335,6 @@ def _places(records: list[dict], benchmark: str, retain_tolerance: float) -> tup
             places[key] = count[row["model"]]
     rule = (rows[0].get("rule") if rows else None) or ""
     return places, rule
-
-
-def _num(x) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return None
-    return float(x) if math.isfinite(x) else None
 
 
 # ---- axes that keep the bulk legible ----
@@ -677,10 +672,12 @@ def no_filter_target(gs: list[Group], key: str) -> dict:
 
         def before(r):
             mine = references.result(r, key)
-            return _num(((mine or {}).get("before") or {}).get("forget_loss"))
+            return number(((mine or {}).get("before") or {}).get("forget_loss"))
 
         iv = g.interval(before)
-        out[g.model] = iv if iv.n else g.interval(lambda r: _num(get(r, "metrics", "forget_loss")))
+        out[g.model] = (
+            iv if iv.n else g.interval(lambda r: number(get(r, "metrics", "forget_loss")))
+        )
     return out
 
 

@@ -84,6 +84,9 @@ REFERENCE_NOT_MEASURED = _Status("reference not measured")
 FILTER_NOT_RECOVERED = _Status("filter did not recover")  # no floor to divide by
 FILTER_NOT_ATTACKED = _Status("filter: no valid attack")  # no floor either
 BEYOND_CURVE = _Status("above no-filter's first curve point")  # compute penalty: no number
+# every named non-number a comparison can give, in the order table notes list them
+STATUSES = ("not reached", NO_VALID_ATTACK.text, REFERENCE_NOT_MEASURED.text,
+            FILTER_NOT_RECOVERED.text, FILTER_NOT_ATTACKED.text, BEYOND_CURVE.text)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,6 @@ class Joined:
     base: dict | None = None  # a post-hoc run's own base, when a recorded run other than no_filter
     role: str = "method"  # "method" | NO_FILTER | PERFECT_FILTER | "reference variant"
     other_version: list[str] = field(default_factory=list)  # references of another code version
-
-    @property
-    def ranked(self) -> bool:
-        return self.role != "reference variant"
 
 
 def code_version(record: dict | None) -> str | None:
@@ -171,7 +170,7 @@ def _best_version(run: dict, candidates: list[dict], name: str) -> dict | None:
 
 
 def final_loss(record: dict | None, split: str) -> float | None:
-    return _num(((record or {}).get("metrics") or {}).get(f"{split}_loss"))
+    return number(((record or {}).get("metrics") or {}).get(f"{split}_loss"))
 
 
 def deltas(j: Joined) -> dict:
@@ -233,7 +232,7 @@ def facts_score(j: Joined, key: str) -> float | None:
 
     def acc(record, split):
         part = (((record or {}).get("evals") or {}).get(key) or {}).get(split)
-        return _num(part.get("accuracy")) if isinstance(part, dict) else None
+        return number(part.get("accuracy")) if isinstance(part, dict) else None
 
     drop = {s: _minus(acc(j.no_filter, s), acc(j.run, s)) for s in SPLITS}
     pf = {s: _minus(acc(j.no_filter, s), acc(j.perfect_filter, s)) for s in SPLITS}
@@ -270,7 +269,7 @@ def valid_at(summary: dict | None, budget) -> bool | None:
     budget was not run)."""
     for e in (summary or {}).get("worst_case") or []:
         if isinstance(e, dict) and str(e.get("budget")) == str(budget):
-            return _num(e.get("forget_loss")) is not None
+            return number(e.get("forget_loss")) is not None
     return None
 
 
@@ -282,7 +281,7 @@ def steps_to(record: dict | None, key: str, target: float, column: str = "loss")
     summary = result(record, key)
     rows = ((record or {}).get("curves") or {}).get(key) or []
     budget = (summary or {}).get("budget")
-    tolerance = _num((summary or {}).get("retain_tolerance"))
+    tolerance = number((summary or {}).get("retain_tolerance"))
     if summary is None or not rows or budget is None or tolerance is None:
         return None
     curves = settings_curves(rows)
@@ -312,14 +311,14 @@ def attack_comparison(j: Joined, key: str) -> dict:
     if not comparable(mine, nf):
         return {k: REFERENCE_NOT_MEASURED for k in ("steps_to_recover", "steps_to_close_gap",
                                                      "steps_vs_filter")}  # fmt: skip
-    target = _num((nf.get("before") or {}).get("forget_loss"))
-    start = _num((mine.get("before") or {}).get("forget_loss"))
+    target = number((nf.get("before") or {}).get("forget_loss"))
+    start = number((mine.get("before") or {}).get("forget_loss"))
     out["steps_to_recover"] = steps_to(j.run, key, target) if target is not None else None
     if target is not None and start is not None:
         gap = start - RECOVER_FRACTION * (start - target)
         out["steps_to_close_gap"] = steps_to(j.run, key, gap)
-    facts = _num((nf.get("before") or {}).get("forget_accuracy"))
-    if facts is not None and _num((mine.get("before") or {}).get("forget_accuracy")) is not None:
+    facts = number((nf.get("before") or {}).get("forget_accuracy"))
+    if facts is not None and number((mine.get("before") or {}).get("forget_accuracy")) is not None:
         out["steps_to_recover_facts"] = steps_to(j.run, key, facts, "accuracy")
     pf = result(j.perfect_filter, key)
     pf_steps = steps_to(j.perfect_filter, key, target) if comparable(pf, nf) and target else None
@@ -352,8 +351,8 @@ def hidden_probe_gap(j: Joined, key: str):
         return None
     if pf is None:
         return REFERENCE_NOT_MEASURED
-    a = _num((mine.get("forget") or {}).get("best_accuracy"))
-    b = _num((pf.get("forget") or {}).get("best_accuracy"))
+    a = number((mine.get("forget") or {}).get("best_accuracy"))
+    b = number((pf.get("forget") or {}).get("best_accuracy"))
     return _minus(a, b) if a is not None and b is not None else REFERENCE_NOT_MEASURED
 
 
@@ -380,7 +379,8 @@ def _minus(a, b):
     return a - b if a is not None and b is not None else None
 
 
-def _num(x) -> float | None:
+def number(x) -> float | None:
+    """A finite number read from a record (bools and NaN are not numbers), else None."""
     if isinstance(x, bool) or not isinstance(x, int | float):
         return None
     return float(x) if math.isfinite(x) else None
