@@ -29,12 +29,13 @@ def reference_record(record: dict, name: str, store: RunStore, progress: bool = 
     store when it holds one with a saved model; else one recorded without its model (a committed
     record: its model is trained again only when an evaluation needs it); else trained with the
     settings the rule names."""
-    found = matching_reference(record, saved_records(store), name)
+    saved = saved_records(store)  # every record read once
+    found = matching_reference(record, saved, name)
     if found is None:
         found = matching_reference(record, store.records(), name)  # e.g. committed, no model
     if found is not None:
         return found
-    method, overrides = reference_overrides(record, saved_records(store), name)
+    method, overrides = reference_overrides(record, saved, name)
     ref = resolve_run_config(
         method, record["benchmark"], record["model"], record["seed"], overrides
     )
