@@ -5,10 +5,14 @@ ablation as the fraction of the removal undone per seed, code versions flagged."
 
 from __future__ import annotations
 
+import copy
+import math
+
 import pytest
 from results_fixtures import record, result
+from scipy import stats as scipy_stats
 
-from unlearnbench.results.claims import Comparison, claims, claims_markdown
+from unlearnbench.results.claims import Comparison, claims, claims_markdown, size_trends
 
 LANG, TOPIC = "storyworld-lang", "storyworld-topic"
 
@@ -116,7 +120,9 @@ def test_removal_equal_to_its_damage_is_not_removal_net_of_damage():
             assert net.difference().mean == pytest.approx(2.1 - 2.05 - 1.05)
             assert net.verdict() == "does not hold"
         text = claims_markdown(recs).split("## SGTM vs RMU")[0]  # the SGTM vs filter claim
-        summary = [x for x in text.splitlines() if x.startswith(f"- {bench}, recall 0.9: Δforget")]
+        summary = [
+            x for x in text.splitlines() if x.startswith(f"- {bench}, tiny, recall 0.9: Δforget")
+        ]
         assert len(summary) == 1 and "raw forget loss: holds" in summary[0]
         assert f"**{net.verdict()}**" in summary[0]
 
@@ -366,5 +372,151 @@ def test_demix_rows_carry_the_claim_and_eras_rows_are_a_contrast_without_a_verdi
 
 
 def test_a_comparison_of_one_cell_against_zero_reads_above_or_below():
-    c = Comparison(LANG, "s", "q", "a", "-", {0: 1.0, 1: 1.1, 2: 0.9}, None, 0)
+    c = Comparison(LANG, "tiny", "s", "q", "a", "-", {0: 1.0, 1: 1.1, 2: 0.9}, None, 0)
     assert c.verdict() == "above 0" and c.seeds() == [0, 1, 2]
+
+
+# ---- model sizes: one cell per size, and the trends from tiny to small ----
+
+
+def _at(model: str, recs: list[dict]) -> list[dict]:
+    """The records as runs of model `model` (their run ids say so, as the runner's do)."""
+    out = []
+    for r in recs:
+        r = copy.deepcopy(r)
+        r["model"] = r["config"]["model"] = model
+        r["run_id"] = r["run_id"].replace("__tiny__", f"__{model}__")
+        out.append(r)
+    return out
+
+
+def _vs_filter_grid(sgtm_forget, sgtm_retain, filter_forget, nf_retain=0.4):
+    """no-filter, sgtm at recall 1.0 and 0.9, filter at 0.9, per seed as given (lists)."""
+    recs = [record("no-filter", s, 1.0, nf_retain, benchmark=LANG) for s in range(3)]
+    recs += [record("sgtm", s, 5.0, r, benchmark=LANG) for s, r in enumerate(sgtm_retain)]
+    recs += [
+        record("sgtm", s, f, 0.5, recall=0.9, benchmark=LANG) for s, f in enumerate(sgtm_forget)
+    ]
+    recs += [
+        record("filter", s, f, 0.4, recall=0.9, benchmark=LANG) for s, f in enumerate(filter_forget)
+    ]
+    return recs
+
+
+def test_each_size_is_its_own_cell_never_pooled_with_the_other():
+    # the same seeds at two sizes: sgtm ~2 nats above the filter at tiny, ~1 below at small
+    tiny = _vs_filter_grid([5.0, 5.1, 5.2], [0.5] * 3, [3.0, 3.1, 3.15])
+    small = _at("small", _vs_filter_grid([2.0, 2.1, 2.3], [0.5] * 3, [3.0, 3.1, 3.2]))
+    rows = _claim(tiny + small, VS_FILTER).rows
+    net = [c for c in rows if c.setting == "recall 0.9" and c.quantity.startswith("Δforget")]
+    assert [c.model for c in net] == ["tiny", "small"]  # the smaller size first
+    assert [c.seeds() for c in net] == [[0, 1, 2], [0, 1, 2]]
+    # per seed (sgtm - filter forget) - (sgtm - filter retain: 0.5 - 0.4)
+    assert net[0].difference().mean == pytest.approx((2.0 + 2.0 + 2.05) / 3 - 0.1)
+    assert net[1].difference().mean == pytest.approx((-1.0 - 1.0 - 0.9) / 3 - 0.1)
+    assert [c.verdict() for c in net] == ["holds", "does not hold"]
+    text = claims_markdown(tiny + small)
+    assert "- storyworld-lang, tiny, recall 0.9: Δforget - Δretain (net of damage): **holds**" in (
+        text
+    )
+    assert (
+        "- storyworld-lang, small, recall 0.9: Δforget - Δretain (net of damage): **does not"
+        in (text)
+    )
+    # a size with runs on one benchmark only has no rows on the other
+    rows = _claim(tiny + small, VS_FILTER, [LANG, TOPIC]).rows
+    assert {(c.benchmark, c.model) for c in rows} == {(LANG, "tiny"), (LANG, "small")}
+
+
+def _trend(trends, quantity: str, benchmark: str = LANG):
+    (row,) = [t for t in trends if t.quantity.startswith(quantity) and t.benchmark == benchmark]
+    return row
+
+
+def test_the_size_trend_is_the_difference_of_the_sizes_means_with_welchs_interval():
+    # sgtm's removal at recall 0.9 over the filter's, net of damage, per seed: tiny 2.0, 2.0, 2.05
+    # (sgtm retain 0.5 vs the filter's 0.4 is charged: 2.1 - 0.1 ...); small 0.9, 1.0, 1.3
+    tiny = _vs_filter_grid([5.0, 5.1, 5.2], [0.9, 0.95, 1.1], [2.9, 3.0, 3.05])
+    small = _at("small", _vs_filter_grid([4.0, 4.2, 4.5], [0.5, 0.5, 0.6], [3.0, 3.1, 3.1]))
+    trends = size_trends(tiny + small, [LANG])
+    net = _trend(trends, "sgtm - filter: Δforget - Δretain")
+    per_tiny = [(5.0 - 2.9) - 0.1, (5.1 - 3.0) - 0.1, (5.2 - 3.05) - 0.1]  # Δretain 0.5 vs 0.4
+    per_small = [(4.0 - 3.0) - 0.1, (4.2 - 3.1) - 0.1, (4.5 - 3.1) - 0.1]
+    assert net.per_size["tiny"].paired() == pytest.approx(dict(enumerate(per_tiny)))
+    assert net.per_size["small"].paired() == pytest.approx(dict(enumerate(per_small)))
+    # by hand: Welch's interval of mean(small) - mean(tiny)
+    m_t, m_s = sum(per_tiny) / 3, sum(per_small) / 3
+    v_t = sum((x - m_t) ** 2 for x in per_tiny) / 2 / 3  # squared standard error of each mean
+    v_s = sum((x - m_s) ** 2 for x in per_small) / 2 / 3
+    df = (v_t + v_s) ** 2 / (v_t**2 / 2 + v_s**2 / 2)
+    half = scipy_stats.t.ppf(0.975, df) * math.sqrt(v_t + v_s)
+    diff = net.difference()
+    assert diff.mean == pytest.approx(m_s - m_t) and diff.n == 6
+    assert (diff.low, diff.high) == pytest.approx((m_s - m_t - half, m_s - m_t + half))
+    assert net.verdict() == "lower at small"  # about -1.03 ± 0.4: the interval excludes 0
+    # sgtm's retain damage at recall 1.0, Δ against its no-filter: 0.5, 0.55, 0.7 -> 0.1, 0.1, 0.2
+    damage = _trend(trends, "sgtm Δretain against its no-filter")
+    assert damage.per_size["tiny"].paired() == pytest.approx({0: 0.5, 1: 0.55, 2: 0.7})
+    assert damage.difference().mean == pytest.approx((0.4 / 3) - (1.75 / 3))
+    assert damage.verdict() == "lower at small"
+    text = claims_markdown(tiny + small)
+    assert "## Size trends: tiny to small" in text
+    line = next(x for x in text.splitlines() if x.startswith("- storyworld-lang, recall 0.9: sgtm"))
+    assert (
+        f"**lower at small** (small - tiny: {m_s - m_t:+.3f} ± {half:.3f} (Welch, n = 3 + 3))"
+        in (line)
+    )
+    assert "; raw: lower at small" in line  # the raw forget difference beside the net one
+    # the seeds overlapping: within seed noise
+    noisy = _at("small", _vs_filter_grid([5.9, 4.2, 5.0], [0.9, 0.95, 1.1], [3.0, 3.1, 3.0]))
+    net = _trend(size_trends(tiny + noisy, [LANG]), "sgtm - filter: Δforget - Δretain")
+    assert net.difference().low < 0 < net.difference().high
+    assert net.verdict() == "within seed noise"
+
+
+def test_a_size_without_runs_or_with_one_seed_reads_not_measured_never_a_number():
+    tiny = _vs_filter_grid([5.0, 5.1, 5.2], [0.9, 0.95, 1.1], [2.9, 3.0, 3.05])
+    trends = size_trends(tiny, [LANG])
+    assert trends and all(t.verdict().startswith("not measured (") for t in trends)
+    net = _trend(trends, "sgtm - filter: Δforget - Δretain")
+    assert net.verdict() == "not measured (size small: n=0)"
+    assert net.difference().mean is None
+    text = claims_markdown(tiny)
+    line = next(x for x in text.splitlines() if x.startswith("- storyworld-lang, recall 0.9: sgtm"))
+    assert "**not measured (size small: n=0)** (small - tiny: - (n = 3 + 0))" in line
+    # one seed at small: still not measured, its one value shown but not compared
+    small = _at("small", [r for r in tiny if r["seed"] == 0])
+    net = _trend(size_trends(tiny + small, [LANG]), "sgtm - filter: Δforget - Δretain")
+    assert net.verdict() == "not measured (size small: n=1)"
+    # and no size-trend row of the markdown carries a number for it
+    rows = [x for x in claims_markdown(tiny).split("## Size trends")[1].splitlines()
+            if x.startswith("| storyworld-lang |")]  # fmt: skip
+    assert rows and all("Welch" not in x for x in rows)
+
+
+def test_the_relearning_trend_is_read_at_the_largest_budget_every_run_was_validly_attacked():
+    def attacked(method, seed, margin, broke=None, model="tiny"):
+        """A robust relearn result: valid at every budget up to 200, or up to `broke`; the worst
+        case's forget loss `margin` above its retain loss 0.5 at each budget."""
+        worst = []
+        for b in (50, 100, 200):
+            valid = broke is None or b < broke
+            worst.append({"budget": b, "forget_loss": 0.5 + margin if valid else None,
+                          "retain_loss": 0.5, **({} if valid else {"excluded": [{}]})})  # fmt: skip
+        summary = {"before": {"forget_loss": 3.0}, "worst_case": worst, "budget": 200,
+                   "retain_tolerance": 0.5}  # fmt: skip
+        r = record(method, seed, 3.0, 0.5, benchmark=LANG,
+                   evals={"robust/relearn": result("relearn", summary)})  # fmt: skip
+        return _at(model, [r])[0]
+
+    recs = [attacked("sgtm", s, 1.0 + 0.1 * s) for s in range(3)]
+    recs += [attacked("rmu", s, 0.1) for s in range(3)]
+    # at small, one sgtm seed broke the retain tolerance before 200: every run is read at 100
+    recs += [attacked("sgtm", s, 0.5 + 0.1 * s, broke=200 if s == 1 else None, model="small")
+             for s in range(3)]  # fmt: skip
+    recs += [attacked("rmu", s, 0.1, model="small") for s in range(3)]
+    net = _trend(size_trends(recs, [LANG]), "sgtm - rmu: forget - retain loss after the attack")
+    assert net.setting == "recall 1.0, relearn at 100 steps"
+    assert net.per_size["small"].paired() == pytest.approx({0: 0.4, 1: 0.5, 2: 0.6})
+    assert net.difference().mean == pytest.approx(-0.5)
+    assert net.verdict() == "lower at small"

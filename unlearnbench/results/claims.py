@@ -4,8 +4,9 @@ Every number comes from results/references.py: each run is joined to its own ref
 (its no-filter and perfect filter of the same seed) and its Δs and steps to recover are computed
 there; nothing another run copied into a record is read.
 
-Each claim is a list of comparisons per benchmark: one quantity of two cells over the seeds both
-hold (method A and method B, or one cell read two ways), paired by seed. Each row has a role:
+Each claim is a list of comparisons per benchmark and model size: one quantity of two cells over
+the seeds both hold (method A and method B, or one cell read two ways), paired by seed. A cell is
+one size's runs (the seeds of two sizes are different runs, never pooled). Each row has a role:
 
 - `claim`: the row the claim is judged on. A removal claim is judged net of damage: per seed,
   the removal Δforget - Δretain (- Δadjacent where the benchmark has an adjacent split), Δs
@@ -32,17 +33,28 @@ tolerance) reads "no valid attack" and is left out of the test, never read as a 
 fraction of a removal undone (direction ablation) is computed per seed and its interval over
 seeds judged. A cell whose seeds were made by different code versions, or whose references were,
 is flagged in the row's notes. A pure function of the records, like the leaderboard.
+
+Size trends (`size_trends`): whether a difference changes from one model size to the next (tiny
+to small): SGTM's retain (and adjacent) damage, its removal at recall 0.9 against the filter's
+net of damage, its margin over RMU after relearning. Per size, each seed's value of the
+comparison (A - B paired by seed within the size); the change is the larger size's mean minus
+the smaller's with Welch's 95% interval, unpaired (seed 0 at one size is not a pair of seed 0 at
+the other). Verdicts: `higher at SIZE` / `lower at SIZE`, `within seed noise`, and `not measured
+(size S: n=k)` below 2 seeds at a size, never a number.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from unlearnbench.results import references as refs
 from unlearnbench.results import stats
 from unlearnbench.results.attack import EXCLUDED, budget_outcome
+from unlearnbench.results.leaderboard import model_order
 from unlearnbench.results.references import (
     NO_VALID_ATTACK,
     REFERENCE_NOT_MEASURED,
@@ -64,13 +76,17 @@ def recall_of(record: dict) -> float:
     return float(((record.get("config") or {}).get("labels") or {}).get("recall", 1.0))
 
 
-def grid_runs(records: list[dict], benchmark: str, method: str, recall: float) -> dict[int, dict]:
-    """{seed: record} of `method` at its defaults (recall aside) on `benchmark` at `recall`."""
+def grid_runs(
+    records: list[dict], benchmark: str, model: str, method: str, recall: float
+) -> dict[int, dict]:
+    """{seed: record} of `method` at its defaults (recall aside) on `benchmark` and `model` at
+    `recall` (the seeds of two model sizes are different runs: never one cell)."""
     out = {}
     for r in records:
         nd = r.get("non_default") or {}
         if (
             r.get("benchmark") == benchmark
+            and r.get("model") == model
             and r.get("method") == method
             and recall_of(r) == recall
             and not nd.get("method_options")
@@ -229,10 +245,12 @@ def _steps(v) -> float | None:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One row of a claim: A - B per seed (b None: A against zero), with the direction the claim
-    predicts (+1: A above; -1: A below; 0: nothing predicted)."""
+    """One row of a claim: A - B per seed (b None: A against zero) on one benchmark and model
+    size, with the direction the claim predicts (+1: A above; -1: A below; 0: nothing
+    predicted)."""
 
     benchmark: str
+    model: str
     setting: str
     quantity: str
     a_name: str
@@ -253,9 +271,13 @@ class Comparison:
         b = self.b if self.b is not None else {s: 0.0 for s in self.a}
         return sorted(s for s in self.a if s in b and _usable(self.a[s]) and _usable(b[s]))
 
-    def difference(self) -> stats.Interval:
+    def paired(self) -> dict:
+        """{seed: A - B} over the seeds both hold a number for."""
         b = self.b if self.b is not None else {s: 0.0 for s in self.a}
-        return stats.t_interval(float(self.a[s]) - float(b[s]) for s in self.seeds())
+        return {s: float(self.a[s]) - float(b[s]) for s in self.seeds()}
+
+    def difference(self) -> stats.Interval:
+        return stats.t_interval(self.paired().values())
 
     def missing(self) -> str:
         """ "; k seed(s) with no valid attack; ..." for the seeds left out, by why."""
@@ -322,16 +344,23 @@ def _versions_note(cells: dict[str, list[Joined]]) -> tuple[str, ...]:
 
 @dataclass
 class Grid:
-    """The records joined to their references once, and how cells are compared over them."""
+    """One model size's records joined to their references once (references.join matches a run
+    only with references of its own model), and how cells are compared over them."""
 
     records: list[dict]
+    model: str
     joined: dict[str, Joined] = field(init=False)
 
     def __post_init__(self):
+        self.records = [r for r in self.records if r.get("model") == self.model]
         self.joined = refs.join(self.records)
 
+    def measured(self, benchmark: str) -> bool:
+        """Whether this size has any run on `benchmark`."""
+        return any(r.get("benchmark") == benchmark for r in self.records)
+
     def cell(self, benchmark: str, method: str, recall: float) -> dict[int, Joined]:
-        runs = grid_runs(self.records, benchmark, method, recall)
+        runs = grid_runs(self.records, benchmark, self.model, method, recall)
         return {s: self.joined[r["run_id"]] for s, r in runs.items()}
 
     def compare(
@@ -362,6 +391,7 @@ class Grid:
             cells["B"] = list(cell_b.values())
         return Comparison(
             benchmark,
+            self.model,
             setting,
             quantity,
             name_a,
@@ -520,16 +550,27 @@ def _direction_ablation(grid: Grid, benchmarks) -> list:
     return rows
 
 
+def models_of(records: list[dict]) -> list[str]:
+    """The model sizes the records hold, smallest first."""
+    return sorted({r["model"] for r in records if r.get("model")}, key=model_order)
+
+
 def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
-    """The five claims the grid tests, each with its comparisons on every benchmark."""
-    grid = Grid(records)
+    """The five claims the grid tests, each with its comparisons on every benchmark at every model
+    size that has runs on it (benchmark by benchmark, the smaller size first): a cell is one
+    size's seeds, never two sizes pooled."""
+    grids = [Grid(records, m) for m in models_of(records)]
+
+    def per_size(build: Callable[[Grid, list[str]], list]) -> list[Comparison]:
+        return [c for b in benchmarks for g in grids if g.measured(b) for c in build(g, [b])]
+
     return [
         Claim(
             "SGTM vs data filtering under undiscovered forget data",
             "Shilov et al. 2025 (Beyond Data Filtering), label-noise experiments",
             "With part of the forget data unlabeled (recall < 1), SGTM keeps more of its removal "
             "than filtering, which trains on every forget document it misses.",
-            _versus_filter(grid, benchmarks, "sgtm", facts=True),
+            per_size(lambda g, b: _versus_filter(g, b, "sgtm", facts=True)),
         ),
         Claim(
             "SGTM vs RMU: steps to recover",
@@ -540,7 +581,7 @@ def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
             "with the rest, lr 2e-4, 200 warmup steps, up to 1000 steps: `sgtm-paper`). The "
             "perfect filter (never saw the forget split) is shown beside both: the steps data it "
             "never saw takes.",
-            _robustness(grid, benchmarks),
+            per_size(_robustness),
         ),
         Claim(
             "ERA vs data filtering at partial labels",
@@ -548,7 +589,7 @@ def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
             "With partial labels, Expand-Route-Ablate keeps a higher forget loss than filtering "
             "(routing localizes what the labeled forget data teaches, so unlabeled forget data "
             "that is like it is also absorbed by the ablated units).",
-            _versus_filter(grid, benchmarks, "era", facts=False),
+            per_size(lambda g, b: _versus_filter(g, b, "era", facts=False)),
         ),
         Claim(
             "DEMix below 100% labels",
@@ -556,7 +597,7 @@ def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
             "DEMix's removal depends on every forget document being labeled: below recall 1.0 its "
             "forget loss falls (the retain expert learns the unlabeled forget data); ERA is shown "
             "beside it.",
-            _labels_dependence(grid, benchmarks),
+            per_size(_labels_dependence),
         ),
         Claim(
             "RMU under direction ablation",
@@ -564,9 +605,149 @@ def claims(records: list[dict], benchmarks: list[str]) -> list[Claim]:
             "Projecting out the direction RMU adds at its layer restores much of the forget "
             "knowledge: a large fraction of the removal (RMU's forget loss above its base's) is "
             "undone, seed by seed.",
-            _direction_ablation(grid, benchmarks),
+            per_size(_direction_ablation),
         ),
     ]
+
+
+# ---- size trends: one difference at two model sizes ----
+
+SIZES = ("tiny", "small")  # the two sizes the grid measures, smaller first
+
+
+def welch_interval(
+    x: Iterable[float | None], y: Iterable[float | None], level: float = stats.LEVEL
+) -> stats.Interval:
+    """mean(x) - mean(y) of two unpaired samples and its Welch 95% interval: half-width
+    t(0.975, df) * sqrt(s_x^2/n_x + s_y^2/n_y), df by Welch-Satterthwaite. `n` is n_x + n_y and
+    `std` the standard error; fewer than two values on a side gives no interval. (Here, not in
+    results/stats.py, because only the tables use it: stats.py is also run-time code, whose
+    every edit changes the source digest records carry.)"""
+    xs = [float(v) for v in x if v is not None and math.isfinite(v)]
+    ys = [float(v) for v in y if v is not None and math.isfinite(v)]
+    ix, iy = stats.t_interval(xs, level), stats.t_interval(ys, level)
+    if ix.n == 0 or iy.n == 0:
+        return stats.Interval(None, None, ix.n + iy.n)
+    mean = ix.mean - iy.mean
+    if ix.n < 2 or iy.n < 2:
+        return stats.Interval(mean, None, ix.n + iy.n)
+    vx, vy = ix.std**2 / ix.n, iy.std**2 / iy.n  # squared standard errors of the two means
+    se = math.sqrt(vx + vy)
+    if se == 0:  # both samples constant: the difference is exact
+        return stats.Interval(mean, 0.0, ix.n + iy.n, mean, mean)
+    df = (vx + vy) ** 2 / (vx**2 / (ix.n - 1) + vy**2 / (iy.n - 1))  # Welch-Satterthwaite
+    half = stats.t_quantile(1 - (1 - level) / 2, df) * se
+    return stats.Interval(mean, se, ix.n + iy.n, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """One row of the size trends: the same Comparison at each size (its per-seed values, A - B
+    paired by seed within the size, or A against zero), and the change from the smaller size to
+    the larger: the larger's mean minus the smaller's, with Welch's 95% interval. Unpaired: seed
+    0 at one size is a different run from seed 0 at the other, so nothing pairs them."""
+
+    benchmark: str
+    setting: str
+    quantity: str
+    per_size: dict[str, Comparison]  # {size: its comparison}, smaller size first
+    role: str = "claim"  # "claim" | "raw" | "damage", as in a Comparison
+
+    def difference(self) -> stats.Interval:
+        smaller, larger = (list(c.paired().values()) for c in self.per_size.values())
+        return welch_interval(larger, smaller)
+
+    def missing(self) -> str:
+        """ "; size small: 1 seed(s) with no valid attack" for each size's seeds left out."""
+        return "".join(f"; size {m}: {c.missing()[2:]}" for m, c in self.per_size.items()
+                       if c.missing())  # fmt: skip
+
+    def verdict(self) -> str:
+        """`higher at LARGER` / `lower at LARGER` when Welch's interval excludes zero, `within
+        seed noise` when it contains it, `not measured (size S: n=k)` below 2 seeds at a size."""
+        short = [f"size {m}: n={len(c.seeds())}" for m, c in self.per_size.items()
+                 if len(c.seeds()) < 2]  # fmt: skip
+        if short:
+            return f"not measured ({', '.join(short)}{self.missing()})"
+        diff = self.difference()
+        larger = list(self.per_size)[-1]
+        if not diff.excludes_zero:
+            return "within seed noise" + self.missing()
+        return (f"higher at {larger}" if diff.mean > 0 else f"lower at {larger}") + self.missing()
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(f"{m}: {n}" for m, c in self.per_size.items() for n in c.notes)
+
+
+def delta(split: str) -> Reader:
+    """The run's Δ`split` against its no-filter run of the same seed (references.deltas)."""
+
+    def read(j: Joined):
+        if refs.final_loss(j.run, split) is None:
+            return None
+        d = refs.deltas(j)[f"d_{split}"]
+        return REFERENCE_NOT_MEASURED if d is None else d
+
+    return read
+
+
+def largest_valid_budget(cells: list[dict[int, Joined]], name: str) -> int | None:
+    """The largest budget of attack `name` at which every run of the cells that holds its result
+    was validly attacked (some setting kept retain within the tolerance): one budget for every
+    seed and size, so no row mixes budgets. None when no budget was valid for all of them."""
+    common = None
+    for cell in cells:
+        for j in cell.values():
+            _, summary = _first(j.run, name)
+            if summary is None:
+                continue
+            budgets = {e.get("budget") for e in summary.get("worst_case") or []
+                       if isinstance(e, dict)}  # fmt: skip
+            valid = {int(b) for b in budgets if _usable(budget_outcome(summary, b))}
+            common = valid if common is None else common & valid
+    return max(common) if common else None
+
+
+def _trend(grids: dict[str, Grid], bench: str, setting: str, quantity: str, read: Reader, a, b,
+           role: str = "claim") -> Trend:  # fmt: skip
+    """The Trend of one Comparison (nothing predicted at a size: direction 0) over the sizes."""
+    per = {m: g.compare(bench, setting, quantity, read, a, b, 0, role) for m, g in grids.items()}
+    return Trend(bench, setting, quantity, per, role)
+
+
+def size_trends(records: list[dict], benchmarks: list[str], sizes=SIZES) -> list[Trend]:
+    """Per benchmark, from the smaller size to the larger: SGTM's retain (and adjacent) damage
+    at recall 1.0 (its Δ against its no-filter); its removal at recall 0.9 against the filter's,
+    net of damage, with the raw forget loss and the damage beside; and its margin over RMU after
+    the robust suite's relearning attack (forget - retain loss of the attacked model, net of its
+    damage; raw forget loss beside) at the largest budget validly attacked in every run."""
+    grids = {m: Grid(records, m) for m in sizes}
+    sgtm, rmu = ("sgtm", 1.0), ("rmu", 1.0)
+    sgtm9, filter9 = ("sgtm", 0.9), ("filter", 0.9)
+    rows = []
+    for bench in benchmarks:
+        trend = functools.partial(_trend, grids, bench)
+        adjacent = any(has_adjacent(g.records, bench) for g in grids.values())
+        splits = ("retain", "adjacent") if adjacent else ("retain",)
+        net = "Δforget - Δretain" + (" - Δadjacent" if adjacent else "") + " (net of damage)"
+        cells = [g.cell(bench, *c) for g in grids.values() for c in (sgtm, rmu)]
+        budget = largest_valid_budget(cells, "relearn") or BUDGET
+        rows += [trend("recall 1.0", f"sgtm Δ{s} against its no-filter (damage)", delta(s), sgtm,
+                       None) for s in splits]  # fmt: skip
+        rows += [
+            trend("recall 0.9", f"sgtm - filter: {net}", net_removal, sgtm9, filter9),
+            trend("recall 0.9", "sgtm - filter: forget loss (raw)", loss("forget"), sgtm9,
+                  filter9, "raw"),
+            *(trend("recall 0.9", f"sgtm - filter: {s} loss (damage)", loss(s), sgtm9, filter9,
+                    "damage") for s in splits),
+            trend(f"recall 1.0, relearn at {budget} steps", "sgtm - rmu: forget - retain loss "
+                  "after the attack (net of damage)", after_attack_net("relearn", budget), sgtm,
+                  rmu),
+            trend(f"recall 1.0, relearn at {budget} steps", "sgtm - rmu: forget loss after the "
+                  "attack (raw)", after_attack("relearn", budget), sgtm, rmu, "raw"),
+        ]  # fmt: skip
+    return rows
 
 
 # ---- markdown ----
@@ -625,7 +806,7 @@ def _summary(claim: Claim) -> list[str]:
     for i, c in enumerate(claim.rows):
         if c.role != "claim":
             continue
-        text = f"- {c.benchmark}, {c.setting}: {c.quantity}: **{c.verdict()}**"
+        text = f"- {c.benchmark}, {c.model}, {c.setting}: {c.quantity}: **{c.verdict()}**"
         if not c.censored:
             diff = _interval_text(c.difference(), signed=c.b is not None, unit=c.unit)
             text += f" ({'A - B ' if c.b is not None else ''}{diff})"
@@ -638,8 +819,8 @@ def _summary(claim: Claim) -> list[str]:
         lines.append(text)
     for c in claim.rows:  # sign tests on steps: damage not charged, said so, never judged
         if c.role == "raw" and c.censored:
-            lines.append(f"- {c.benchmark}, {c.setting}: {c.quantity}, damage not charged: "
-                         f"{c.verdict()}")  # fmt: skip
+            lines.append(f"- {c.benchmark}, {c.model}, {c.setting}: {c.quantity}, damage not "
+                         f"charged: {c.verdict()}")  # fmt: skip
     return lines
 
 
@@ -663,7 +844,9 @@ def claims_markdown(records: list[dict]) -> str:
         "printed as `sign test, ... p = P two-sided` (with 3 seeds its smallest p is 0.25). "
         "`no valid attack`: every attack setting broke the retain tolerance by that budget; such "
         "a seed is left out, never read as a bound. Notes flag cells whose seeds, or their "
-        "references, were made by different code versions.",
+        "references, were made by different code versions. Every claim is read at each model "
+        "size that has runs (a cell is one size's seeds, never two sizes pooled); the last "
+        "section asks how the differences change from one size to the next.",
         "",
     ]
     for claim in claims(records, benchmarks):
@@ -676,15 +859,81 @@ def claims_markdown(records: list[dict]) -> str:
             "",
             *(_summary(claim) or ["- none measured"]),
             "",
-            "| benchmark | setting | quantity | role | A | B | A | B | A - B | verdict | notes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| benchmark | model | setting | quantity | role | A | B | A | B | A - B | verdict | "
+            "notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in claim.rows:
             diff = "" if c.censored else _interval_text(c.difference(), signed=True, unit=c.unit)
             lines.append(
-                f"| {c.benchmark} | {c.setting} | {c.quantity} | {c.role} | {c.a_name} | "
+                f"| {c.benchmark} | {c.model} | {c.setting} | {c.quantity} | {c.role} | {c.a_name} | "
                 f"{c.b_name} | {_cell_text(c, c.a)} | {_cell_text(c, c.b)} | {diff} | "
                 f"{c.verdict()} | {'; '.join(c.notes)} |"
             )
         lines.append("")
+    lines += trends_markdown(size_trends(records, benchmarks))
     return "\n".join(lines)
+
+
+def _trend_text(t: Trend) -> str:
+    """ "LARGER - SMALLER: mean ± half-width (Welch, n = k + k)"."""
+    iv = t.difference()
+    smaller, larger = t.per_size
+    n = " + ".join(str(len(c.seeds())) for c in t.per_size.values())
+    if iv.mean is None:
+        return f"{larger} - {smaller}: - (n = {n})"
+    half = f" ± {iv.half_width:.3f}" if iv.half_width is not None else ""
+    return f"{larger} - {smaller}: {iv.mean:+.3f}{half} (Welch, n = {n})"
+
+
+def _size_text(c: Comparison) -> str:
+    """One size's per-seed values (A - B paired by seed): mean ± half-width, seeds left out."""
+    text = _interval_text(stats.t_interval(c.paired().values()), signed=True)
+    return text + c.missing()
+
+
+def trends_markdown(trends: list[Trend]) -> list[str]:
+    """The size-trends section: its question, the judged rows' verdicts, and a table."""
+    sizes = list(trends[0].per_size) if trends else list(SIZES)
+    smaller, larger = sizes
+    lines = [
+        f"## Size trends: {smaller} to {larger}",
+        "",
+        "Questions of scale (the SGTM paper's claims are trends with model size; ours are measured "
+        f"at two sizes): does SGTM's retain (and adjacent) damage shrink from {smaller} to "
+        f"{larger}? Does its removal at recall 0.9 against the filter's, net of damage, grow or "
+        "shrink? Does its margin over RMU after relearning change? Per size, each seed's value "
+        "(A - B paired by seed within the size, or SGTM's Δ against its no-filter); the change "
+        f"is the {larger} mean minus the {smaller} mean with Welch's 95% interval: the two sizes' "
+        "seeds are different runs, so they are not paired. Verdicts: `higher at` / `lower at` "
+        f"{larger} when the interval excludes zero, `within seed noise` when it contains it, "
+        "`not measured (size S: n=k)` below 2 seeds at a size. Relearning is compared on forget "
+        "minus retain loss after the attack at the largest budget every run was validly "
+        "attacked at (steps to recover are censored and have no mean; their sign tests are "
+        "in the SGTM vs RMU claim at each size).",
+        "",
+        "Verdicts (net of damage; the raw forget difference beside):",
+        "",
+    ]
+    judged = []
+    for i, t in enumerate(trends):
+        if t.role != "claim":
+            continue
+        text = f"- {t.benchmark}, {t.setting}: {t.quantity}: **{t.verdict()}** ({_trend_text(t)})"
+        beside = trends[i + 1] if i + 1 < len(trends) else None
+        if beside is not None and beside.role == "raw":
+            text += f"; raw: {beside.verdict()} ({_trend_text(beside)})"
+        judged.append(text + (f"; {'; '.join(t.notes)}" if t.notes else ""))
+    lines += judged or ["- none measured"]
+    lines += [
+        "",
+        f"| benchmark | setting | quantity | role | {smaller} | {larger} | change | verdict | "
+        "notes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in trends:
+        per = " | ".join(_size_text(c) for c in t.per_size.values())
+        lines.append(f"| {t.benchmark} | {t.setting} | {t.quantity} | {t.role} | {per} | "
+                     f"{_trend_text(t)} | {t.verdict()} | {'; '.join(t.notes)} |")  # fmt: skip
+    lines.append("")
+    return lines

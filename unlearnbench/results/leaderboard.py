@@ -36,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from unlearnbench.models.presets import MODEL_PRESETS
 from unlearnbench.results import references as refs
 from unlearnbench.results import stats
 from unlearnbench.results.attack import EXCLUDED, budget_outcome
@@ -673,10 +674,20 @@ def leaderboard_rows(
         r.pop("_frame")
 
     def order(r):
-        return (str(r["benchmark"]), str(r["model"]), r["_rank"], r["method"], r["setting"])
+        return (str(r["benchmark"]), model_order(r["model"]), r["_rank"], r["method"], r["setting"])
 
     rows.sort(key=order)
     return rows
+
+
+def model_order(model) -> tuple:
+    """Sort key of a model name, smallest first: the presets by their size (layers x width^2,
+    their non-embedding parameters up to a constant), then any other name alphabetically. Rows,
+    headlines and claims of two sizes are never pooled; this only orders them."""
+    preset = MODEL_PRESETS.get(str(model))
+    if preset is None:
+        return (1, 0, str(model))
+    return (0, preset.num_layers * preset.hidden_size**2, str(model))
 
 
 def rank_key(row: dict) -> tuple:
