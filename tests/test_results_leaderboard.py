@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -9,6 +10,7 @@ import math
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from results_fixtures import probes, record, relearn_summary, result, sample_records
@@ -16,14 +18,18 @@ from typer.testing import CliRunner
 
 from unlearnbench.cli import app
 from unlearnbench.results.leaderboard import (
+    RANKING_END,
+    RANKING_START,
     format_cell,
     headline_markdown,
     leaderboard_rows,
+    ranking_markdown,
     rows_columns,
     setting_of,
     to_csv,
     to_html,
     to_markdown,
+    with_ranking,
 )
 
 R10, R50 = "robust/relearn:forget_loss@10", "robust/relearn:forget_loss@50"
@@ -521,3 +527,69 @@ def test_the_relearning_outcome_names_the_budget_and_where_validity_ended():
     text, valid = attack_outcome(row, "robust/relearn", [10, 50])
     assert text.startswith("2.000 ± 0.100 @10") and "not every seed validly attacked @50" in text
     assert valid == "2/3"
+
+
+# ---- model sizes: never pooled ----
+
+
+def _at(model: str, recs: list[dict]) -> list[dict]:
+    """The records as runs of model `model` (their run ids say so, as the runner's do)."""
+    out = []
+    for r in recs:
+        r = copy.deepcopy(r)
+        r["model"] = r["config"]["model"] = model
+        r["run_id"] = r["run_id"].replace("__tiny__", f"__{model}__")
+        out.append(r)
+    return out
+
+
+def _two_sizes() -> list[dict]:
+    """no-filter, the perfect filter and sgtm at tiny and small, two seeds; small's losses differ
+    (no-filter's forget loss 1.0 lower, sgtm's 2.0 higher) so a pooled row would show."""
+    tiny = [record(m, s, f + 0.1 * s, 1.5) for s in (0, 1)
+            for m, f in (("no-filter", 2.0), ("filter", 4.0), ("sgtm", 3.0))]  # fmt: skip
+    small = [record(m, s, f + 0.1 * s, 1.2) for s in (0, 1)
+             for m, f in (("no-filter", 1.0), ("filter", 3.5), ("sgtm", 5.0))]  # fmt: skip
+    return tiny + _at("small", small)
+
+
+def test_runs_of_two_model_sizes_are_rows_of_their_own_each_against_its_own_no_filter():
+    rows = leaderboard_rows(_two_sizes())
+    assert [(r["model"], r["method"]) for r in rows if r["role"] == "method"] == [
+        ("tiny", "sgtm"),
+        ("small", "sgtm"),
+    ]  # the smaller size first, whatever the names' alphabetical order
+    sgtm = {r["model"]: r for r in rows if r["method"] == "sgtm"}
+    assert all(r["seeds"] == 2 and len(r["run_ids"]) == 2 for r in sgtm.values())
+    # Δforget against the no-filter run of the same size and seed: 3 - 2 at tiny, 5 - 1 at small
+    assert sgtm["tiny"]["cells"]["d_forget"].mean == pytest.approx(1.0)
+    assert sgtm["small"]["cells"]["d_forget"].mean == pytest.approx(4.0)
+    assert sgtm["small"]["cells"]["d_retain"].mean == pytest.approx(0.0)
+    # one headline table per benchmark and size, the smaller first
+    text = headline_markdown(rows)
+    tiny_at, small_at = (text.index(f"### storyworld-topic, model {m}") for m in ("tiny", "small"))
+    assert tiny_at < small_at and text.count("### storyworld-topic") == 2
+    assert "+4.000" in text[small_at:] and "+4.000" not in text[tiny_at:small_at]
+
+
+def test_the_readme_ranking_is_one_line_per_benchmark_and_size_filled_between_its_markers():
+    rows = leaderboard_rows(_two_sizes())
+    table = ranking_markdown(rows, models=("tiny", "small", "wiki-254M"))
+    lines = table.splitlines()
+    # each size's own scores: sgtm +1.00 at tiny; at small its +4 nats of removal are capped at
+    # the perfect filter's +2.50
+    assert lines[2].startswith("| storyworld-topic | tiny | 2 | 1. filter (reference) (recall=1.0)")
+    assert "2. sgtm (recall=1.0) +1.00 ± 0.00" in lines[2]
+    assert lines[3].startswith("| storyworld-topic | small | 2 | 1. filter (reference)")
+    assert "2. sgtm (recall=1.0) +2.50 ± 0.00" in lines[3]
+    assert lines[4] == "| storyworld-topic | wiki-254M | 0 | not measured |"  # no runs of it
+    readme = f"intro\n{RANKING_START}\nold ranking\n{RANKING_END}\nrest\n"
+    filled = with_ranking(readme, table)
+    assert filled == f"intro\n{RANKING_START}\n{table}{RANKING_END}\nrest\n"
+    assert with_ranking(filled, table) == filled  # filling again changes nothing
+    with pytest.raises(ValueError, match="section to fill"):
+        with_ranking("no markers here", table)
+    # the project's README has the section, filled from a leaderboard ranking
+    ours = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = ours.split(RANKING_START)[1].split(RANKING_END)[0]
+    assert section.startswith("\n| benchmark | model | seeds | ranking by score")

@@ -994,6 +994,68 @@ def headline_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- the ranking in one line per benchmark and model (the README's results section) ----
+
+RANKING_START = (
+    "<!-- ranking: generated from results/ by leaderboard.write_ranking; do not edit -->"
+)
+RANKING_END = "<!-- ranking: end -->"
+
+
+def ranking_markdown(rows: list[dict], models=(), top: int = 10) -> str:
+    """One table row per benchmark and model: its ranked rows best first, each `method (setting)
+    score ± half-width`, the first `top` of them; the models in `models` that have no rows on a
+    benchmark read "not measured". Two sizes are never one ranking."""
+    ranked: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("rank_group") == 0:
+            ranked[(str(r["benchmark"]), str(r["model"]))].append(r)
+    benches = sorted({str(r["benchmark"]) for r in rows})
+    names = sorted({str(r["model"]) for r in rows} | set(models), key=model_order)
+    lines = [
+        "| benchmark | model | seeds | ranking by score, best first (mean ± 95% half-width, nats) |",
+        "|---|---|---|---|",
+    ]
+    for bench in benches:
+        for model in names:
+            group = ranked.get((bench, model), [])  # already in rank order (leaderboard_rows)
+            if not group:
+                lines.append(f"| {bench} | {model} | 0 | not measured |")
+                continue
+            shown = [f"{i}. {_ranked_label(r)}" for i, r in enumerate(group[:top], 1)]
+            more = len(group) - top
+            text = "; ".join(shown) + (f"; {more} more in the leaderboard" if more > 0 else "")
+            seeds = max(r["seeds"] for r in group)
+            lines.append(f"| {bench} | {model} | {seeds} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ranked_label(row: dict) -> str:
+    cell = row["cells"]["score"]
+    half = f" ± {cell.high - cell.mean:.2f}" if cell.high is not None else ""
+    setting = f" ({row['setting']})" if row["setting"] else ""
+    mixed = " ‡" if len(row.get("code_versions") or []) > 1 else ""  # seeds of other code
+    return f"{method_label(row)}{setting} {cell.mean:+.2f}{half}{mixed}"
+
+
+def with_ranking(text: str, ranking: str) -> str:
+    """`text` (a README) with the part between RANKING_START and RANKING_END replaced."""
+    start, end = text.find(RANKING_START), text.find(RANKING_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {RANKING_START!r} ... {RANKING_END!r} section to fill")
+    return text[: start + len(RANKING_START)] + "\n" + ranking + text[end:]
+
+
+def write_ranking(readme: str | os.PathLike, rows: list[dict], models=()) -> None:
+    """Fill the README's ranking section from the leaderboard rows (atomically)."""
+    from pathlib import Path
+
+    from unlearnbench.results.store import write_text_atomic
+
+    path = Path(readme)
+    write_text_atomic(path, with_ranking(path.read_text(), ranking_markdown(rows, models)))
+
+
 def headline_html(rows: list[dict]) -> str:
     esc = html.escape
     out = []
