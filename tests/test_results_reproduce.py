@@ -22,21 +22,39 @@ def _script():
 def test_grid_is_every_method_at_recall_1_and_the_label_using_training_methods_below():
     mod = _script()
     specs = mod.specs([0, 1, 2], quick=False)
-    parts = [(s["benchmark"], s["grid"]["recall"][0], s["suite"]) for s in specs]
-    parts_in_order = ((1.0, "robust"), (0.9, "robust"), (0.5, "probes"), (1.0, "sgtm-paper"))
+    parts = [(s["benchmark"], s["grid"]["recall"][0], s["suite"], s["model"]) for s in specs]
+    parts_in_order = (
+        (1.0, "robust", "tiny"),
+        (0.9, "robust", "tiny"),
+        (0.5, "probes", "tiny"),
+        (1.0, "sgtm-paper", "tiny"),
+        (1.0, "robust", "small"),
+        (0.9, "robust", "small"),
+    )
     assert parts == [
-        (b, recall, suite)
-        for recall, suite in parts_in_order
+        (b, recall, suite, model)
+        for recall, suite, model in parts_in_order
         for b in ("storyworld-lang", "storyworld-topic")
     ]
     for s in specs:
-        assert s["seeds"] == [0, 1, 2] and s["model"] == "tiny" and s["set"] == {}
+        assert s["seeds"] == [0, 1, 2] and s["set"] == {}
         if s["suite"] == "sgtm-paper":  # the SGTM-vs-RMU claim under the paper's protocol
             assert s["methods"] == ["sgtm", "rmu"] and s["grid"]["recall"] == [1.0]
+        elif s["model"] == "small":  # the second size: the core methods
+            core = ["no-filter", "filter", "sgtm", "rmu", "circuit-breakers", "era"]
+            assert s["methods"] == (core if s["grid"]["recall"] == [1.0] else ["filter", "sgtm"])
         elif s["grid"]["recall"] == [1.0]:
             assert s["methods"] == methods.names()
         else:
             assert s["methods"] == list(mod.LABELED_TRAINING)
+    # a chunk: one size, some methods
+    chunk = mod.specs([0], quick=False, only=["sgtm", "rmu"], models=("small",))
+    assert [(s["model"], s["grid"]["recall"][0], s["methods"]) for s in chunk] == [
+        ("small", 1.0, ["sgtm", "rmu"]),
+        ("small", 1.0, ["sgtm", "rmu"]),
+        ("small", 0.9, ["sgtm"]),
+        ("small", 0.9, ["sgtm"]),
+    ]
     for name in mod.LABELED_TRAINING:  # training-time methods that read the labels
         assert methods.get(name).kind == "training"
     from unlearnbench.evals import load_suite
@@ -80,21 +98,24 @@ def test_progress_counts_the_grid_cells_the_store_holds(tmp_path):
 
     mod = _script()
     cells = mod.grid_progress(RunStore(tmp_path), [0, 1, 2])
-    n = len(methods.names()) * 2 * 3 + len(mod.LABELED_TRAINING) * 2 * 2 * 3 + 2 * 2 * 3
-    assert (
-        sum(c[4] for c in cells) == n and sum(c[3] for c in cells) == sum(c[5] for c in cells) == 0
+    tiny = len(methods.names()) * 2 * 3 + len(mod.LABELED_TRAINING) * 2 * 2 * 3 + 2 * 2 * 3
+    n = tiny + len(mod.SMALL_METHODS) * 2 * 3 + 2 * 2 * 3
+    assert sum(c.planned for c in cells) == n
+    assert sum(c.done for c in cells) == sum(c.trained for c in cells) == 0
+    lines = mod.progress_lines(cells, "abc")
+    assert f"0 of {n} runs" in lines[2]
+    # per part: no cell started
+    assert f"| tiny | 1.0 (robust) | 0 | 0 | 0 | {2 * len(methods.names())} | 0 | 0 |" in lines
+    assert "| small | 0.9 (robust) | 0 | 0 | 0 | 4 | 0 | 0 |" in lines
+    header = next(line for line in lines if line.startswith("| benchmark | model | method |"))
+    assert header.endswith(
+        "recall 1.0 (robust) | recall 0.9 (robust) | recall 0.5 (probes) | recall 1.0 (sgtm-paper) |"
     )
-    lines = mod.progress_lines(cells)
-    assert f"0 of {n} cells" in lines[2]
-    assert (
-        "recall 1.0 (robust) | recall 0.9 (robust) | recall 0.5 (probes) | recall 1.0 (sgtm-paper)"
-        in lines[4]
-    )
-    assert any(
-        line.startswith("| storyworld-topic | sgtm | 0/3 | 0/3 | 0/3 | 0/3 |") for line in lines
-    )
-    assert any(line.startswith("| storyworld-lang | rmu | 0/3 |  |  | 0/3 |") for line in lines)
-    assert any(line.startswith("| storyworld-lang | era | 0/3 | 0/3 | 0/3 |  |") for line in lines)
+    assert "| storyworld-topic | tiny | sgtm | 0/3 | 0/3 | 0/3 | 0/3 |" in lines
+    assert "| storyworld-lang | tiny | rmu | 0/3 |  |  | 0/3 |" in lines
+    assert "| storyworld-lang | tiny | era | 0/3 | 0/3 | 0/3 |  |" in lines
+    assert "| storyworld-lang | small | sgtm | 0/3 | 0/3 |  |  |" in lines
+    assert "| storyworld-topic | small | rmu | 0/3 |  |  |  |" in lines
 
 
 def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):
@@ -160,3 +181,152 @@ def test_a_committed_record_with_its_suite_results_is_skipped_on_a_fresh_machine
     import_records(committed.records_dir, fresh)
     (third,) = plan({**spec, "suite": "probes"}, fresh)
     assert not third.recorded and fresh.exists(run.run_id)
+
+
+# ---- one code per cell: the source digest of each record ----
+
+
+def _grid_record(mod, method: str, seed: int, digest: str | None, model: str = "tiny") -> dict:
+    """A record of the grid's run (its planned run id and config) made by the code `digest`
+    (None: made before records named their code)."""
+    from unlearnbench.sweep import plan
+
+    spec = {"benchmark": "storyworld-lang", "model": model, "seeds": [seed], "methods": [method]}
+    (run,) = plan(spec, mod.Records())
+    versions = {"git": "abc1234"} | ({"source": digest} if digest else {})
+    base = record(method, seed, 4.0, 1.5, benchmark="storyworld-lang")
+    return base | {
+        "run_id": run.run_id,
+        "model": model,
+        "config": run.config.to_dict(),
+        "versions": versions,
+    }
+
+
+def test_a_record_made_by_other_code_is_made_again(tmp_path):
+    """Committed records made by other code are not copied into the store, the store's own are
+    set aside: the grid plans their runs again; one made by this code stays recorded."""
+    from unlearnbench.results.store import RunStore
+    from unlearnbench.sweep import plan
+
+    mod = _script()
+    current = mod.current_digest()
+    committed, store = RunStore(tmp_path / "results"), RunStore(tmp_path / "store")
+    old, now, before = (
+        _grid_record(mod, "filter", 0, "0123456789abcdef"),
+        _grid_record(mod, "filter", 1, current),
+        _grid_record(mod, "filter", 2, None),
+    )
+    committed.write(old)
+    committed.write(now)
+    store.write(before)  # the store's own, made before records named their code
+    copied, aside = mod.take_committed(committed.records_dir, store)
+    assert copied == 1 and aside == [before["run_id"]]
+    assert store.exists(now["run_id"]) and not store.exists(old["run_id"])
+    assert (store.root / "stale" / "records" / f"{before['run_id']}.json").is_file()
+    spec = {
+        "benchmark": "storyworld-lang",
+        "model": "tiny",
+        "seeds": [0, 1, 2],
+        "methods": ["filter"],
+    }
+    assert [r.recorded for r in plan(spec, store)] == [False, True, False]
+    # the cells as the dry run shows them: which seeds, by which code, current or not
+    cells = mod.grid_progress(mod.Records(store, committed), [0, 1, 2], ("tiny",))
+    (cell,) = [
+        c
+        for c in cells
+        if (c.benchmark, c.method, c.part) == ("storyworld-lang", "filter", (1.0, "robust", "tiny"))
+    ]
+    assert cell.state(current) == "mixed"  # seed 0 by other code, 1 by this: 2 not recorded
+    assert mod.cell_lines([cell], current) == [
+        f"storyworld-lang, tiny, filter, recall 1.0, robust: seeds 0 by 0123456789abcdef; "
+        f"1 by {current} (mixed)"
+    ]
+
+
+def test_results_refuse_a_cell_whose_runs_mix_code_versions(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    mod = _script()
+    current = mod.current_digest()
+    records = tmp_path / "results" / "records"
+    records.mkdir(parents=True)
+    recs = [
+        record("sgtm", 0, 4.0, 1.5) | {"versions": {"source": current}},
+        record("sgtm", 1, 4.1, 1.5),  # made before records named their code: "unknown"
+        record("filter", 0, 4.0, 1.5),
+        record("filter", 1, 4.0, 1.5),
+        # seed 0 of the same cell by earlier code, under another run id: made again, so dropped
+        record("sgtm", 0, 3.0, 1.5) | {"run_id": "sgtm__old-version__s0"},
+    ]
+    for r in recs:
+        (records / f"{r['run_id']}.json").write_text(json.dumps(r))
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--only-results", "--results", str(tmp_path / "results")],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "COLUMNS": "300"},
+    )
+    assert out.returncode == 1, out.stderr
+    assert (
+        f"storyworld-topic, tiny, sgtm (recall=1.0): runs made by different code "
+        f"(seeds 0 by {current}; 1 by unknown)" in out.stderr
+    )
+    assert "filter" not in out.stderr  # one code: not named
+    assert "--models tiny --methods sgtm" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "results" / "README.md").exists()  # nothing written
+    assert not (records / "sgtm__old-version__s0.json").exists()
+    # the cell made by one code: results are built
+    (records / f"{recs[1]['run_id']}.json").write_text(
+        json.dumps(recs[1] | {"versions": {"source": current}})
+    )
+    assert mod.mixed_rows([recs[0], recs[1] | {"versions": {"source": current}}]) == {}
+
+
+def test_dry_run_lists_the_small_parts_and_each_cell_s_code(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from unlearnbench.results.store import RunStore
+
+    mod = _script()
+    current = mod.current_digest()
+    committed = RunStore(tmp_path / "results")
+    committed.write(_grid_record(mod, "no-filter", 0, current, model="small"))
+    committed.write(_grid_record(mod, "filter", 0, None, model="small"))
+    cmd = [sys.executable, str(SCRIPT), "--dry-run", "--models", "small"]
+    cmd += ["--runs", str(tmp_path / "store"), "--results", str(tmp_path / "results")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
+    assert out.returncode == 0, out.stderr
+    for part in ("recall 1.0, suite robust", "recall 0.9, suite robust"):
+        for b in ("storyworld-lang", "storyworld-topic"):
+            assert f"{b}, model small, {part}" in out.stderr
+    assert "model tiny" not in out.stderr
+    # every method at seeds 0-2 (none holds the suite's results), then filter and sgtm at 0.9
+    assert out.stderr.count("18 runs (0 already recorded)") == 2
+    assert out.stderr.count("6 runs (0 already recorded)") == 2  # filter and sgtm at 0.9
+    assert all(name in out.stderr for name in mod.SMALL_METHODS)
+    assert (
+        f"storyworld-lang, small, no-filter, recall 1.0, robust: seeds 0 by {current} (current)"
+        in out.stderr
+    )
+    assert (
+        "storyworld-lang, small, filter, recall 1.0, robust: seeds 0 by unknown (stale)"
+        in out.stderr
+    )
+    assert not (tmp_path / "store" / "stale").exists()  # a dry run moves nothing
+
+
+def test_models_option_names_only_sizes_of_the_grid():
+    import pytest
+
+    from unlearnbench.config import ConfigError
+
+    mod = _script()
+    assert mod.chosen_models("") == ("tiny", "small") and mod.chosen_models("small") == ("small",)
+    with pytest.raises(ConfigError, match="'huge' is not a size of the grid"):
+        mod.chosen_models("tiny,huge")

@@ -31,6 +31,7 @@ from unlearnbench.models.card import write_model_card
 from unlearnbench.models.compat import check_base_model
 from unlearnbench.models.kernels import use_fused_kernels
 from unlearnbench.models.presets import MODEL_PRESETS
+from unlearnbench.package_files import current_source_digest
 from unlearnbench.progress import say
 from unlearnbench.registry import UnknownName, benchmarks, methods, require
 from unlearnbench.results.matching import (
@@ -88,6 +89,7 @@ def versions() -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "git": _git_revision(),
+        "source": current_source_digest(),  # the package code itself: package_files.py
     }
 
 

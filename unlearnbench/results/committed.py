@@ -46,13 +46,15 @@ def committed_records(directory: Path) -> list[dict]:
     return reader.records()
 
 
-def import_records(directory: Path, store: RunStore) -> int:
-    """Copy every committed record the store lacks into it (its model: the store's, when the
-    store holds the run's model directory); a record the store has is left as the store has it.
-    Returns how many were copied."""
+def import_records(
+    directory: Path, store: RunStore, keep: Callable[[dict], bool] | None = None
+) -> int:
+    """Copy every committed record the store lacks (and `keep` accepts) into it (its model: the
+    store's, when the store holds the run's model directory); a record the store has is left as
+    the store has it. Returns how many were copied."""
     copied = 0
     for record in committed_records(directory):
-        if store.exists(record["run_id"]):
+        if store.exists(record["run_id"]) or (keep is not None and not keep(record)):
             continue
         model = store.model_path(record["run_id"])
         store.write(dict(record, model_path=str(model) if model.is_dir() else None))
