@@ -594,10 +594,10 @@ def sweep(
         trackers = parse_trackers(log)
         store = RunStore(out)
         loaded = load_spec(spec)
-        runs = plan(loaded, store)
+        runs = plan(loaded, store, device_here=launcher != "slurm")  # SLURM: the job's device
         suite = spec_suite(loaded)
         params = submitit_parameters(loaded.get("slurm"), slurm, jobs)
-        check_submitit(launcher, params)
+        check_submitit(launcher, params, dry_run)
     console = Console(stderr=True)
     print_plan(runs, console)
     if dry_run:

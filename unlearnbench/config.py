@@ -10,6 +10,8 @@ post-hoc method starts (`scratch`, `no-filter`, or a saved model's path).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -434,6 +436,24 @@ def validate(cfg: RunConfig) -> None:
     _validate_context(cfg)
 
 
+# set while a sweep plans runs that will train on other machines (SLURM jobs): their CUDA device
+# is the job's, not this machine's (a cluster's login node has none)
+_DEVICE_ELSEWHERE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "device_elsewhere", default=False
+)
+
+
+@contextlib.contextmanager
+def device_checked_elsewhere(elsewhere: bool = True):
+    """Within it (when `elsewhere`), `check_device` checks a device's name but not that this
+    machine has it."""
+    token = _DEVICE_ELSEWHERE.set(elsewhere)
+    try:
+        yield
+    finally:
+        _DEVICE_ELSEWHERE.reset(token)
+
+
 def check_device(device: str) -> None:
     """`cpu`, or a CUDA device this machine has (a missing one would fail at the first tensor)."""
     import re
@@ -441,7 +461,7 @@ def check_device(device: str) -> None:
     found = re.fullmatch(r"cuda(?::(\d+))?", device)
     if device != "cpu" and not found:
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
-    if found:
+    if found and not _DEVICE_ELSEWHERE.get():
         import torch
 
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -20,6 +20,7 @@ Submitit's files (pickled jobs, each job's stdout and stderr) are under `<store>
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -197,15 +198,22 @@ def make_executor(launcher: str, folder: Path, params: dict):
     return executor
 
 
-def check_submitit(launcher: str, params: dict) -> None:
+def check_submitit(launcher: str, params: dict, dry_run: bool = False) -> None:
     """Refuse bad submitit parameters (or a SLURM launcher off a cluster) before anything runs:
-    an executor is built in a scratch folder and dropped."""
+    an executor is built in a scratch folder and dropped. A dry run off a cluster (no `srun`)
+    checks the parameters' names and types with submitit's local executor instead, which knows
+    the SLURM ones (`slurm_partition`, ...): a plan can be checked before it goes to a cluster."""
     if launcher not in SUBMITIT_CLUSTER:
         return
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
-        make_executor(launcher, Path(scratch), params)
+        try:
+            make_executor(launcher, Path(scratch), params)
+        except ConfigError:
+            if not (dry_run and launcher == "slurm" and shutil.which("srun") is None):
+                raise
+            make_executor("submitit-local", Path(scratch), params)
 
 
 def launch(

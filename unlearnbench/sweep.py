@@ -18,6 +18,18 @@ A spec (YAML or a dict):
       timeout_min: 120
       slurm_partition: gpu
 
+A paper setup (sweeps/paper/*.yaml) names several models and the run preset of each:
+
+    model: [8M, 64M]
+    config: {8M: sgtm-tinystories-8M, 64M: sgtm-tinystories-64M}   # or one preset for every model
+    methods: [no-filter, sgtm, {rmu: {config: rmu-wikipedia-254M}}]
+
+A preset's `train:` section is the setup's training: every training-time method runs with it (the
+reference trains its baselines from the same config file); its `labels:` and `method:` sections
+are its own method's (the method its name starts with). A method's own `config:` replaces the
+setup's preset for that method (a post-hoc method's unlearning settings). Layers, lowest first:
+preset, `set`, the grid's point, the method's options.
+
 Every run is resolved (and so validated) before the first one starts. Runs already recorded (with
 the suite's results, when the spec names one) are skipped; a failed run is reported (traceback
 under `<store>/failures/`) and the sweep goes on. Within each seed `no-filter` runs first, then
@@ -43,6 +55,7 @@ SPEC_KEYS = {
     "set",
     "suite",
     "slurm",
+    "config",
     "description",
     "notes",
 }
@@ -136,8 +149,11 @@ def _grid(spec: dict) -> list[dict]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def plan(spec: dict, store) -> list[PlannedRun]:
-    """Resolve every run of the grid (raising ConfigError on any mistake) in execution order."""
+def plan(spec: dict, store, device_here: bool = True) -> list[PlannedRun]:
+    """Resolve every run of the grid (raising ConfigError on any mistake) in execution order.
+    `device_here=False`: the runs go to other machines (SLURM), so a CUDA device is not required
+    here (a login node has none); its name is still checked."""
+    from unlearnbench.config import device_checked_elsewhere
     from unlearnbench.registry import methods as method_registry
     from unlearnbench.runner import check_suite_request, resolve_run_config
 
@@ -145,12 +161,14 @@ def plan(spec: dict, store) -> list[PlannedRun]:
     if unknown:
         raise ConfigError(f"sweep spec: unknown keys {sorted(unknown)}; valid: {sorted(SPEC_KEYS)}")
     benchmark = spec.get("benchmark")
-    model = spec.get("model", "tiny")
+    models = _as_list(spec.get("model", "tiny"), "model")
     if not benchmark:
         raise ConfigError("sweep spec: benchmark is required")
-    for key, value in (("benchmark", benchmark), ("model", model)):
+    for key, value in (("benchmark", benchmark), *(("model", m) for m in models)):
         if not isinstance(value, str):
             raise ConfigError(f"sweep spec: {key} must be a name, got {value!r}")
+    if not models:
+        raise ConfigError("sweep spec: model must name at least one model")
     seeds = _as_list(spec.get("seeds", [0]), "seeds")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):  # not 1.5 -> 1
         raise ConfigError(f"sweep spec: seeds must be integers, got {seeds}")
@@ -167,20 +185,85 @@ def plan(spec: dict, store) -> list[PlannedRun]:
 
     entries = _methods(spec)
     entries = sorted(entries, key=lambda e: order(e[0]))  # stable: spec order within a kind
+    presets = _setup_presets(spec, models)
     runs: list[PlannedRun] = []
     seen: set[str] = set()
-    for seed in seeds:
-        for name, per_method in entries:
-            for point in _grid(spec):
-                overrides = {**fixed, **point, **per_method}
-                cfg = resolve_run_config(name, benchmark, model, seed, overrides)
-                check_suite_request(cfg, suite)  # a suite needs the run's saved model
-                if cfg.run_id in seen:
-                    continue  # the same run listed twice
-                seen.add(cfg.run_id)
-                shown = {**point, **per_method}
-                runs.append(PlannedRun(name, seed, shown, cfg, _recorded(store, cfg, suite)))
+    with device_checked_elsewhere(not device_here):
+        for model, seed in itertools.product(models, seeds):
+            for name, per_method in entries:
+                own = per_method.get("config")  # the method's own preset, instead of the setup's
+                layers = {} if own else presets[model].values_for(name, order(name) < 2)
+                for point in _grid(spec):
+                    options = {k: v for k, v in per_method.items() if k != "config"}
+                    overrides = {**layers, **fixed, **point, **options}
+                    cfg = resolve_run_config(name, benchmark, model, seed, overrides, own)
+                    check_suite_request(cfg, suite)  # a suite needs the run's saved model
+                    if cfg.run_id in seen:
+                        continue  # the same run listed twice
+                    seen.add(cfg.run_id)
+                    shown = {**point, **per_method}
+                    runs.append(PlannedRun(name, seed, shown, cfg, _recorded(store, cfg, suite)))
     return runs
+
+
+@dataclass(frozen=True)
+class SetupPreset:
+    """A model's run preset as a setup's shared training (see the module doc); empty: none."""
+
+    name: str = ""
+    method: str = ""  # the method the preset is for (its name's prefix)
+    values: dict = field(default_factory=dict)  # flat: "train.lr", "labels.recall", "method.x"
+
+    def values_for(self, method: str, training: bool) -> dict:
+        """The preset's layer for a run of `method`: its train section for a training-time method,
+        its labels and method sections for its own method only."""
+        out = {}
+        for key, value in self.values.items():
+            section = key.split(".", 1)[0]
+            if (section == "train" and training) or method == self.method:
+                out[key] = value
+        return out
+
+
+def _setup_presets(spec: dict, models: list[str]) -> dict[str, SetupPreset]:
+    """{model: its SetupPreset} from the spec's `config` (one preset, or a mapping model ->
+    preset); a preset that names another model than the one it is given for is refused."""
+    from unlearnbench.config import load_config_file
+    from unlearnbench.registry import methods as method_registry
+    from unlearnbench.run_presets import preset_path
+
+    given = spec.get("config")
+    if given is None:
+        return {m: SetupPreset() for m in models}
+    if isinstance(given, str):
+        given = {m: given for m in models}
+    if not isinstance(given, dict):
+        raise ConfigError("sweep spec: config must be a run preset, or a mapping model: preset")
+    missing = [m for m in models if m not in given]
+    extra = [m for m in given if m not in models]
+    if missing or extra:
+        raise ConfigError(
+            f"sweep spec: config must name one preset per model (models without one: {missing}; "
+            f"presets for models not in the spec: {extra})"
+        )
+    out = {}
+    for model in models:
+        name = given[model]
+        if not isinstance(name, str):
+            raise ConfigError(f"sweep spec: config of {model} must be a preset name, got {name!r}")
+        values = load_config_file(preset_path(name))
+        named = values.pop("model", model)
+        if named != model:
+            raise ConfigError(f"sweep spec: preset {name} is for model {named}, not {model}")
+        stem = Path(name).stem
+        owners = [m for m in method_registry.names() if stem.startswith(m + "-")]
+        if not owners:
+            raise ConfigError(f"sweep spec: preset {name} does not start with a method's name")
+        unknown = sorted({k.split(".", 1)[0] for k in values} - {"train", "labels", "method"})
+        if unknown:
+            raise ConfigError(f"sweep spec: preset {name}: sections {unknown} are not shared")
+        out[model] = SetupPreset(name, max(owners, key=len), values)  # gradient-routing-..
+    return out
 
 
 def spec_suite(spec: dict) -> str | None:
@@ -321,12 +404,15 @@ def print_plan(runs: list[PlannedRun], console) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(runs)} runs ({sum(r.recorded for r in runs)} already recorded)")
-    for col in ("#", "method", "seed", "setting", "status", "run id"):
+    several = len({r.config.model for r in runs}) > 1  # a paper setup's sizes: say which
+    for col in ("#", *(("model",) if several else ()), "method", "seed", "setting", "status"):
         table.add_column(col)
+    table.add_column("run id")
     for i, r in enumerate(runs, 1):
         setting = ", ".join(f"{k}={v}" for k, v in r.overrides.items())
         status = "recorded" if r.recorded else "to run"
-        table.add_row(str(i), r.method, str(r.seed), setting, status, r.run_id)
+        model = (r.config.model,) if several else ()
+        table.add_row(str(i), *model, r.method, str(r.seed), setting, status, r.run_id)
     console.print(table)
 
 
