@@ -66,6 +66,13 @@ class RelearnOptions:
     # of tests/test_relearn_mixed.py LoRA at 1e-3 relearned about as fast as full fine-tuning at 3e-4),
     # so its low end never gives the worst case and would only cost time
     lora_lrs: tuple[float, ...] = (3e-4, 1e-3)
+    # how an attacker's lrs are searched, per attacker and attack seed. "descending" (ours): from
+    # the highest down, a lower lr runs only where every higher one broke the retain tolerance
+    # before the largest budget; a higher lr that keeps the model whole relearns more within the
+    # budget (measured: sgtm on storyworld-lang, every lr to 200 steps, worst forget loss at
+    # 1e-3 / 3e-4 / 1e-4 / 3e-5: 0.471 / 0.572 / 0.701 / 0.948), so the lower ones only cost
+    # time (about 3x the attack's). "grid": every lr of every attacker and seed
+    lr_search: str = "descending"
     lora_r: int = 16  # ours; Lucki et al. use r 128 on 7B models
     lora_alpha: int = 32  # ours: alpha = 2r, the common peft choice
     batch_size: int = 8  # ours: blocks per attack step; 0 = full batch (every attack block)
@@ -122,6 +129,8 @@ def validate(o: RelearnOptions) -> None:
     validate_grid(o, "relearn", o.modes)
     if any(lr <= 0 for lr in o.lora_lrs):
         raise ConfigError("relearn needs positive learning rates (lora_lrs)")
+    if o.lr_search not in ("descending", "grid"):
+        raise ConfigError(f"relearn lr_search must be 'descending' or 'grid', got {o.lr_search!r}")
     if not 0.0 < o.forget_fraction <= 1.0:
         raise ConfigError(
             "forget_fraction must be in (0, 1] (fine-tuning on retain documents alone is the "
@@ -284,57 +293,85 @@ def grid_rows(
     name: str,
     evaluate_with_step: bool = False,
     settings: list[tuple[str, float]] | None = None,
+    descending: bool = False,
 ) -> list[dict]:
     """Fine-tune `model` on `groups` once per (attacker, lr) of `settings` (default: `o.mode` at
     each of `o.lrs`) and attack seed of `o` for `max(o.budgets)` steps; long-format rows, one per
     evaluated step and split, with the columns `evaluate` gives (`o`: the attack's options,
-    `RelearnOptions` or one with the same fine-tuning fields)."""
+    `RelearnOptions` or one with the same fine-tuning fields). `descending`: per attacker and
+    seed, the lrs from the highest down, stopping after the first that never broke the retain
+    tolerance (`RelearnOptions.lr_search`)."""
     bf16 = bool(ctx.record["config"]["train"].get("bf16", False))
     budget = max(o.budgets)
     rows = []
     initial = None  # step 0 is the same model for every setting: measured once
-    for mode, lr in settings or [(o.mode, lr) for lr in o.lrs]:
-        for seed in o.seeds:
-            points = fine_tune(
-                model,
-                groups,
-                steps=budget,
-                lr=lr,
-                seed=seed,
-                eos_id=ctx.eos_id,
-                batch_plan=plan,
-                batch_size=batch_size,
-                evaluate=evaluate,
-                eval_every=o.eval_every,
-                eval_steps=tuple(o.eval_steps),
-                warmup_steps=o.warmup_steps,
-                weight_decay=o.weight_decay,
-                mode=mode,
-                lora_r=o.lora_r,
-                lora_alpha=o.lora_alpha,
-                device=ctx.device,
-                bf16=bf16,
-                progress=ctx.progress,
-                description=f"{name} {mode} lr {lr:g} seed {seed}",
-                evaluate_with_step=evaluate_with_step,
-                retain_tolerance=o.retain_tolerance if o.stop_broken else None,
-                initial=initial,
-            )
-            initial = points[0][2]
-            for step, _lr_now, measured in points:
-                for split, columns in measured.items():
-                    rows.append(
-                        {
-                            "step": step,
-                            "split": split,
-                            **columns,
-                            "lr": lr,
-                            "attack_seed": seed,
-                            "mode": mode,
-                            "budget": budget,
-                        }
-                    )
+    kept_whole = set()  # (attacker, seed) with an lr that never broke the retain tolerance
+    for mode, seed, lr in search_order(settings or [(o.mode, lr) for lr in o.lrs], o.seeds):
+        if descending and (mode, seed) in kept_whole:
+            continue  # a higher lr of this attacker and seed kept the model whole
+        points = fine_tune(
+            model,
+            groups,
+            steps=budget,
+            lr=lr,
+            seed=seed,
+            eos_id=ctx.eos_id,
+            batch_plan=plan,
+            batch_size=batch_size,
+            evaluate=evaluate,
+            eval_every=o.eval_every,
+            eval_steps=tuple(o.eval_steps),
+            warmup_steps=o.warmup_steps,
+            weight_decay=o.weight_decay,
+            mode=mode,
+            lora_r=o.lora_r,
+            lora_alpha=o.lora_alpha,
+            device=ctx.device,
+            bf16=bf16,
+            progress=ctx.progress,
+            description=f"{name} {mode} lr {lr:g} seed {seed}",
+            evaluate_with_step=evaluate_with_step,
+            retain_tolerance=o.retain_tolerance if o.stop_broken else None,
+            initial=initial,
+        )
+        initial = points[0][2]
+        if not broke_tolerance(points, budget, o.retain_tolerance):
+            kept_whole.add((mode, seed))
+        for step, _lr_now, measured in points:
+            for split, columns in measured.items():
+                rows.append(
+                    {
+                        "step": step,
+                        "split": split,
+                        **columns,
+                        "lr": lr,
+                        "attack_seed": seed,
+                        "mode": mode,
+                        "budget": budget,
+                    }
+                )
     return rows
+
+
+def search_order(settings: list[tuple[str, float]], seeds) -> list[tuple[str, int, float]]:
+    """(attacker, seed, lr) in search order: attackers as given, then seeds, then each
+    attacker's lrs from the highest down (the order `lr_search: descending` stops in)."""
+    modes = list(dict.fromkeys(mode for mode, _ in settings))
+    return [
+        (mode, seed, lr)
+        for mode in modes
+        for seed in seeds
+        for lr in sorted((lr for m, lr in settings if m == mode), reverse=True)
+    ]
+
+
+def broke_tolerance(points: list[tuple[int, float, dict]], budget: int, tolerance: float) -> bool:
+    """Whether a fine-tuning's measured points broke the retain tolerance before `budget`: it
+    stopped early, or a retain loss rose more than `tolerance` above step 0's."""
+    if points[-1][0] < budget:
+        return True  # stopped where the retain loss broke (`stop_broken`)
+    retain = [p[2]["retain"]["loss"] for p in points if "retain" in p[2]]
+    return bool(retain) and max(retain) > retain[0] + tolerance
 
 
 def attack_rows(ctx: EvalContext, model, o: RelearnOptions) -> list[dict]:
@@ -351,7 +388,16 @@ def attack_rows(ctx: EvalContext, model, o: RelearnOptions) -> list[dict]:
         plan = {"forget": n_forget / bs, "retain": (bs - n_forget) / bs}
     evaluate = loss_evaluator(ctx, o.eval_blocks)
     return grid_rows(
-        ctx, model, groups, plan, bs, o, evaluate, "relearn", settings=attack_settings(o)
+        ctx,
+        model,
+        groups,
+        plan,
+        bs,
+        o,
+        evaluate,
+        "relearn",
+        settings=attack_settings(o),
+        descending=o.lr_search == "descending",
     )
 
 
