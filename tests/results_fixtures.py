@@ -45,17 +45,18 @@ def record(
     curves: dict | None = None,
     tokens: int = 1000,
     wall: float = 10.0,
+    model: str = "tiny",
 ) -> dict:
     mo = copy.deepcopy(METHOD_OPTIONS.get(method, {})) | (options or {})
     labels = LABELS | {"recall": recall}
     tag = f"r{recall}" + "".join(f"-{k}{v}" for k, v in sorted((options or {}).items()))
     r = {
-        "run_id": f"{method}__{benchmark}__tiny__s{seed}__{tag}",
+        "run_id": f"{method}__{benchmark}__{model}__s{seed}__{tag}",
         "config_hash": tag,
         "method": method,
         "kind": "training",
         "benchmark": benchmark,
-        "model": "tiny",
+        "model": model,
         "seed": seed,
         # as the runner writes it: what the run set away from its defaults
         "non_default": {
@@ -66,7 +67,7 @@ def record(
         "config": {
             "method": method,
             "benchmark": benchmark,
-            "model": "tiny",
+            "model": model,
             "seed": seed,
             "train": dict(TRAIN) | methods.get(method).train_defaults,  # the method's defaults
             "labels": labels,

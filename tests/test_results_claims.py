@@ -5,7 +5,6 @@ ablation as the fraction of the removal undone per seed, code versions flagged."
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -379,34 +378,20 @@ def test_a_comparison_of_one_cell_against_zero_reads_above_or_below():
 # ---- model sizes: one cell per size, and the trends from tiny to small ----
 
 
-def _at(model: str, recs: list[dict]) -> list[dict]:
-    """The records as runs of model `model` (their run ids say so, as the runner's do)."""
-    out = []
-    for r in recs:
-        r = copy.deepcopy(r)
-        r["model"] = r["config"]["model"] = model
-        r["run_id"] = r["run_id"].replace("__tiny__", f"__{model}__")
-        out.append(r)
-    return out
-
-
-def _vs_filter_grid(sgtm_forget, sgtm_retain, filter_forget, nf_retain=0.4):
-    """no-filter, sgtm at recall 1.0 and 0.9, filter at 0.9, per seed as given (lists)."""
-    recs = [record("no-filter", s, 1.0, nf_retain, benchmark=LANG) for s in range(3)]
-    recs += [record("sgtm", s, 5.0, r, benchmark=LANG) for s, r in enumerate(sgtm_retain)]
-    recs += [
-        record("sgtm", s, f, 0.5, recall=0.9, benchmark=LANG) for s, f in enumerate(sgtm_forget)
-    ]
-    recs += [
-        record("filter", s, f, 0.4, recall=0.9, benchmark=LANG) for s, f in enumerate(filter_forget)
-    ]
+def _vs_filter_grid(sgtm_forget, sgtm_retain, filter_forget, model="tiny"):
+    """no-filter, sgtm at recall 1.0 and 0.9, filter at 0.9 of `model`, per seed as given."""
+    at = {"benchmark": LANG, "model": model}
+    recs = [record("no-filter", s, 1.0, 0.4, **at) for s in range(3)]
+    recs += [record("sgtm", s, 5.0, r, **at) for s, r in enumerate(sgtm_retain)]
+    recs += [record("sgtm", s, f, 0.5, recall=0.9, **at) for s, f in enumerate(sgtm_forget)]
+    recs += [record("filter", s, f, 0.4, recall=0.9, **at) for s, f in enumerate(filter_forget)]
     return recs
 
 
 def test_each_size_is_its_own_cell_never_pooled_with_the_other():
     # the same seeds at two sizes: sgtm ~2 nats above the filter at tiny, ~1 below at small
     tiny = _vs_filter_grid([5.0, 5.1, 5.2], [0.5] * 3, [3.0, 3.1, 3.15])
-    small = _at("small", _vs_filter_grid([2.0, 2.1, 2.3], [0.5] * 3, [3.0, 3.1, 3.2]))
+    small = _vs_filter_grid([2.0, 2.1, 2.3], [0.5] * 3, [3.0, 3.1, 3.2], "small")
     rows = _claim(tiny + small, VS_FILTER).rows
     net = [c for c in rows if c.setting == "recall 0.9" and c.quantity.startswith("Δforget")]
     assert [c.model for c in net] == ["tiny", "small"]  # the smaller size first
@@ -437,7 +422,7 @@ def test_the_size_trend_is_the_difference_of_the_sizes_means_with_welchs_interva
     # sgtm's removal at recall 0.9 over the filter's, net of damage, per seed: tiny 2.0, 2.0, 2.05
     # (sgtm retain 0.5 vs the filter's 0.4 is charged: 2.1 - 0.1 ...); small 0.9, 1.0, 1.3
     tiny = _vs_filter_grid([5.0, 5.1, 5.2], [0.9, 0.95, 1.1], [2.9, 3.0, 3.05])
-    small = _at("small", _vs_filter_grid([4.0, 4.2, 4.5], [0.5, 0.5, 0.6], [3.0, 3.1, 3.1]))
+    small = _vs_filter_grid([4.0, 4.2, 4.5], [0.5, 0.5, 0.6], [3.0, 3.1, 3.1], model="small")
     trends = size_trends(tiny + small, [LANG])
     net = _trend(trends, "sgtm - filter: Δforget - Δretain")
     per_tiny = [(5.0 - 2.9) - 0.1, (5.1 - 3.0) - 0.1, (5.2 - 3.05) - 0.1]  # Δretain 0.5 vs 0.4
@@ -468,7 +453,7 @@ def test_the_size_trend_is_the_difference_of_the_sizes_means_with_welchs_interva
     )
     assert "; raw: lower at small" in line  # the raw forget difference beside the net one
     # the seeds overlapping: within seed noise
-    noisy = _at("small", _vs_filter_grid([5.9, 4.2, 5.0], [0.9, 0.95, 1.1], [3.0, 3.1, 3.0]))
+    noisy = _vs_filter_grid([5.9, 4.2, 5.0], [0.9, 0.95, 1.1], [3.0, 3.1, 3.0], model="small")
     net = _trend(size_trends(tiny + noisy, [LANG]), "sgtm - filter: Δforget - Δretain")
     assert net.difference().low < 0 < net.difference().high
     assert net.verdict() == "within seed noise"
@@ -485,7 +470,7 @@ def test_a_size_without_runs_or_with_one_seed_reads_not_measured_never_a_number(
     line = next(x for x in text.splitlines() if x.startswith("- storyworld-lang, recall 0.9: sgtm"))
     assert "**not measured (size small: n=0)** (small - tiny: - (n = 3 + 0))" in line
     # one seed at small: still not measured, its one value shown but not compared
-    small = _at("small", [r for r in tiny if r["seed"] == 0])
+    small = [r for r in _vs_filter_grid([5.0] * 3, [0.9] * 3, [2.9] * 3, "small") if r["seed"] == 0]
     net = _trend(size_trends(tiny + small, [LANG]), "sgtm - filter: Δforget - Δretain")
     assert net.verdict() == "not measured (size small: n=1)"
     # and no size-trend row of the markdown carries a number for it
@@ -505,9 +490,8 @@ def test_the_relearning_trend_is_read_at_the_largest_budget_every_run_was_validl
                           "retain_loss": 0.5, **({} if valid else {"excluded": [{}]})})  # fmt: skip
         summary = {"before": {"forget_loss": 3.0}, "worst_case": worst, "budget": 200,
                    "retain_tolerance": 0.5}  # fmt: skip
-        r = record(method, seed, 3.0, 0.5, benchmark=LANG,
-                   evals={"robust/relearn": result("relearn", summary)})  # fmt: skip
-        return _at(model, [r])[0]
+        return record(method, seed, 3.0, 0.5, benchmark=LANG, model=model,
+                      evals={"robust/relearn": result("relearn", summary)})  # fmt: skip
 
     recs = [attacked("sgtm", s, 1.0 + 0.1 * s) for s in range(3)]
     recs += [attacked("rmu", s, 0.1) for s in range(3)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -532,25 +531,14 @@ def test_the_relearning_outcome_names_the_budget_and_where_validity_ended():
 # ---- model sizes: never pooled ----
 
 
-def _at(model: str, recs: list[dict]) -> list[dict]:
-    """The records as runs of model `model` (their run ids say so, as the runner's do)."""
-    out = []
-    for r in recs:
-        r = copy.deepcopy(r)
-        r["model"] = r["config"]["model"] = model
-        r["run_id"] = r["run_id"].replace("__tiny__", f"__{model}__")
-        out.append(r)
-    return out
-
-
 def _two_sizes() -> list[dict]:
     """no-filter, the perfect filter and sgtm at tiny and small, two seeds; small's losses differ
     (no-filter's forget loss 1.0 lower, sgtm's 2.0 higher) so a pooled row would show."""
     tiny = [record(m, s, f + 0.1 * s, 1.5) for s in (0, 1)
             for m, f in (("no-filter", 2.0), ("filter", 4.0), ("sgtm", 3.0))]  # fmt: skip
-    small = [record(m, s, f + 0.1 * s, 1.2) for s in (0, 1)
+    small = [record(m, s, f + 0.1 * s, 1.2, model="small") for s in (0, 1)
              for m, f in (("no-filter", 1.0), ("filter", 3.5), ("sgtm", 5.0))]  # fmt: skip
-    return tiny + _at("small", small)
+    return tiny + small
 
 
 def test_runs_of_two_model_sizes_are_rows_of_their_own_each_against_its_own_no_filter():
