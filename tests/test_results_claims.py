@@ -504,3 +504,10 @@ def test_the_relearning_trend_is_read_at_the_largest_budget_every_run_was_validl
     assert net.per_size["small"].paired() == pytest.approx({0: 0.4, 1: 0.5, 2: 0.6})
     assert net.difference().mean == pytest.approx(-0.5)
     assert net.verdict() == "lower at small"
+    # a run never validly attacked (broke before the first budget) moves no budget: it reads "no
+    # valid attack" there and is left out, named
+    recs[0] = attacked("sgtm", 0, 1.0, broke=50)
+    net = _trend(size_trends(recs, [LANG]), "sgtm - rmu: forget - retain loss after the attack")
+    assert net.setting == "recall 1.0, relearn at 100 steps"
+    assert net.per_size["tiny"].seeds() == [1, 2]
+    assert net.verdict() == "lower at small; size tiny: 1 seed(s) with no valid attack"

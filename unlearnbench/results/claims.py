@@ -695,17 +695,17 @@ def delta(split: str) -> Reader:
 def largest_valid_budget(cells: list[dict[int, Joined]], name: str) -> int | None:
     """The largest budget of attack `name` at which every run of the cells that holds its result
     was validly attacked (some setting kept retain within the tolerance): one budget for every
-    seed and size, so no row mixes budgets. None when no budget was valid for all of them."""
+    seed and size, so no row mixes budgets. A run with no valid budget at all is left out (it
+    reads "no valid attack" at any budget). None when no budget was valid for all the others."""
     common = None
     for cell in cells:
         for j in cell.values():
             _, summary = _first(j.run, name)
-            if summary is None:
-                continue
-            budgets = {e.get("budget") for e in summary.get("worst_case") or []
+            budgets = {e.get("budget") for e in (summary or {}).get("worst_case") or []
                        if isinstance(e, dict)}  # fmt: skip
             valid = {int(b) for b in budgets if _usable(budget_outcome(summary, b))}
-            common = valid if common is None else common & valid
+            if valid:
+                common = valid if common is None else common & valid
     return max(common) if common else None
 
 
