@@ -205,7 +205,7 @@ def run_everything(
         run_ids += summary.done + summary.skipped
         if not quick:
             export_records(store, records_dir, in_grid)
-            drop_superseded(records_dir)
+            drop_superseded(records_dir, current)
     return run_ids
 
 
@@ -226,8 +226,8 @@ class Cell(NamedTuple):
         return f"{self.benchmark}, {model}, {self.method}, recall {recall}, {suite}"
 
     def state(self, current: str) -> str:
-        """ "current" (every recorded run made by `current`), "stale" (by one other code),
-        "mixed" (by more than one), or "" (none recorded)."""
+        """The cell's code: current (every recorded run made by the code with digest `current`),
+        stale (by one other code), mixed (by more than one), or "" (no run recorded)."""
         found = {d for _, d in self.digests}
         if not found:
             return ""
@@ -293,13 +293,13 @@ def row_label(row: tuple) -> str:
     return f"{benchmark}, {model}, {method}" + (f" ({setting})" if setting else "")
 
 
-def drop_superseded(directory: Path) -> list[str]:
+def drop_superseded(directory: Path, current: str) -> list[str]:
     """Delete the committed records made by other code than this of a run that this code has
     made again under another run id (the same cell and seed: e.g. after a method's version bump),
-    so that a cell of results/ never pools them; returns their run ids (git keeps them)."""
+    so that a cell of results/ never pools them; returns their run ids (git keeps them).
+    `current`: the digest of the code the grid is made by."""
     from unlearnbench.results.committed import committed_records
 
-    current = current_digest()
     records = [r for r in committed_records(directory) if in_grid(r)]
     remade = {(row_of(r), r.get("seed")) for r in records if digest_of(r) == current}
     dropped = []
@@ -419,7 +419,11 @@ def _eval_seconds(record: dict) -> float:
     )
 
 
-def write_results(records: list[dict], out: Path, note: str, progress=None) -> None:
+def write_results(
+    records: list[dict], out: Path, note: str, progress=None, current: str | None = None
+) -> None:
+    """results/ from `records`; `progress`: the grid's cells, current when made by the code with
+    digest `current` (default: this code)."""
     from unlearnbench.results.claims import claims_markdown
     from unlearnbench.results.leaderboard import headline_markdown, leaderboard_rows, render, to_csv
     from unlearnbench.results.plots import write_plots
@@ -462,7 +466,7 @@ def write_results(records: list[dict], out: Path, note: str, progress=None) -> N
         ]
     lines.append("")
     if progress:
-        lines += progress_lines(progress, current_digest())
+        lines += progress_lines(progress, current or current_digest())
     lines += chunk_lines(records)
     lines += [
         "## Runs",
@@ -543,6 +547,11 @@ def main() -> None:
     ap.add_argument("--methods", default="", help="comma-separated: run only these (a chunk)")
     ap.add_argument("--skip-methods", default="", help="comma-separated: leave these out")
     ap.add_argument("--models", default="", help=f"comma-separated sizes: {', '.join(MODELS)}")
+    ap.add_argument(
+        "--source",
+        default="",
+        help="with --only-results: the source digest the grid is made by (default: this code's)",
+    )
     ap.add_argument("--note", default="", help="a sentence for results/README.md on what this is")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (a process pool when > 1)")
     ap.add_argument(
@@ -572,12 +581,16 @@ def main() -> None:
     store = RunStore(args.runs)
     records_dir = args.results / "records"
     committed = RunStore(args.results)  # its records/ are the committed records
-    current = current_digest()
+    current = args.source or current_digest()
     if args.quick:
         args.seeds = [0]
     start = time.perf_counter()
     try:
         models = chosen_models(args.models)
+        if args.source and not args.only_results:  # runs are made by this code, and say so
+            raise ConfigError(
+                "--source names the grid's code for --only-results; runs use this code's"
+            )
         if args.export:
             n = export_records(store, records_dir, in_grid)
             console.print(f"{n} record(s) of {args.runs} written to {records_dir}")
@@ -614,7 +627,7 @@ def main() -> None:
         if args.quick or args.no_results:
             progress = None
         else:  # the whole grid, whatever this invocation ran: results/ shows all of it
-            dropped = drop_superseded(records_dir)
+            dropped = drop_superseded(records_dir, current)
             if dropped:
                 console.print(f"{len(dropped)} committed record(s) made again by this code dropped")
             progress = grid_progress(committed, SEEDS)
@@ -644,7 +657,7 @@ def main() -> None:
         f"{', '.join(SMALL_METHODS)} at recall 1.0 and filter and sgtm at 0.9 (`robust`); "
         "produced by `scripts/reproduce_reference.py` from the committed records in `records/`."
     )
-    write_results(records, args.results, note, progress)
+    write_results(records, args.results, note, progress, current)
     console.print(f"results in {args.results} ({(time.perf_counter() - start) / 60:.1f} min)")
 
 

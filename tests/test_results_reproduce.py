@@ -116,6 +116,18 @@ def test_progress_counts_the_grid_cells_the_store_holds(tmp_path):
     assert "| storyworld-lang | tiny | era | 0/3 | 0/3 | 0/3 |  |" in lines
     assert "| storyworld-lang | small | sgtm | 0/3 | 0/3 |  |  |" in lines
     assert "| storyworld-topic | small | rmu | 0/3 |  |  |  |" in lines
+    # made by the current code, by other code, by both
+    part = (1.0, "robust", "tiny")
+    made = [
+        mod.Cell("storyworld-lang", "sgtm", part, 3, 3, 3, ((0, "abc"), (1, "abc"), (2, "abc"))),
+        mod.Cell("storyworld-lang", "rmu", part, 3, 3, 3, ((0, "old"), (1, "old"), (2, "old"))),
+        mod.Cell("storyworld-lang", "npo", part, 2, 3, 2, ((0, "abc"), (1, "unknown"))),
+    ]
+    assert [c.state("abc") for c in made] == ["current", "stale", "mixed"]
+    lines = mod.progress_lines(made, "abc")
+    assert "| tiny | 1.0 (robust) | 1 | 1 | 1 | 0 | 4 | 4 |" in lines
+    assert "| storyworld-lang | tiny | rmu | 3/3 stale |" in lines
+    assert "| storyworld-lang | tiny | npo | 2/3 mixed |" in lines
 
 
 def test_write_results_writes_tables_figures_reports_and_readme(tmp_path):
