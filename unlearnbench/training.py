@@ -94,6 +94,11 @@ class Objective:
     # "tokens": the step's loss is the token mean over the whole batch (pretraining);
     # "labels": the sum over labels of each label's token mean (post-hoc objectives)
     reduction: str = "tokens"
+    # labels whose single-source steps are skipped (the SGTM reference's filter): such a step's
+    # blocks are drawn, with their label's share, but not trained on: no forward, backward or
+    # update and no tokens counted, while the lr scheduler advances (and the step evaluates,
+    # snapshots and checkpoints as usual). Needs `sampling="single_source"`
+    skip_labels: frozenset[str] = frozenset()
     # extra per-step hook (e.g. coefficient schedules): called with (step, total_steps)
     on_step: Callable[[int, int], None] | None = None
     extra_parameters: list[nn.Parameter] = field(default_factory=list)
@@ -169,6 +174,11 @@ class BlockSampler:
             raise ConfigError(f"{owner}: single-source sampling cannot follow a batch plan")
         if self.plan and batch_size is not None:
             plan_counts(self.plan, batch_size, owner)  # refused before the first step
+        self.skip_labels = frozenset(getattr(objective, "skip_labels", ()))
+        if self.skip_labels and not self.single_source:
+            raise ConfigError(f"{owner}: skipping steps needs sampling='single_source'")
+        if self.skip_labels and all(g.label in self.skip_labels for g in self.groups):
+            raise ConfigError(f"{owner}: every selected block is of a skipped label")
         self.curriculum = objective.curriculum
         self.active: tuple[int, ...] | None = None  # curriculum: the groups drawn from now
         self._build_pools(range(len(self.groups)))
@@ -254,6 +264,12 @@ class BlockSampler:
         self.order = {k: [tuple(x) for x in v.tolist()] for k, v in state["order"].items()}
         if self.single_source:
             self.urn = dict(zip(self.pools, state["urn"].tolist(), strict=True))
+
+    def skips(self, batch: dict[int, torch.Tensor]) -> bool:
+        """Whether the step of `batch` is skipped: every block's label is in `skip_labels`."""
+        return bool(self.skip_labels) and all(
+            self.groups[gi].label in self.skip_labels for gi in batch
+        )
 
     def next_batch(self, batch_size: int) -> dict[int, torch.Tensor]:
         """group index -> (n, T + 1) blocks, in group order; `batch_size` blocks in all."""
@@ -417,67 +433,78 @@ def train(
 
             # the global batch (the same on every rank) and its counted target tokens
             batch = sampler.next_batch(cfg.batch_size)  # group index -> (n, T + 1)
-            label_tokens = _count_tokens(batch, sampler.groups, eos_id, counts)
-            local = shard(batch, rank, world_size)  # this rank's rows (all of them in one process)
+            skipped = sampler.skips(batch)
+            if skipped:
+                # `Objective.skip_labels`: no forward, backward or update and no tokens counted,
+                # but the lr schedule advances as if the step had trained
+                scheduler.step()
+                step_loss = None
+            else:
+                label_tokens = _count_tokens(batch, sampler.groups, eos_id, counts)
+                local = shard(
+                    batch, rank, world_size
+                )  # this rank's rows (all of them in one process)
 
-            # forward/backward per label, each label's gradient masked on its own before it is
-            # added to the step's gradient; the labels are those of the global batch, so every
-            # rank agrees on what strict mode freezes
-            step_loss = torch.zeros((), dtype=torch.float64, device=cfg.device)
-            accumulated: dict[str, torch.Tensor] = {}
-            touched: dict[str, torch.Tensor | None | bool] = {}
-            total = sum(label_tokens.values())
-            step_labels = set(label_tokens)  # the labels of the global batch
-            for label in dict.fromkeys(pass_label(gi) for gi in batch):
-                gis = [gi for gi in local if pass_label(gi) == label]
-                if not gis and not objective.strict:
-                    continue  # this rank holds no blocks of the label: its gradient part is zero
-                shared = label == merged and bool(merged)  # several labels' rows in one pass
-                if gis:
-                    blocks = torch.cat([local[gi] for gi in gis])  # (n, T + 1)
-                    denom = total if objective.reduction == "tokens" else label_tokens[label]
-                    rows = None
-                    if shared:  # each row's own label, for the method's per-row mode
-                        rows = [sampler.groups[gi].label for gi in gis for _ in local[gi]]
-                    for p in all_params:
-                        p.grad = None
-                    step_loss = _forward_backward(
-                        objective, model, blocks, label, denom, cfg, eos_id, step_loss, rows
+                # forward/backward per label, each label's gradient masked on its own before it is
+                # added to the step's gradient; the labels are those of the global batch, so every
+                # rank agrees on what strict mode freezes
+                step_loss = torch.zeros((), dtype=torch.float64, device=cfg.device)
+                accumulated: dict[str, torch.Tensor] = {}
+                touched: dict[str, torch.Tensor | None | bool] = {}
+                total = sum(label_tokens.values())
+                step_labels = set(label_tokens)  # the labels of the global batch
+                for label in dict.fromkeys(pass_label(gi) for gi in batch):
+                    gis = [gi for gi in local if pass_label(gi) == label]
+                    if not gis and not objective.strict:
+                        continue  # this rank holds no blocks of the label: its gradient part is zero
+                    shared = label == merged and bool(merged)  # several labels' rows in one pass
+                    if gis:
+                        blocks = torch.cat([local[gi] for gi in gis])  # (n, T + 1)
+                        denom = total if objective.reduction == "tokens" else label_tokens[label]
+                        rows = None
+                        if shared:  # each row's own label, for the method's per-row mode
+                            rows = [sampler.groups[gi].label for gi in gis for _ in local[gi]]
+                        for p in all_params:
+                            p.grad = None
+                        step_loss = _forward_backward(
+                            objective, model, blocks, label, denom, cfg, eos_id, step_loss, rows
+                        )
+                        # a shared pass's labels have masks their modes already make exact
+                        masks = {} if shared else objective.update_mask(label) or {}
+                        _mask_gradients(params, masks, label, float_masks)
+                        if objective.after_backward:
+                            objective.after_backward(model, label)
+                        _accumulate(accumulated, all_named)
+                    if objective.strict:  # what the step's labels may touch, each by its own mask
+                        if shared:  # the shared pass's labels that this step holds
+                            members = [m for m in objective.one_pass if m in step_labels]
+                        else:
+                            members = [label]
+                        for member in members:
+                            _record_touched(touched, params, objective.update_mask(member) or {})
+                for n, p in all_named:
+                    p.grad = accumulated.get(n)
+                step_loss = all_reduce_gradients(all_params, step_loss).item()  # one sync per step
+                if not math.isfinite(step_loss):
+                    where = checkpoint.describe_last() if checkpoint else "no checkpoints were kept"
+                    raise FloatingPointError(
+                        f"training diverged: loss {step_loss} at step {step + 1}; {where}"
                     )
-                    # a shared pass's labels have masks their modes already make exact
-                    masks = {} if shared else objective.update_mask(label) or {}
-                    _mask_gradients(params, masks, label, float_masks)
-                    if objective.after_backward:
-                        objective.after_backward(model, label)
-                    _accumulate(accumulated, all_named)
-                if objective.strict:  # what the step's labels may touch, each by its own mask
-                    if shared:  # the shared pass's labels that this step holds
-                        members = [m for m in objective.one_pass if m in step_labels]
-                    else:
-                        members = [label]
-                    for member in members:
-                        _record_touched(touched, params, objective.update_mask(member) or {})
-            for n, p in all_named:
-                p.grad = accumulated.get(n)
-            step_loss = all_reduce_gradients(all_params, step_loss).item()  # one sync per step
-            if not math.isfinite(step_loss):
-                where = checkpoint.describe_last() if checkpoint else "no checkpoints were kept"
-                raise FloatingPointError(
-                    f"training diverged: loss {step_loss} at step {step + 1}; {where}"
-                )
 
-            # clip and step (strict: elements no label of the step could touch are restored)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(all_params, cfg.grad_clip)
-            frozen = _snapshot_untouched(optimizer, params, touched) if objective.strict else []
-            optimizer.step()
-            scheduler.step()
-            _restore(frozen)
+                # clip and step (strict: elements no label of the step could touch are restored)
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(all_params, cfg.grad_clip)
+                frozen = _snapshot_untouched(optimizer, params, touched) if objective.strict else []
+                optimizer.step()
+                scheduler.step()
+                _restore(frozen)
 
             # log, evaluate, snapshot, select, checkpoint
             counts.history.append(
                 {"step": step + 1, "loss": step_loss, "lr": scheduler.get_last_lr()[0]}
             )
+            if skipped:
+                counts.history[-1]["skipped"] = True
             last = step + 1 == cfg.steps
             if evaluate and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not last:
                 if rank == 0:  # only rank 0 reports; the models are identical on every rank

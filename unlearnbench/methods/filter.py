@@ -1,11 +1,19 @@
 """`filter`: data filtering. Drops documents labeled forget (SGTM's weak filter, ERA's "data
 filtering"); `strict` also drops documents the classifier flags as adjacent (SGTM's strict filter).
-With recall 1.0 it is the perfect filter: a model never exposed to the forget split."""
+With recall 1.0 it is the perfect filter: a model never exposed to the forget split.
+
+How a dropped document costs steps: ours (the default) fills every step with the documents kept,
+so the filter makes as many updates as every other method (compute matched). The SGTM reference
+draws one source per step (trainer.py:248-259, 510-533) and skips a step drawn as forget while
+its lr scheduler advances (trainer.py:537-540), so it makes fewer updates over the same schedule:
+`skip_forget_steps` with `sampling: single_source`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from unlearnbench.config import ConfigError
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.training import Objective
@@ -16,6 +24,22 @@ class FilterOptions:
     # the weak filter (adjacent documents kept) by default: wiki/run.sh:69 "--upsample-adjacent-set
     # 1.0" in the run "wiki_254M_weak_filter"; strict drops them too, :89 "--upsample-adjacent-set 0.0"
     strict: bool = False
+    # "mixed" = ours: every step draws from all kept blocks; "single_source" = the SGTM
+    # reference's: one source per step, by its share (trainer.py:259 "data_split_order =
+    # data_split_order[: args.total_steps]", :510 "batch_true_label = data_split_order[global_step]")
+    sampling: str = "mixed"
+    # ours (False): a step is never spent on forget documents, every step trains on kept ones
+    # (the same number of updates as every other method: compute matched). True: the
+    # reference's: forget-labeled blocks are drawn with their share and their steps skipped, the
+    # scheduler still stepping (trainer.py:537-540 'if batch_applied_label == "forget" and not
+    # args.inject_forget: for scheduler in schedulers.values(): scheduler.step() continue')
+    skip_forget_steps: bool = False
+    # earlier runs had neither option: their ids stay the same
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling", "skip_forget_steps")
+
+    def __post_init__(self):  # refused when the run is configured, before anything runs
+        if self.skip_forget_steps and self.sampling != "single_source":
+            raise ConfigError("filter: skip_forget_steps needs sampling: single_source")
 
 
 # version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter)
@@ -23,11 +47,19 @@ class FilterOptions:
     "filter", kind="training", options=FilterOptions, train_defaults=SGTM_TRAINER, version=2
 )
 def setup(ctx: RunContext, options: FilterOptions) -> Objective:
-    """Data filtering: train only on documents not labeled forget (strict: nor flagged adjacent)."""
+    """Data filtering: train only on documents not labeled forget (strict: nor flagged adjacent).
+
+    `skip_forget_steps`: forget-labeled blocks are drawn too, and the steps they are drawn for are
+    skipped (the reference's filter)."""
 
     def trains_on(group) -> bool:
         if group.label == "forget":
-            return False
+            return options.skip_forget_steps  # drawn only to be skipped
         return not (options.strict and group.flagged_adjacent)
 
-    return Objective(model=ctx.model, trains_on=trains_on)
+    return Objective(
+        model=ctx.model,
+        trains_on=trains_on,
+        sampling=options.sampling,
+        skip_labels=frozenset({"forget"}) if options.skip_forget_steps else frozenset(),
+    )

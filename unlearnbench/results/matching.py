@@ -38,7 +38,10 @@ IGNORED_TRAIN_KEYS = ("device", "save_model", "checkpoint_every", "snapshot_ever
 
 # the reference methods' options at their defaults (methods/no_filter.py, methods/filter.py); an
 # option not listed counts as a non-default one (a test holds this table to the registry)
-REFERENCE_OPTION_DEFAULTS = {"no-filter": {"forget_after": 0.0}, "filter": {"strict": False}}
+REFERENCE_OPTION_DEFAULTS = {
+    "no-filter": {"forget_after": 0.0},
+    "filter": {"strict": False, "sampling": "mixed", "skip_forget_steps": False},
+}
 
 # reference name -> (method, labels it changes; None: any labels, the method ignores them)
 REFERENCES = {"no-filter": ("no-filter", None), "perfect-filter": ("filter", {"recall": 1.0})}
