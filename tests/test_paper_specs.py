@@ -108,6 +108,7 @@ BASE = {
         ({"config": "sgtm-tinystories-99M"}, "not found"),
         ({"config": ["sgtm-tinystories-8M"]}, "config must be a run preset"),
         ({"model": []}, "at least one model"),
+        ({"methods": [{"rmu": {"config": 7}}]}, "config of method rmu"),
     ],
 )
 def test_bad_setup_presets_are_refused(tmp_path, bad, message):

@@ -192,6 +192,8 @@ def plan(spec: dict, store, device_here: bool = True) -> list[PlannedRun]:
         for model, seed in itertools.product(models, seeds):
             for name, per_method in entries:
                 own = per_method.get("config")  # the method's own preset, instead of the setup's
+                if own is not None and not isinstance(own, str):
+                    raise ConfigError(f"sweep spec: config of method {name} must be a preset name")
                 layers = {} if own else presets[model].values_for(name, order(name) < 2)
                 for point in _grid(spec):
                     options = {k: v for k, v in per_method.items() if k != "config"}
@@ -259,9 +261,13 @@ def _setup_presets(spec: dict, models: list[str]) -> dict[str, SetupPreset]:
         owners = [m for m in method_registry.names() if stem.startswith(m + "-")]
         if not owners:
             raise ConfigError(f"sweep spec: preset {name} does not start with a method's name")
-        unknown = sorted({k.split(".", 1)[0] for k in values} - {"train", "labels", "method"})
+        unknown = sorted(
+            k for k in values if k.split(".", 1)[0] not in ("train", "labels", "method")
+        )
         if unknown:
-            raise ConfigError(f"sweep spec: preset {name}: sections {unknown} are not shared")
+            raise ConfigError(
+                f"sweep spec: preset {name}: {unknown} are not under train, labels or method"
+            )
         out[model] = SetupPreset(name, max(owners, key=len), values)  # gradient-routing-..
     return out
 
