@@ -28,6 +28,7 @@ EXPECTED_RUNS = {
     "sgtm-wikipedia.yaml": 4 * 3 * 4,  # 4 sizes, 3 seeds, no-filter / weak / strict / sgtm
     "sgtm-wikipedia-254M-relearning.yaml": 3 * 5,  # ... and rmu
     "era-tinystories.yaml": 10 * 3,  # 10 seeds, no-filter / filter / era
+    "era-tinystories-oversight.yaml": 3 * (1 + 3 * 11),  # no-filter once, 3 methods x 11 recalls
 }
 NO_GPU = not torch.cuda.is_available()
 
