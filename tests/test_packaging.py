@@ -15,7 +15,7 @@ import pytest
 
 from unlearnbench.config import ConfigError
 from unlearnbench.evals import load_suite
-from unlearnbench.package_files import PRESETS_DIR, SUITES_DIR
+from unlearnbench.package_files import PRESETS_DIR, SUITES_DIR, source_digest
 from unlearnbench.run_presets import preset_path, run_presets
 from unlearnbench.runner import resolve_run_config
 
@@ -119,9 +119,12 @@ def test_an_installed_wheel_finds_its_presets_and_suites(tmp_path):
         "import unlearnbench, unlearnbench.evals as e, unlearnbench.run_presets as p;"
         "print(unlearnbench.__file__);"
         "print(len(e.load_suite('robust')[0]), len(e.load_suite('evals/quick.yaml')[0]));"
-        "print(p.preset_path('methods/sgtm-tinystories-64M.yaml').is_file())"
+        "print(p.preset_path('methods/sgtm-tinystories-64M.yaml').is_file());"
+        "import unlearnbench.package_files as f; print(f.current_source_digest())"
     )
-    where, counts, found = run(python, "-c", code).split("\n")[:3]
+    where, counts, found, digest = run(python, "-c", code).split("\n")[:4]
+    # the wheel ships every file the source digest covers: its records name the same code
+    assert digest == source_digest(src / "unlearnbench")
     assert Path(where).is_relative_to(venv) and not Path(where).is_relative_to(ROOT)
     assert counts == f"{len(load_suite('robust')[0])} {len(load_suite('quick')[0])}"
     assert found == "True"
