@@ -171,3 +171,24 @@ def test_paper_scale_script_prints_hours_and_refuses_bad_input(capsys, no_data):
     assert ps.main([str(PAPER / "era-tinystories.yaml"), "--mfu", "0"]) == 2
     assert ps.main(["no-such-spec.yaml"]) == 2
     assert "sweep spec not found" in capsys.readouterr().err
+
+
+def test_a_sweep_job_continues_from_its_runs_checkpoint(tmp_path, monkeypatch):
+    """A job killed at a SLURM time limit is started again by the next `sweep`: it resumes the
+    run's checkpoint (the resume itself: test_reliability_resume.py); --force starts afresh."""
+    import unlearnbench.runner as runner
+    from unlearnbench.launch import run_one
+
+    seen = []
+
+    def fake_execute(cfg, store, force=False, progress=True, resume=False, log=()):
+        seen.append((force, resume))
+        store.write({"run_id": cfg.run_id, "method": cfg.method})
+
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    (run,) = plan({**BASE, "model": "8M", "config": "sgtm-tinystories-8M", "methods": ["sgtm"]},
+                  RunStore(tmp_path))  # fmt: skip
+    store = RunStore(tmp_path)
+    assert run_one(run.config, run.label, store)["status"] == "done"
+    assert run_one(run.config, run.label, store, force=True)["status"] == "done"
+    assert seen == [(False, True), (True, False)]

@@ -96,7 +96,10 @@ def run_one(cfg, label: str, store, suite=None, force=False, log=(), progress=Fa
         if store.exists(cfg.run_id) and not force:
             outcome["status"] = "skipped"
         else:
-            runner.execute(cfg, store, force=force, progress=progress, log=log)
+            # a job that was killed (a SLURM time limit, a preemption) continues from the run's
+            # last checkpoint (`checkpoint_every`) when the sweep is started again: the same
+            # final metrics as an uninterrupted run (tests/test_reliability_resume.py); --force starts afresh
+            runner.execute(cfg, store, force=force, progress=progress, log=log, resume=not force)
         if suite:
             from unlearnbench.suites import run_references, run_suite, suite_compares
 
