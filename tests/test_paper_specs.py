@@ -23,8 +23,8 @@ PAPER = ROOT / "sweeps" / "paper"
 # spec -> runs: models x seeds x method entries (x grid points), less runs listed twice
 EXPECTED_RUNS = {
     "sgtm-tinystories.yaml": 4 * 3 * 5,  # 4 sizes, 3 seeds, 5 method entries
-    "sgtm-tinystories-undiscovered.yaml": 3
-    * (1 + 3 * 10),  # no-filter once, 3 methods x 10 recalls
+    # no-filter and the perfect filter once, 3 methods x 10 recalls
+    "sgtm-tinystories-undiscovered.yaml": 3 * (2 + 3 * 10),
     "sgtm-wikipedia.yaml": 4 * 3 * 4,  # 4 sizes, 3 seeds, no-filter / weak / strict / sgtm
     "sgtm-wikipedia-254M-relearning.yaml": 3 * 5,  # ... and rmu
     "era-tinystories.yaml": 10 * 3,  # 10 seeds, no-filter / filter / era
