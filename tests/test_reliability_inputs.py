@@ -116,7 +116,7 @@ below; A: a folder of test files; OUT: the store; ID: the run id; known names cu
 | suite-key-map | `attack r1 --suite A/suite-key-map.yaml` | suite A/suite-key-map.yaml: `key:` of relearn must be a name |
 | sweep-not-utf8 | `sweep A/latin1-sweep.yaml` | sweep spec A/latin1-sweep.yaml is not UTF-8 text (byte 55) |
 | sweep-benchmark-list | `sweep A/sweep-benchmark-list.yaml` | sweep spec: benchmark must be a name, got ['storyworld-lang'] |
-| sweep-model-map | `sweep A/sweep-model-map.yaml` | sweep spec: model must be a name, got {'a': 1} |
+| sweep-model-map | `sweep A/sweep-model-map.yaml` | sweep spec: model must be a name or a list of names, got {'a': 1} |
 | sweep-seed-fraction | `sweep A/sweep-seed-fraction.yaml` | sweep spec: seeds must be integers, got [1.5] |
 | sweep-seed-bool | `sweep A/sweep-seed-bool.yaml` | sweep spec: seeds must be integers, got [True] |
 | sweep-set-int-key | `sweep A/sweep-set-int-key.yaml` | sweep spec: the keys of set must be names, got 5 |

@@ -161,12 +161,14 @@ def plan(spec: dict, store, device_here: bool = True) -> list[PlannedRun]:
     if unknown:
         raise ConfigError(f"sweep spec: unknown keys {sorted(unknown)}; valid: {sorted(SPEC_KEYS)}")
     benchmark = spec.get("benchmark")
-    models = _as_list(spec.get("model", "tiny"), "model")
+    model = spec.get("model", "tiny")
+    models = model if isinstance(model, list) else [model]  # a paper setup names its sizes
     if not benchmark:
         raise ConfigError("sweep spec: benchmark is required")
-    for key, value in (("benchmark", benchmark), *(("model", m) for m in models)):
-        if not isinstance(value, str):
-            raise ConfigError(f"sweep spec: {key} must be a name, got {value!r}")
+    if not isinstance(benchmark, str):
+        raise ConfigError(f"sweep spec: benchmark must be a name, got {benchmark!r}")
+    if not all(isinstance(m, str) for m in models):
+        raise ConfigError(f"sweep spec: model must be a name or a list of names, got {model!r}")
     if not models:
         raise ConfigError("sweep spec: model must name at least one model")
     seeds = _as_list(spec.get("seeds", [0]), "seeds")
