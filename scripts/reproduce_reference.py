@@ -424,8 +424,14 @@ def write_results(
 ) -> None:
     """results/ from `records`; `progress`: the grid's cells, current when made by the code with
     digest `current` (default: this code)."""
-    from unlearnbench.results.claims import claims_markdown
-    from unlearnbench.results.leaderboard import headline_markdown, leaderboard_rows, render, to_csv
+    from unlearnbench.results.claims import SIZES, claims_markdown
+    from unlearnbench.results.leaderboard import (
+        headline_markdown,
+        leaderboard_rows,
+        render,
+        to_csv,
+        write_ranking,
+    )
     from unlearnbench.results.plots import write_plots
     from unlearnbench.results.report import write_reports
     from unlearnbench.results.store import write_text_atomic
@@ -437,6 +443,8 @@ def write_results(
     write_text_atomic(out / "leaderboard.md", about + render(rows, "md"))  # headline, full table
     write_text_atomic(out / "leaderboard.csv", to_csv(rows))
     write_text_atomic(out / "claims.md", about + claims_markdown(records))
+    if out.resolve() == RESULTS.resolve():  # the repository's results: its README's ranking too
+        write_ranking(RESULTS.parent / "README.md", rows, SIZES)
     benches = sorted({r["benchmark"] for r in records})
     figures = {b: write_plots(records, b, out / "figures") for b in benches}
     reports = write_reports(records, out)
