@@ -544,60 +544,34 @@ def _name_pool() -> list[str]:
     return sorted(n.capitalize() for n in names if n not in banned)
 
 
-@lru_cache(maxsize=8)
-def build_world(
-    seed: int = 0,
-    entities_per_topic: int = ENTITIES_PER_TOPIC,
-    topic_sizes: tuple[tuple[str, int], ...] = (),
-) -> World:
-    """The fixed world of entities and facts for `seed` (cached; treat as immutable). Fewer entities
-    per topic means each fact is stated more often in the same number of stories. `topic_sizes`
-    ((topic, entities), ...) gives some topics another number of entities; stories are then drawn
-    in proportion to each topic's entities (`_plan_topic`), so every entity is stated as often."""
-    sizes = {t: entities_per_topic for t in TOPICS}
-    for topic, n in topic_sizes:
-        if topic not in sizes:
-            raise ValueError(f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
-        sizes[topic] = int(n)
-    for topic, n in sizes.items():
-        if not 3 <= n <= 100:  # a friend probe needs 3 distractors in two topics
-            raise ValueError(f"entities per topic must be in [3, 100], got {n} for {topic}")
-    rng = random.Random(seed)
-    names = _name_pool()
-    rng.shuffle(names)
-    entities: list[dict] = []
-    k = 0
-    for topic in TOPICS:
-        v = TOPIC_VOCAB[topic]
-        order = list(range(len(v.characters)))
-        rng.shuffle(order)
-        for j in range(sizes[topic]):
-            ci = order[j % len(order)]
-            species, kind = v.characters[ci], v.kinds[ci]
-            if species + "|f" in NOUNS and rng.random() < 0.5:
-                species += "|f"
-            first = names[k]
-            k += 1
-            entities.append(
-                dict(
-                    name=f"{first} the {NOUNS[species].en}",
-                    kind=kind,
-                    home_topic=topic,
-                    first_name=first,
-                    species=species,
-                    gender=NOUNS[species].g,
-                    facts={
-                        "home": rng.choice(v.places),
-                        "food": rng.choice(FACT_VALUES["food"]),
-                        "colour": rng.choice(COLOURS),
-                        "friend": "",
-                        "toy": rng.choice(TOYS),
-                    },
-                )
-            )
-    by_topic: dict[str, list[dict]] = {t: [] for t in TOPICS}
-    for e in entities:
-        by_topic[e["home_topic"]].append(e)
+def _new_entity(rng: random.Random, topic: str, order: list[int], j: int, first: str) -> dict:
+    """The `j`-th entity of `topic` (characters in `order`), named `first`, with its facts but no
+    friend yet (drawn once every entity exists)."""
+    v = TOPIC_VOCAB[topic]
+    ci = order[j % len(order)]
+    species, kind = v.characters[ci], v.kinds[ci]
+    if species + "|f" in NOUNS and rng.random() < 0.5:
+        species += "|f"
+    return dict(
+        name=f"{first} the {NOUNS[species].en}",
+        kind=kind,
+        home_topic=topic,
+        first_name=first,
+        species=species,
+        gender=NOUNS[species].g,
+        facts={
+            "home": rng.choice(v.places),
+            "food": rng.choice(FACT_VALUES["food"]),
+            "colour": rng.choice(COLOURS),
+            "friend": "",
+            "toy": rng.choice(TOYS),
+        },
+    )
+
+
+def _draw_friends(rng: random.Random, entities: list[dict], by_topic: dict[str, list[dict]]):
+    """Each entity's friend: another entity of its home topic, or (a quarter of the time) of the
+    adjacent topic."""
     for e in entities:
         src = e["home_topic"] if rng.random() < 0.75 else ADJACENT_TOPIC[e["home_topic"]]
         while True:
@@ -605,7 +579,63 @@ def build_world(
             if f is not e:
                 break
         e["facts"]["friend"] = f["name"]
-    return World(seed, TOPICS, tuple(Entity(**e) for e in entities))
+
+
+@lru_cache(maxsize=8)
+def build_world(
+    seed: int = 0,
+    entities_per_topic: int = ENTITIES_PER_TOPIC,
+    topic_sizes: tuple[tuple[str, int], ...] = (),
+    added: tuple[tuple[str, int], ...] = (),
+) -> World:
+    """The fixed world of entities and facts for `seed` (cached; treat as immutable). Fewer entities
+    per topic means each fact is stated more often in the same number of stories. `topic_sizes`
+    ((topic, entities), ...) gives some topics another number of entities; stories are then drawn
+    in proportion to each topic's entities (`_plan_topic`), so every entity is stated as often.
+    `added` ((topic, entities), ...) adds entities to topics after the world's own, drawn from a
+    random stream of their own: the world's own entities and facts stay exactly those of the world
+    without them (a larger world around the same forget topic)."""
+    sizes = {t: entities_per_topic for t in TOPICS}
+    for topic, n in topic_sizes:
+        if topic not in sizes:
+            raise ValueError(f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
+        sizes[topic] = int(n)
+    more = {t: 0 for t in TOPICS}
+    for topic, n in added:
+        if topic not in more or int(n) < 0:
+            raise ValueError(f"added entities: unknown topic {topic!r} or negative count {n}")
+        more[topic] += int(n)
+    for topic, n in sizes.items():
+        if not 3 <= n <= 100 or n + more[topic] > 100:  # a friend probe needs 3 distractors
+            raise ValueError(
+                f"entities per topic must be in [3, 100], got {n + more[topic]} for {topic}"
+            )
+    # the world's own entities: one random stream, in topic order
+    rng = random.Random(seed)
+    names = _name_pool()
+    rng.shuffle(names)
+    entities: list[dict] = []
+    orders: dict[str, list[int]] = {}
+    for topic in TOPICS:
+        orders[topic] = list(range(len(TOPIC_VOCAB[topic].characters)))
+        rng.shuffle(orders[topic])
+        for j in range(sizes[topic]):
+            entities.append(_new_entity(rng, topic, orders[topic], j, names[len(entities)]))
+    by_topic: dict[str, list[dict]] = {t: [] for t in TOPICS}
+    for e in entities:
+        by_topic[e["home_topic"]].append(e)
+    _draw_friends(rng, entities, by_topic)
+    # the added entities: their own stream, the next unused names, the topic's characters in
+    # the same order; friends among all entities (an own entity never befriends an added one)
+    rng = random.Random(_mix(seed, 5))
+    extra: list[dict] = []
+    for topic in TOPICS:
+        for j in range(sizes[topic], sizes[topic] + more[topic]):
+            first = names[len(entities) + len(extra)]
+            extra.append(_new_entity(rng, topic, orders[topic], j, first))
+            by_topic[topic].append(extra[-1])
+    _draw_friends(rng, extra, by_topic)
+    return World(seed, TOPICS, tuple(Entity(**e) for e in entities + extra))
 
 
 # ----------------------------------------------------------------------------------------------

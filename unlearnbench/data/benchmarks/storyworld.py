@@ -4,6 +4,9 @@
   English (the SGTM bilingual TinyStories setting).
 - `storyworld-topic`: English only; forget = one topic, adjacent = a topic sharing its vocabulary and
   entities, retain = the rest (the SGTM Wikipedia-biology and ERA forest-stories settings).
+- `storyworld-topic-large`: storyworld-topic's world with larger retain topics, so the forget split
+  is ~13% of the training tokens instead of ~45% (SGTM's biology is 3.7% of its Wikipedia); the
+  forget and adjacent topics, their facts and probes are storyworld-topic's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ ADJACENT_ENTITIES = 16
 # filter kept every adjacent fact (0.94, as no-filter); at 0.75 it loses 0.16 of them and 0.12
 # nats of adjacent loss, at 0.9 0.35 and ~0.40 (seed 0; docs/storyworld-calibration.md)
 ADJACENT_IN_FORGET = 0.75
+# storyworld-topic-large: each retain topic as large as the forget topic (24 entities, 20 of them
+# added to the world's own 4), so documents drawn in proportion to entities put 24 + 0.75 * 16 = 36
+# of 280 entities' documents in the forget split (12.9%, against 36 of 80, 45%); 3.5 times the
+# stories keeps the forget documents (and each forget fact's statements) at storyworld-topic's
+# count. Ours: the issue asked for a forget share at or below 15% (docs/storyworld-calibration.md)
+LARGE_RETAIN_ENTITIES = 24
+LARGE_N_STORIES = 42000
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,16 @@ class StoryworldTopicOptions:
     profiles: float = sw.CALIBRATED_STORIES.profiles
 
 
+@dataclass(frozen=True)
+class StoryworldTopicLargeOptions(StoryworldTopicOptions):
+    # ours: LARGE_N_STORIES above (the forget split's documents as in storyworld-topic)
+    n_stories: int = LARGE_N_STORIES
+    # entities of each retain topic (neither forget nor adjacent): the world's own
+    # `entities_per_topic` and the rest added after them (`storyworld.build_world(added=)`), so
+    # the forget and adjacent entities, facts and probes are storyworld-topic's
+    retain_entities: int = LARGE_RETAIN_ENTITIES
+
+
 def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
     """The world and story options a storyworld benchmark's `options` describe (an options object
     or the dict a run config stores)."""
@@ -107,11 +127,15 @@ def world_and_stories(options) -> tuple[sw.World, sw.StoryOptions]:
     ):
         if int(get(size_key, 0)):
             sizes.append((get(topic_key, None), int(get(size_key, 0))))
-    world = sw.build_world(
-        int(get("world_seed", 0)),
-        int(get("entities_per_topic", sw.ENTITIES_PER_TOPIC)),
-        tuple(sizes),
-    )
+    own = int(get("entities_per_topic", sw.ENTITIES_PER_TOPIC))
+    retain = int(get("retain_entities", 0))  # storyworld-topic-large only; 0 = as the world's own
+    if retain and retain < own:
+        raise ValueError(
+            f"retain_entities must be at least entities_per_topic ({own}), got {retain}"
+        )
+    split_topics = (get("forget_topic", None), get("adjacent_topic", None))
+    added = tuple((t, retain - own) for t in sw.TOPICS if retain > own and t not in split_topics)
+    world = sw.build_world(int(get("world_seed", 0)), own, tuple(sizes), added)
     return world, stories
 
 
@@ -174,6 +198,16 @@ def storyworld_lang(options: StoryworldLangOptions) -> Benchmark:
 @register_benchmark("storyworld-topic", options=StoryworldTopicOptions)
 def storyworld_topic(options: StoryworldTopicOptions) -> Benchmark:
     """storyworld in English: forget one topic, adjacent a related topic, retain the rest."""
+    return _topic_benchmark("storyworld-topic", options)
+
+
+@register_benchmark("storyworld-topic-large", options=StoryworldTopicLargeOptions)
+def storyworld_topic_large(options: StoryworldTopicLargeOptions) -> Benchmark:
+    """storyworld-topic with larger retain topics: forget ~13% of the tokens, not ~45%."""
+    return _topic_benchmark("storyworld-topic-large", options)
+
+
+def _topic_benchmark(name: str, options: StoryworldTopicOptions) -> Benchmark:
     _check_fraction("test_fraction", options.test_fraction)
     for t in (options.forget_topic, options.adjacent_topic):
         if t not in sw.TOPICS:
@@ -197,7 +231,7 @@ def storyworld_topic(options: StoryworldTopicOptions) -> Benchmark:
 
     probes = [(p, split_of_topic(p.topic)) for p in sw.fact_probes(world, "en")]
     return _assemble(
-        "storyworld-topic",
+        name,
         options,
         docs,
         lambda d: split_of_topic(d.meta["topic"]),
