@@ -4,6 +4,7 @@ storyworld-topic's, and storyworld-topic itself (documents, world, probes, run i
 
 import hashlib
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,7 @@ RUN_IDS = (
     ("storyworld-lang", "no-filter__storyworld-lang__tiny__s0__3f3e96e2301f"),
 )
 SPLIT_TOPICS = (sw.DEFAULT_FORGET_TOPIC, sw.DEFAULT_ADJACENT_TOPIC)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _digest(items) -> str:
@@ -107,3 +109,29 @@ def test_large_forget_share_at_most_15_percent_with_the_same_forget_probes(bench
 def test_bad_retain_entities_is_one_line(retain):
     with pytest.raises(ConfigError, match="retain_entities|entities per topic"):
         load_benchmark("storyworld-topic-large", {"retain_entities": retain})
+
+
+def test_large_training_budget_reaches_training_runs_and_post_hoc_bases(tmp_path):
+    from unlearnbench.registry import methods
+    from unlearnbench.results.matching import reference_overrides
+    from unlearnbench.results.store import RunStore
+    from unlearnbench.runner import non_default_options, resolve_run_config
+    from unlearnbench.sweep import load_spec, plan
+
+    large = "storyworld-topic-large"
+    nf = resolve_run_config("no-filter", large, "small", 0)
+    assert (nf.train.steps, nf.train.warmup_steps) == (4200, 350)
+    assert non_default_options(nf, methods.get("no-filter"))["train"] == {}, "the budget is default"
+    # a method's own training defaults win (ERA's warmup is its reference's 100 steps)
+    assert resolve_run_config("era", large, "small", 0).train.warmup_steps == 100
+    # a post-hoc method keeps its own steps, and the no-filter base it trains has the budget
+    rmu = resolve_run_config("rmu", large, "small", 0)
+    default_rmu = resolve_run_config("rmu", "storyworld-topic", "small", 0)
+    assert rmu.train.steps == default_rmu.train.steps
+    method, overrides = reference_overrides(rmu.to_dict() | {"kind": "posthoc"}, [], "no-filter")
+    assert resolve_run_config(method, large, "small", 0, overrides).run_id == nf.run_id
+    # the shipped sweep: the four core methods x 3 seeds at small, trained at the budget
+    runs = plan(load_spec(ROOT / "sweeps" / "storyworld-topic-large.yaml"), RunStore(tmp_path))
+    assert sorted({r.config.method for r in runs}) == ["filter", "no-filter", "rmu", "sgtm"]
+    assert len(runs) == 12 and {r.config.model for r in runs} == {"small"}
+    assert {r.config.train.steps for r in runs if r.config.method != "rmu"} == {4200}

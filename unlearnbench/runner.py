@@ -46,6 +46,14 @@ from unlearnbench.tracking import open_tracker
 from unlearnbench.training import Objective, select_trainable, train
 
 
+def train_defaults(spec: MethodSpec, bspec) -> dict:
+    """A run's training defaults: its benchmark's budget (`BenchmarkSpec.train_defaults`) when the
+    method trains from scratch, under the method's own. A post-hoc method's steps are its own
+    unlearning budget; the no-filter base it starts from is a training-time run with the budget."""
+    budget = bspec.train_defaults if spec.kind == "training" else {}
+    return {**budget, **(spec.train_defaults or {})}
+
+
 def resolve_run_config(
     method: str,
     benchmark: str,
@@ -74,7 +82,7 @@ def resolve_run_config(
         layered,
         method_options_cls=spec.options,
         benchmark_options_cls=bspec.options,
-        method_train_defaults=spec.train_defaults,
+        method_train_defaults=train_defaults(spec, bspec),
         method_version=spec.version,
         method_kind=spec.kind,
     )
@@ -340,7 +348,7 @@ def non_default_options(cfg: RunConfig, spec: MethodSpec) -> dict:
         "labels": changed(dataclasses.asdict(cfg.labels), _field_defaults(LabelConfig)),
         "train": changed(
             dataclasses.asdict(cfg.train),
-            _field_defaults(TrainConfig) | spec.train_defaults,
+            _field_defaults(TrainConfig) | train_defaults(spec, benchmarks.get(cfg.benchmark)),
             _UNHASHED_TRAIN_FIELDS,
         ),
     }

@@ -39,11 +39,18 @@ class BenchmarkSpec:
     options: type  # dataclass of options with defaults
     load: Callable[..., Benchmark]
     description: str
+    # the training budget its world needs (e.g. {"steps": 4200}) for runs that train from scratch,
+    # under the method's own train defaults; empty: TrainConfig's, calibrated for the built-in worlds
+    train_defaults: dict = field(default_factory=dict)
 
 
-def register_benchmark(name: str, options: type, description: str = ""):
+def register_benchmark(
+    name: str, options: type, description: str = "", train_defaults: dict | None = None
+):
     def decorator(fn):
-        benchmarks.register(name)(BenchmarkSpec(name, options, fn, description or fn.__doc__ or ""))
+        text = description or fn.__doc__ or ""
+        spec = BenchmarkSpec(name, options, fn, text, dict(train_defaults or {}))
+        benchmarks.register(name)(spec)
         return fn
 
     return decorator

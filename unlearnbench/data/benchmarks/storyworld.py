@@ -35,6 +35,10 @@ ADJACENT_IN_FORGET = 0.75
 # count. Ours: the issue asked for a forget share at or below 15% (docs/storyworld-calibration.md)
 LARGE_RETAIN_ENTITIES = 24
 LARGE_N_STORIES = 42000
+# its training budget: 3.5 times the calibrated 1,200 steps of 4 blocks (config.TrainConfig), so a
+# run passes over the 3.5 times larger corpus as often and states each forget fact as often as a
+# storyworld-topic run does; the warmup ~8% of the steps, as there (100 of 1,200). Ours
+LARGE_TRAIN = {"steps": 4200, "warmup_steps": 350}
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,9 @@ def storyworld_topic(options: StoryworldTopicOptions) -> Benchmark:
     return _topic_benchmark("storyworld-topic", options)
 
 
-@register_benchmark("storyworld-topic-large", options=StoryworldTopicLargeOptions)
+@register_benchmark(
+    "storyworld-topic-large", options=StoryworldTopicLargeOptions, train_defaults=LARGE_TRAIN
+)
 def storyworld_topic_large(options: StoryworldTopicLargeOptions) -> Benchmark:
     """storyworld-topic with larger retain topics: forget ~13% of the tokens, not ~45%."""
     return _topic_benchmark("storyworld-topic-large", options)
