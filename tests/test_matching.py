@@ -249,3 +249,19 @@ def test_a_posthoc_runs_perfect_filter_is_the_plain_one_not_a_grad_clip_variant(
     rmu = posthoc("rmu", seed, None)
     assert matching_perfect_filter(rmu, recs + [clipped]) is plain
     assert matching_perfect_filter(rmu, [clipped] + recs) is plain
+
+
+def test_where_a_reference_ran_does_not_make_it_a_variant_to_the_rule():
+    """A GPU-trained plain filter (its record states `device`) before a clipped one whose record,
+    from before `non_default`, states nothing."""
+    recs = store_records()
+    plain = _one(recs, "filter", 0, strict=False)
+    gpu = json.loads(json.dumps(plain))
+    gpu["config"]["train"]["device"] = "cuda"
+    gpu["non_default"] = {"train": {"device": "cuda"}}
+    clipped = json.loads(json.dumps(plain))
+    clipped["run_id"] = "filter__storyworld-topic__tiny__s0__0000clip"  # sorts first by id
+    clipped["config"]["train"]["grad_clip"] = 1.0
+    del clipped["non_default"]
+    others = [r for r in recs if r is not plain]
+    assert matching_perfect_filter(posthoc("rmu", 0, None), others + [clipped, gpu]) is gpu

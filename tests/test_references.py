@@ -36,6 +36,104 @@ def test_roles_weak_and_strict_filters_are_methods_variants_are_not_ranked():
     assert refs.role_of(curriculum) == "reference variant"
 
 
+def _trained(r: dict, **train) -> dict:
+    """`r` trained with `train` set away from its method's defaults, as the runner records it."""
+    r["config"]["train"] = r["config"]["train"] | train
+    r["non_default"]["train"] = r["non_default"]["train"] | train
+    return r
+
+
+# a paper setup's training (a preset's values every run of the setup shares)
+PRESET = {"steps": 500, "batch_size": 64, "lr": 5e-4, "context": 256}
+
+
+def test_where_a_reference_ran_never_makes_it_a_variant():
+    nf = _trained(record("no-filter", 0, 2.0, 1.5), device="cuda")
+    pf = _trained(record("filter", 0, 3.0, 1.5), device="cuda")
+    assert refs.role_of(nf) == refs.NO_FILTER and refs.role_of(pf) == refs.PERFECT_FILTER
+    joined = refs.join([nf, pf])
+    assert joined[nf["run_id"]].role == refs.NO_FILTER
+    assert joined[pf["run_id"]].role == refs.PERFECT_FILTER
+
+
+def test_a_setups_references_trained_as_its_methods_are_plain_and_its_methods_use_them():
+    nf = _trained(record("no-filter", 0, 2.0, 1.5), **PRESET, device="cuda")
+    pf = _trained(record("filter", 0, 3.0, 1.6), **PRESET, device="cuda")
+    run = _trained(record("sgtm", 0, 2.8, 1.7), **PRESET, device="cuda")
+    # the default-trained references of the same benchmark and model: not the run's
+    default_nf = record("no-filter", 0, 9.0, 9.0) | {"run_id": "nf-default"}
+    default_pf = record("filter", 0, 9.0, 9.0) | {"run_id": "pf-default"}
+    joined = refs.join([nf, pf, run, default_nf, default_pf])
+    assert joined[nf["run_id"]].role == refs.NO_FILTER
+    assert joined[pf["run_id"]].role == refs.PERFECT_FILTER
+    assert joined["nf-default"].role == refs.NO_FILTER  # both setups' references are plain
+    j = joined[run["run_id"]]
+    assert j.no_filter is nf and j.perfect_filter is pf
+    d = refs.deltas(j)
+    assert d["d_forget"] == pytest.approx(0.8) and d["d_retain"] == pytest.approx(0.2)
+    assert d["pf_d_forget"] == pytest.approx(1.0)
+    assert d["score"] == pytest.approx(0.8 - 0.2)
+    # a record alone cannot tell that a run is compared with it
+    assert refs.role_of(nf) == "reference variant"
+
+
+def test_a_reference_trained_apart_that_no_setup_run_is_compared_with_is_a_variant():
+    nf = _trained(record("no-filter", 0, 2.0, 1.5), **PRESET)
+    pf = _trained(record("filter", 0, 3.0, 1.6), **PRESET)
+    # the two references compare with each other, and a run trained otherwise compares with none
+    other = _trained(record("sgtm", 0, 2.8, 1.7), **PRESET | {"steps": 900})
+    joined = refs.join([nf, pf, other])
+    assert joined[nf["run_id"]].role == "reference variant"
+    assert joined[pf["run_id"]].role == "reference variant"
+    assert joined[other["run_id"]].no_filter is None
+
+
+def test_a_reference_trained_as_one_methods_own_defaults_stays_a_variant():
+    """The grid's grad-clip no-filter and filter: trained as residual-routing's defaults train
+    (its record sets nothing), compared with that method only."""
+    run = record("residual-routing", 0, 2.8, 1.7)
+    plain = record("no-filter", 0, 2.0, 1.5)["config"]["train"]
+    own = {k: v for k, v in run["config"]["train"].items() if plain[k] != v}
+    assert own, "residual-routing trains unlike no-filter by default"
+    nf = _trained(record("no-filter", 0, 2.0, 1.5), **own)
+    pf = _trained(record("filter", 0, 3.0, 1.6), **own)
+    joined = refs.join([nf, pf, run])
+    assert joined[run["run_id"]].no_filter is nf and joined[run["run_id"]].perfect_filter is pf
+    assert joined[nf["run_id"]].role == joined[pf["run_id"]].role == "reference variant"
+    # where the method ran does not make its references the setup's either
+    _trained(run, device="cuda")
+    assert refs.join([nf, pf, run])[nf["run_id"]].role == "reference variant"
+
+
+def _role_before_setups(record: dict) -> str:
+    """The rule before a setup's references trained apart were plain: any stated training setting
+    made a reference a variant."""
+    method, cfg = record.get("method"), record.get("config") or {}
+    if method not in (refs.NO_FILTER, "filter"):
+        return "method"
+    stated = record.get("non_default") or {}
+    options = refs.non_default_options(method, cfg.get("method_options"))
+    if method == "filter":
+        if float((cfg.get("labels") or {}).get("recall", 1.0)) != 1.0 or options.get("strict"):
+            return "method"
+        return "reference variant" if options or stated.get("train") else refs.PERFECT_FILTER
+    plain = not (options or stated.get("train") or stated.get("labels"))
+    return refs.NO_FILTER if plain else "reference variant"
+
+
+def test_the_committed_grids_roles_are_those_of_the_rule_before():
+    """The committed grid (CPU runs, every method at its own defaults): no role changes."""
+    import json
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "results" / "records").glob("*.json"))
+    records = [json.loads(p.read_text()) for p in paths]
+    joined = refs.join(records)
+    roles = {r["run_id"]: joined[r["run_id"]].role for r in records}
+    assert roles == {r["run_id"]: _role_before_setups(r) for r in records}
+    assert "reference variant" in roles.values() and refs.NO_FILTER in roles.values()
+
+
 @pytest.mark.parametrize(
     "d_forget, d_retain, d_adjacent, pf_forget, pf_adjacent, expected",
     [

@@ -91,8 +91,9 @@ def matching_reference(
         label_rank = 0 if labels == _labels({}) else 1 if labels == target["own_labels"] else 2
         device = train.get("device") != target["train"].get("device")
         # of the candidates a post-hoc run's shared settings admit, the plain run (trained at its
-        # method's defaults, as its record states) before a variant (e.g. a grad-clip filter)
-        variant = bool((c.get("non_default") or {}).get("train"))
+        # method's defaults, as its record states, where it ran aside) before a variant (e.g. a
+        # grad-clip filter)
+        variant = bool(trained_apart(c))
         return variant, differs, label_rank, device, str(c["run_id"])
 
     return min((c for c in records if fits(c)), key=distance, default=None)
@@ -130,6 +131,14 @@ def recorded_base(run: dict, records: Iterable[dict]) -> dict | None:
         if r.get("run_id") in (base, run_id) or (path and path == base):
             return r
     return None
+
+
+def trained_apart(record: dict) -> dict:
+    """The training settings a record states it set away from its method's defaults
+    (`non_default`, written by the runner) that can change its results: where it ran and what it
+    kept (`IGNORED_TRAIN_KEYS`) aside. A record from before `non_default` states none."""
+    stated = (record.get("non_default") or {}).get("train") or {}
+    return {k: v for k, v in stated.items() if k not in IGNORED_TRAIN_KEYS}
 
 
 def non_default_options(method: str, options: dict | None) -> dict:

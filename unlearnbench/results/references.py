@@ -16,10 +16,20 @@ THE RULE. A run's references are
   (e.g. the curriculum no-filter checkpoint-transfer starts from): shown beside, never instead.
 A post-hoc run is matched through its base (its setup is the base's, results/matching.py). Of
 several matching references, one made by the same code version is preferred; one made by another
-is used and flagged. A run of a reference method that is not the plain one (the curriculum
-no-filter, a grad-clip filter, no-filter at other labels) is a *reference variant*: a row marked
-as such, never ranked. A comparison whose reference, or the reference's result, is missing is
+is used and flagged. A comparison whose reference, or the reference's result, is missing is
 REFERENCE_NOT_MEASURED, never a number.
+
+THE ROLES. A `no-filter` run, or a `filter` run at recall 1.0 not strict, is a plain reference
+(NO_FILTER, PERFECT_FILTER) when its method options (and for no-filter its labels) are the
+defaults and its training settings are EITHER its method's defaults OR the setup's: some method
+run that set its own training away from its method's defaults (a paper preset, a `--set` every
+run shared) is compared with it, so trained the same way (a paper-scale setup's no-filter and
+perfect filter). Any other run of a reference method is a *reference variant*, a row marked as
+such, never ranked: the curriculum no-filter, no-filter at other labels, and a reference trained
+apart that only runs at their own method's defaults are compared with (the grad-clip no-filter
+and filter residual-routing, which clips by default, is matched to). Where a run ran and what it
+kept (the device, matching.IGNORED_TRAIN_KEYS) never make a variant. A weak or strict filter is
+a method (the SGTM paper's baselines).
 
 THE NUMBERS, per run (each paired by seed: a run and its references share the seed):
 - Δ{forget, adjacent, retain}: the run's final test loss minus its no-filter's; the same against
@@ -55,6 +65,7 @@ from unlearnbench.results.matching import (
     matching_reference,
     non_default_options,
     recorded_base,
+    trained_apart,
 )
 
 NO_FILTER, PERFECT_FILTER = "no-filter", "perfect-filter"
@@ -114,24 +125,30 @@ def code_version(record: dict | None) -> str | None:
     return versions.get("source") or versions.get("git")
 
 
-def role_of(record: dict) -> str:
-    """NO_FILTER / PERFECT_FILTER for the plain references; "reference variant" for a reference
-    method run any other way (an option, training setting, or for no-filter labels away from the
-    defaults: e.g. the curriculum no-filter, a grad-clip filter); "method" otherwise (a weak or a
-    strict filter is a method: the SGTM paper's baselines)."""
+def role_of(record: dict, compared: bool = False) -> str:
+    """The record's role by the module docstring's rule: NO_FILTER / PERFECT_FILTER for a plain
+    reference; "reference variant" for a reference method run any other way (an option, or for
+    no-filter labels away from the defaults: e.g. the curriculum no-filter; or training settings
+    away from its defaults that are no setup's: e.g. a grad-clip filter); "method" otherwise (a
+    weak or a strict filter is a method: the SGTM paper's baselines). Settings that cannot change
+    results (the device, matching.IGNORED_TRAIN_KEYS) never count. `compared`: a method run that
+    set its own training away from its method's defaults is compared with this record (`join`
+    tells, from all the records; a record alone cannot, and its training then counts as plain
+    only at its defaults)."""
     method = record.get("method")
     cfg = record.get("config") or {}
     if method not in (NO_FILTER, "filter"):
         return "method"
-    stated = record.get("non_default") or {}
     options = non_default_options(method, cfg.get("method_options"))
     if method == "filter":
         recall = float((cfg.get("labels") or {}).get("recall", 1.0))
         if recall != 1.0 or options.get("strict"):
             return "method"
-        return "reference variant" if options or stated.get("train") else PERFECT_FILTER
-    plain = not (options or stated.get("train") or stated.get("labels"))
-    return NO_FILTER if plain else "reference variant"
+    # no-filter ignores its labels: one at other labels is another run of the same reference
+    labels = (record.get("non_default") or {}).get("labels") if method == NO_FILTER else None
+    if options or labels or (trained_apart(record) and not compared):
+        return "reference variant"
+    return NO_FILTER if method == NO_FILTER else PERFECT_FILTER
 
 
 def join(records: list[dict]) -> dict[str, Joined]:
@@ -141,7 +158,7 @@ def join(records: list[dict]) -> dict[str, Joined]:
         by_method.setdefault(r.get("method"), []).append(r)
     out = {}
     for r in records:
-        j = Joined(r, role=role_of(r))
+        j = Joined(r, role=role_of(r))  # a reference trained apart: settled below
         for name, method in ((NO_FILTER, NO_FILTER), (PERFECT_FILTER, "filter")):
             ref = _best_version(r, by_method.get(method, []), name)
             setattr(j, name.replace("-", "_"), ref)
@@ -151,13 +168,26 @@ def join(records: list[dict]) -> dict[str, Joined]:
         if base is not None and j.no_filter is not None and base["run_id"] != j.no_filter["run_id"]:
             j.base = base
         out[r["run_id"]] = j
+    # references a method run trained away from its own method's defaults is compared with: their
+    # training (matched setting for setting) is the setup's, e.g. a paper preset's; a reference only
+    # runs at their own method's defaults are compared with (residual-routing's grad-clip filter)
+    # was trained to match that one method: a variant
+    compared = {
+        ref["run_id"]
+        for j in out.values()
+        if j.role == "method" and trained_apart(j.run)
+        for ref in (j.no_filter, j.perfect_filter)
+        if ref is not None
+    }
+    for run_id in compared:
+        out[run_id].role = role_of(out[run_id].run, compared=True)
     return out
 
 
 def _best_version(run: dict, candidates: list[dict], name: str) -> dict | None:
     """The matching reference: a plain one (for no-filter: at the default labels) before one at
     other labels, and within each, one made by the run's code version before another's."""
-    plain = [c for c in candidates if role_of(c) != "reference variant"]
+    plain = [c for c in candidates if role_of(c) != "reference variant"]  # trained plainly too
     for pool in (plain, candidates):
         same = [c for c in pool if code_version(c) == code_version(run)]
         found = matching_reference(run, same, name) or matching_reference(run, pool, name)
