@@ -15,7 +15,6 @@ from unlearnbench.models.partition import (
     joint_parameter_names,
     retain_bias_names,
     row_modes,
-    theta_forget_rows,
 )
 
 
@@ -60,7 +59,7 @@ def test_forget_rows_give_theta_retain_exactly_zero_gradient(model_and_part):
     model, part = model_and_part
     inputs, targets = inputs_and_targets(random_blocks(3), EOS)
     model.zero_grad(set_to_none=True)
-    with row_modes(model, part, ["plain"] * 3), theta_forget_rows(model, part, torch.ones(3) > 0):
+    with row_modes(model, part, ["plain"] * 3, forget_only=[True] * 3):
         lm_loss(model, inputs, targets).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     fmask = forget_masks(model, part)
@@ -164,15 +163,15 @@ def test_row_modes_run_each_row_in_its_own_mode():
         mixed = model(input_ids=x).logits
     for b, mode in enumerate(modes):  # each row's value bit for bit as in its own mode's pass
         assert torch.equal(mixed[b], alone[mode][b]), mode
-    assert torch.equal(model(input_ids=x).logits, alone["plain"])  # the hooks are gone after
+    assert torch.equal(model(input_ids=x).logits, alone["plain"])  # the plain forward after
 
 
-def test_theta_forget_rows_leave_the_forward_and_restore_the_modules():
+def test_forget_only_rows_leave_the_forward_and_restore_the_modules():
     model = tiny_gpt_neo()
     part = Partition.for_model(model, 16, 1)
     x = torch.randint(1, VOCAB, (3, 12), generator=torch.Generator().manual_seed(0))
     plain = model(input_ids=x).logits
-    with theta_forget_rows(model, part, torch.tensor([True, False, True])):
+    with row_modes(model, part, ["plain"] * 3, forget_only=[True, False, True]):
         masked = model(input_ids=x).logits
     torch.testing.assert_close(masked, plain, atol=1e-6, rtol=1e-6)  # F.linear as nn.Linear
     assert not any("forward" in vars(m) for m in model.modules()), "a patched forward was left"

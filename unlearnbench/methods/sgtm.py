@@ -7,7 +7,7 @@ Per label (the reference code, which its README describes differently; we follow
 - unlabeled: plain forward and backward.
 A step's blocks of every label run in one forward/backward (`one_pass`): each retain row with its
 forget units zeroed, each forget row through masked linear maps whose weight gradient takes it only
-on theta_forget (`models.partition.theta_forget_rows`; the forward and the gradient flowing to
+on theta_forget (`models.partition.row_modes`; the forward and the gradient flowing to
 earlier layers unchanged): the same gradient as the per-label passes, up to rounding. With
 `mask_embeddings`, forget blocks keep their own pass (their gradient on the embeddings and layer
 norms is zeroed after it).
@@ -30,7 +30,6 @@ step in which no label was allowed to update them.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -47,7 +46,6 @@ from unlearnbench.models.partition import (
     joint_parameter_names,
     retain_bias_names,
     row_modes,
-    theta_forget_rows,
 )
 from unlearnbench.training import Objective
 
@@ -122,12 +120,9 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     def mode(label: str):
         return activation_mode(model, part, "zero_forget" if label == "retain" else "plain")
 
-    @contextlib.contextmanager
     def row_mode(labels: list[str]):  # one micro-batch's rows, each as its label's pass runs it
         modes = ["zero_forget" if label == "retain" else "plain" for label in labels]
-        forget = torch.tensor([label == "forget" for label in labels])  # (B,)
-        with row_modes(model, part, modes), theta_forget_rows(model, part, forget):
-            yield model
+        return row_modes(model, part, modes, forget_only=[label == "forget" for label in labels])
 
     # forget rows share the pass unless the embeddings and layer norms are masked too (those are
     # not linear maps of the partition: their gradient is masked after a forget pass of its own)
@@ -135,8 +130,8 @@ def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
 
     def update_mask(label: str):
         # retain: theta_forget's gradient is already exactly zero through activation masking;
-        # forget in the one pass: theta_retain's through `theta_forget_rows`. The masks apply in a
-        # label's own pass, and tell the strict optimizer which elements must not move.
+        # forget in the one pass: theta_retain's through `row_modes`' forget_only rows. The masks
+        # apply in a label's own pass, and tell the strict optimizer which elements must not move.
         return masks.get(label)
 
     def finalize(m):

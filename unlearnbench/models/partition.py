@@ -1,5 +1,5 @@
-"""The forget/retain partition of a GPT-Neo, activation masking (per pass or per batch row), the
-per-row weight-gradient masking of SGTM's one-pass step, and ablation.
+"""The forget/retain partition of a GPT-Neo, activation masking per pass, the one-pass step that
+runs each batch row as its own pass would (activations and weight gradients), and ablation.
 
 In each masked block the MLP hidden units and the attention heads are split: retain first, forget
 last (SGTM reference). theta_forget is
@@ -143,126 +143,209 @@ def activation_mode(model, part: Partition, mode: str):
         yield model
 
 
-@contextlib.contextmanager
-def row_modes(model, part: Partition, modes: list[str]):
-    """`activation_mode` per batch row, in one forward: row b runs in `modes[b]`. Each row's units
-    are edited exactly as its own pass would edit them (the same products), so a step's labels can
-    share one forward/backward (gradient routing, activation masking, SGTM's retain rows)."""
-    assert all(m in MODES for m in modes), modes
-    if not part.layers or all(m == "plain" for m in modes):
-        yield model
-        return
-    made: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}  # built once per shape
-
-    def row_masks(n: int, start: int, device, dtype):
-        """(through, detached): (B, 1, n) each; a unit's value is x * (through + detached) = x,
-        or 0 where both are 0; its gradient flows through `through` only (None: no detached)."""
-        key = (n, start, device, dtype)
-        if key not in made:
-            keep, drop = _unit_masks(n, start, device, dtype)  # (n,) each
-            ones, zeros = torch.ones_like(keep), torch.zeros_like(keep)
-            table = {  # mode -> (through, detached)
-                "plain": (ones, zeros),
-                "zero_forget": (keep, zeros),
-                "zero_retain": (drop, zeros),
-                "detach_retain": (drop, keep),
-            }
-            through = torch.stack([table[m][0] for m in modes])[:, None]  # (B, 1, n)
-            detached = torch.stack([table[m][1] for m in modes])[:, None]  # (B, 1, n)
-            made[key] = (through, detached if "detach_retain" in modes else None)
-        return made[key]
-
-    def make_edit(start: int):
-        def edit(x: torch.Tensor) -> torch.Tensor:  # x: (B, T, n) with retain units first
-            through, detached = row_masks(x.shape[-1], start, x.device, x.dtype)
-            assert len(through) == len(x), f"{len(modes)} row modes for {len(x)} rows"
-            out = x * through
-            return out if detached is None else out + x.detach() * detached
-
-        return edit
-
-    with unit_hooks(model, part, make_edit):
-        yield model
+# --- one pass of mixed rows: each batch row as its own pass would run it ----------------------
+#
+# A row's pass, on one side of a partitioned linear map (its units: retain [:s], forget [s:]), as
+# (retain, forget) flags: the units whose VALUES pass the edit point (the others are zeroed), those
+# THROUGH which gradient flows back to the map's input, and those whose weights it UPDATES. The edit
+# point is c_fc's output and out_proj's input, where `activation_mode` edits a whole pass.
+_PASS = {  # activation mode -> (values, through)
+    "plain": ((True, True), (True, True)),
+    "zero_forget": ((True, False), (True, False)),
+    "zero_retain": ((False, True), (False, True)),
+    "detach_retain": ((True, True), (False, True)),
+}
 
 
-class _RowMaskedLinear(torch.autograd.Function):
-    """y = x W^T + b with the usual input gradient, and weight and bias gradients that take each
-    batch row only where it may update. `side` "in" (c_fc, q/k/v: theta_forget is rows of W):
-    `mask` (B, 1, o) masks the output gradient, in the weight's gradient g^T x and the bias's.
-    "out" (c_proj, out_proj: theta_forget is columns of W): `mask` (B, 1, i) masks the input in
-    g^T x, and `rows` (B,) the bias's gradient (the output bias is theta_retain). A masked product
-    is an exact 0, so a masked slice's gradient is the sum over the other rows alone, as in their
-    own pass."""
+def _runs(flags: list) -> list[tuple[int, int, object]]:
+    """Maximal runs of equal entries: [(first row, end row, entry)]."""
+    out: list[tuple[int, int, object]] = []
+    for b, f in enumerate(flags):
+        if out and out[-1][2] == f:
+            out[-1] = (out[-1][0], b + 1, f)
+        else:
+            out.append((b, b + 1, f))
+    return out
+
+
+def _on(flags: list[bool]) -> list[tuple[int, int, bool]]:
+    """The runs of rows whose flag is True."""
+    return [run for run in _runs(flags) if run[2]]
+
+
+@dataclass(frozen=True)
+class _RowPlan:
+    """What one partitioned linear map does with each row of a micro-batch, as runs of rows.
+    side "out": the units are the map's outputs (W's rows: c_fc, q/k/v); "in": its inputs (W's
+    columns: c_proj, out_proj). `value` and `through`: [(a, b, (retain, forget))]; `update`:
+    (retain rows, forget rows) that update each side's weights, as [(a, b, True)]; `bias`: the rows
+    that update an output bias (side "in"; on side "out" the bias follows its units)."""
+
+    side: str
+    value: list
+    through: list
+    update: tuple[list, list]
+    bias: list
 
     @staticmethod
-    def forward(ctx, x, weight, bias, side: str, mask, rows):  # x: (B, T, i), weight: (o, i)
-        ctx.save_for_backward(x, weight, mask, rows)
-        ctx.side, ctx.has_bias = side, bias is not None
-        return F.linear(x, weight, bias)  # (B, T, o)
+    def make(side: str, edit: bool, modes: list[str], forget_only: list[bool]) -> _RowPlan:
+        both = (True, True)
+        value = [_PASS[m][0] if edit else both for m in modes]
+        through = [_PASS[m][1] if edit else both for m in modes]
+        # the weights a row reaches: on side "out" through its output gradient (an edited unit
+        # passes none), on side "in" through its input values; SGTM's forget rows: forget only
+        reach = through if side == "out" else value
+        update = [(r and not fo, f) for (r, f), fo in zip(reach, forget_only, strict=True)]
+        retain, forget = ([u[k] for u in update] for k in (0, 1))
+        bias = [not fo for fo in forget_only]
+        return _RowPlan(side, _runs(value), _runs(through), (_on(retain), _on(forget)), _on(bias))
+
+    def plain(self, n: int) -> bool:
+        """True when every row runs as a plain pass would (then nn.Linear itself runs)."""
+        whole = [(0, n, (True, True))]
+        return (
+            self.value == whole
+            and self.through == whole
+            and self.update == ([(0, n, True)], [(0, n, True)])
+            and self.bias == [(0, n, True)]
+        )
+
+
+def _mm_sum(out: torch.Tensor, terms: list) -> None:
+    """out = the sum of the products a @ b over `terms` [(a, b)], in place (0 when none)."""
+    if not terms:
+        out.zero_()
+    for k, (a, b) in enumerate(terms):
+        torch.mm(a, b, out=out) if k == 0 else out.addmm_(a, b)
+
+
+class _PartitionLinear(torch.autograd.Function):
+    """y = x W^T + b for a micro-batch whose rows run in different passes (`_RowPlan`), in one
+    forward/backward without elementwise masks: a row's edited units are zeroed in place (output
+    side) or left out of its products (input side), and every gradient is a sum of matrix products
+    over the rows (and unit slices) allowed to contribute. A row left out contributes nothing, so
+    a masked slice gets exactly the other rows' sum, as in their own passes."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, plan: _RowPlan, s: int):  # x: (B, T, i), weight: (o, i)
+        ctx.save_for_backward(x, weight)
+        ctx.plan, ctx.s, ctx.has_bias = plan, s, bias is not None
+        B, T, i = x.shape
+        if plan.side == "out":  # the units are outputs: compute all, zero the edited ones
+            y = F.linear(x, weight, bias)  # (B, T, o)
+            for a, b, (r, f) in plan.value:
+                if not r:
+                    y[a:b, :, :s] = 0.0
+                if not f:
+                    y[a:b, :, s:] = 0.0
+            return y
+        if plan.value == [(0, B, (True, True))]:
+            return F.linear(x, weight, bias)
+        y = x.new_empty(B * T, weight.shape[0])  # (B T, o)
+        x2 = x.reshape(B * T, i)
+        for a, b, (r, f) in plan.value:  # each run with its edited input units zeroed
+            xs = x2[a * T : b * T]
+            if not (r and f):  # a copy of the run's rows, its edited units zeroed
+                xs = xs.clone()
+                if not r:
+                    xs[:, :s] = 0.0
+                if not f:
+                    xs[:, s:] = 0.0
+            if bias is None:
+                torch.mm(xs, weight.t(), out=y[a * T : b * T])
+            else:
+                torch.addmm(bias, xs, weight.t(), out=y[a * T : b * T])
+        return y.view(B, T, -1)
 
     @staticmethod
     def backward(ctx, g):  # g: (B, T, o)
-        x, weight, mask, rows = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
+        plan, s = ctx.plan, ctx.s
+        B, T, i = x.shape
+        o = weight.shape[0]
+        g2, x2 = g.reshape(B * T, o), x.reshape(B * T, i)
+        rows = lambda a, b: slice(a * T, b * T)  # noqa: E731  (batch rows -> rows of g2, x2)
+        units = (slice(0, s), slice(s, None))  # retain, forget
         gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = g @ weight  # (B, T, i): every row's gradient flows on to earlier layers
-        g_w = g * mask if ctx.side == "in" else g  # (B, T, o)
-        if ctx.needs_input_grad[1]:
-            x_w = x * mask if ctx.side == "out" else x  # (B, T, i)
-            gw = g_w.reshape(-1, g.shape[-1]).T @ x_w.reshape(-1, x.shape[-1])  # (o, i)
+        if ctx.needs_input_grad[0]:  # each row's gradient through the units it lets through
+            if plan.through == [(0, B, (True, True))]:
+                gx = g @ weight  # (B, T, i)
+            else:
+                gx2 = x2.new_empty(B * T, i)
+                for a, b, keep in plan.through:
+                    gr, gg = gx2[rows(a, b)], g2[rows(a, b)]
+                    if all(keep):
+                        torch.mm(gg, weight, out=gr)
+                    elif plan.side == "in":  # the units are gx's columns: the others get 0
+                        for u, on in zip(units, keep, strict=True):
+                            torch.mm(gg, weight[:, u], out=gr[:, u]) if on else gr[:, u].zero_()
+                    else:  # the units are g's columns: only theirs flows back
+                        terms = [(gg[:, u], weight[u]) for u, on in zip(units, keep, strict=True)]
+                        _mm_sum(gr, [t for t, on in zip(terms, keep, strict=True) if on])
+                gx = gx2.view(B, T, i)
+        if ctx.needs_input_grad[1]:  # each side's weights from the rows that may update them
+            gw = weight.new_empty(weight.shape)  # (o, i)
+            for u, runs in zip(units, plan.update, strict=True):
+                if plan.side == "out":  # W's rows
+                    terms = [(g2[rows(a, b), u].t(), x2[rows(a, b)]) for a, b, _ in runs]
+                    _mm_sum(gw[u], terms)
+                else:  # W's columns
+                    terms = [(g2[rows(a, b)].t(), x2[rows(a, b), u]) for a, b, _ in runs]
+                    _mm_sum(gw[:, u], terms)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            if ctx.side == "in":
-                gb = g_w.reshape(-1, g.shape[-1]).sum(0)  # (o,)
-            else:  # summed over positions first, then the allowed rows
-                gb = (g.sum(1) * rows[:, None]).sum(0)  # (o,)
-        return gx, gw, gb, None, None, None
+            gb = g2.new_zeros(o)
+            if plan.side == "out":  # the bias follows its units
+                for u, runs in zip(units, plan.update, strict=True):
+                    for a, b, _ in runs:
+                        gb[u] += g2[rows(a, b), u].sum(0)
+            else:
+                for a, b, _ in plan.bias:
+                    gb += g2[rows(a, b)].sum(0)
+        return gx, gw, gb, None, None
 
 
 @contextlib.contextmanager
-def theta_forget_rows(model, part: Partition, rows: torch.Tensor):
-    """The batch rows where `rows` (B,) is True update only theta_forget, in one forward/backward
-    with the other rows: their forward and the gradient they send to earlier layers are unchanged,
-    but the masked linear maps' weight gradients take them only on the forget slices (the forget
-    rows of c_fc and q/k/v, the forget columns of c_proj and out_proj), and the output biases
-    (theta_retain) not at all. SGTM's forget rows, as a forget pass with theta_retain's gradient
-    zeroed would give them, without the pass."""
-    if not part.layers or not bool(rows.any()):
-        yield model
-        return
+def row_modes(model, part: Partition, modes: list[str], forget_only: list[bool] | None = None):
+    """`activation_mode` per batch row, in one forward/backward: row b runs in `modes[b]`, and a row
+    with `forget_only[b]` (SGTM's forget rows) updates theta_forget only: its forward and the
+    gradient it sends to earlier layers are unchanged, but it reaches only the forget slices of the
+    masked linear maps (the forget rows of c_fc and q/k/v, the forget columns of c_proj and
+    out_proj) and not the output biases (theta_retain). Each row's values are its own pass's, and
+    its gradient the same sum up to rounding, with exactly 0 where its pass gives 0, so a step's
+    labels share one pass (gradient routing, activation masking, SGTM).
+
+    While the context is open the masked blocks' partitioned linear maps run through
+    `_PartitionLinear` (only those some row needs): no hooks and no elementwise masks."""
+    assert all(m in MODES for m in modes), modes
+    forget_only = forget_only if forget_only is not None else [False] * len(modes)
+    assert len(forget_only) == len(modes), f"{len(forget_only)} flags for {len(modes)} rows"
     r, rd = _dims(model, part)
-    linears = []  # (module, index where its forget units begin, "in": rows of W | "out": columns)
+    plans = {  # (side, edit point) -> plan; the edits are at c_fc's output and out_proj's input
+        key: _RowPlan.make(*key, modes, forget_only)
+        for key in [("out", True), ("out", False), ("in", True), ("in", False)]
+    }
+    linears = []  # (module, index where its forget units begin, plan)
     for i in part.layers:
         block, attn = model.transformer.h[i], model.transformer.h[i].attn.attention
-        linears += [(block.mlp.c_fc, r, "in"), (block.mlp.c_proj, r, "out")]
-        linears += [(getattr(attn, f"{n}_proj"), rd, "in") for n in ("q", "k", "v")]
-        linears.append((attn.out_proj, rd, "out"))
-    made: dict[tuple, torch.Tensor] = {}
+        linears += [
+            (block.mlp.c_fc, r, plans["out", True]),
+            (block.mlp.c_proj, r, plans["in", False]),
+        ]
+        linears += [(getattr(attn, f"{n}_proj"), rd, plans["out", False]) for n in ("q", "k", "v")]
+        linears.append((attn.out_proj, rd, plans["in", True]))
+    linears = [(lin, s, plan) for lin, s, plan in linears if not plan.plain(len(modes))]
 
-    def retain_of_rows(n: int, start: int, device, dtype) -> torch.Tensor:
-        """(B, 1, n): 0 at the retain units (< start) of the masked rows, 1 elsewhere."""
-        key = (n, start, device, dtype)
-        if key not in made:
-            retain = torch.arange(n, device=device) < start  # (n,)
-            hit = rows.to(device)[:, None] & retain[None, :]  # (B, n)
-            made[key] = (~hit).to(dtype)[:, None]
-        return made[key]
-
-    def masked_forward(lin: nn.Linear, start: int, side: str, x: torch.Tensor) -> torch.Tensor:
+    def masked_forward(lin: nn.Linear, s: int, plan: _RowPlan, x: torch.Tensor) -> torch.Tensor:
+        assert len(x) == len(modes), f"{len(modes)} row modes for {len(x)} rows"
         # autocast as nn.Linear has it: inputs cast to the autocast dtype, outside the function,
         # so the casts' backward returns the gradients in the parameters' own dtype
         kind = x.device.type
         dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
-        x, w = x.to(dtype), lin.weight.to(dtype)
         b = lin.bias.to(dtype) if lin.bias is not None else None
-        # "in": forget rows give the retain output units' weight rows and bias nothing; "out":
-        # they reach only the forget input columns, and the output bias (theta_retain) not at all
-        n = w.shape[0] if side == "in" else w.shape[1]
-        mask = retain_of_rows(n, start, x.device, dtype)  # (B, 1, n)
-        others = (~rows).to(x.device, dtype)  # (B,): 0 on the masked rows, for the output bias
-        return _RowMaskedLinear.apply(x, w, b, side, mask, others)
+        return _PartitionLinear.apply(x.to(dtype), lin.weight.to(dtype), b, plan, s)
 
-    for lin, start, side in linears:  # an instance attribute shadows the class's forward
-        lin.forward = functools.partial(masked_forward, lin, start, side)
+    for lin, s, plan in linears:  # an instance attribute shadows the class's forward
+        lin.forward = functools.partial(masked_forward, lin, s, plan)
     try:
         yield model
     finally:
