@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import EOS, groups, tiny_gpt_neo
+from helpers import EOS, groups, random_blocks, tiny_gpt_neo
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from unlearnbench import runner
 from unlearnbench.config import ConfigError, TrainConfig
+from unlearnbench.data.packing import BlockGroup
 from unlearnbench.methods import RunContext
 from unlearnbench.methods.filter import FilterOptions
 from unlearnbench.methods.filter import setup as filter_setup
@@ -28,8 +29,13 @@ def filter_objective(model, **options):
     return filter_setup(ctx, FilterOptions(**options))
 
 
-def run(objective):
-    """Train `objective` on DATA; returns (result, optimizer steps, forward inputs, params per step)."""
+def rows(blocks) -> set[tuple]:
+    """The blocks' input rows (their first T tokens), as the forward pass sees them."""
+    return {tuple(r.tolist()) for r in blocks[:, :-1]}
+
+
+def run(objective, data=DATA, cfg=CFG):
+    """Train `objective` on `data`; returns (result, optimizer steps, forward inputs, params per step)."""
     model = objective.model
     updates, inputs, states = [], [], []
     hook = register_optimizer_step_post_hook(lambda opt, args, kwargs: updates.append(1))
@@ -40,8 +46,8 @@ def run(objective):
     try:
         result = train(
             objective,
-            DATA,
-            CFG,
+            data,
+            cfg,
             0,
             EOS,
             progress=False,
@@ -118,3 +124,45 @@ def test_skip_forget_steps_without_single_source_is_refused_in_one_line():
     only_skipped = dataclasses.replace(obj, sampling="single_source")
     with pytest.raises(ConfigError, match="every selected block is of a skipped label"):
         BlockSampler(DATA[:1], only_skipped, seed=0)
+
+
+def test_undiscovered_forget_documents_are_trained_only_forget_labeled_steps_skipped():
+    """Recall < 1: forget documents the classifier missed are labeled unlabeled. The reference
+    trains them (trainer.py:514-515 'batch_applied_label = "default"'; only an applied "forget" is
+    skipped, :537), so the skip follows the label, never the true split."""
+    undiscovered = BlockGroup("forget", "unlabeled", False, random_blocks(4, T, 4))
+    data = DATA + [undiscovered]
+    # 16 steps of 1 block over 16 selected blocks: the urn and every pool read exactly once
+    cfg = dataclasses.replace(CFG, steps=16)
+    obj = filter_objective(tiny_gpt_neo(), sampling="single_source", skip_forget_steps=True)
+    result, updates, inputs, _ = run(obj, data, cfg)
+    skipped = [h for h in result.history if h.get("skipped")]
+
+    # only the 4 forget-labeled blocks' steps are skipped; the undiscovered ones are updates
+    assert len(skipped) == 4 and updates == 12
+    seen = {tuple(r.tolist()) for x in inputs for r in x}
+    assert rows(undiscovered.blocks) <= seen, "an undiscovered forget document was not trained on"
+    assert not seen & rows(DATA[0].blocks), "a forget-labeled block was trained on"
+    # counted as the forget split they are: the 4 undiscovered blocks' targets (one EOS each)
+    assert result.tokens_by_split["forget"] == 4 * (T - 1)
+    assert result.tokens_seen == updates * cfg.batch_size * T
+
+
+def test_an_unknown_sampling_is_refused_when_the_run_is_configured(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        runner.resolve_run_config("filter", "storyworld-lang", "tiny", 0, {"sampling": "bogus"})
+    assert str(e.value) == (
+        "filter: sampling must be one of ('mixed', 'single_source'), got 'bogus'"
+    )
+    # on the command line: one line, exit 2, no record
+    from typer.testing import CliRunner
+
+    from unlearnbench.cli import app
+
+    res = CliRunner().invoke(
+        app, ["run", "filter", "--set", "sampling=bogus", "--out", str(tmp_path)]
+    )
+    assert res.exit_code == 2, res.output
+    lines = [x for x in res.output.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "sampling must be one of" in lines[0], res.output
+    assert not (tmp_path / "records").exists()

@@ -75,7 +75,8 @@ class Objective:
     batch_plan: dict[str, float] | None = None
     # "mixed": a step's blocks are drawn from all selected blocks (or by `batch_plan`), so one step
     # can hold several labels; "single_source": each step's whole batch is of one label, drawn per
-    # step in proportion to the labels' shares of the selected blocks (the SGTM reference trainer)
+    # step in proportion to the labels' shares of the selected blocks (the SGTM reference
+    # trainer's one source per step; its shares are of examples, see `BlockSampler`)
     sampling: str = "mixed"
     # context manager for the forward pass of a label's blocks (activation masking, routing)
     mode: Callable[[str], contextlib.AbstractContextManager] = _plain_mode
@@ -96,8 +97,11 @@ class Objective:
     reduction: str = "tokens"
     # labels whose single-source steps are skipped (the SGTM reference's filter): such a step's
     # blocks are drawn, with their label's share, but not trained on: no forward, backward or
-    # update and no tokens counted, while the lr scheduler advances (and the step evaluates,
-    # snapshots and checkpoints as usual). Needs `sampling="single_source"`
+    # update, while the lr scheduler advances (and the step evaluates, snapshots and checkpoints
+    # as usual). Needs `sampling="single_source"`. Ours: a skipped step counts no tokens, so
+    # `tokens_seen` stays the tokens trained on; the reference counts every step's, skipped ones
+    # too (trainer.py:600 "tokens_processed = args.logical_batch_size * global_step *
+    # args.context_size")
     skip_labels: frozenset[str] = frozenset()
     # extra per-step hook (e.g. coefficient schedules): called with (step, total_steps)
     on_step: Callable[[int, int], None] | None = None
@@ -150,8 +154,10 @@ class BlockSampler:
     Pools: one per label of `batch_plan` or, with `sampling="single_source"`, per label present;
     else one pool of every selected block. Each pool is read in epochs, each epoch a fresh
     permutation from the sampler's seeded generator. Single-source sampling draws each step's label
-    from an urn holding one entry per selected block (the reference shuffles one entry per training
-    example and reads one per step), refilled when empty."""
+    from an urn holding one entry per selected block, refilled when empty. Ours: the SGTM reference
+    shuffles one entry per training example (a document) and reads one per step
+    (trainer.py:251-259); our documents are packed into blocks that carry no document count, so
+    a label's chance is its share of the selected blocks (tokens), not of documents."""
 
     def __init__(
         self,
@@ -441,9 +447,8 @@ def train(
                 step_loss = None
             else:
                 label_tokens = _count_tokens(batch, sampler.groups, eos_id, counts)
-                local = shard(
-                    batch, rank, world_size
-                )  # this rank's rows (all of them in one process)
+                # this rank's rows (all of them in one process)
+                local = shard(batch, rank, world_size)
 
                 # forward/backward per label, each label's gradient masked on its own before it is
                 # added to the step's gradient; the labels are those of the global batch, so every
