@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "sweeps" / "paper"
 # spec -> runs: models x seeds x method entries (x grid points), less runs listed twice
 EXPECTED_RUNS = {
-    "sgtm-tinystories.yaml": 4 * 3 * 5,  # 4 sizes, 3 seeds, 5 method entries
+    "sgtm-tinystories.yaml": 4 * 3 * 6,  # 4 sizes, 3 seeds, 6 method entries
     # no-filter and the perfect filter once, 3 methods x 10 recalls
     "sgtm-tinystories-undiscovered.yaml": 3 * (2 + 3 * 10),
     "sgtm-wikipedia.yaml": 4 * 3 * 4,  # 4 sizes, 3 seeds, no-filter / weak / strict / sgtm
@@ -92,6 +92,40 @@ def test_undiscovered_grid_overrides_the_preset_recall(tmp_path, no_data):
     assert len(no_filter) == 3 and all(r.config.labels.recall == 1.0 for r in no_filter)
 
 
+def test_the_tradeoff_filters_differ_in_recall_only_beside_the_plain_perfect_filter(
+    tmp_path, no_data
+):
+    """The reference's trade-off filters (tradeoff.sh at 0.99, mislabeling.sh at 1.0) both skip
+    forget-drawn steps; the plain perfect filter stays the reference the score is charged against."""
+    runs = plan(load_spec(PAPER / "sgtm-tinystories.yaml"), RunStore(tmp_path), False)
+    skip = {"sampling": "single_source", "skip_forget_steps": True}
+    for size in ("8M", "18M", "34M", "64M"):
+        filters = [
+            r.config
+            for r in runs
+            if r.method == "filter" and r.config.model == size and r.seed == 0
+        ]
+        got = sorted(
+            (c.labels.recall, c.method_options.get("skip_forget_steps", False)) for c in filters
+        )
+        assert got == [(0.99, True), (1.0, False), (1.0, True)], size
+        for c in filters:  # a skipping filter is single-source; the plain one has neither option
+            on = c.method_options.get("skip_forget_steps", False)
+            assert all(c.method_options.get(k) == v for k, v in skip.items()) == on
+    # at 64M the skipping perfect filter is the undiscovered-rate grid's recall-1.0 filter
+    grid = plan(load_spec(PAPER / "sgtm-tinystories-undiscovered.yaml"), RunStore(tmp_path), False)
+    ids = {r.run_id for r in grid}
+    perfect_skip = [
+        r
+        for r in runs
+        if r.method == "filter"
+        and r.config.model == "64M"
+        and r.config.labels.recall == 1.0
+        and r.config.method_options.get("skip_forget_steps")
+    ]
+    assert len(perfect_skip) == 3 and all(r.run_id in ids for r in perfect_skip)
+
+
 BASE = {
     "benchmark": "storyworld-lang",
     "model": ["8M", "18M"],
@@ -154,12 +188,12 @@ def test_gpu_hours_are_the_flops_over_the_assumed_throughput(tmp_path, no_data):
     tokens = 33120 * 128 * 512
     cal = 200 * 4 * 2 * 512 * flops / 3  # calibration: 200 forward steps, 4 blocks x 2 splits
     got = ps.estimate(runs64, None, 100.0, set())
-    assert got["64M"]["tokens"] == 15 * tokens
-    assert got["64M"]["gpu_hours"] == pytest.approx(15 * tokens * flops / 100e12 / 3600)
+    assert got["64M"]["tokens"] == 18 * tokens
+    assert got["64M"]["gpu_hours"] == pytest.approx(18 * tokens * flops / 100e12 / 3600)
     # with the suite; a run already trained (or counted by another spec) costs its suite only
     trained = {runs64[0].run_id}
     with_suite = ps.estimate(runs64, "sgtm-tinystories-paper", 100.0, trained)
-    assert with_suite["total"]["flops"] == pytest.approx(14 * tokens * flops + 15 * cal)
+    assert with_suite["total"]["flops"] == pytest.approx(17 * tokens * flops + 18 * cal)
     assert runs64[1].run_id in trained  # counted: a later spec does not train it again
 
 
