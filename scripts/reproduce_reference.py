@@ -169,7 +169,7 @@ def run_everything(
     for spec in specs(seeds, quick, how.get("fixed"), how.get("only"), how.get("models", MODELS)):
         if how.get("train_only"):
             spec = {**spec, "suite": None}
-        runs = plan(spec, store)
+        runs = plan(spec, store, device_here=launcher != "slurm")  # SLURM: the job's device
         for run in runs:  # a stale record (other code made it) counts as not recorded
             if run.recorded and digest_of(store.load(run.run_id)) != current:
                 run.recorded = False
@@ -605,7 +605,7 @@ def main() -> None:
         if not args.only_results:
             check_launcher(launcher, args.jobs, args.runs_per_job)
             params = submitit_parameters(None, args.slurm, args.jobs)
-            check_submitit(launcher, params)
+            check_submitit(launcher, params, args.dry_run)  # a dry run: off a cluster too
             if not args.quick:
                 n, stale = take_committed(records_dir, store, args.dry_run)
                 console.print(f"{n} committed record(s) made by this code copied into {args.runs}")

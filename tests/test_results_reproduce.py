@@ -342,3 +342,24 @@ def test_models_option_names_only_sizes_of_the_grid():
     assert mod.chosen_models("") == ("tiny", "small") and mod.chosen_models("small") == ("small",)
     with pytest.raises(ConfigError, match="'huge' is not a size of the grid"):
         mod.chosen_models("tiny,huge")
+
+
+def test_a_slurm_dry_run_plans_gpu_runs_without_a_gpu_here(tmp_path):
+    """SLURM jobs run on the cluster's GPUs: planning them (here, off a cluster) needs neither a
+    local CUDA device nor `srun`; a serial run here does need the device."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    cmd = [sys.executable, str(SCRIPT), "--dry-run", "--models", "small"]
+    cmd += ["--set", "train.device=cuda"]
+    cmd += ["--runs", str(tmp_path / "store"), "--results", str(tmp_path / "results")]
+    env = {**os.environ, "COLUMNS": "300"}
+    out = subprocess.run(cmd + ["--launcher", "slurm"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "storyworld-lang, model small, recall 1.0, suite robust" in out.stderr
+    if not torch.cuda.is_available():
+        here = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert here.returncode != 0 and "no CUDA device" in here.stderr
