@@ -515,6 +515,26 @@ def test_a_column_that_does_not_separate_the_perfect_filter_from_no_filter_is_ma
     assert "forget facts acc ↓ †" in md and "uninformative here: forget facts acc" in md
 
 
+def test_a_paper_setups_references_are_labelled_references_and_separate_its_columns():
+    """A setup trained every run with a preset's training (and on a GPU): its no-filter and
+    perfect filter are the plain references, named so, and the separation is theirs."""
+    preset = {"steps": 500, "batch_size": 64, "lr": 5e-4, "device": "cuda"}
+    recs = []
+    for seed, jitter in enumerate((0.0, 0.01, -0.01)):
+        for r in (record("no-filter", seed, 2.0 + jitter, 1.5),
+                  record("filter", seed, 4.0 + jitter, 1.5),
+                  record("sgtm", seed, 3.0, 1.6)):  # fmt: skip
+            r["config"]["train"] |= preset
+            r["non_default"]["train"] |= preset
+            recs.append(r)
+    rows = leaderboard_rows(recs)
+    assert {r["method"]: r["role"] for r in rows} == {
+        "no-filter": "no-filter", "filter": "perfect-filter", "sgtm": "method"}  # fmt: skip
+    assert rows[0]["separation"]["forget"]["informative"] is True
+    md = to_markdown(rows)
+    assert "no-filter (reference)" in md and "reference variant, unranked" not in md
+
+
 def test_the_relearning_outcome_names_the_budget_and_where_validity_ended():
     from unlearnbench.results.leaderboard import Cell, attack_outcome
 

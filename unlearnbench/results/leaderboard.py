@@ -705,14 +705,18 @@ def separations(rows: list[dict], cols: list[Column]) -> dict[tuple, dict[str, d
     in the direction the column calls better (a never-exposed model must look removed); with
     fewer than two seeds it cannot be told (informative None)."""
     out: dict[tuple, dict[str, dict]] = {}
-    by_bm: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    # (benchmark, model) -> setting -> role -> frame: the plain references trained alike
+    by_bm: dict[tuple, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        if r["role"] in (refs.NO_FILTER, refs.PERFECT_FILTER) and not r["family"]:
-            by_bm[(r["benchmark"], r["model"])][r["role"]] = r["_frame"]
-    for bm, frames in by_bm.items():
-        nf, pf = frames.get(refs.NO_FILTER), frames.get(refs.PERFECT_FILTER)
-        if nf is None or pf is None:
+        if r["role"] in (refs.NO_FILTER, refs.PERFECT_FILTER):
+            by_bm[(r["benchmark"], r["model"])][r["family"]][r["role"]] = r["_frame"]
+    for bm, by_family in by_bm.items():
+        # the pair with no setting of their own, else a setup's (a paper preset's training)
+        pairs = [by_family[f] for f in sorted(by_family, key=lambda f: (len(f), f))]
+        pairs = [p for p in pairs if len(p) == 2]
+        if not pairs:
             continue
+        nf, pf = pairs[0][refs.NO_FILTER], pairs[0][refs.PERFECT_FILTER]
         out[bm] = {}
         for c in cols:
             forget_side = "forget" in c.key or c.key.endswith(("steps_to_recover", "close_gap"))
