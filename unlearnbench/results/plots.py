@@ -252,7 +252,7 @@ class Group:
     method: str
     setting: str  # as the tables name it (with the recall)
     family: str  # the setting less the recall
-    role: str  # references.role_of: "method", "no-filter", "perfect-filter", "reference variant"
+    role: str  # references.join: "method", "no-filter", "perfect-filter", "reference variant"
     recall: float | None
     runs: dict[str, list[dict]] = field(default_factory=dict)  # seed -> its runs (one, as a rule)
 
