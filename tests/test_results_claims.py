@@ -143,6 +143,22 @@ def test_seeds_are_paired_and_runs_with_other_settings_are_not_the_grid():
     assert row.verdict() == "not measured (n=1)"
 
 
+def test_runs_on_a_gpu_are_the_grid():
+    """Where a run ran is not a setting of its own: a grid trained on a GPU makes its claims."""
+    recs = _no_filter()
+    recs += [record("era", s, 6.0, 0.5, recall=0.9, benchmark=LANG) for s in (0, 1)]
+    recs += [record("filter", s, 3.0 + s, 0.4, recall=0.9, benchmark=LANG) for s in (0, 1)]
+    for r in recs:
+        r["config"]["train"]["device"] = "cuda"
+        r["non_default"]["train"]["device"] = "cuda"
+    row = _row(
+        _claim(recs, "ERA vs data filtering at partial labels").rows,
+        "recall 0.9",
+        "forget loss (raw)",
+    )
+    assert row.seeds() == [0, 1]
+
+
 def test_a_missing_no_filter_is_reference_not_measured_never_a_number():
     recs = [record("sgtm", s, 5.0, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]
     recs += [record("filter", s, 3.0, 0.5, recall=0.9, benchmark=LANG) for s in range(3)]

@@ -55,6 +55,7 @@ from unlearnbench.results import references as refs
 from unlearnbench.results import stats
 from unlearnbench.results.attack import EXCLUDED, budget_outcome
 from unlearnbench.results.leaderboard import model_order
+from unlearnbench.results.matching import trained_apart
 from unlearnbench.results.references import (
     NO_VALID_ATTACK,
     REFERENCE_NOT_MEASURED,
@@ -79,8 +80,8 @@ def recall_of(record: dict) -> float:
 def grid_runs(
     records: list[dict], benchmark: str, model: str, method: str, recall: float
 ) -> dict[int, dict]:
-    """{seed: record} of `method` at its defaults (recall aside) on `benchmark` and `model` at
-    `recall` (the seeds of two model sizes are different runs: never one cell)."""
+    """{seed: record} of `method` at its defaults (recall aside; where it ran too) on `benchmark`
+    and `model` at `recall` (the seeds of two model sizes are different runs: never one cell)."""
     out = {}
     for r in records:
         nd = r.get("non_default") or {}
@@ -90,7 +91,7 @@ def grid_runs(
             and r.get("method") == method
             and recall_of(r) == recall
             and not nd.get("method_options")
-            and not nd.get("train")
+            and not trained_apart(r)  # where it ran (a GPU) is not a setting of its own
             and set(nd.get("labels") or {}) <= {"recall"}
         ):
             out[r["seed"]] = r
