@@ -265,3 +265,21 @@ def test_where_a_reference_ran_does_not_make_it_a_variant_to_the_rule():
     del clipped["non_default"]
     others = [r for r in recs if r is not plain]
     assert matching_perfect_filter(posthoc("rmu", 0, None), others + [clipped, gpu]) is gpu
+
+
+def test_the_perfect_filter_is_matched_at_any_retain_and_adjacent_label_rates():
+    """A plain filter trains every document not labeled forget alike, so the rates at which retain
+    and adjacent documents are labeled retain cannot change it; the forget labels it reads can."""
+    sgtm = record("sgtm", 0, 8.0, 2.7)
+    sgtm["config"]["labels"] |= {"retain_label_rate": 0.1, "adjacent_label_rate": 0.1}
+    plain = record("filter", 0, 9.6, 2.6)
+    assert matching_perfect_filter(sgtm, [sgtm, plain]) is plain
+    # a filter that drops other documents (adjacent ones mislabeled forget) is not it
+    sgtm["config"]["labels"]["false_positive_rate"] = 0.2
+    assert matching_perfect_filter(sgtm, [sgtm, plain]) is None
+    # and the one the runner trains for it is at the run's forget labels only
+    _, overrides = reference_overrides(sgtm, [sgtm], "perfect-filter")
+    assert {k for k in overrides if k.startswith("labels.")} == {
+        "labels.recall",
+        "labels.false_positive_rate",
+    }

@@ -226,3 +226,38 @@ def test_a_sweep_job_continues_from_its_runs_checkpoint(tmp_path, monkeypatch):
     assert run_one(run.config, run.label, store)["status"] == "done"
     assert run_one(run.config, run.label, store, force=True)["status"] == "done"
     assert seen == [(False, True), (True, False)]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_RUNS))
+def test_every_method_run_of_a_spec_has_both_references_in_it(name, tmp_path, no_data):
+    """A paper setup's tables compare each method with the setup's own no-filter and perfect
+    filter: the spec must plan runs the matching rule accepts (same training, benchmark, model,
+    seed; the perfect filter at the run's labels with recall 1.0)."""
+    from unlearnbench.registry import methods
+    from unlearnbench.results.references import join
+    from unlearnbench.runner import non_default_options
+
+    runs = plan(load_spec(PAPER / name), RunStore(tmp_path), device_here=False)
+    records = []
+    for run in runs:
+        cfg, spec = run.config, methods.get(run.config.method)
+        records.append(
+            {
+                "run_id": cfg.run_id,
+                "method": cfg.method,
+                "kind": spec.kind,
+                "benchmark": cfg.benchmark,
+                "model": cfg.model,
+                "seed": cfg.seed,
+                "config": cfg.to_dict(),
+                "non_default": non_default_options(cfg, spec),
+            }
+        )
+    missing = [
+        (j.run["method"], j.run["model"], j.run["seed"], ref)
+        for j in join(records).values()
+        if j.role == "method"
+        for ref in ("no_filter", "perfect_filter")
+        if getattr(j, ref) is None
+    ]
+    assert not missing, missing

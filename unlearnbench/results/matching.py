@@ -16,8 +16,9 @@ Otherwise only the settings a post-hoc run passes on to the base it trains must 
 (`BASE_SHARED_TRAIN_KEYS`), and of several such runs the one closest to the default training
 config wins (the one the runner would have trained).
 
-The matching perfect filter is the same rule for `filter` at recall 1.0 (R's other label rates),
-not strict.
+The matching perfect filter is the same rule for `filter` at recall 1.0 and R's false-positive
+rate, not strict, at any retain and adjacent label rates (a plain filter reads only which documents
+are labeled forget: the rest is trained alike, whatever its label).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ REFERENCE_OPTION_DEFAULTS = {
 
 # reference name -> (method, labels it changes; None: any labels, the method ignores them)
 REFERENCES = {"no-filter": ("no-filter", None), "perfect-filter": ("filter", {"recall": 1.0})}
+# the labels a plain reference reads (all: not listed): the plain filter drops what is labeled
+# forget (the forget documents found, the adjacent ones mislabeled forget) and trains the rest
+# alike, so retain and adjacent label rates cannot change its run (e.g. SGTM's Wikipedia setup
+# labels 10% of retain and adjacent documents, the reference's filters label none: wiki/run.sh)
+LABELS_READ = {"filter": ("recall", "false_positive_rate")}
 
 
 def matching_no_filter(run: dict, records: Iterable[dict], options: dict | None = None):
@@ -75,7 +81,10 @@ def matching_reference(
             c.get("method") == method
             and (c.get("benchmark"), c.get("model"), c.get("seed")) == target["run"]
             and _canon(cfg.get("benchmark_options") or {}) == target["benchmark_options"]
-            and (target["labels"] is None or _labels(cfg) == target["labels"])
+            and (
+                target["labels"] is None
+                or _read(_labels(cfg), target["labels"]) == target["labels"]
+            )
             and all(_canon(train.get(k)) == _canon(target["train"].get(k)) for k in keys)
             and non_default_options(method, cfg.get("method_options")) == wanted
         )
@@ -168,7 +177,9 @@ def _target(run: dict, records: list[dict], name: str) -> tuple[str, dict, list[
     target = {
         "run": (_get(setup, "benchmark"), _get(setup, "model"), _get(setup, "seed")),
         "benchmark_options": _canon(cfg.get("benchmark_options") or {}),
-        "labels": None if label_change is None else _labels(cfg) | label_change,
+        "labels": None
+        if label_change is None
+        else _read(_labels(cfg) | label_change, LABELS_READ.get(method)),
         "own_labels": _labels(cfg),
         "train": train,
     }
@@ -182,6 +193,11 @@ def _get(run: dict, key: str):
 def _train(cfg: dict) -> dict:
     """The training config with a field an older record lacks at its default."""
     return dataclasses.asdict(TrainConfig()) | _canon(cfg.get("train") or {})
+
+
+def _read(labels: dict, keys) -> dict:
+    """The label settings of `keys` (all when None)."""
+    return dict(labels) if keys is None else {k: labels[k] for k in keys}
 
 
 def _labels(cfg: dict) -> dict:
