@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import EOS, VOCAB, random_blocks, tiny_gpt_neo
 
 from unlearnbench.data.packing import inputs_and_targets
@@ -9,8 +10,12 @@ from unlearnbench.losses import lm_loss
 from unlearnbench.methods.sgtm import masks_for
 from unlearnbench.models.partition import (
     Partition,
+    _PartitionLinear,
+    _RowPlan,
+    _unit_masks,
     ablate,
     activation_mode,
+    edit_units,
     forget_masks,
     joint_parameter_names,
     retain_bias_names,
@@ -175,3 +180,62 @@ def test_forget_only_rows_leave_the_forward_and_restore_the_modules():
         masked = model(input_ids=x).logits
     torch.testing.assert_close(masked, plain, atol=1e-6, rtol=1e-6)  # F.linear as nn.Linear
     assert not any("forward" in vars(m) for m in model.modules()), "a patched forward was left"
+
+
+def _row_reference(x, weight, bias, side, edit, mode, forget_only, s):
+    """One row (1, T, i) as its own pass runs it, with plain autograd: the pass's activation edit
+    (`edit_units`, as `activation_mode` applies it) at c_fc's output (side "out") or out_proj's
+    input (side "in"), and the weights a forget_only row may not update detached."""
+    n = weight.shape[0] if side == "out" else weight.shape[1]
+    keep, drop = _unit_masks(n, s, x.device, x.dtype)
+
+    def edited(u):
+        return edit_units(u, mode, keep, drop) if edit else u
+
+    w_r, w_f = (weight[:s], weight[s:]) if side == "out" else (weight[:, :s], weight[:, s:])
+    if forget_only:
+        w_r = w_r.detach()
+    w = torch.cat([w_r, w_f], dim=0 if side == "out" else 1)
+    if side == "out":
+        b = torch.cat([bias[:s].detach() if forget_only else bias[:s], bias[s:]])
+        return edited(F.linear(x, w, b))
+    return F.linear(edited(x), w, bias.detach() if forget_only else bias)
+
+
+@pytest.mark.parametrize("side, edit", [("out", True), ("out", False), ("in", True), ("in", False)])
+def test_partition_linear_equals_each_rows_own_pass(side, edit):
+    """`_PartitionLinear` on rows in every mode, with and without forget_only, in non-contiguous
+    runs: each row's output as its own pass gives it (bit for bit), the gradients the sum of the
+    rows' own passes to rounding, and exactly 0 wherever that sum is exactly 0."""
+    g = torch.Generator().manual_seed(0)
+    T, i, o = 5, 12, 10
+    s = 7 if side == "out" else 5  # where the forget units begin (of o outputs or i inputs)
+    modes = ["plain", "zero_forget", "zero_retain", "detach_retain"] * 2 + ["zero_forget"]
+    forget_only = [False] * 4 + [True] * 4 + [False]
+    x = torch.randn(len(modes), T, i, generator=g, requires_grad=True)
+    weight = torch.randn(o, i, generator=g, requires_grad=True)
+    bias = torch.randn(o, generator=g, requires_grad=True)
+    upstream = torch.randn(len(modes), T, o, generator=g)  # the loss's gradient at y
+    plan = _RowPlan.make(side, edit, modes, forget_only)
+    y = _PartitionLinear.apply(x, weight, bias, plan, s)
+    rows = [
+        _row_reference(x[b : b + 1], weight, bias, side, edit, modes[b], forget_only[b], s)
+        for b in range(len(modes))
+    ]
+    assert torch.equal(y, torch.cat(rows)), "a row's output differs from its own pass"
+    zeros = 0
+    for counted in [None, *range(len(modes))]:  # every row, then each row alone
+        up = (
+            upstream
+            if counted is None
+            else upstream * (torch.arange(len(modes)) == counted)[:, None, None]
+        )
+        ours = torch.autograd.grad((y * up).sum(), (x, weight, bias), retain_graph=True)
+        ref = torch.autograd.grad(
+            (torch.cat(rows) * up).sum(), (x, weight, bias), retain_graph=True
+        )
+        for name, a, r in zip(("input", "weight", "bias"), ours, ref, strict=True):
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5, msg=f"{name}, row {counted}")
+            assert (a[r == 0] == 0).all(), f"{name}, row {counted}: not exactly 0 as in its pass"
+            zeros += int((r[r.abs().sum(-1) > 0] == 0).sum()) if counted is not None else 0
+    assert zeros > 0, "no row's pass left an exact 0 inside a slice it reaches: nothing tested"
