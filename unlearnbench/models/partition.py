@@ -264,7 +264,10 @@ class _PartitionLinear(torch.autograd.Function):
         B, T, i = x.shape
         o = weight.shape[0]
         g2, x2 = g.reshape(B * T, o), x.reshape(B * T, i)
-        rows = lambda a, b: slice(a * T, b * T)  # noqa: E731  (batch rows -> rows of g2, x2)
+
+        def rows(a: int, b: int) -> slice:  # batch rows a..b -> their rows of g2 and x2
+            return slice(a * T, b * T)
+
         units = (slice(0, s), slice(s, None))  # retain, forget
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # each row's gradient through the units it lets through
