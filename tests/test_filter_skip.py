@@ -148,6 +148,15 @@ def test_undiscovered_forget_documents_are_trained_only_forget_labeled_steps_ski
     assert result.tokens_seen == updates * cfg.batch_size * T
 
 
+@pytest.mark.parametrize("method", ["sgtm", "gradient-routing", "activation-masking"])
+def test_every_method_with_a_sampling_option_refuses_an_unknown_one_when_configured(method):
+    with pytest.raises(ConfigError) as e:
+        runner.resolve_run_config(method, "storyworld-lang", "tiny", 0, {"sampling": "bogus"})
+    assert str(e.value) == (
+        f"{method}: sampling must be one of ('mixed', 'single_source'), got 'bogus'"
+    )
+
+
 def test_an_unknown_sampling_is_refused_when_the_run_is_configured(tmp_path):
     with pytest.raises(ConfigError) as e:
         runner.resolve_run_config("filter", "storyworld-lang", "tiny", 0, {"sampling": "bogus"})

@@ -120,6 +120,12 @@ class Objective:
 SAMPLING = ("mixed", "single_source")
 
 
+def check_sampling(method: str, sampling: str) -> None:
+    """A method's `sampling` option, checked when its run is configured (one line, no run id)."""
+    if sampling not in SAMPLING:
+        raise ConfigError(f"{method}: sampling must be one of {SAMPLING}, got {sampling!r}")
+
+
 def plan_counts(
     plan: dict[str, float], batch_size: int, owner: str = "the method"
 ) -> dict[str, int]:

@@ -25,7 +25,7 @@ from typing import ClassVar
 from unlearnbench.config import ConfigError
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._trainers import SGTM_TRAINER
-from unlearnbench.training import SAMPLING, Objective
+from unlearnbench.training import Objective, check_sampling
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,7 @@ class FilterOptions:
     OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling", "skip_forget_steps")
 
     def __post_init__(self):  # refused when the run is configured, before anything runs
-        if self.sampling not in SAMPLING:
-            raise ConfigError(f"filter: sampling must be one of {SAMPLING}, got {self.sampling!r}")
+        check_sampling("filter", self.sampling)
         if self.skip_forget_steps and self.sampling != "single_source":
             raise ConfigError("filter: skip_forget_steps needs sampling: single_source")
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 from unlearnbench.methods import RunContext, register_method
 from unlearnbench.methods._trainers import SGTM_TRAINER
 from unlearnbench.methods.routing import partition_routing_objective
-from unlearnbench.training import Objective
+from unlearnbench.training import Objective, check_sampling
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,20 @@ class GradientRoutingOptions:
     # earlier runs were all "mixed" and one pass per label (the version tells them apart)
     OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling", "one_pass")
 
+    def __post_init__(self):
+        check_sampling("gradient-routing", self.sampling)
+
 
 # version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter);
-# version 3: a step's labels in one pass (the same update up to rounding)
+# version 3: a step's labels in one pass (the same update up to rounding);
+# version 4: the pass's partitioned maps as matrix products over the rows allowed (the same
+# update up to float32 summation order)
 @register_method(
     "gradient-routing",
     kind="training",
     options=GradientRoutingOptions,
     train_defaults=SGTM_TRAINER,
-    version=3,
+    version=4,
 )
 def setup(ctx: RunContext, options: GradientRoutingOptions) -> Objective:
     """Gradient routing: forget data's gradient flows only through the forget units and heads."""

@@ -47,7 +47,7 @@ from unlearnbench.models.partition import (
     retain_bias_names,
     row_modes,
 )
-from unlearnbench.training import Objective
+from unlearnbench.training import Objective, check_sampling
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,9 @@ class SGTMOptions:
     one_pass: bool = True
     OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("sampling",)  # earlier runs were all "mixed"
 
+    def __post_init__(self):
+        check_sampling("sgtm", self.sampling)
+
 
 def masks_for(model, part: Partition, mask_embeddings: bool) -> dict[str, dict[str, torch.Tensor]]:
     """Per label, the parameter elements its gradient may touch (True = may update)."""
@@ -99,9 +102,11 @@ def masks_for(model, part: Partition, mask_embeddings: bool) -> dict[str, dict[s
 
 # version 2: the SGTM trainer's defaults (no clipping, weight decay on every parameter);
 # version 3: retain and unlabeled blocks in one pass (the same update up to rounding);
-# version 4: forget blocks in that pass too (the same update up to rounding)
+# version 4: forget blocks in that pass too (the same update up to rounding);
+# version 5: the pass's partitioned maps as matrix products over the rows allowed (the same
+# update up to float32 summation order)
 @register_method(
-    "sgtm", kind="training", options=SGTMOptions, train_defaults=SGTM_TRAINER, version=4
+    "sgtm", kind="training", options=SGTMOptions, train_defaults=SGTM_TRAINER, version=5
 )
 def setup(ctx: RunContext, options: SGTMOptions) -> Objective:
     """Selective gradient masking: forget data updates only theta_forget; ablate it at the end."""
