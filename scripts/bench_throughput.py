@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import resource
 import statistics
 import time
@@ -273,8 +274,12 @@ def main() -> None:
     samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
     per_round: dict[int, list[float]] = {i: [] for i in range(len(configs))}  # burst medians
     peaks: dict[int, float] = {}
+    order = random.Random(0)  # a fixed seed: the same orders on every machine
     for r in range(args.rounds):
-        for i, (name, _, _, fn, cfg, groups, vocab) in enumerate(configs):
+        # each round in its own order: a configuration's place in the round (cache, clock, what
+        # ran before it) must not bias its ratio; pairing by round removes the drift between rounds
+        for i in order.sample(range(len(configs)), len(configs)):
+            name, _, _, fn, cfg, groups, vocab = configs[i]
             if args.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             burst = fn(name, groups, cfg, vocab, args.steps)

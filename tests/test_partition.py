@@ -239,3 +239,20 @@ def test_partition_linear_equals_each_rows_own_pass(side, edit):
             assert (a[r == 0] == 0).all(), f"{name}, row {counted}: not exactly 0 as in its pass"
             zeros += int((r[r.abs().sum(-1) > 0] == 0).sum()) if counted is not None else 0
     assert zeros > 0, "no row's pass left an exact 0 inside a slice it reaches: nothing tested"
+
+
+def test_a_bf16_gradient_over_several_row_runs_is_summed_in_float32():
+    """Under bf16 autocast the one pass sums its row runs' weight-gradient products in float32 and
+    rounds once, as the per-label passes' products are summed in the fp32 parameters' gradient (a
+    bf16 running sum rounds at every run)."""
+    from unlearnbench.models.partition import _mm_sum
+
+    g = torch.Generator().manual_seed(0)
+    terms = [
+        (torch.randn(16, 8, generator=g).bfloat16(), torch.randn(8, 16, generator=g).bfloat16())
+        for _ in range(8)
+    ]
+    out = torch.empty(16, 16, dtype=torch.bfloat16)
+    _mm_sum(out, terms)
+    expected = sum(torch.mm(a, b).float() for a, b in terms).bfloat16()
+    assert torch.equal(out, expected)

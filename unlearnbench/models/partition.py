@@ -212,11 +212,16 @@ class _RowPlan:
 
 
 def _mm_sum(out: torch.Tensor, terms: list) -> None:
-    """out = the sum of the products a @ b over `terms` [(a, b)], in place (0 when none)."""
+    """out = the sum of the products a @ b over `terms` [(a, b)], in place (0 when none). Below
+    float32 (bf16 autocast) the products are summed in float32 and rounded once, as the per-label
+    passes' gradients are (each pass's product rounded, their sum taken in the fp32 parameters')."""
     if not terms:
         out.zero_()
-    for k, (a, b) in enumerate(terms):
-        torch.mm(a, b, out=out) if k == 0 else out.addmm_(a, b)
+    elif len(terms) == 1 or out.dtype in (torch.float32, torch.float64):
+        for k, (a, b) in enumerate(terms):
+            torch.mm(a, b, out=out) if k == 0 else out.addmm_(a, b)
+    else:
+        out.copy_(sum(torch.mm(a, b).float() for a, b in terms))
 
 
 class _PartitionLinear(torch.autograd.Function):
@@ -296,7 +301,7 @@ class _PartitionLinear(torch.autograd.Function):
                     terms = [(g2[rows(a, b)].t(), x2[rows(a, b), u]) for a, b, _ in runs]
                     _mm_sum(gw[:, u], terms)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g2.new_zeros(o)
+            gb = g2.new_zeros(o, dtype=torch.promote_types(g2.dtype, torch.float32))  # `_mm_sum`
             if plan.side == "out":  # the bias follows its units
                 for u, runs in zip(units, plan.update, strict=True):
                     for a, b, _ in runs:
@@ -304,6 +309,7 @@ class _PartitionLinear(torch.autograd.Function):
             else:
                 for a, b, _ in plan.bias:
                     gb += g2[rows(a, b)].sum(0)
+            gb = gb.to(g2.dtype)
         return gx, gw, gb, None, None
 
 
