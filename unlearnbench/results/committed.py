@@ -19,7 +19,23 @@ from unlearnbench.results.store import RunStore, _with_paths, write_text_atomic
 
 
 def _without_paths(record: dict) -> dict:
-    return _with_paths(record, lambda _path: None)
+    """The record without the paths of the machine it ran on: its model's, its snapshots', and any
+    other `path` in what it measured (the history's snapshots, the checkpoint a method chose)."""
+    out = _with_paths(record, lambda _path: None)
+    for key in ("history", "metrics"):
+        if key in out:
+            out[key] = _blank_paths(out[key])
+    return out
+
+
+def _blank_paths(o):
+    if isinstance(o, dict):
+        return {
+            k: None if k == "path" and isinstance(v, str) else _blank_paths(v) for k, v in o.items()
+        }
+    if isinstance(o, list):
+        return [_blank_paths(v) for v in o]
+    return o
 
 
 def export_records(store: RunStore, directory: Path, keep: Callable[[dict], bool]) -> int:
