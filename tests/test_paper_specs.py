@@ -235,24 +235,10 @@ def test_every_method_run_of_a_spec_has_both_references_in_it(name, tmp_path, no
     seed; the perfect filter at the run's labels with recall 1.0)."""
     from unlearnbench.registry import methods
     from unlearnbench.results.references import join
-    from unlearnbench.runner import non_default_options
+    from unlearnbench.runner import record_identity
 
     runs = plan(load_spec(PAPER / name), RunStore(tmp_path), device_here=False)
-    records = []
-    for run in runs:
-        cfg, spec = run.config, methods.get(run.config.method)
-        records.append(
-            {
-                "run_id": cfg.run_id,
-                "method": cfg.method,
-                "kind": spec.kind,
-                "benchmark": cfg.benchmark,
-                "model": cfg.model,
-                "seed": cfg.seed,
-                "config": cfg.to_dict(),
-                "non_default": non_default_options(cfg, spec),
-            }
-        )
+    records = [record_identity(r.config, methods.get(r.config.method)) for r in runs]
     missing = [
         (j.run["method"], j.run["model"], j.run["seed"], ref)
         for j in join(records).values()

@@ -327,6 +327,21 @@ def _field_defaults(cls) -> dict:
     }
 
 
+def record_identity(cfg: RunConfig, spec: MethodSpec) -> dict:
+    """The fields of a run's record that say which run it is (what tables and matching read)."""
+    return {
+        "run_id": cfg.run_id,
+        "config_hash": cfg.config_hash,
+        "method": cfg.method,
+        "kind": spec.kind,
+        "benchmark": cfg.benchmark,
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "non_default": non_default_options(cfg, spec),  # what tables call the run's setting
+    }
+
+
 def non_default_options(cfg: RunConfig, spec: MethodSpec) -> dict:
     """What the run sets away from the defaults of its method options, labels and training (the
     method's own training defaults included), as its record keeps it: tables label a run from its
@@ -456,15 +471,7 @@ def execute(
     resumed_in = next((p["name"] for p in phases if p["trained"]), None)
     resumed = any(not p["trained"] or p["resumed_from"] for p in phases)
     record = {
-        "run_id": cfg.run_id,
-        "config_hash": cfg.config_hash,
-        "method": cfg.method,
-        "kind": spec.kind,
-        "benchmark": cfg.benchmark,
-        "model": cfg.model,
-        "seed": cfg.seed,
-        "config": cfg.to_dict(),
-        "non_default": non_default_options(cfg, spec),  # what tables call the run's setting
+        **record_identity(cfg, spec),
         "metrics": {
             **metrics.pop("final"),
             **metrics,
