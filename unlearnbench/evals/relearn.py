@@ -370,8 +370,8 @@ def broke_tolerance(points: list[tuple[int, float, dict]], budget: int, toleranc
     stopped early, or a retain loss rose more than `tolerance` above step 0's."""
     if points[-1][0] < budget:
         return True  # stopped where the retain loss broke (`stop_broken`)
-    retain = [p[2]["retain"]["loss"] for p in points if "retain" in p[2]]
-    return bool(retain) and max(retain) > retain[0] + tolerance
+    retain = {step: m["retain"]["loss"] for step, _, m in points if "retain" in m}
+    return retain_broke_at({"it": {"retain": retain}}, tolerance)["it"] is not None
 
 
 def attack_rows(ctx: EvalContext, model, o: RelearnOptions) -> list[dict]:
